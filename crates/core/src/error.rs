@@ -1,0 +1,59 @@
+//! The core's one error type. The server maps each variant once to an HTTP status and a stable
+//! machine-readable code; internal causes are logged, never echoed to clients.
+
+use crate::ports::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// A field failed parsing; `field` names it for the client.
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    /// The named kind of object does not exist (or belongs to another tenant: same answer).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A uniqueness or state conflict, with a stable code.
+    #[error("{message}")]
+    Conflict {
+        code: &'static str,
+        message: String,
+    },
+    #[error("missing or invalid API key")]
+    Unauthenticated,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// The store is overloaded or restarting; the client may retry.
+    #[error("temporarily unavailable, retry shortly")]
+    Unavailable,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl CoreError {
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<StoreError> for CoreError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Busy => CoreError::Unavailable,
+            StoreError::Conflict(what) => {
+                CoreError::conflict(what, format!("{} already exists", what.trim_end_matches("_exists")))
+            }
+            StoreError::Backend(msg) => CoreError::Internal(msg),
+        }
+    }
+}
+
+impl From<twofold_crypto::CryptoError> for CoreError {
+    fn from(e: twofold_crypto::CryptoError) -> Self {
+        CoreError::Internal(format!("crypto: {e}"))
+    }
+}

@@ -1,0 +1,17 @@
+//! The Twofold domain: tenants, users, API keys, TOTP factors, verification with replay
+//! protection and attempt limits, and the audit trail.
+//!
+//! Pure logic over ports ([`ports::Store`], [`ports::Clock`]); no HTTP, no SQL. Time is always
+//! injected, so expiry, backoff and step edges are tested without sleeping (SECURITY.md INV-12).
+
+pub mod cache;
+pub mod error;
+pub mod model;
+pub mod ports;
+pub mod service;
+pub mod throttle;
+pub mod totp;
+pub mod types;
+
+pub use error::CoreError;
+pub use service::{Actor, Twofold, TwofoldConfig};

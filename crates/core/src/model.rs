@@ -1,0 +1,137 @@
+//! Records as the store keeps them. Times are Unix milliseconds (i64: good past 2038).
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Tenant {
+    pub id: i64,
+    pub slug: String,
+    pub name: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub id: i64,
+    pub tenant_id: i64,
+    pub external_id: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub profile: Option<String>,
+    pub is_admin: bool,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub tenant_id: i64,
+    pub external_id: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub profile: Option<String>,
+    pub is_admin: bool,
+    pub created_at: i64,
+}
+
+/// An API key as stored: only its public id and the keyed hash of its secret part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub key_id: String,
+    /// `None` for operator-wide keys.
+    pub tenant_id: Option<i64>,
+    pub label: String,
+    pub secret_hash: Vec<u8>,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FactorStatus {
+    /// Enrolled but not yet proved with a code; never accepted by verify.
+    Pending,
+    Active,
+}
+
+impl FactorStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FactorStatus::Pending => "pending",
+            FactorStatus::Active => "active",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Self::Pending),
+            "active" => Some(Self::Active),
+            _ => None,
+        }
+    }
+}
+
+/// A TOTP factor row. The seed is only ever held sealed here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Factor {
+    pub id: String,
+    pub tenant_id: i64,
+    pub user_id: i64,
+    pub kind: String,
+    pub status: FactorStatus,
+    pub sealed_secret: Vec<u8>,
+    pub algorithm: String,
+    pub digits: u8,
+    pub period: u32,
+    /// Highest TOTP step ever accepted; the replay guard (INV-01).
+    pub last_step: i64,
+    /// Learned clock drift of the user's device, in steps.
+    pub drift: i32,
+    /// Bumped whenever something a cached copy relies on changes (status, drift, secret).
+    pub version: i64,
+    pub failures: i32,
+    pub blocked_until: Option<i64>,
+    pub locked_at: Option<i64>,
+    pub created_at: i64,
+    pub confirmed_at: Option<i64>,
+}
+
+impl Factor {
+    /// The associated data binding a sealed seed to its owner row.
+    pub fn seal_owner(tenant_id: i64, user_id: i64, factor_id: &str) -> String {
+        format!("totp:{tenant_id}:{user_id}:{factor_id}")
+    }
+}
+
+/// An audit row as written. `action` and `outcome` are short stable strings so that the
+/// verification rows, which dominate the table at full speed, stay compact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditRecord {
+    pub tenant_id: Option<i64>,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub user_id: Option<i64>,
+    pub factor_id: Option<String>,
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub ip: Option<String>,
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEvent {
+    pub id: i64,
+    #[serde(flatten)]
+    pub record: AuditRecord,
+    /// The user's external id, joined for readability.
+    pub user_external_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub tenant_id: Option<i64>,
+    pub user_id: Option<i64>,
+    pub action: Option<String>,
+    /// Return events with id below this (newest first).
+    pub before_id: Option<i64>,
+    pub limit: u32,
+}

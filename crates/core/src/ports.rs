@@ -1,0 +1,155 @@
+//! The ports the domain needs from the outside world. Every implementation must pass the
+//! conformance suite in `twofold-store`.
+
+use crate::model::*;
+use async_trait::async_trait;
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// A uniqueness constraint; the payload is a stable code such as `user_exists`.
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// The database is overloaded or restarting; retrying later may succeed.
+    #[error("store busy")]
+    Busy,
+    #[error("store: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Wall-clock time, injected so tests control it.
+pub trait Clock: Send + Sync + 'static {
+    fn now_ms(&self) -> i64;
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    }
+}
+
+/// A settable clock for tests.
+#[derive(Debug, Default)]
+pub struct ManualClock(std::sync::atomic::AtomicI64);
+
+impl ManualClock {
+    pub fn new(ms: i64) -> Self {
+        Self(std::sync::atomic::AtomicI64::new(ms))
+    }
+    pub fn set_ms(&self, ms: i64) {
+        self.0.store(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+    pub fn advance_ms(&self, ms: i64) {
+        self.0.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// One code attempt against a user's factors, carried out atomically by the store.
+///
+/// If `matched` is set, the store consumes that step with one conditional update
+/// (INV-01: `… WHERE last_step < step AND version = expected AND status = expected AND not
+/// locked AND not blocked`). If no row changes, or nothing matched, every factor in
+/// `factor_ids` that is not already blocked or locked gets one failure, computed by
+/// [`crate::throttle::after_failure`]. Either way one audit row is written in the same
+/// transaction, with the real reason.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub factor_ids: Vec<String>,
+    pub matched: Option<StepMatch>,
+    pub now: i64,
+    pub audit: AuditRecord,
+}
+
+#[derive(Debug, Clone)]
+pub struct StepMatch {
+    pub factor_id: String,
+    pub expected_version: i64,
+    pub expected_status: FactorStatus,
+    pub step: i64,
+    /// Drift to store on success (learned at confirmation / resync).
+    pub new_drift: i32,
+    /// Version to store on success: bumped when status or drift change, so other nodes'
+    /// cached copies are detected as stale.
+    pub new_version: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Accepted { factor_id: String },
+    /// The matched factor changed under a cached copy; reload and try again.
+    Stale,
+    Rejected { reason: RejectReason },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    WrongCode,
+    Replayed,
+    Throttled,
+    Locked,
+}
+
+impl RejectReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RejectReason::WrongCode => "wrong_code",
+            RejectReason::Replayed => "replayed",
+            RejectReason::Throttled => "throttled",
+            RejectReason::Locked => "locked",
+        }
+    }
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn create_tenant(
+        &self,
+        slug: &str,
+        name: &str,
+        now: i64,
+        audit: AuditRecord,
+    ) -> StoreResult<Tenant>;
+    async fn tenant_by_slug(&self, slug: &str) -> StoreResult<Option<Tenant>>;
+
+    async fn insert_api_key(&self, key: ApiKey, audit: AuditRecord) -> StoreResult<()>;
+    async fn api_key(&self, key_id: &str) -> StoreResult<Option<ApiKey>>;
+    async fn list_api_keys(&self, tenant_id: Option<i64>) -> StoreResult<Vec<ApiKey>>;
+    /// Returns false when there is no such unrevoked key.
+    async fn revoke_api_key(&self, key_id: &str, now: i64, audit: AuditRecord)
+        -> StoreResult<bool>;
+
+    async fn create_user(&self, user: NewUser, audit: AuditRecord) -> StoreResult<User>;
+    async fn user(&self, tenant_id: i64, external_id: &str) -> StoreResult<Option<User>>;
+    /// Users ordered by id, after the cursor `after_id`.
+    async fn list_users(
+        &self,
+        tenant_id: i64,
+        after_id: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<User>>;
+
+    async fn insert_factor(&self, factor: Factor, audit: AuditRecord) -> StoreResult<()>;
+    async fn factors_of(&self, user_id: i64) -> StoreResult<Vec<Factor>>;
+    async fn delete_factor(&self, factor_id: &str, audit: AuditRecord) -> StoreResult<bool>;
+    async fn attempt(&self, attempt: Attempt) -> StoreResult<AttemptOutcome>;
+    /// Clears failures, backoff and lock. Returns false when the factor does not exist.
+    async fn unlock_factor(&self, factor_id: &str, audit: AuditRecord) -> StoreResult<bool>;
+
+    async fn append_audit(&self, audit: AuditRecord) -> StoreResult<()>;
+    async fn list_audit(&self, query: AuditQuery) -> StoreResult<Vec<AuditEvent>>;
+    /// Deletes audit rows older than `before`; returns how many.
+    async fn prune_audit(&self, before: i64) -> StoreResult<u64>;
+}

@@ -1,0 +1,937 @@
+//! The application service: every use case the API and CLI offer, with access checks and
+//! audit records. Handlers call one method each and map the result.
+
+use crate::cache::TtlCache;
+use crate::error::CoreError;
+use crate::model::*;
+use crate::ports::*;
+use crate::totp;
+use crate::types::*;
+use base64::Engine;
+use std::sync::Arc;
+use twofold_crypto::{Hasher, Keyring};
+use twofold_otp::{base32, qr, uri::KeyUri, uri::OtpKind, Algorithm, OtpParams};
+use zeroize::Zeroizing;
+
+/// Who is acting. Everything an API key does is audited as done by that key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// An operator-wide API key: may manage every tenant.
+    Operator { key_id: String },
+    /// A tenant-scoped API key: sees only its own tenant (others answer 404).
+    Tenant { key_id: String, tenant_id: i64 },
+    /// The local CLI, which holds the data directory and so has operator rights.
+    Cli,
+    /// Background jobs.
+    System,
+}
+
+impl Actor {
+    pub fn name(&self) -> String {
+        match self {
+            Actor::Operator { key_id } | Actor::Tenant { key_id, .. } => format!("apikey:{key_id}"),
+            Actor::Cli => "cli".into(),
+            Actor::System => "system".into(),
+        }
+    }
+
+    fn is_operator(&self) -> bool {
+        !matches!(self, Actor::Tenant { .. })
+    }
+
+    fn sees_tenant(&self, tenant_id: i64) -> bool {
+        match self {
+            Actor::Tenant { tenant_id: t, .. } => *t == tenant_id,
+            _ => true,
+        }
+    }
+}
+
+/// Request context recorded in audit rows.
+#[derive(Debug, Clone, Default)]
+pub struct RequestMeta {
+    pub ip: Option<String>,
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TwofoldConfig {
+    /// Audit rows older than this are pruned by the background job.
+    pub audit_retention_days: u32,
+    /// How long cached factors, tenants and API keys are trusted before re-reading.
+    pub cache_ttl_ms: i64,
+    pub cache_max_entries: usize,
+}
+
+impl Default for TwofoldConfig {
+    fn default() -> Self {
+        Self {
+            audit_retention_days: 90,
+            cache_ttl_ms: 30_000,
+            cache_max_entries: 500_000,
+        }
+    }
+}
+
+/// An API key as handed out once; only its hash is kept.
+#[derive(Debug, Clone)]
+pub struct IssuedApiKey {
+    pub key_id: String,
+    pub tenant: Option<String>,
+    pub label: String,
+    /// The full bearer token. Shown once, never stored.
+    pub token: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct EnrollOptions {
+    pub algorithm: Algorithm,
+    pub digits: u8,
+    pub period: u32,
+    /// Shown by authenticator apps; defaults to the tenant's name.
+    pub issuer: Option<String>,
+    /// Defaults to the user's email, else their external id.
+    pub account_name: Option<String>,
+}
+
+impl Default for EnrollOptions {
+    fn default() -> Self {
+        Self {
+            algorithm: Algorithm::Sha1,
+            digits: 6,
+            period: 30,
+            issuer: None,
+            account_name: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Enrollment {
+    pub factor: FactorView,
+    pub secret: String,
+    pub otpauth_uri: String,
+    pub qr_svg: String,
+}
+
+/// What clients may see of a factor: never the seed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FactorView {
+    pub id: String,
+    pub kind: String,
+    pub status: FactorStatus,
+    pub algorithm: String,
+    pub digits: u8,
+    pub period: u32,
+    pub drift_steps: i32,
+    pub locked: bool,
+    pub created_at: i64,
+    pub confirmed_at: Option<i64>,
+}
+
+impl From<&Factor> for FactorView {
+    fn from(f: &Factor) -> Self {
+        Self {
+            id: f.id.clone(),
+            kind: f.kind.clone(),
+            status: f.status,
+            algorithm: f.algorithm.clone(),
+            digits: f.digits,
+            period: f.period,
+            drift_steps: f.drift,
+            locked: f.locked_at.is_some(),
+            created_at: f.created_at,
+            confirmed_at: f.confirmed_at,
+        }
+    }
+}
+
+pub struct NewUserInput {
+    pub external_id: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub profile: Option<String>,
+    pub is_admin: bool,
+}
+
+/// A factor ready for the hot path: seed unsealed once, wiped on drop.
+struct CachedFactor {
+    id: String,
+    status: FactorStatus,
+    version: i64,
+    drift: i32,
+    params: OtpParams,
+    secret: Zeroizing<Vec<u8>>,
+}
+
+struct CachedUser {
+    user_id: i64,
+    factors: Vec<CachedFactor>,
+}
+
+pub const MAX_FACTORS_PER_USER: usize = 10;
+const API_KEY_PREFIX: &str = "tfk";
+
+pub struct Twofold {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    keyring: Keyring,
+    hasher: Hasher,
+    config: TwofoldConfig,
+    tenants: TtlCache<String, Tenant>,
+    users: TtlCache<(i64, String), CachedUser>,
+    api_keys: TtlCache<String, ApiKey>,
+}
+
+fn cursor_encode(id: i64) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.to_string())
+}
+
+fn cursor_decode(s: &str) -> Result<i64, CoreError> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.parse::<i64>().ok())
+        .ok_or(CoreError::Invalid {
+            field: "cursor",
+            message: "is not a cursor this server issued".into(),
+        })
+}
+
+impl Twofold {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        keyring: Keyring,
+        hasher: Hasher,
+        config: TwofoldConfig,
+    ) -> Self {
+        let ttl = config.cache_ttl_ms;
+        let max = config.cache_max_entries;
+        Self {
+            store,
+            clock,
+            keyring,
+            hasher,
+            tenants: TtlCache::new(ttl, 100_000),
+            users: TtlCache::new(ttl, max),
+            api_keys: TtlCache::new(ttl.min(10_000), 100_000),
+            config,
+        }
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn audit(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        action: &str,
+        tenant_id: Option<i64>,
+    ) -> AuditRecord {
+        AuditRecord {
+            tenant_id,
+            at: self.now(),
+            actor: actor.name(),
+            action: action.to_string(),
+            user_id: None,
+            factor_id: None,
+            outcome: "ok".into(),
+            reason: None,
+            ip: meta.ip.clone(),
+            request_id: meta.request_id.clone(),
+        }
+    }
+
+    // ---------------------------------------------------------------- API keys
+
+    fn mint_api_key(&self, tenant_id: Option<i64>, label: &str) -> (ApiKey, String) {
+        let key_id = base32::encode(&twofold_crypto::random_bytes(8)).to_ascii_lowercase();
+        let secret = twofold_crypto::random_token(32);
+        let token = format!("{API_KEY_PREFIX}_{key_id}_{secret}");
+        let record = ApiKey {
+            key_id,
+            tenant_id,
+            label: label.to_string(),
+            secret_hash: self.hasher.hash("apikey", secret.as_bytes()).0.to_vec(),
+            created_at: self.now(),
+            revoked_at: None,
+        };
+        (record, token)
+    }
+
+    /// Resolves a bearer token to an actor. Unknown, malformed and revoked keys all answer the
+    /// same, and the hash is computed either way so timing does not tell them apart.
+    pub async fn authenticate(&self, token: &str) -> Result<Actor, CoreError> {
+        let mut parts = token.splitn(3, '_');
+        let (prefix, key_id, secret) = (parts.next(), parts.next(), parts.next());
+        let secret = secret.unwrap_or("");
+        let presented = self.hasher.hash("apikey", secret.as_bytes());
+        let (Some(API_KEY_PREFIX), Some(key_id)) = (prefix, key_id) else {
+            return Err(CoreError::Unauthenticated);
+        };
+        if key_id.len() > 32 {
+            return Err(CoreError::Unauthenticated);
+        }
+        let now = self.now();
+        let key = match self.api_keys.get(&key_id.to_string(), now) {
+            Some(k) => k,
+            None => {
+                let Some(k) = self.store.api_key(key_id).await? else {
+                    return Err(CoreError::Unauthenticated);
+                };
+                let k = Arc::new(k);
+                self.api_keys.insert(key_id.to_string(), k.clone(), now);
+                k
+            }
+        };
+        if !presented.ct_eq(&key.secret_hash) || key.revoked_at.is_some() {
+            return Err(CoreError::Unauthenticated);
+        }
+        Ok(match key.tenant_id {
+            None => Actor::Operator {
+                key_id: key.key_id.clone(),
+            },
+            Some(tenant_id) => Actor::Tenant {
+                key_id: key.key_id.clone(),
+                tenant_id,
+            },
+        })
+    }
+
+    /// Creates an API key for a tenant (`Some(slug)`) or, for operators only, an operator key.
+    pub async fn create_api_key(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        tenant: Option<&str>,
+        label: &str,
+    ) -> Result<IssuedApiKey, CoreError> {
+        let label = DisplayName::parse("label", label)?;
+        let tenant = match tenant {
+            Some(slug) => Some(self.tenant_for(actor, slug).await?),
+            None if actor.is_operator() => None,
+            None => return Err(CoreError::Forbidden("only operators may create operator keys")),
+        };
+        let tenant_id = tenant.as_ref().map(|t| t.id);
+        let (record, token) = self.mint_api_key(tenant_id, label.as_str());
+        let key_id = record.key_id.clone();
+        self.store
+            .insert_api_key(record, self.audit(actor, meta, "apikey.create", tenant_id))
+            .await?;
+        Ok(IssuedApiKey {
+            key_id,
+            tenant: tenant.map(|t| t.slug.clone()),
+            label: label.into_inner(),
+            token,
+        })
+    }
+
+    pub async fn list_api_keys(
+        &self,
+        actor: &Actor,
+        tenant: Option<&str>,
+    ) -> Result<Vec<ApiKey>, CoreError> {
+        let tenant_id = match tenant {
+            Some(slug) => Some(self.tenant_for(actor, slug).await?.id),
+            None if actor.is_operator() => None,
+            None => return Err(CoreError::Forbidden("only operators may list operator keys")),
+        };
+        Ok(self.store.list_api_keys(tenant_id).await?)
+    }
+
+    pub async fn revoke_api_key(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        key_id: &str,
+    ) -> Result<(), CoreError> {
+        let key = self
+            .store
+            .api_key(key_id)
+            .await?
+            .filter(|k| match k.tenant_id {
+                Some(t) => actor.sees_tenant(t),
+                None => actor.is_operator(),
+            })
+            .ok_or(CoreError::NotFound("api_key"))?;
+        let audit = self.audit(actor, meta, "apikey.revoke", key.tenant_id);
+        if !self.store.revoke_api_key(key_id, self.now(), audit).await? {
+            return Err(CoreError::NotFound("api_key"));
+        }
+        self.api_keys.remove(&key_id.to_string());
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- tenants
+
+    /// Creates a tenant and its first tenant-scoped API key (operators only).
+    pub async fn create_tenant(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        name: &str,
+    ) -> Result<(Tenant, IssuedApiKey), CoreError> {
+        if !actor.is_operator() {
+            return Err(CoreError::Forbidden("only operators may create tenants"));
+        }
+        let slug = TenantSlug::parse(slug)?;
+        let name = DisplayName::parse("name", name)?;
+        let tenant = self
+            .store
+            .create_tenant(
+                slug.as_str(),
+                name.as_str(),
+                self.now(),
+                self.audit(actor, meta, "tenant.create", None),
+            )
+            .await?;
+        let key = self
+            .create_api_key(actor, meta, Some(slug.as_str()), "default")
+            .await?;
+        Ok((tenant, key))
+    }
+
+    /// The tenant, if this actor may see it; otherwise the same 404 as a missing one.
+    pub async fn tenant_for(&self, actor: &Actor, slug: &str) -> Result<Arc<Tenant>, CoreError> {
+        let not_found = CoreError::NotFound("tenant");
+        if TenantSlug::parse(slug).is_err() {
+            return Err(not_found);
+        }
+        let now = self.now();
+        let tenant = match self.tenants.get(&slug.to_string(), now) {
+            Some(t) => t,
+            None => {
+                let t = Arc::new(self.store.tenant_by_slug(slug).await?.ok_or(not_found)?);
+                self.tenants.insert(slug.to_string(), t.clone(), now);
+                t
+            }
+        };
+        if !actor.sees_tenant(tenant.id) {
+            return Err(CoreError::NotFound("tenant"));
+        }
+        Ok(tenant)
+    }
+
+    // ---------------------------------------------------------------- users
+
+    pub async fn create_user(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        input: NewUserInput,
+    ) -> Result<User, CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
+        let external_id = ExternalId::parse(&input.external_id)?;
+        let email = input
+            .email
+            .as_deref()
+            .map(EmailAddress::parse)
+            .transpose()?;
+        let phone = input.phone.as_deref().map(E164Phone::parse).transpose()?;
+        let profile = input.profile.as_deref().map(Profile::parse).transpose()?;
+        let new = NewUser {
+            tenant_id: tenant.id,
+            external_id: external_id.into_inner(),
+            email: email.map(EmailAddress::into_inner),
+            phone: phone.map(E164Phone::into_inner),
+            profile: profile.map(Profile::into_inner),
+            is_admin: input.is_admin,
+            created_at: self.now(),
+        };
+        let audit = self.audit(actor, meta, "user.create", Some(tenant.id));
+        Ok(self.store.create_user(new, audit).await?)
+    }
+
+    async fn user_in(&self, tenant: &Tenant, external_id: &str) -> Result<User, CoreError> {
+        if ExternalId::parse(external_id).is_err() {
+            return Err(CoreError::NotFound("user"));
+        }
+        self.store
+            .user(tenant.id, external_id)
+            .await?
+            .ok_or(CoreError::NotFound("user"))
+    }
+
+    pub async fn user(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        external_id: &str,
+    ) -> Result<User, CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
+        self.user_in(&tenant, external_id).await
+    }
+
+    pub async fn list_users(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<(Vec<User>, Option<String>), CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
+        let after = cursor.map(cursor_decode).transpose()?;
+        let limit = limit.unwrap_or(50).clamp(1, 500);
+        let users = self.store.list_users(tenant.id, after, limit).await?;
+        let next = if users.len() as u32 == limit {
+            users.last().map(|u| cursor_encode(u.id))
+        } else {
+            None
+        };
+        Ok((users, next))
+    }
+
+    // ---------------------------------------------------------------- factors
+
+    fn unseal(&self, f: &Factor) -> Result<Zeroizing<Vec<u8>>, CoreError> {
+        let owner = Factor::seal_owner(f.tenant_id, f.user_id, &f.id);
+        Ok(Zeroizing::new(self.keyring.unseal(&f.sealed_secret, &owner)?))
+    }
+
+    fn params_of(f: &Factor) -> Result<OtpParams, CoreError> {
+        let alg = Algorithm::parse(&f.algorithm)
+            .ok_or_else(|| CoreError::Internal(format!("factor {} has bad algorithm", f.id)))?;
+        OtpParams::new(alg, f.digits, f.period)
+            .map_err(|e| CoreError::Internal(format!("factor {}: {e}", f.id)))
+    }
+
+    /// The user's factors for the hot path, from cache or store.
+    async fn cached_user(
+        &self,
+        tenant: &Tenant,
+        external_id: &str,
+        reload: bool,
+    ) -> Result<Arc<CachedUser>, CoreError> {
+        let key = (tenant.id, external_id.to_string());
+        let now = self.now();
+        if !reload {
+            if let Some(u) = self.users.get(&key, now) {
+                return Ok(u);
+            }
+        }
+        let user = self.user_in(tenant, external_id).await?;
+        let factors = self.store.factors_of(user.id).await?;
+        let mut cached = Vec::with_capacity(factors.len());
+        for f in &factors {
+            cached.push(CachedFactor {
+                id: f.id.clone(),
+                status: f.status,
+                version: f.version,
+                drift: f.drift,
+                params: Self::params_of(f)?,
+                secret: self.unseal(f)?,
+            });
+        }
+        let entry = Arc::new(CachedUser {
+            user_id: user.id,
+            factors: cached,
+        });
+        self.users.insert(key, entry.clone(), now);
+        Ok(entry)
+    }
+
+    fn forget_user(&self, tenant_id: i64, external_id: &str) {
+        self.users.remove(&(tenant_id, external_id.to_string()));
+    }
+
+    pub async fn enroll_totp(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        external_id: &str,
+        opts: EnrollOptions,
+    ) -> Result<Enrollment, CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
+        let user = self.user_in(&tenant, external_id).await?;
+        let params = OtpParams::new(opts.algorithm, opts.digits, opts.period).map_err(|e| {
+            CoreError::Invalid {
+                field: "digits/period",
+                message: e.to_string(),
+            }
+        })?;
+        if !(15..=300).contains(&opts.period) {
+            return Err(CoreError::Invalid {
+                field: "period",
+                message: "must be between 15 and 300 seconds".into(),
+            });
+        }
+        let existing = self.store.factors_of(user.id).await?;
+        if existing.len() >= MAX_FACTORS_PER_USER {
+            return Err(CoreError::conflict(
+                "too_many_factors",
+                format!("a user may have at most {MAX_FACTORS_PER_USER} factors; delete one first"),
+            ));
+        }
+        // Authenticator apps split the label on ':', so neither part may contain one.
+        let issuer = opts
+            .issuer
+            .map(|i| DisplayName::parse("issuer", &i))
+            .transpose()?
+            .map(DisplayName::into_inner)
+            .unwrap_or_else(|| tenant.name.clone())
+            .replace(':', " ");
+        let account = opts
+            .account_name
+            .map(|a| DisplayName::parse("account_name", &a))
+            .transpose()?
+            .map(DisplayName::into_inner)
+            .or_else(|| user.email.clone())
+            .unwrap_or_else(|| user.external_id.clone())
+            .replace(':', " ");
+        let secret = Zeroizing::new(twofold_crypto::random_bytes(
+            twofold_otp::recommended_secret_len(opts.algorithm),
+        ));
+        let key_uri = KeyUri {
+            kind: OtpKind::Totp {
+                period: params.period,
+            },
+            issuer: Some(issuer),
+            account,
+            secret: secret.to_vec(),
+            algorithm: params.algorithm,
+            digits: params.digits,
+        };
+        let otpauth_uri = key_uri.to_uri().map_err(|e| CoreError::Invalid {
+            field: "issuer/account_name",
+            message: e.to_string(),
+        })?;
+        let qr_svg = qr::svg(&otpauth_uri).map_err(|e| CoreError::Internal(e.to_string()))?;
+        let id = FactorId::generate().into_inner();
+        let owner = Factor::seal_owner(tenant.id, user.id, &id);
+        let now = self.now();
+        let factor = Factor {
+            id: id.clone(),
+            tenant_id: tenant.id,
+            user_id: user.id,
+            kind: "totp".into(),
+            status: FactorStatus::Pending,
+            sealed_secret: self.keyring.seal(&secret, &owner)?,
+            algorithm: params.algorithm.as_str().into(),
+            digits: params.digits,
+            period: params.period,
+            last_step: -1,
+            drift: 0,
+            version: 1,
+            failures: 0,
+            blocked_until: None,
+            locked_at: None,
+            created_at: now,
+            confirmed_at: None,
+        };
+        let view = FactorView::from(&factor);
+        let mut audit = self.audit(actor, meta, "factor.enrol", Some(tenant.id));
+        audit.user_id = Some(user.id);
+        audit.factor_id = Some(id);
+        self.store.insert_factor(factor, audit).await?;
+        self.forget_user(tenant.id, external_id);
+        Ok(Enrollment {
+            factor: view,
+            secret: base32::encode(&secret),
+            otpauth_uri,
+            qr_svg,
+        })
+    }
+
+    pub async fn list_factors(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        external_id: &str,
+    ) -> Result<Vec<FactorView>, CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
+        let user = self.user_in(&tenant, external_id).await?;
+        let factors = self.store.factors_of(user.id).await?;
+        Ok(factors.iter().map(FactorView::from).collect())
+    }
+
+    async fn factor_of(&self, user: &User, factor_id: &str) -> Result<Factor, CoreError> {
+        let id = FactorId::parse(factor_id)?;
+        self.store
+            .factors_of(user.id)
+            .await?
+            .into_iter()
+            .find(|f| f.id == id.as_str())
+            .ok_or(CoreError::NotFound("factor"))
+    }
+
+    pub async fn delete_factor(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        external_id: &str,
+        factor_id: &str,
+    ) -> Result<(), CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
+        let user = self.user_in(&tenant, external_id).await?;
+        let factor = self.factor_of(&user, factor_id).await?;
+        let mut audit = self.audit(actor, meta, "factor.delete", Some(tenant.id));
+        audit.user_id = Some(user.id);
+        audit.factor_id = Some(factor.id.clone());
+        let deleted = self.store.delete_factor(&factor.id, audit).await?;
+        self.forget_user(tenant.id, external_id);
+        if !deleted {
+            return Err(CoreError::NotFound("factor"));
+        }
+        Ok(())
+    }
+
+    pub async fn unlock_factor(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        external_id: &str,
+        factor_id: &str,
+    ) -> Result<FactorView, CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
+        let user = self.user_in(&tenant, external_id).await?;
+        let factor = self.factor_of(&user, factor_id).await?;
+        let mut audit = self.audit(actor, meta, "factor.unlock", Some(tenant.id));
+        audit.user_id = Some(user.id);
+        audit.factor_id = Some(factor.id.clone());
+        if !self.store.unlock_factor(&factor.id, audit).await? {
+            return Err(CoreError::NotFound("factor"));
+        }
+        let factor = self.factor_of(&user, factor_id).await?;
+        Ok(FactorView::from(&factor))
+    }
+
+    /// Runs one code attempt through the store's atomic consume (INV-01), reloading once if a
+    /// cached factor turned out stale. `pick` chooses the candidate factors and computes the
+    /// match for each; every candidate is evaluated, with no early exit.
+    async fn attempt_with<F>(
+        &self,
+        tenant: &Tenant,
+        external_id: &str,
+        mut audit: AuditRecord,
+        mut pick: F,
+    ) -> Result<bool, CoreError>
+    where
+        F: FnMut(&CachedUser, i64) -> Result<(Vec<String>, Option<StepMatch>), CoreError>,
+    {
+        for reload in [false, true] {
+            let user = self.cached_user(tenant, external_id, reload).await?;
+            let now = self.now();
+            let (factor_ids, matched) = pick(&user, now)?;
+            audit.user_id = Some(user.user_id);
+            audit.factor_id = matched
+                .as_ref()
+                .map(|m| m.factor_id.clone())
+                .or_else(|| factor_ids.first().cloned());
+            audit.at = now;
+            let outcome = self
+                .store
+                .attempt(Attempt {
+                    factor_ids,
+                    matched,
+                    now,
+                    audit: audit.clone(),
+                })
+                .await?;
+            match outcome {
+                AttemptOutcome::Accepted { .. } => {
+                    return Ok(true);
+                }
+                AttemptOutcome::Rejected { .. } => return Ok(false),
+                AttemptOutcome::Stale => self.forget_user(tenant.id, external_id),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Verifies a code against the user's active TOTP factors (or one named factor).
+    /// Wrong, replayed, throttled and locked all answer `false`; the audit row has the reason.
+    pub async fn verify(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        external_id: &str,
+        code: &str,
+        factor_id: Option<&str>,
+    ) -> Result<bool, CoreError> {
+        let code = OtpCode::parse(code)?;
+        let factor_id = factor_id.map(FactorId::parse).transpose()?;
+        let tenant = self.tenant_for(actor, slug).await?;
+        let audit = self.audit(actor, meta, "totp.verify", Some(tenant.id));
+        self.attempt_with(&tenant, external_id, audit, |user, now| {
+            let active: Vec<&CachedFactor> = user
+                .factors
+                .iter()
+                .filter(|f| f.status == FactorStatus::Active)
+                .filter(|f| factor_id.as_ref().is_none_or(|id| id.as_str() == f.id))
+                .collect();
+            if active.is_empty() {
+                return Err(match factor_id {
+                    Some(_) => CoreError::NotFound("factor"),
+                    None => CoreError::conflict(
+                        "no_active_factor",
+                        "the user has no confirmed TOTP factor; enrol and confirm one first",
+                    ),
+                });
+            }
+            let mut matched = None;
+            for f in &active {
+                if let Some(step) = totp::verify_use(&f.secret, code.as_str(), &f.params, f.drift, now) {
+                    matched = Some(StepMatch {
+                        factor_id: f.id.clone(),
+                        expected_version: f.version,
+                        expected_status: FactorStatus::Active,
+                        step,
+                        new_drift: f.drift,
+                        new_version: f.version,
+                    });
+                }
+            }
+            Ok((active.iter().map(|f| f.id.clone()).collect(), matched))
+        })
+        .await
+    }
+
+    /// Confirms a pending factor with its first code; a wrong code leaves it pending (and
+    /// counts against its attempt limit). The drift that explains the code is learned.
+    pub async fn confirm_factor(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        external_id: &str,
+        factor_id: &str,
+        code: &str,
+    ) -> Result<bool, CoreError> {
+        let code = OtpCode::parse(code)?;
+        let factor_id = FactorId::parse(factor_id)?;
+        let tenant = self.tenant_for(actor, slug).await?;
+        let audit = self.audit(actor, meta, "factor.confirm", Some(tenant.id));
+        let ok = self
+            .attempt_with(&tenant, external_id, audit, |user, now| {
+                let f = user
+                    .factors
+                    .iter()
+                    .find(|f| f.id == factor_id.as_str())
+                    .ok_or(CoreError::NotFound("factor"))?;
+                if f.status == FactorStatus::Active {
+                    return Err(CoreError::conflict(
+                        "factor_already_active",
+                        "this factor is already confirmed",
+                    ));
+                }
+                let matched = totp::verify_confirmation(&f.secret, code.as_str(), &f.params, now)
+                    .map(|(step, drift)| StepMatch {
+                        factor_id: f.id.clone(),
+                        expected_version: f.version,
+                        expected_status: FactorStatus::Pending,
+                        step,
+                        new_drift: drift,
+                        new_version: f.version + 1,
+                    });
+                Ok((vec![f.id.clone()], matched))
+            })
+            .await?;
+        self.forget_user(tenant.id, external_id);
+        Ok(ok)
+    }
+
+    /// Re-learns a large clock drift (up to ±10 steps) from two consecutive codes.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn resync_factor(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        external_id: &str,
+        factor_id: &str,
+        first: &str,
+        second: &str,
+    ) -> Result<bool, CoreError> {
+        let first = OtpCode::parse(first)?;
+        let second = OtpCode::parse(second)?;
+        let factor_id = FactorId::parse(factor_id)?;
+        let tenant = self.tenant_for(actor, slug).await?;
+        let audit = self.audit(actor, meta, "totp.resync", Some(tenant.id));
+        let ok = self
+            .attempt_with(&tenant, external_id, audit, |user, now| {
+                let f = user
+                    .factors
+                    .iter()
+                    .find(|f| f.id == factor_id.as_str() && f.status == FactorStatus::Active)
+                    .ok_or(CoreError::NotFound("factor"))?;
+                let matched =
+                    totp::resync(&f.secret, first.as_str(), second.as_str(), &f.params, now).map(
+                        |(step, drift)| StepMatch {
+                            factor_id: f.id.clone(),
+                            expected_version: f.version,
+                            expected_status: FactorStatus::Active,
+                            step,
+                            new_drift: drift,
+                            new_version: f.version + i64::from(drift != f.drift),
+                        },
+                    );
+                Ok((vec![f.id.clone()], matched))
+            })
+            .await?;
+        self.forget_user(tenant.id, external_id);
+        Ok(ok)
+    }
+
+    // ---------------------------------------------------------------- audit
+
+    pub async fn list_audit(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        user: Option<&str>,
+        action: Option<&str>,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<(Vec<AuditEvent>, Option<String>), CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
+        let user_id = match user {
+            Some(ext) => Some(self.user_in(&tenant, ext).await?.id),
+            None => None,
+        };
+        if let Some(a) = action {
+            if a.is_empty() || a.len() > 64 {
+                return Err(CoreError::Invalid {
+                    field: "action",
+                    message: "must be 1 to 64 characters".into(),
+                });
+            }
+        }
+        let limit = limit.unwrap_or(50).clamp(1, 500);
+        let events = self
+            .store
+            .list_audit(AuditQuery {
+                tenant_id: Some(tenant.id),
+                user_id,
+                action: action.map(str::to_string),
+                before_id: cursor.map(cursor_decode).transpose()?,
+                limit,
+            })
+            .await?;
+        let next = if events.len() as u32 == limit {
+            events.last().map(|e| cursor_encode(e.id))
+        } else {
+            None
+        };
+        Ok((events, next))
+    }
+
+    /// Deletes audit rows past the retention period; run by a background job.
+    pub async fn prune_audit(&self) -> Result<u64, CoreError> {
+        let cutoff = self.now() - i64::from(self.config.audit_retention_days) * 86_400_000;
+        Ok(self.store.prune_audit(cutoff).await?)
+    }
+}

@@ -1,0 +1,361 @@
+//! Cryptography at rest for Twofold.
+//!
+//! Two separate keys, never mixed (SECURITY.md, "Keyed hashes"):
+//! - the **sealing keyring** (AES-256-GCM) encrypts secrets that must be read back: TOTP seeds,
+//!   later vault secrets. Sealed blobs carry a format version and the id of the key that sealed
+//!   them, so the active key can rotate while old blobs stay readable.
+//! - the **hashing key** (HMAC-SHA-256) turns codes, recovery codes, API keys and tokens into
+//!   lookup hashes. A plain hash of a six-digit code is reversed instantly; a keyed hash is not.
+//!   It has its own id and is not rotated with the sealing keys, so stored hashes stay valid.
+//!
+//! Everything here is pure computation; reading key files is the caller's business.
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::fmt;
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// Format version of sealed blobs; bump when the layout changes.
+const SEAL_VERSION: u8 = 1;
+const KEY_ID_LEN: usize = 8;
+const NONCE_LEN: usize = 12;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CryptoError {
+    #[error("a key must be 32 bytes (64 hex characters), got {0} characters")]
+    BadKeyLength(usize),
+    #[error("a key must be hexadecimal")]
+    BadKeyHex,
+    #[error("sealed blob is malformed")]
+    Malformed,
+    #[error("sealed blob has unsupported version {0}")]
+    UnsupportedVersion(u8),
+    #[error("no key with id {0} in the keyring")]
+    UnknownKey(String),
+    #[error("sealed blob failed authentication (tampered, wrong key or wrong owner)")]
+    Unauthentic,
+}
+
+/// 32 bytes of key material, wiped from memory on drop and never printed.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct KeyMaterial([u8; 32]);
+
+impl KeyMaterial {
+    pub fn generate() -> Self {
+        let mut k = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut k);
+        Self(k)
+    }
+
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// Parses 64 hex characters (surrounding whitespace ignored), the format of key files and
+    /// of the `TWOFOLD_MASTER_KEY` / `TWOFOLD_HASHING_KEY` variables.
+    pub fn from_hex(s: &str) -> Result<Self, CryptoError> {
+        let s = s.trim();
+        if s.len() != 64 {
+            return Err(CryptoError::BadKeyLength(s.len()));
+        }
+        let mut out = [0u8; 32];
+        for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
+            let hi = hex_val(chunk[0]).ok_or(CryptoError::BadKeyHex)?;
+            let lo = hex_val(chunk[1]).ok_or(CryptoError::BadKeyHex)?;
+            out[i] = (hi << 4) | lo;
+        }
+        Ok(Self(out))
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex(&self.0)
+    }
+
+    /// A short public identifier derived from the key, so blobs and hashes can name their key
+    /// without revealing it.
+    pub fn id(&self) -> String {
+        let digest = Sha256::new()
+            .chain_update(b"twofold-key-id-v1")
+            .chain_update(self.0)
+            .finalize();
+        hex(&digest[..KEY_ID_LEN / 2])
+    }
+}
+
+impl fmt::Debug for KeyMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyMaterial(id={}, redacted)", self.id())
+    }
+}
+
+fn hex_val(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 0xf) as usize] as char);
+    }
+    s
+}
+
+/// The sealing keys known to this process: one active key seals, any known key unseals.
+#[derive(Clone)]
+pub struct Keyring {
+    active: String,
+    keys: HashMap<String, Aes256Gcm>,
+}
+
+impl fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut ids: Vec<_> = self.keys.keys().collect();
+        ids.sort();
+        f.debug_struct("Keyring")
+            .field("active", &self.active)
+            .field("keys", &ids)
+            .finish()
+    }
+}
+
+impl Keyring {
+    pub fn new(active: KeyMaterial) -> Self {
+        let id = active.id();
+        let mut keys = HashMap::new();
+        keys.insert(id.clone(), Aes256Gcm::new((&active.0).into()));
+        Self { active: id, keys }
+    }
+
+    /// Adds a key that can unseal but does not seal (a retired or not-yet-active key).
+    pub fn add(&mut self, key: KeyMaterial) {
+        self.keys
+            .insert(key.id(), Aes256Gcm::new((&key.0).into()));
+    }
+
+    pub fn active_id(&self) -> &str {
+        &self.active
+    }
+
+    /// Seals `plaintext`; `owner` is bound in as associated data (e.g. `totp:tenant:user:factor`),
+    /// so a blob copied onto another row fails to unseal instead of lending its secret.
+    pub fn seal(&self, plaintext: &[u8], owner: &str) -> Result<Vec<u8>, CryptoError> {
+        let cipher = self
+            .keys
+            .get(&self.active)
+            .ok_or_else(|| CryptoError::UnknownKey(self.active.clone()))?;
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let header = header(&self.active, &nonce);
+        let aad = aad(&header, owner);
+        let ct = cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| CryptoError::Malformed)?;
+        let mut out = header;
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    pub fn unseal(&self, blob: &[u8], owner: &str) -> Result<Vec<u8>, CryptoError> {
+        let header_len = 1 + KEY_ID_LEN + NONCE_LEN;
+        if blob.len() < header_len + 16 {
+            return Err(CryptoError::Malformed);
+        }
+        if blob[0] != SEAL_VERSION {
+            return Err(CryptoError::UnsupportedVersion(blob[0]));
+        }
+        let key_id =
+            std::str::from_utf8(&blob[1..1 + KEY_ID_LEN]).map_err(|_| CryptoError::Malformed)?;
+        let cipher = self
+            .keys
+            .get(key_id)
+            .ok_or_else(|| CryptoError::UnknownKey(key_id.to_string()))?;
+        let nonce = &blob[1 + KEY_ID_LEN..header_len];
+        let aad = aad(&blob[..header_len], owner);
+        cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: &blob[header_len..],
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| CryptoError::Unauthentic)
+    }
+
+    /// The key id a blob was sealed under, for rotation bookkeeping.
+    pub fn key_id_of(blob: &[u8]) -> Option<&str> {
+        blob.get(1..1 + KEY_ID_LEN)
+            .and_then(|b| std::str::from_utf8(b).ok())
+    }
+}
+
+fn header(key_id: &str, nonce: &[u8; NONCE_LEN]) -> Vec<u8> {
+    let mut h = Vec::with_capacity(1 + KEY_ID_LEN + NONCE_LEN);
+    h.push(SEAL_VERSION);
+    h.extend_from_slice(key_id.as_bytes());
+    h.extend_from_slice(nonce);
+    h
+}
+
+fn aad(header: &[u8], owner: &str) -> Vec<u8> {
+    let mut a = header.to_vec();
+    a.extend_from_slice(owner.as_bytes());
+    a
+}
+
+/// Keyed hashing of codes and tokens (HMAC-SHA-256 under the dedicated hashing key).
+#[derive(Clone)]
+pub struct Hasher {
+    id: String,
+    key: KeyMaterial,
+}
+
+impl fmt::Debug for Hasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Hasher(id={})", self.id)
+    }
+}
+
+/// A keyed hash; compared only in constant time.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyedHash(pub [u8; 32]);
+
+impl KeyedHash {
+    pub fn ct_eq(&self, other: &[u8]) -> bool {
+        other.len() == 32 && bool::from(self.0.ct_eq(other))
+    }
+}
+
+impl fmt::Debug for KeyedHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyedHash(..)")
+    }
+}
+
+impl Hasher {
+    pub fn new(key: KeyMaterial) -> Self {
+        Self { id: key.id(), key }
+    }
+
+    pub fn key_id(&self) -> &str {
+        &self.id
+    }
+
+    /// `purpose` separates domains (an API-key hash can never equal a code hash).
+    pub fn hash(&self, purpose: &str, value: &[u8]) -> KeyedHash {
+        // HMAC accepts keys of any length, so this cannot fail; fall back defensively anyway.
+        let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(&self.key.0) {
+            Ok(m) => m,
+            Err(_) => return KeyedHash([0u8; 32]),
+        };
+        mac.update(purpose.as_bytes());
+        mac.update(&[0]);
+        mac.update(value);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(&mac.finalize().into_bytes());
+        KeyedHash(out)
+    }
+}
+
+/// Fills `n` bytes from the operating system's CSPRNG.
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    rand::rngs::OsRng.fill_bytes(&mut v);
+    v
+}
+
+/// A random token for bearer use: URL-safe base64 without padding.
+pub fn random_token(bytes: usize) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes(bytes))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_round_trip_and_owner_binding() {
+        let ring = Keyring::new(KeyMaterial::generate());
+        let blob = ring.seal(b"seed-bytes", "totp:1:2:f").unwrap();
+        assert_eq!(ring.unseal(&blob, "totp:1:2:f").unwrap(), b"seed-bytes");
+        assert_eq!(
+            ring.unseal(&blob, "totp:1:3:f"),
+            Err(CryptoError::Unauthentic)
+        );
+        assert!(!blob.windows(10).any(|w| w == b"seed-bytes"));
+    }
+
+    #[test]
+    fn tampered_blob_is_rejected() {
+        let ring = Keyring::new(KeyMaterial::generate());
+        let mut blob = ring.seal(b"secret", "o").unwrap();
+        let last = blob.len() - 1;
+        blob[last] ^= 1;
+        assert_eq!(ring.unseal(&blob, "o"), Err(CryptoError::Unauthentic));
+        blob[0] = 9;
+        assert_eq!(ring.unseal(&blob, "o"), Err(CryptoError::UnsupportedVersion(9)));
+        assert_eq!(ring.unseal(&blob[..5], "o"), Err(CryptoError::Malformed));
+    }
+
+    #[test]
+    fn old_keys_still_unseal_after_rotation() {
+        let old = KeyMaterial::generate();
+        let new = KeyMaterial::generate();
+        let ring_old = Keyring::new(old.clone());
+        let blob = ring_old.seal(b"x", "o").unwrap();
+        let mut ring_new = Keyring::new(new);
+        assert!(matches!(
+            ring_new.unseal(&blob, "o"),
+            Err(CryptoError::UnknownKey(_))
+        ));
+        ring_new.add(old.clone());
+        assert_eq!(ring_new.unseal(&blob, "o").unwrap(), b"x");
+        assert_eq!(Keyring::key_id_of(&blob), Some(old.id().as_str()));
+    }
+
+    #[test]
+    fn hex_round_trip_and_errors() {
+        let k = KeyMaterial::generate();
+        assert_eq!(KeyMaterial::from_hex(&k.to_hex()).unwrap().id(), k.id());
+        assert_eq!(
+            KeyMaterial::from_hex("abc").unwrap_err(),
+            CryptoError::BadKeyLength(3)
+        );
+        assert_eq!(
+            KeyMaterial::from_hex(&"zz".repeat(32)).unwrap_err(),
+            CryptoError::BadKeyHex
+        );
+        assert!(!format!("{k:?}").contains(&k.to_hex()));
+    }
+
+    #[test]
+    fn keyed_hash_separates_purposes_and_keys() {
+        let h = Hasher::new(KeyMaterial::generate());
+        let a = h.hash("code", b"123456");
+        assert!(a.ct_eq(&h.hash("code", b"123456").0));
+        assert!(!a.ct_eq(&h.hash("apikey", b"123456").0));
+        let h2 = Hasher::new(KeyMaterial::generate());
+        assert!(!a.ct_eq(&h2.hash("code", b"123456").0));
+        assert!(!a.ct_eq(&[0u8; 5]));
+    }
+}

@@ -1,0 +1,442 @@
+//! The conformance suite every [`Store`] must pass. Each check takes a fresh, empty, migrated
+//! store; backends wire them up with [`conformance_tests!`](crate::conformance_tests).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use twofold_core::model::*;
+use twofold_core::ports::*;
+use twofold_core::throttle::{BACKOFF_AFTER, LOCK_AFTER, MAX_BACKOFF_MS};
+
+pub type DynStore = Arc<dyn Store>;
+
+fn audit(action: &str, tenant_id: Option<i64>, at: i64) -> AuditRecord {
+    AuditRecord {
+        tenant_id,
+        at,
+        actor: "test".into(),
+        action: action.into(),
+        user_id: None,
+        factor_id: None,
+        outcome: "ok".into(),
+        reason: None,
+        ip: Some("192.0.2.1".into()),
+        request_id: None,
+    }
+}
+
+async fn tenant(s: &DynStore, slug: &str) -> Tenant {
+    s.create_tenant(slug, "Acme Inc", 1, audit("tenant.create", None, 1))
+        .await
+        .unwrap()
+}
+
+async fn user(s: &DynStore, t: &Tenant, ext: &str) -> User {
+    s.create_user(
+        NewUser {
+            tenant_id: t.id,
+            external_id: ext.into(),
+            email: Some(format!("{ext}@example.com")),
+            phone: None,
+            profile: None,
+            is_admin: false,
+            created_at: 2,
+        },
+        audit("user.create", Some(t.id), 2),
+    )
+    .await
+    .unwrap()
+}
+
+fn factor(t: &Tenant, u: &User, id: &str, status: FactorStatus) -> Factor {
+    Factor {
+        id: id.into(),
+        tenant_id: t.id,
+        user_id: u.id,
+        kind: "totp".into(),
+        status,
+        sealed_secret: vec![1, 2, 3],
+        algorithm: "SHA1".into(),
+        digits: 6,
+        period: 30,
+        last_step: -1,
+        drift: 0,
+        version: 1,
+        failures: 0,
+        blocked_until: None,
+        locked_at: None,
+        created_at: 3,
+        confirmed_at: None,
+    }
+}
+
+/// A tenant, a user and one active factor `fac_a`.
+async fn setup(s: &DynStore) -> (Tenant, User) {
+    let t = tenant(s, "acme").await;
+    let u = user(s, &t, "alice").await;
+    s.insert_factor(
+        factor(&t, &u, "fac_a", FactorStatus::Active),
+        audit("factor.enrol", Some(t.id), 3),
+    )
+    .await
+    .unwrap();
+    (t, u)
+}
+
+fn attempt(now: i64, step: Option<i64>, version: i64) -> Attempt {
+    Attempt {
+        factor_ids: vec!["fac_a".into()],
+        matched: step.map(|step| StepMatch {
+            factor_id: "fac_a".into(),
+            expected_version: version,
+            expected_status: FactorStatus::Active,
+            step,
+            new_drift: 0,
+            new_version: version,
+        }),
+        now,
+        audit: audit("totp.verify", None, now),
+    }
+}
+
+async fn the_factor(s: &DynStore, u: &User) -> Factor {
+    s.factors_of(u.id).await.unwrap().remove(0)
+}
+
+fn rejected(r: RejectReason) -> AttemptOutcome {
+    AttemptOutcome::Rejected { reason: r }
+}
+
+fn accepted() -> AttemptOutcome {
+    AttemptOutcome::Accepted {
+        factor_id: "fac_a".into(),
+    }
+}
+
+pub async fn tenants_are_unique_and_audited(s: DynStore) {
+    let t = tenant(&s, "acme").await;
+    assert_eq!(s.tenant_by_slug("acme").await.unwrap(), Some(t.clone()));
+    assert_eq!(s.tenant_by_slug("nope").await.unwrap(), None);
+    let dup = s
+        .create_tenant("acme", "Other", 5, audit("tenant.create", None, 5))
+        .await;
+    assert_eq!(dup, Err(StoreError::Conflict("tenant_exists")));
+    let events = s
+        .list_audit(AuditQuery {
+            tenant_id: Some(t.id),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1, "the failed duplicate leaves no audit row");
+    assert_eq!(events[0].record.action, "tenant.create");
+}
+
+pub async fn users_are_unique_per_tenant_and_paginate(s: DynStore) {
+    let a = tenant(&s, "acme").await;
+    let b = tenant(&s, "beta").await;
+    let alice = user(&s, &a, "alice").await;
+    user(&s, &b, "alice").await; // same external id, other tenant: fine
+    let dup = s
+        .create_user(
+            NewUser {
+                tenant_id: a.id,
+                external_id: "alice".into(),
+                email: None,
+                phone: None,
+                profile: None,
+                is_admin: false,
+                created_at: 9,
+            },
+            audit("user.create", Some(a.id), 9),
+        )
+        .await;
+    assert_eq!(dup, Err(StoreError::Conflict("user_exists")));
+    assert_eq!(s.user(a.id, "alice").await.unwrap(), Some(alice.clone()));
+    assert_eq!(s.user(a.id, "bob").await.unwrap(), None);
+    for i in 0..5 {
+        user(&s, &a, &format!("u{i}")).await;
+    }
+    let page1 = s.list_users(a.id, None, 4).await.unwrap();
+    let page2 = s.list_users(a.id, Some(page1[3].id), 4).await.unwrap();
+    assert_eq!(page1.len(), 4);
+    assert_eq!(page2.len(), 2);
+    assert_eq!(page1[0], alice);
+    assert!(page1.iter().chain(&page2).all(|u| u.tenant_id == a.id));
+}
+
+pub async fn api_keys_store_hashes_and_revoke_once(s: DynStore) {
+    let t = tenant(&s, "acme").await;
+    let key = ApiKey {
+        key_id: "k1".into(),
+        tenant_id: Some(t.id),
+        label: "ci".into(),
+        secret_hash: vec![7; 32],
+        created_at: 4,
+        revoked_at: None,
+    };
+    s.insert_api_key(key.clone(), audit("apikey.create", Some(t.id), 4))
+        .await
+        .unwrap();
+    let op = ApiKey {
+        key_id: "k0".into(),
+        tenant_id: None,
+        ..key.clone()
+    };
+    s.insert_api_key(op.clone(), audit("apikey.create", None, 4))
+        .await
+        .unwrap();
+    assert_eq!(s.api_key("k1").await.unwrap(), Some(key.clone()));
+    assert_eq!(s.list_api_keys(Some(t.id)).await.unwrap(), vec![key]);
+    assert_eq!(s.list_api_keys(None).await.unwrap(), vec![op]);
+    assert!(s
+        .revoke_api_key("k1", 10, audit("apikey.revoke", Some(t.id), 10))
+        .await
+        .unwrap());
+    assert!(!s
+        .revoke_api_key("k1", 11, audit("apikey.revoke", Some(t.id), 11))
+        .await
+        .unwrap());
+    assert_eq!(s.api_key("k1").await.unwrap().unwrap().revoked_at, Some(10));
+}
+
+pub async fn confirmation_activates_and_learns_drift(s: DynStore) {
+    let t = tenant(&s, "acme").await;
+    let u = user(&s, &t, "alice").await;
+    s.insert_factor(
+        factor(&t, &u, "fac_a", FactorStatus::Pending),
+        audit("factor.enrol", Some(t.id), 3),
+    )
+    .await
+    .unwrap();
+    // Confirming as if active is stale: the status is part of the condition.
+    assert_eq!(
+        s.attempt(attempt(100, Some(10), 1)).await.unwrap(),
+        AttemptOutcome::Stale
+    );
+    let mut confirm = attempt(100, Some(10), 1);
+    if let Some(m) = confirm.matched.as_mut() {
+        m.expected_status = FactorStatus::Pending;
+        m.new_drift = 1;
+        m.new_version = 2;
+    }
+    assert_eq!(s.attempt(confirm).await.unwrap(), accepted());
+    let f = the_factor(&s, &u).await;
+    assert_eq!(
+        (f.status, f.last_step, f.drift, f.version, f.confirmed_at),
+        (FactorStatus::Active, 10, 1, 2, Some(100))
+    );
+}
+
+pub async fn a_step_is_consumed_once(s: DynStore) {
+    let (_, u) = setup(&s).await;
+    assert_eq!(s.attempt(attempt(1000, Some(50), 1)).await.unwrap(), accepted());
+    assert_eq!(
+        s.attempt(attempt(1001, Some(50), 1)).await.unwrap(),
+        rejected(RejectReason::Replayed)
+    );
+    assert_eq!(
+        s.attempt(attempt(1002, Some(49), 1)).await.unwrap(),
+        rejected(RejectReason::Replayed)
+    );
+    assert_eq!(s.attempt(attempt(1003, Some(51), 1)).await.unwrap(), accepted());
+    assert_eq!(the_factor(&s, &u).await.failures, 0, "success resets failures");
+}
+
+pub async fn parallel_uses_of_one_step_succeed_once(s: DynStore) {
+    setup(&s).await;
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(
+            async move { s.attempt(attempt(1000 + i, Some(77), 1)).await },
+        ));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        if t.await.unwrap().unwrap() == accepted() {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 1);
+}
+
+pub async fn failures_back_off_then_lock(s: DynStore) {
+    let (t, u) = setup(&s).await;
+    let mut now = 10_000;
+    for _ in 0..BACKOFF_AFTER - 1 {
+        assert_eq!(
+            s.attempt(attempt(now, None, 1)).await.unwrap(),
+            rejected(RejectReason::WrongCode)
+        );
+    }
+    assert_eq!(the_factor(&s, &u).await.blocked_until, None);
+    s.attempt(attempt(now, None, 1)).await.unwrap();
+    let f = the_factor(&s, &u).await;
+    assert_eq!((f.failures, f.blocked_until), (BACKOFF_AFTER, Some(now + 1000)));
+    // While blocked: a right code is refused and nothing more is counted.
+    assert_eq!(
+        s.attempt(attempt(now + 1, Some(5), 1)).await.unwrap(),
+        rejected(RejectReason::Throttled)
+    );
+    assert_eq!(
+        s.attempt(attempt(now + 1, None, 1)).await.unwrap(),
+        rejected(RejectReason::Throttled)
+    );
+    assert_eq!(the_factor(&s, &u).await.failures, BACKOFF_AFTER);
+    // Keep failing after each backoff until the hard lock.
+    for _ in BACKOFF_AFTER..LOCK_AFTER {
+        now += MAX_BACKOFF_MS;
+        s.attempt(attempt(now, None, 1)).await.unwrap();
+    }
+    let f = the_factor(&s, &u).await;
+    assert_eq!((f.failures, f.locked_at), (LOCK_AFTER, Some(now)));
+    now += 10 * MAX_BACKOFF_MS;
+    assert_eq!(
+        s.attempt(attempt(now, Some(6), 1)).await.unwrap(),
+        rejected(RejectReason::Locked)
+    );
+    let locks = s
+        .list_audit(AuditQuery {
+            action: Some("factor.lock".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(locks.len(), 1);
+    assert!(s
+        .unlock_factor("fac_a", audit("factor.unlock", Some(t.id), now))
+        .await
+        .unwrap());
+    assert_eq!(s.attempt(attempt(now, Some(6), 1)).await.unwrap(), accepted());
+    assert!(!s
+        .unlock_factor("fac_missing", audit("factor.unlock", Some(t.id), now))
+        .await
+        .unwrap());
+}
+
+pub async fn parallel_wrong_codes_stay_within_the_limit(s: DynStore) {
+    let (_, u) = setup(&s).await;
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move { s.attempt(attempt(5000, None, 1)).await }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let f = the_factor(&s, &u).await;
+    assert_eq!(f.failures, BACKOFF_AFTER, "attempts while blocked are not counted");
+    assert_eq!(
+        s.attempt(attempt(5001, Some(1), 1)).await.unwrap(),
+        rejected(RejectReason::Throttled)
+    );
+}
+
+pub async fn stale_and_deleted_factors_are_never_accepted(s: DynStore) {
+    let (t, u) = setup(&s).await;
+    assert_eq!(
+        s.attempt(attempt(100, Some(3), 7)).await.unwrap(),
+        AttemptOutcome::Stale,
+        "a cached copy with an old version must reload"
+    );
+    assert!(s
+        .delete_factor("fac_a", audit("factor.delete", Some(t.id), 100))
+        .await
+        .unwrap());
+    assert!(s.factors_of(u.id).await.unwrap().is_empty());
+    assert_eq!(
+        s.attempt(attempt(100, Some(3), 1)).await.unwrap(),
+        AttemptOutcome::Stale
+    );
+    assert!(!s
+        .delete_factor("fac_a", audit("factor.delete", Some(t.id), 100))
+        .await
+        .unwrap());
+}
+
+pub async fn every_attempt_is_audited_with_its_reason(s: DynStore) {
+    let (t, u) = setup(&s).await;
+    let mut a = attempt(100, Some(3), 1);
+    a.audit.tenant_id = Some(t.id);
+    a.audit.user_id = Some(u.id);
+    s.attempt(a.clone()).await.unwrap();
+    s.attempt(a).await.unwrap();
+    let events = s
+        .list_audit(AuditQuery {
+            tenant_id: Some(t.id),
+            user_id: Some(u.id),
+            action: Some("totp.verify".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let got: Vec<_> = events
+        .iter()
+        .map(|e| (e.record.outcome.as_str(), e.record.reason.as_deref()))
+        .collect();
+    assert_eq!(got, vec![("denied", Some("replayed")), ("ok", None)]);
+    assert_eq!(events[0].user_external_id.as_deref(), Some("alice"));
+    // Cursor pagination, newest first.
+    let older = s
+        .list_audit(AuditQuery {
+            tenant_id: Some(t.id),
+            before_id: Some(events[0].id),
+            action: Some("totp.verify".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(older.len(), 1);
+    assert_eq!(older[0].id, events[1].id);
+}
+
+pub async fn audit_is_pruned_by_age(s: DynStore) {
+    let t = tenant(&s, "acme").await;
+    for at in [10, 20, 30, 40] {
+        s.append_audit(audit("x", Some(t.id), at)).await.unwrap();
+    }
+    assert_eq!(s.prune_audit(25).await.unwrap(), 3, "tenant.create at 1 too");
+    let left = s
+        .list_audit(AuditQuery {
+            tenant_id: Some(t.id),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(left.iter().map(|e| e.record.at).collect::<Vec<_>>(), vec![40, 30]);
+}
+
+/// Generates one `#[tokio::test]` per conformance check; `$make` is an async expression
+/// yielding a fresh [`DynStore`] (and anything that must live as long as it).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        $crate::conformance_tests!(@each $make;
+            tenants_are_unique_and_audited,
+            users_are_unique_per_tenant_and_paginate,
+            api_keys_store_hashes_and_revoke_once,
+            confirmation_activates_and_learns_drift,
+            a_step_is_consumed_once,
+            parallel_uses_of_one_step_succeed_once,
+            failures_back_off_then_lock,
+            parallel_wrong_codes_stay_within_the_limit,
+            stale_and_deleted_factors_are_never_accepted,
+            every_attempt_is_audited_with_its_reason,
+            audit_is_pruned_by_age
+        );
+    };
+    (@each $make:expr; $($name:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let (store, _guard) = $make;
+                $crate::conformance::$name(store).await;
+            }
+        )*
+    };
+}
