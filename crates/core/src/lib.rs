@@ -14,4 +14,4 @@ pub mod totp;
 pub mod types;
 
 pub use error::CoreError;
-pub use service::{Actor, Twofold, TwofoldConfig};
+pub use service::{Actor, RequestMeta, Twofold, TwofoldConfig, Verdict};

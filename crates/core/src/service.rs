@@ -169,6 +169,27 @@ struct CachedUser {
     factors: Vec<CachedFactor>,
 }
 
+/// The result of a code attempt. Callers show clients only [`Verdict::is_accepted`]; the
+/// reason is for audit and metrics (INV-11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Accepted,
+    Rejected(RejectReason),
+}
+
+impl Verdict {
+    pub fn is_accepted(&self) -> bool {
+        matches!(self, Verdict::Accepted)
+    }
+    /// A label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Verdict::Accepted => "accepted",
+            Verdict::Rejected(r) => r.as_str(),
+        }
+    }
+}
+
 pub const MAX_FACTORS_PER_USER: usize = 10;
 const API_KEY_PREFIX: &str = "tfk";
 
@@ -717,7 +738,7 @@ impl Twofold {
         external_id: &str,
         mut audit: AuditRecord,
         mut pick: F,
-    ) -> Result<bool, CoreError>
+    ) -> Result<Verdict, CoreError>
     where
         F: FnMut(&CachedUser, i64) -> Result<(Vec<String>, Option<StepMatch>), CoreError>,
     {
@@ -741,14 +762,13 @@ impl Twofold {
                 })
                 .await?;
             match outcome {
-                AttemptOutcome::Accepted { .. } => {
-                    return Ok(true);
-                }
-                AttemptOutcome::Rejected { .. } => return Ok(false),
+                AttemptOutcome::Accepted { .. } => return Ok(Verdict::Accepted),
+                AttemptOutcome::Rejected { reason } => return Ok(Verdict::Rejected(reason)),
                 AttemptOutcome::Stale => self.forget_user(tenant.id, external_id),
             }
         }
-        Ok(false)
+        // Stale twice in a row: the factor keeps changing under us. Fail closed (INV-09).
+        Ok(Verdict::Rejected(RejectReason::WrongCode))
     }
 
     /// Verifies a code against the user's active TOTP factors (or one named factor).
@@ -761,7 +781,7 @@ impl Twofold {
         external_id: &str,
         code: &str,
         factor_id: Option<&str>,
-    ) -> Result<bool, CoreError> {
+    ) -> Result<Verdict, CoreError> {
         let code = OtpCode::parse(code)?;
         let factor_id = factor_id.map(FactorId::parse).transpose()?;
         let tenant = self.tenant_for(actor, slug).await?;
@@ -810,7 +830,7 @@ impl Twofold {
         external_id: &str,
         factor_id: &str,
         code: &str,
-    ) -> Result<bool, CoreError> {
+    ) -> Result<Verdict, CoreError> {
         let code = OtpCode::parse(code)?;
         let factor_id = FactorId::parse(factor_id)?;
         let tenant = self.tenant_for(actor, slug).await?;
@@ -855,7 +875,7 @@ impl Twofold {
         factor_id: &str,
         first: &str,
         second: &str,
-    ) -> Result<bool, CoreError> {
+    ) -> Result<Verdict, CoreError> {
         let first = OtpCode::parse(first)?;
         let second = OtpCode::parse(second)?;
         let factor_id = FactorId::parse(factor_id)?;

@@ -159,7 +159,12 @@ pub fn hotp(secret: &[u8], counter: u64, algorithm: Algorithm, digits: u8) -> St
 /// Same as [`hotp`] but writes ASCII digits into a fixed `[u8; 8]` buffer and returns
 /// `(buf, len)`, so the verifier compares equal-sized buffers without allocating. Bytes after
 /// `len` are zero.
-pub fn hotp_digits(secret: &[u8], counter: u64, algorithm: Algorithm, digits: u8) -> ([u8; 8], usize) {
+pub fn hotp_digits(
+    secret: &[u8],
+    counter: u64,
+    algorithm: Algorithm,
+    digits: u8,
+) -> ([u8; 8], usize) {
     let digits = digits.clamp(MIN_DIGITS, MAX_DIGITS);
     let msg = counter.to_be_bytes();
     let binary = match algorithm {
@@ -227,10 +232,7 @@ pub fn verify_steps(secret: &[u8], code: &str, params: &OtpParams, steps: &[u64]
     let well_formed = is_well_formed_code(code) && code.len() == usize::from(params.digits);
     let mut typed = [0u8; 8];
     if well_formed {
-        typed
-            .iter_mut()
-            .zip(code.bytes())
-            .for_each(|(t, c)| *t = c);
+        typed.iter_mut().zip(code.bytes()).for_each(|(t, c)| *t = c);
     }
     let well_formed = Choice::from(u8::from(well_formed));
 
@@ -271,6 +273,7 @@ pub fn recommended_secret_len(algorithm: Algorithm) -> usize {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use hmac::Hmac;
@@ -315,8 +318,14 @@ mod tests {
     fn digits_outside_range_are_clamped() {
         let secret = b"12345678901234567890";
         assert_eq!(hotp(secret, 0, Algorithm::Sha1, 0).len(), 6);
-        assert_eq!(hotp(secret, 0, Algorithm::Sha1, 5), hotp(secret, 0, Algorithm::Sha1, 6));
-        assert_eq!(hotp(secret, 0, Algorithm::Sha1, 200), hotp(secret, 0, Algorithm::Sha1, 8));
+        assert_eq!(
+            hotp(secret, 0, Algorithm::Sha1, 5),
+            hotp(secret, 0, Algorithm::Sha1, 6)
+        );
+        assert_eq!(
+            hotp(secret, 0, Algorithm::Sha1, 200),
+            hotp(secret, 0, Algorithm::Sha1, 8)
+        );
         let (buf, len) = hotp_digits(secret, 0, Algorithm::Sha1, 6);
         assert_eq!(len, 6);
         assert_eq!(&buf[6..], &[0, 0]);

@@ -40,7 +40,10 @@ impl From<EncodeError> for QrError {
 }
 
 fn encode(data: &str) -> Result<QrCode, QrError> {
-    Ok(QrCode::with_error_correction_level(data.as_bytes(), EcLevel::M)?)
+    Ok(QrCode::with_error_correction_level(
+        data.as_bytes(),
+        EcLevel::M,
+    )?)
 }
 
 /// A standalone SVG document (`<?xml ...?><svg ...>`), black on white, at least 256 pixels

@@ -113,7 +113,10 @@ fn rejects_impossible_lengths() {
     assert_eq!(decode("MZXW6Y"), Err(Base32Error::InvalidLength(6)));
     assert_eq!(decode("MZXW6YTBM"), Err(Base32Error::InvalidLength(9)));
     assert_eq!(decode("MZXW6YTBMZX"), Err(Base32Error::InvalidLength(11)));
-    assert_eq!(decode("MZXW6YTBMZXW6Y"), Err(Base32Error::InvalidLength(14)));
+    assert_eq!(
+        decode("MZXW6YTBMZXW6Y"),
+        Err(Base32Error::InvalidLength(14))
+    );
     assert_eq!(decode("M======="), Err(Base32Error::InvalidLength(1)));
     // Separators and padding do not count as symbols.
     assert_eq!(decode("M Z-X"), Err(Base32Error::InvalidLength(3)));

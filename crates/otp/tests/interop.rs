@@ -45,7 +45,10 @@ fn run(program: &str, args: &[&str]) -> Output {
 }
 
 fn stdout(output: &Output) -> String {
-    String::from_utf8(output.stdout.clone()).unwrap().trim().to_owned()
+    String::from_utf8(output.stdout.clone())
+        .unwrap()
+        .trim()
+        .to_owned()
 }
 
 /// The RFC 6238 seed for each hash: 20, 32 or 64 bytes of the ASCII digits.
@@ -105,31 +108,54 @@ fn totp_matches_oathtool() {
 
 #[test]
 fn hotp_matches_oathtool() {
-    for algorithm in ALGORITHMS {
-        // oathtool's HOTP mode is SHA-1 only; other hashes are covered through TOTP above.
-        if algorithm != Algorithm::Sha1 {
-            continue;
+    let secret = seed(Algorithm::Sha1);
+    for digits in [6u8, 7, 8] {
+        for counter in [0u64, 1, 9, 36, 44, 1 << 33, u64::MAX] {
+            let out = run(
+                "oathtool",
+                &[
+                    "--hotp",
+                    "--digits",
+                    &digits.to_string(),
+                    "--counter",
+                    &counter.to_string(),
+                    &hex(&secret),
+                ],
+            );
+            assert_eq!(
+                hotp(&secret, counter, Algorithm::Sha1, digits),
+                stdout(&out),
+                "digits {digits} counter {counter}"
+            );
         }
+    }
+}
+
+/// oathtool's HOTP mode is SHA-1 only, but TOTP with a one-second step at time `c` is HOTP
+/// with counter `c`, which covers SHA-256 and SHA-512.
+#[test]
+fn hotp_sha2_matches_oathtool_via_one_second_steps() {
+    for algorithm in [Algorithm::Sha256, Algorithm::Sha512] {
         let secret = seed(algorithm);
-        for digits in [6u8, 7, 8] {
-            for counter in [0u64, 1, 9, 36, 44, 1 << 33, u64::MAX] {
-                let out = run(
-                    "oathtool",
-                    &[
-                        "--hotp",
-                        "--digits",
-                        &digits.to_string(),
-                        "--counter",
-                        &counter.to_string(),
-                        &hex(&secret),
-                    ],
-                );
-                assert_eq!(
-                    hotp(&secret, counter, algorithm, digits),
-                    stdout(&out),
-                    "digits {digits} counter {counter}"
-                );
-            }
+        for counter in [0u64, 1, 44, 1 << 33] {
+            let out = run(
+                "oathtool",
+                &[
+                    &format!("--totp={}", algorithm.as_str()),
+                    "--digits",
+                    "7",
+                    "--time-step-size",
+                    "1s",
+                    "--now",
+                    &format!("@{counter}"),
+                    &hex(&secret),
+                ],
+            );
+            assert_eq!(
+                hotp(&secret, counter, algorithm, 7),
+                stdout(&out),
+                "{algorithm} counter {counter}"
+            );
         }
     }
 }
@@ -213,10 +239,7 @@ struct TempFile(PathBuf);
 
 impl TempFile {
     fn new(name: &str, bytes: &[u8]) -> TempFile {
-        let path = std::env::temp_dir().join(format!(
-            "twofold-otp-{}-{name}",
-            std::process::id()
-        ));
+        let path = std::env::temp_dir().join(format!("twofold-otp-{}-{name}", std::process::id()));
         std::fs::write(&path, bytes).unwrap();
         TempFile(path)
     }
@@ -231,14 +254,19 @@ impl Drop for TempFile {
 fn zbar_reads(png: &[u8], name: &str) -> String {
     let file = TempFile::new(name, png);
     let out = run("zbarimg", &["--raw", "-q", file.0.to_str().unwrap()]);
-    String::from_utf8(out.stdout).unwrap().trim_end_matches('\n').to_owned()
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim_end_matches('\n')
+        .to_owned()
 }
 
 #[test]
 fn zbarimg_reads_our_png() {
     let uris = [
-        KeyUri::parse("otpauth://totp/Example:alice@google.com?secret=JBSWY3DPEHPK3PXP&issuer=Example")
-            .unwrap(),
+        KeyUri::parse(
+            "otpauth://totp/Example:alice@google.com?secret=JBSWY3DPEHPK3PXP&issuer=Example",
+        )
+        .unwrap(),
         KeyUri {
             kind: OtpKind::Totp { period: 30 },
             issuer: Some("Bücher & Co 中文 😀".into()),

@@ -57,7 +57,11 @@ fn rfc6238_appendix_b_totp() {
         assert_eq!(base32::decode(s(&c["secret_base32"])).unwrap(), secret);
         let params = OtpParams::new(algorithm, digits, period).unwrap();
         let code = s(&c["code"]);
-        assert_eq!(totp_at_time(secret, time, &params), code, "{algorithm} at {time}");
+        assert_eq!(
+            totp_at_time(secret, time, &params),
+            code,
+            "{algorithm} at {time}"
+        );
         let step = params.step_at(time);
         assert_eq!(verify_steps(secret, code, &params, &[step]), Some(step));
     }
@@ -80,7 +84,10 @@ fn leading_zeros_are_kept() {
         Some(44)
     );
     // The same code without its zeros is a different (and malformed) code.
-    assert_eq!(verify_steps(SEED20, "152", &OtpParams::default(), &[44]), None);
+    assert_eq!(
+        verify_steps(SEED20, "152", &OtpParams::default(), &[44]),
+        None
+    );
 }
 
 #[test]
@@ -316,8 +323,17 @@ mod verify {
             assert!(is_well_formed_code(ok), "{ok}");
         }
         for bad in [
-            "", "12345", "123456789", "12345a", "12 456", "+12345", "-12345", "١٢٣٤٥٦", "１２３４５６",
-            "123456\n", "12345\u{0}",
+            "",
+            "12345",
+            "123456789",
+            "12345a",
+            "12 456",
+            "+12345",
+            "-12345",
+            "١٢٣٤٥٦",
+            "１２３４５６",
+            "123456\n",
+            "12345\u{0}",
         ] {
             assert!(!is_well_formed_code(bad), "{bad:?}");
         }

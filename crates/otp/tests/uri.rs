@@ -6,7 +6,8 @@ use twofold_otp::base32::{self, Base32Error};
 use twofold_otp::uri::{MAX_NAME_LEN, MAX_SECRET_LEN, MAX_URI_LEN};
 use twofold_otp::{Algorithm, KeyUri, OtpKind, OtpParams, UriError};
 
-const ALICE: &str = "otpauth://totp/Example:alice@google.com?secret=JBSWY3DPEHPK3PXP&issuer=Example";
+const ALICE: &str =
+    "otpauth://totp/Example:alice@google.com?secret=JBSWY3DPEHPK3PXP&issuer=Example";
 
 fn parse(s: &str) -> Result<KeyUri, UriError> {
     KeyUri::parse(s)
@@ -67,9 +68,15 @@ fn google_example_acme_with_all_parameters() {
 fn label_variants() {
     // Issuer only in the parameter, only in the label, or nowhere.
     let u = parse("otpauth://totp/alice?secret=MY&issuer=Example").unwrap();
-    assert_eq!((u.issuer.as_deref(), u.account.as_str()), (Some("Example"), "alice"));
+    assert_eq!(
+        (u.issuer.as_deref(), u.account.as_str()),
+        (Some("Example"), "alice")
+    );
     let u = parse("otpauth://totp/Example:alice?secret=MY").unwrap();
-    assert_eq!((u.issuer.as_deref(), u.account.as_str()), (Some("Example"), "alice"));
+    assert_eq!(
+        (u.issuer.as_deref(), u.account.as_str()),
+        (Some("Example"), "alice")
+    );
     let u = parse("otpauth://totp/alice?secret=MY").unwrap();
     assert_eq!((u.issuer, u.account.as_str()), (None, "alice"));
     // %3A separates like ':'; spaces after the separator are dropped.
@@ -92,13 +99,18 @@ fn label_variants() {
     assert_eq!(u.account, "jürgen");
     // '+' is a literal plus, not a space.
     let u = parse("otpauth://totp/a+b?secret=MY&issuer=A+B").unwrap();
-    assert_eq!((u.issuer.as_deref(), u.account.as_str()), (Some("A+B"), "a+b"));
+    assert_eq!(
+        (u.issuer.as_deref(), u.account.as_str()),
+        (Some("A+B"), "a+b")
+    );
 }
 
 #[test]
 fn case_insensitive_scheme_type_and_names() {
-    let u = parse("OTPAUTH://TOTP/Example:alice?SECRET=jbswy3dpehpk3pxp&Issuer=Example&ALGORITHM=sha256")
-        .unwrap();
+    let u = parse(
+        "OTPAUTH://TOTP/Example:alice?SECRET=jbswy3dpehpk3pxp&Issuer=Example&ALGORITHM=sha256",
+    )
+    .unwrap();
     assert_eq!(u.algorithm, Algorithm::Sha256);
     assert_eq!(u.secret, base32::decode("JBSWY3DPEHPK3PXP").unwrap());
     let u = parse("otpauth://HoTp/alice?secret=MY&counter=7").unwrap();
@@ -190,7 +202,10 @@ fn err_issuer_too_long() {
         parse(&format!("otpauth://totp/alice?secret=MY&issuer={name}")),
         Err(UriError::IssuerTooLong)
     );
-    assert_eq!(totp(Some(&name), "alice").to_uri(), Err(UriError::IssuerTooLong));
+    assert_eq!(
+        totp(Some(&name), "alice").to_uri(),
+        Err(UriError::IssuerTooLong)
+    );
     let max = "a".repeat(MAX_NAME_LEN);
     assert!(totp(Some(&max), &max).to_uri().is_ok());
 }
@@ -264,14 +279,23 @@ fn err_unknown_type() {
 
 #[test]
 fn err_missing_label() {
-    assert_eq!(parse("otpauth://totp?secret=MY"), Err(UriError::MissingLabel));
-    assert_eq!(parse("otpauth://totp/?secret=MY"), Err(UriError::MissingLabel));
+    assert_eq!(
+        parse("otpauth://totp?secret=MY"),
+        Err(UriError::MissingLabel)
+    );
+    assert_eq!(
+        parse("otpauth://totp/?secret=MY"),
+        Err(UriError::MissingLabel)
+    );
     assert_eq!(parse("otpauth://totp"), Err(UriError::MissingLabel));
 }
 
 #[test]
 fn err_empty_issuer() {
-    assert_eq!(parse("otpauth://totp/:alice?secret=MY"), Err(UriError::EmptyIssuer));
+    assert_eq!(
+        parse("otpauth://totp/:alice?secret=MY"),
+        Err(UriError::EmptyIssuer)
+    );
     assert_eq!(
         parse("otpauth://totp/alice?secret=MY&issuer="),
         Err(UriError::EmptyIssuer)
@@ -281,13 +305,22 @@ fn err_empty_issuer() {
 
 #[test]
 fn err_empty_account() {
-    assert_eq!(parse("otpauth://totp/Example:?secret=MY"), Err(UriError::EmptyAccount));
+    assert_eq!(
+        parse("otpauth://totp/Example:?secret=MY"),
+        Err(UriError::EmptyAccount)
+    );
     assert_eq!(
         parse("otpauth://totp/Example:%20%20?secret=MY"),
         Err(UriError::EmptyAccount)
     );
-    assert_eq!(parse("otpauth://totp/%20?secret=MY"), Err(UriError::EmptyAccount));
-    assert_eq!(totp(Some("Example"), "").to_uri(), Err(UriError::EmptyAccount));
+    assert_eq!(
+        parse("otpauth://totp/%20?secret=MY"),
+        Err(UriError::EmptyAccount)
+    );
+    assert_eq!(
+        totp(Some("Example"), "").to_uri(),
+        Err(UriError::EmptyAccount)
+    );
 }
 
 #[test]
@@ -296,9 +329,15 @@ fn err_leading_space_in_account() {
         totp(Some("Example"), " alice").to_uri(),
         Err(UriError::LeadingSpaceInAccount)
     );
-    assert_eq!(totp(None, " alice").to_uri(), Err(UriError::LeadingSpaceInAccount));
+    assert_eq!(
+        totp(None, " alice").to_uri(),
+        Err(UriError::LeadingSpaceInAccount)
+    );
     // Parsing drops the spaces instead.
-    assert_eq!(parse("otpauth://totp/%20alice?secret=MY").unwrap().account, "alice");
+    assert_eq!(
+        parse("otpauth://totp/%20alice?secret=MY").unwrap().account,
+        "alice"
+    );
 }
 
 #[test]
@@ -311,7 +350,10 @@ fn err_colon_in_issuer() {
         parse("otpauth://totp/alice?secret=MY&issuer=Ex:ample"),
         Err(UriError::ColonInIssuer)
     );
-    assert_eq!(totp(Some("Ex:ample"), "alice").to_uri(), Err(UriError::ColonInIssuer));
+    assert_eq!(
+        totp(Some("Ex:ample"), "alice").to_uri(),
+        Err(UriError::ColonInIssuer)
+    );
 }
 
 #[test]
@@ -324,8 +366,14 @@ fn err_colon_in_account() {
         parse("otpauth://totp/Example%3Aali%3Ace?secret=MY"),
         Err(UriError::ColonInAccount)
     );
-    assert_eq!(totp(Some("Example"), "ali:ce").to_uri(), Err(UriError::ColonInAccount));
-    assert_eq!(totp(None, "Example:alice").to_uri(), Err(UriError::ColonInAccount));
+    assert_eq!(
+        totp(Some("Example"), "ali:ce").to_uri(),
+        Err(UriError::ColonInAccount)
+    );
+    assert_eq!(
+        totp(None, "Example:alice").to_uri(),
+        Err(UriError::ColonInAccount)
+    );
 }
 
 #[test]
@@ -347,9 +395,18 @@ fn err_issuer_mismatch() {
 #[test]
 fn err_missing_secret() {
     assert_eq!(parse("otpauth://totp/alice"), Err(UriError::MissingSecret));
-    assert_eq!(parse("otpauth://totp/alice?issuer=X"), Err(UriError::MissingSecret));
-    assert_eq!(parse("otpauth://totp/alice?secret="), Err(UriError::MissingSecret));
-    assert_eq!(parse("otpauth://totp/alice?secret"), Err(UriError::MissingSecret));
+    assert_eq!(
+        parse("otpauth://totp/alice?issuer=X"),
+        Err(UriError::MissingSecret)
+    );
+    assert_eq!(
+        parse("otpauth://totp/alice?secret="),
+        Err(UriError::MissingSecret)
+    );
+    assert_eq!(
+        parse("otpauth://totp/alice?secret"),
+        Err(UriError::MissingSecret)
+    );
     let mut uri = totp(None, "alice");
     uri.secret.clear();
     assert_eq!(uri.to_uri(), Err(UriError::MissingSecret));
@@ -359,7 +416,10 @@ fn err_missing_secret() {
 fn err_invalid_secret() {
     assert_eq!(
         parse("otpauth://totp/alice?secret=MY1"),
-        Err(UriError::InvalidSecret(Base32Error::InvalidChar { ch: '1', pos: 2 }))
+        Err(UriError::InvalidSecret(Base32Error::InvalidChar {
+            ch: '1',
+            pos: 2
+        }))
     );
     assert_eq!(
         parse("otpauth://totp/alice?secret=MZX"),
@@ -403,7 +463,15 @@ fn err_invalid_digits() {
 
 #[test]
 fn err_invalid_period() {
-    for p in ["0", "86401", "-30", "+30", "", "30s", "99999999999999999999999"] {
+    for p in [
+        "0",
+        "86401",
+        "-30",
+        "+30",
+        "",
+        "30s",
+        "99999999999999999999999",
+    ] {
         assert_eq!(
             parse(&format!("otpauth://totp/alice?secret=MY&period={p}")),
             Err(UriError::InvalidPeriod(p.into())),
@@ -417,7 +485,10 @@ fn err_invalid_period() {
 
 #[test]
 fn err_missing_counter() {
-    assert_eq!(parse("otpauth://hotp/alice?secret=MY"), Err(UriError::MissingCounter));
+    assert_eq!(
+        parse("otpauth://hotp/alice?secret=MY"),
+        Err(UriError::MissingCounter)
+    );
 }
 
 #[test]
@@ -452,7 +523,7 @@ fn err_duplicate_parameter() {
 #[test]
 fn err_invalid_percent_encoding() {
     for s in [
-        "otpauth://totp/ali%ce?secret=MY",
+        "otpauth://totp/ali%cx?secret=MY",
         "otpauth://totp/alice%?secret=MY",
         "otpauth://totp/alice%4?secret=MY",
         "otpauth://totp/alice?secret=MY&issuer=%zz",
@@ -465,7 +536,10 @@ fn err_invalid_percent_encoding() {
 
 #[test]
 fn err_not_utf8() {
-    assert_eq!(parse("otpauth://totp/%FF?secret=MY"), Err(UriError::NotUtf8));
+    assert_eq!(
+        parse("otpauth://totp/%FF?secret=MY"),
+        Err(UriError::NotUtf8)
+    );
     assert_eq!(
         parse("otpauth://totp/alice?secret=MY&issuer=%C3%28"),
         Err(UriError::NotUtf8)
@@ -513,14 +587,16 @@ fn key_uri() -> impl Strategy<Value = KeyUri> {
         prop::sample::select(vec![Algorithm::Sha1, Algorithm::Sha256, Algorithm::Sha512]),
         6u8..=8,
     )
-        .prop_map(|(kind, issuer, account, secret, algorithm, digits)| KeyUri {
-            kind,
-            issuer,
-            account,
-            secret,
-            algorithm,
-            digits,
-        })
+        .prop_map(
+            |(kind, issuer, account, secret, algorithm, digits)| KeyUri {
+                kind,
+                issuer,
+                account,
+                secret,
+                algorithm,
+                digits,
+            },
+        )
 }
 
 proptest! {

@@ -1,1 +1,16 @@
-//! placeholder
+//! The Twofold server: REST API (axum), OpenAPI document, metrics, health checks, and the
+//! operator CLI behind the `twofold` binary.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod keys;
+pub mod metrics;
+pub mod openapi;
+pub mod state;
+
+pub use app::{router, Application};
+pub use config::Config;

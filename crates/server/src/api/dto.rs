@@ -1,0 +1,302 @@
+//! Request and response bodies of the REST API. Requests reject unknown fields, so a typo or a
+//! polluted parameter is an error rather than silently ignored.
+
+use serde::{Deserialize, Serialize};
+use twofold_core::model::{ApiKey, AuditEvent, Tenant, User};
+use twofold_core::service::{FactorView, IssuedApiKey};
+use utoipa::{IntoParams, ToSchema};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    /// 2–63 characters of a-z, 0-9 and inner hyphens.
+    pub slug: String,
+    pub name: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantDto {
+    pub slug: String,
+    pub name: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+impl From<&Tenant> for TenantDto {
+    fn from(t: &Tenant) -> Self {
+        Self {
+            slug: t.slug.clone(),
+            name: t.name.clone(),
+            created_at: t.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IssuedApiKeyDto {
+    pub key_id: String,
+    pub tenant: Option<String>,
+    pub label: String,
+    /// The bearer token. Shown only in this response; Twofold keeps only its hash.
+    pub token: String,
+}
+
+impl From<IssuedApiKey> for IssuedApiKeyDto {
+    fn from(k: IssuedApiKey) -> Self {
+        Self {
+            key_id: k.key_id,
+            tenant: k.tenant,
+            label: k.label,
+            token: k.token,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedTenant {
+    pub tenant: TenantDto,
+    /// A first tenant-scoped key.
+    pub api_key: IssuedApiKeyDto,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKey {
+    pub label: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyDto {
+    pub key_id: String,
+    pub label: String,
+    pub operator: bool,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+impl From<&ApiKey> for ApiKeyDto {
+    fn from(k: &ApiKey) -> Self {
+        Self {
+            key_id: k.key_id.clone(),
+            label: k.label.clone(),
+            operator: k.tenant_id.is_none(),
+            created_at: k.created_at,
+            revoked_at: k.revoked_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyList {
+    pub api_keys: Vec<ApiKeyDto>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    /// The integrator's id for the user: 1–128 of A-Z a-z 0-9 . _ @ + - = :
+    pub external_id: String,
+    pub email: Option<String>,
+    /// E.164, e.g. +14155550123.
+    pub phone: Option<String>,
+    pub profile: Option<String>,
+    #[serde(default)]
+    pub is_admin: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserDto {
+    pub external_id: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub profile: Option<String>,
+    pub is_admin: bool,
+    pub created_at: i64,
+}
+
+impl From<&User> for UserDto {
+    fn from(u: &User) -> Self {
+        Self {
+            external_id: u.external_id.clone(),
+            email: u.email.clone(),
+            phone: u.phone.clone(),
+            profile: u.profile.clone(),
+            is_admin: u.is_admin,
+            created_at: u.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserPage {
+    pub users: Vec<UserDto>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    pub cursor: Option<String>,
+    /// 1–500, default 50.
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollTotp {
+    /// `SHA1` (default; what every authenticator app supports), `SHA256` or `SHA512`.
+    pub algorithm: Option<String>,
+    /// 6 (default), 7 or 8.
+    pub digits: Option<u8>,
+    /// Seconds, 15–300, default 30.
+    pub period: Option<u32>,
+    /// Shown in the authenticator app; defaults to the tenant's name.
+    pub issuer: Option<String>,
+    /// Defaults to the user's email, else their external id.
+    pub account_name: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FactorDto {
+    pub id: String,
+    /// `totp`.
+    pub kind: String,
+    /// `pending` until confirmed with a code, then `active`.
+    pub status: String,
+    pub algorithm: String,
+    pub digits: u8,
+    pub period: u32,
+    /// Learned clock drift of the user's device, in time steps.
+    pub drift_steps: i32,
+    /// Locked after too many consecutive failures until an operator unlocks it.
+    pub locked: bool,
+    pub created_at: i64,
+    pub confirmed_at: Option<i64>,
+}
+
+impl From<FactorView> for FactorDto {
+    fn from(f: FactorView) -> Self {
+        Self {
+            id: f.id,
+            kind: f.kind,
+            status: f.status.as_str().to_string(),
+            algorithm: f.algorithm,
+            digits: f.digits,
+            period: f.period,
+            drift_steps: f.drift_steps,
+            locked: f.locked,
+            created_at: f.created_at,
+            confirmed_at: f.confirmed_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EnrollmentDto {
+    pub factor_id: String,
+    /// Base32 seed, unpadded. Shown only in this response.
+    pub secret: String,
+    pub otpauth_uri: String,
+    /// QR code of `otpauth_uri`, as an SVG document.
+    pub qr_svg: String,
+    pub factor: FactorDto,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FactorList {
+    pub factors: Vec<FactorDto>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CodeBody {
+    /// 6–8 ASCII digits.
+    pub code: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConfirmResult {
+    /// False for a wrong, replayed or throttled code; the factor then stays pending.
+    pub confirmed: bool,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyBody {
+    pub code: String,
+    /// Check only this factor; by default every active TOTP factor of the user.
+    pub factor_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerifyResult {
+    /// Wrong, replayed, throttled and locked all answer `false` alike; the audit log has the
+    /// reason.
+    pub verified: bool,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResyncBody {
+    /// Two consecutive codes from the user's device.
+    pub code1: String,
+    pub code2: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResyncResult {
+    pub resynced: bool,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditParams {
+    /// Only events about this user (external id).
+    pub user: Option<String>,
+    /// Only this action, e.g. `totp.verify`, `factor.enrol`.
+    pub action: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEventDto {
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub user: Option<String>,
+    pub factor_id: Option<String>,
+    /// `ok` or `denied`.
+    pub outcome: String,
+    /// Why a code was denied: `wrong_code`, `replayed`, `throttled`, `locked`.
+    pub reason: Option<String>,
+    pub ip: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl From<AuditEvent> for AuditEventDto {
+    fn from(e: AuditEvent) -> Self {
+        Self {
+            id: e.id,
+            at: e.record.at,
+            actor: e.record.actor,
+            action: e.record.action,
+            user: e.user_external_id,
+            factor_id: e.record.factor_id,
+            outcome: e.record.outcome,
+            reason: e.record.reason,
+            ip: e.record.ip,
+            request_id: e.record.request_id,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPage {
+    pub events: Vec<AuditEventDto>,
+    pub next_cursor: Option<String>,
+}

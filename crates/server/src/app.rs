@@ -1,0 +1,216 @@
+//! Building and running the HTTP application: `Application::build` binds the listener (port 0
+//! in tests) and returns something to run until shutdown; `router` can be driven directly.
+
+use crate::api;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::openapi::ApiDoc;
+use crate::state::AppState;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use twofold_core::ports::{Clock, SystemClock};
+use twofold_core::{Twofold, TwofoldConfig};
+use twofold_store::SqliteStore;
+use utoipa::OpenApi;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Keys(#[from] crate::keys::KeyError),
+    #[error("cannot open the database: {0}")]
+    Store(#[from] twofold_core::ports::StoreError),
+    #[error("cannot listen on {addr}: {source}; is another server running there? pick another with --listen")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Opens the embedded store and keys for a data directory; shared by `serve` and the CLI.
+pub fn open_core(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Twofold>, StartupError> {
+    let (keyring, hasher) = crate::keys::load(config)?;
+    let store = SqliteStore::open(config.data_dir.join("twofold.db"))?;
+    Ok(Arc::new(Twofold::new(
+        Arc::new(store),
+        clock,
+        keyring,
+        hasher,
+        TwofoldConfig {
+            audit_retention_days: config.audit_retention_days,
+            cache_ttl_ms: config.cache_ttl_ms,
+            ..TwofoldConfig::default()
+        },
+    )))
+}
+
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(config: &Config) -> Result<Self, StartupError> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartupError> {
+        let core = open_core(config, clock)?;
+        let state = AppState {
+            core,
+            metrics: Arc::new(Metrics::default()),
+        };
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartupError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        Ok(Self {
+            router: router(state.clone(), config.max_body_bytes),
+            listener,
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let pruner = tokio::spawn(prune_audit_forever(self.state.clone()));
+        let result = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        pruner.abort();
+        result
+    }
+}
+
+/// Background job: prunes audit rows past retention, hourly.
+async fn prune_audit_forever(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        match state.core.prune_audit().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "pruned audit rows past retention"),
+            Err(e) => tracing::warn!(error = %e, "audit pruning failed; will retry next hour"),
+        }
+    }
+}
+
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .merge(api::routes())
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("a handler panicked; answering 500");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+                .into_response()
+        }))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Metrics, request log line and security headers for every response.
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let mut resp = next.run(req).await;
+    let elapsed = start.elapsed().as_secs_f64();
+    let status = resp.status().as_u16();
+    state
+        .metrics
+        .observe_request(method.as_str(), &route, status, elapsed);
+    tracing::debug!(%method, %route, status, ms = elapsed * 1e3, "request");
+    let h = resp.headers_mut();
+    // Responses can carry one-time secrets (enrolment, new keys): never cache them.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    resp
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "route_not_found",
+        "no such endpoint; see /openapi.json",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method; see /openapi.json",
+    )
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready when the store answers a read.
+async fn readyz(State(s): State<AppState>) -> Response {
+    match s.core.store().tenant_by_slug("readyz-probe").await {
+        Ok(_) => "ready".into_response(),
+        Err(e) => ApiError::from(twofold_core::CoreError::from(e)).into_response(),
+    }
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    axum::Json(ApiDoc::openapi()).into_response()
+}

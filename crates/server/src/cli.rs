@@ -1,0 +1,326 @@
+//! The `twofold` command line. Every command takes the same `--config` and `--data-dir` as
+//! `serve`, so an operator can run them beside a running server on the embedded store.
+
+use crate::app::{open_core, Application};
+use crate::config::Config;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::sync::Arc;
+use twofold_core::ports::SystemClock;
+use twofold_core::service::{NewUserInput, RequestMeta};
+use twofold_core::{Actor, Twofold};
+
+#[derive(Debug, Parser)]
+#[command(name = "twofold", version, about = "Multi-tenant two-factor authentication server")]
+pub struct Cli {
+    /// TOML config file (settings may also come from TWOFOLD_* environment variables).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory for the embedded database and keys [default: ./twofold-data].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve {
+        /// Address to listen on [default: 127.0.0.1:8080].
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    #[command(subcommand)]
+    Tenant(TenantCmd),
+    #[command(subcommand)]
+    Apikey(ApiKeyCmd),
+    #[command(subcommand)]
+    User(UserCmd),
+    #[command(subcommand)]
+    Factor(FactorCmd),
+    #[command(subcommand)]
+    Otp(OtpCmd),
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCmd {
+    /// Create a tenant and print its first API key (shown once).
+    Create {
+        #[arg(long)]
+        slug: String,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCmd {
+    /// Create an API key and print it (shown once).
+    Create {
+        /// Scope the key to this tenant.
+        #[arg(long, conflicts_with = "operator", required_unless_present = "operator")]
+        tenant: Option<String>,
+        /// An operator-wide key that may manage every tenant.
+        #[arg(long)]
+        operator: bool,
+        #[arg(long, default_value = "cli")]
+        label: String,
+    },
+    /// List API keys of a tenant, or the operator keys.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Revoke an API key by its id.
+    Revoke { key_id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct UserRef {
+    #[arg(long)]
+    pub tenant: String,
+    /// The user's external id.
+    #[arg(long)]
+    pub user: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        external_id: String,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        phone: Option<String>,
+        #[arg(long)]
+        profile: Option<String>,
+        #[arg(long)]
+        admin: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FactorCmd {
+    /// List a user's factors.
+    List {
+        #[command(flatten)]
+        who: UserRef,
+    },
+    /// Clear a factor's failures, backoff and lock.
+    Unlock {
+        #[command(flatten)]
+        who: UserRef,
+        #[arg(long)]
+        factor: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OtpCmd {
+    /// Print the current code of an otpauth:// URI.
+    Code {
+        #[arg(long)]
+        uri: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Delete audit rows past the retention period now.
+    Prune,
+}
+
+/// A failure of a CLI command, printed as one line that says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Startup(#[from] crate::app::StartupError),
+    #[error("{0}")]
+    Core(#[from] twofold_core::CoreError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub fn load_config(cli: &Cli) -> Result<(Config, Vec<String>), CliError> {
+    let (mut config, warnings) = Config::load(cli.config.as_deref())?;
+    if let Some(dir) = &cli.data_dir {
+        config.data_dir = dir.clone();
+    }
+    if let Command::Serve {
+        listen: Some(listen),
+    } = &cli.command
+    {
+        config.listen = *listen;
+    }
+    Ok((config, warnings))
+}
+
+fn core(config: &Config) -> Result<Arc<Twofold>, CliError> {
+    Ok(open_core(config, Arc::new(SystemClock))?)
+}
+
+pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
+    let meta = RequestMeta::default();
+    let actor = Actor::Cli;
+    match cli.command {
+        Command::Serve { .. } => {
+            for w in config.insecure_warnings() {
+                tracing::warn!("{w}");
+            }
+            let app = Application::build(&config).await?;
+            tracing::info!(
+                addr = %app.local_addr(),
+                data_dir = %config.data_dir.display(),
+                "twofold listening"
+            );
+            app.run_until(shutdown_signal()).await?;
+            tracing::info!("twofold stopped");
+        }
+        Command::Migrate => {
+            core(&config)?;
+            println!(
+                "database in {} is up to date",
+                config.data_dir.display()
+            );
+        }
+        Command::Tenant(TenantCmd::Create { slug, name }) => {
+            let (tenant, key) = core(&config)?
+                .create_tenant(&actor, &meta, &slug, &name)
+                .await?;
+            println!("created tenant {} ({})", tenant.slug, tenant.name);
+            println!("tenant API key (shown once, store it now): {}", key.token);
+        }
+        Command::Apikey(ApiKeyCmd::Create {
+            tenant,
+            operator,
+            label,
+        }) => {
+            if tenant.is_none() && !operator {
+                return Err(CliError::Usage("pass --tenant SLUG or --operator".into()));
+            }
+            let key = core(&config)?
+                .create_api_key(&actor, &meta, tenant.as_deref(), &label)
+                .await?;
+            println!("key id: {}", key.key_id);
+            println!("API key (shown once, store it now): {}", key.token);
+        }
+        Command::Apikey(ApiKeyCmd::List { tenant }) => {
+            for k in core(&config)?
+                .list_api_keys(&actor, tenant.as_deref())
+                .await?
+            {
+                let state = if k.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                println!("{}\t{}\t{}", k.key_id, state, k.label);
+            }
+        }
+        Command::Apikey(ApiKeyCmd::Revoke { key_id }) => {
+            core(&config)?.revoke_api_key(&actor, &meta, &key_id).await?;
+            println!("revoked {key_id}");
+        }
+        Command::User(UserCmd::Create {
+            tenant,
+            external_id,
+            email,
+            phone,
+            profile,
+            admin,
+        }) => {
+            let user = core(&config)?
+                .create_user(
+                    &actor,
+                    &meta,
+                    &tenant,
+                    NewUserInput {
+                        external_id,
+                        email,
+                        phone,
+                        profile,
+                        is_admin: admin,
+                    },
+                )
+                .await?;
+            println!("created user {}", user.external_id);
+        }
+        Command::Factor(FactorCmd::List { who }) => {
+            for f in core(&config)?
+                .list_factors(&actor, &who.tenant, &who.user)
+                .await?
+            {
+                println!(
+                    "{}\t{}\t{}\t{}{}",
+                    f.id,
+                    f.kind,
+                    f.status.as_str(),
+                    f.algorithm,
+                    if f.locked { "\tLOCKED" } else { "" }
+                );
+            }
+        }
+        Command::Factor(FactorCmd::Unlock { who, factor }) => {
+            core(&config)?
+                .unlock_factor(&actor, &meta, &who.tenant, &who.user, &factor)
+                .await?;
+            println!("unlocked {factor}");
+        }
+        Command::Otp(OtpCmd::Code { uri }) => {
+            let key = twofold_otp::uri::KeyUri::parse(&uri)
+                .map_err(|e| CliError::Usage(format!("--uri: {e}")))?;
+            let code = match key.kind {
+                twofold_otp::uri::OtpKind::Hotp { counter } => {
+                    twofold_otp::hotp(&key.secret, counter, key.algorithm, key.digits)
+                }
+                twofold_otp::uri::OtpKind::Totp { .. } => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0);
+                    twofold_otp::totp_at_time(&key.secret, now, &key.params())
+                }
+            };
+            println!("{code}");
+        }
+        Command::Audit(AuditCmd::Prune) => {
+            let n = core(&config)?.prune_audit().await?;
+            println!("pruned {n} audit rows");
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

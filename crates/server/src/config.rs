@@ -1,0 +1,200 @@
+//! Configuration: defaults → TOML file → `TWOFOLD_*` environment → command-line flags.
+//! Unknown keys are warned about rather than silently ignored, so a typo is noticed.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// Where the embedded database and generated keys live; created on first start.
+    pub data_dir: PathBuf,
+    /// 64 hex characters; when unset, `<data_dir>/master.key` is used (created if missing).
+    pub master_key: Option<String>,
+    /// 64 hex characters; when unset, `<data_dir>/hashing.key` is used (created if missing).
+    pub hashing_key: Option<String>,
+    pub audit_retention_days: u32,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// How long cached factors, tenants and API keys are trusted, in milliseconds.
+    pub cache_ttl_ms: i64,
+    /// `text` or `json`.
+    pub log_format: String,
+    /// A tracing filter such as `info` or `twofold=debug`.
+    pub log_level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./twofold-data"),
+            master_key: None,
+            hashing_key: None,
+            audit_retention_days: 90,
+            max_body_bytes: 64 * 1024,
+            cache_ttl_ms: 30_000,
+            log_format: "text".into(),
+            log_level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML for twofold: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+}
+
+/// Settings that can come from the environment, by variable name.
+const ENV_KEYS: &[&str] = &[
+    "LISTEN",
+    "DATA_DIR",
+    "MASTER_KEY",
+    "HASHING_KEY",
+    "AUDIT_RETENTION_DAYS",
+    "MAX_BODY_BYTES",
+    "CACHE_TTL_MS",
+    "LOG_FORMAT",
+    "LOG_LEVEL",
+];
+
+impl Config {
+    /// Loads the file (if any) and the environment; returns the config and warnings to log
+    /// once logging is set up.
+    pub fn load(file: Option<&Path>) -> Result<(Self, Vec<String>), ConfigError> {
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(file, &vars)
+    }
+
+    pub fn load_from(
+        file: Option<&Path>,
+        env: &[(String, String)],
+    ) -> Result<(Self, Vec<String>), ConfigError> {
+        let mut warnings = Vec::new();
+        let mut config = match file {
+            None => Config::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                let de = toml::Deserializer::new(&text);
+                serde_ignored::deserialize(de, |p| {
+                    warnings.push(format!(
+                        "unknown key `{p}` in {} is ignored",
+                        path.display()
+                    ))
+                })
+                .map_err(|e| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?
+            }
+        };
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix("TWOFOLD_") else {
+                continue;
+            };
+            if !ENV_KEYS.contains(&key) {
+                warnings.push(format!("unknown environment variable {name} is ignored"));
+                continue;
+            }
+            config.apply_env(key, value).map_err(|message| ConfigError::Env {
+                var: name.clone(),
+                message,
+            })?;
+        }
+        Ok((config, warnings))
+    }
+
+    fn apply_env(&mut self, key: &str, value: &str) -> Result<(), String> {
+        fn num<T: std::str::FromStr>(v: &str) -> Result<T, String> {
+            v.parse().map_err(|_| format!("`{v}` is not a valid number"))
+        }
+        match key {
+            "LISTEN" => {
+                self.listen = value
+                    .parse()
+                    .map_err(|_| format!("`{value}` is not an address like 127.0.0.1:8080"))?
+            }
+            "DATA_DIR" => self.data_dir = PathBuf::from(value),
+            "MASTER_KEY" => self.master_key = Some(value.to_string()),
+            "HASHING_KEY" => self.hashing_key = Some(value.to_string()),
+            "AUDIT_RETENTION_DAYS" => self.audit_retention_days = num(value)?,
+            "MAX_BODY_BYTES" => self.max_body_bytes = num(value)?,
+            "CACHE_TTL_MS" => self.cache_ttl_ms = num(value)?,
+            "LOG_FORMAT" => self.log_format = value.to_string(),
+            "LOG_LEVEL" => self.log_level = value.to_string(),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Warnings about settings that weaken security or will not work.
+    pub fn insecure_warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if !self.listen.ip().is_loopback() {
+            w.push(format!(
+                "listening on {} without TLS: put a TLS-terminating proxy in front",
+                self.listen
+            ));
+        }
+        if self.master_key.is_some() {
+            w.push("master key taken from config/environment: keep that source secret".into());
+        }
+        if self.audit_retention_days == 0 {
+            w.push("audit_retention_days = 0 keeps no audit history".into());
+        }
+        w
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_env_with_warnings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\naudit_retention_days = 7\ncolour = \"blue\"\n")
+            .unwrap();
+        let env = vec![
+            ("TWOFOLD_AUDIT_RETENTION_DAYS".to_string(), "30".to_string()),
+            ("TWOFOLD_NOPE".to_string(), "1".to_string()),
+            ("HOME".to_string(), "/root".to_string()),
+        ];
+        let (c, warnings) = Config::load_from(Some(&path), &env).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.audit_retention_days, 30);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("colour"));
+        assert!(warnings[1].contains("TWOFOLD_NOPE"));
+    }
+
+    #[test]
+    fn bad_values_say_what_is_wrong() {
+        let env = vec![("TWOFOLD_LISTEN".to_string(), "nowhere".to_string())];
+        let err = Config::load_from(None, &env).unwrap_err().to_string();
+        assert!(err.contains("TWOFOLD_LISTEN"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "listen = 5").unwrap();
+        assert!(matches!(
+            Config::load_from(Some(&path), &[]),
+            Err(ConfigError::Parse { .. })
+        ));
+    }
+}

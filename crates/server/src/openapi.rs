@@ -1,0 +1,51 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations.
+
+use crate::api::{self, dto};
+use crate::error::{ErrorBody, ErrorDetail};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Twofold",
+        description = "Multi-tenant two-factor authentication server. Errors are \
+            `{\"error\": {\"code\", \"message\"}}` with a stable `code`."
+    ),
+    paths(
+        api::create_tenant, api::get_tenant,
+        api::create_operator_key, api::list_operator_keys, api::revoke_api_key,
+        api::create_tenant_key, api::list_tenant_keys,
+        api::create_user, api::list_users, api::get_user,
+        api::list_factors, api::enroll_totp, api::confirm_factor, api::resync_factor,
+        api::unlock_factor, api::delete_factor, api::verify, api::list_audit,
+    ),
+    components(schemas(
+        ErrorBody, ErrorDetail, dto::CreateTenant, dto::TenantDto, dto::CreatedTenant,
+        dto::IssuedApiKeyDto, dto::CreateApiKey, dto::ApiKeyDto, dto::ApiKeyList,
+        dto::CreateUser, dto::UserDto, dto::UserPage, dto::EnrollTotp, dto::EnrollmentDto,
+        dto::FactorDto, dto::FactorList, dto::CodeBody, dto::ConfirmResult, dto::VerifyBody,
+        dto::VerifyResult, dto::ResyncBody, dto::ResyncResult, dto::AuditEventDto,
+        dto::AuditPage,
+    )),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(components) = openapi.components.as_mut() {
+            components.add_security_scheme(
+                "api_key",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some("An API key: tfk_<id>_<secret>"))
+                        .build(),
+                ),
+            );
+        }
+    }
+}
