@@ -1,1 +1,335 @@
-fn main() {}
+//! `twofold-loadgen`: provisions users with TOTP factors through the REST API of a running
+//! Twofold server, then hammers `POST /v1/tenants/{t}/users/{u}/verify` with valid and/or
+//! wrong codes and reports throughput, latency percentiles and (optionally) the server's RSS.
+//!
+//! ```text
+//! twofold-loadgen --url http://127.0.0.1:8080 --api-key tfk_... --users 200000 \
+//!     --concurrency 64 --duration 10 --mode both --server-pid 1234 --json out.json
+//! ```
+//!
+//! Replay protection lets each (user, TOTP step) succeed once, so the valid run hands out each
+//! user at most once per 30 s step; with too few users the workers wait for the next step
+//! ("starved") and the report says how many users would have been enough.
+
+mod api;
+mod rss;
+mod run;
+
+use api::{Api, BenchUser};
+use clap::{Parser, ValueEnum};
+use run::{Kind, RunReport, Scheduler};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// Only current, valid codes (each accepted once).
+    Valid,
+    /// Only wrong codes (throttling kicks in after 5 failures per user; still answers 200).
+    Wrong,
+    /// The valid run, then the wrong run (in this order: wrong codes throttle the users).
+    Both,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "twofold-loadgen",
+    version,
+    about = "Load generator for Twofold's verify endpoint"
+)]
+struct Args {
+    /// Base URL of the server.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// An operator API key (`tfk_...`); used once to create a fresh `bench-<random>` tenant.
+    #[arg(long, env = "TWOFOLD_API_KEY", hide_env_values = true)]
+    api_key: String,
+    /// Users to provision. A valid-code run needs about throughput x 30 s of them to never wait.
+    #[arg(long, default_value_t = 2000)]
+    users: usize,
+    /// Concurrent requests (workers) during the timed runs.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Seconds per timed run.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    #[arg(long, value_enum, default_value_t = Mode::Both)]
+    mode: Mode,
+    /// Sample this process's RSS (/proc/PID/status) every 100 ms and report it.
+    #[arg(long, value_name = "PID")]
+    server_pid: Option<u32>,
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Concurrent workers while provisioning users [default: min(concurrency, 32)].
+    #[arg(long)]
+    provision_concurrency: Option<usize>,
+    /// Runtime threads of the load generator [default: number of CPUs].
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Report {
+    url: String,
+    tenant: String,
+    users: usize,
+    concurrency: usize,
+    duration_s: u64,
+    loadgen_threads: usize,
+    cpus: usize,
+    provision_s: f64,
+    provision_users_per_s: f64,
+    server_idle_rss_kib: Option<u64>,
+    server_rss_after_provision_kib: Option<u64>,
+    server_peak_rss_kib: Option<u64>,
+    runs: Vec<RunReport>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Err(e) = validate(&args) {
+        eprintln!("twofold-loadgen: {e}");
+        return ExitCode::from(2);
+    }
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let threads = args.threads.unwrap_or(cpus).max(1);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("twofold-loadgen: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(real_main(args, threads, cpus)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("twofold-loadgen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn validate(a: &Args) -> Result<(), String> {
+    if a.users == 0 {
+        return Err("--users must be at least 1".into());
+    }
+    if a.concurrency == 0 || a.concurrency > 10_000 {
+        return Err("--concurrency must be between 1 and 10000".into());
+    }
+    if a.duration == 0 {
+        return Err("--duration must be at least 1 second".into());
+    }
+    if !a.api_key.starts_with("tfk_") {
+        return Err(
+            "--api-key should be an operator key like tfk_...; create one with `twofold apikey create --operator`"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+async fn real_main(args: Args, threads: usize, cpus: usize) -> Result<(), String> {
+    let base = reqwest::Url::parse(&args.url)
+        .map_err(|e| format!("--url {}: {e}; pass e.g. http://127.0.0.1:8080", args.url))?;
+    let client = api::client(args.concurrency.max(64))?;
+
+    let sampler = match args.server_pid {
+        Some(pid) => Some(rss::Sampler::start(pid)?),
+        None => None,
+    };
+    let idle = sampler.as_ref().and_then(|s| s.now());
+    if let Some(m) = idle {
+        eprintln!("server RSS at start: {:.1} MiB", mib(m.rss_kib));
+    }
+
+    let operator = Api {
+        client: client.clone(),
+        base: base.clone(),
+        auth: api::bearer(&args.api_key)?,
+    };
+    let (slug, token) = api::create_tenant(&operator)
+        .await
+        .map_err(|e| e.to_string())?;
+    eprintln!("created tenant {slug}");
+    let tenant = Api {
+        client,
+        base,
+        auth: api::bearer(&token)?,
+    };
+
+    let workers = args
+        .provision_concurrency
+        .unwrap_or(args.concurrency.min(32))
+        .max(1);
+    eprintln!(
+        "provisioning {} users (create, enrol TOTP, confirm) with {workers} workers...",
+        args.users
+    );
+    let (users, took) = api::provision(&tenant, &slug, args.users, workers).await?;
+    let provision_s = took.as_secs_f64();
+    eprintln!(
+        "provisioned {} users in {provision_s:.1}s ({:.0} users/s, {:.0} requests/s)",
+        users.len(),
+        users.len() as f64 / provision_s.max(1e-9),
+        3.0 * users.len() as f64 / provision_s.max(1e-9)
+    );
+    let after_provision = sampler.as_ref().and_then(|s| s.now());
+
+    let users: Arc<Vec<BenchUser>> = Arc::new(users);
+    let scheduler = Arc::new(Scheduler::new(&users));
+    let kinds: &[Kind] = match args.mode {
+        Mode::Valid => &[Kind::Valid],
+        Mode::Wrong => &[Kind::Wrong],
+        Mode::Both => &[Kind::Valid, Kind::Wrong],
+    };
+    let mut runs = Vec::new();
+    for &kind in kinds {
+        eprintln!(
+            "{} codes: {} workers for {}s...",
+            kind.name(),
+            args.concurrency,
+            args.duration
+        );
+        if let Some(s) = &sampler {
+            s.reset();
+        }
+        let mut r = run::run(
+            kind,
+            &tenant,
+            users.clone(),
+            Some(scheduler.clone()),
+            args.concurrency,
+            Duration::from_secs(args.duration),
+        )
+        .await?;
+        r.peak_rss_kib = sampler.as_ref().map(|s| s.phase_peak());
+        print_run(&r, users.len());
+        runs.push(r);
+    }
+
+    let end = sampler.as_ref().and_then(|s| s.now());
+    let report = Report {
+        url: args.url.clone(),
+        tenant: slug,
+        users: users.len(),
+        concurrency: args.concurrency,
+        duration_s: args.duration,
+        loadgen_threads: threads,
+        cpus,
+        provision_s,
+        provision_users_per_s: users.len() as f64 / provision_s.max(1e-9),
+        server_idle_rss_kib: idle.map(|m| m.rss_kib),
+        server_rss_after_provision_kib: after_provision.map(|m| m.rss_kib),
+        server_peak_rss_kib: end.map(|m| m.hwm_kib),
+        runs,
+    };
+    print_summary(&report);
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| format!("cannot encode the JSON report: {e}"))?;
+        std::fs::write(path, text + "\n")
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    let failed: u64 = report.runs.iter().map(|r| r.errors + r.unexpected).sum();
+    if failed > 0 {
+        return Err(format!(
+            "{failed} requests failed or were answered unexpectedly; see the samples above and the server log"
+        ));
+    }
+    Ok(())
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn print_run(r: &RunReport, users: usize) {
+    let l = &r.latency_us;
+    println!();
+    println!(
+        "== {} codes: {} workers, {:.1}s",
+        r.mode, r.concurrency, r.duration_s
+    );
+    println!(
+        "   requests {}  ({:.0} req/s)   verified:true {}   verified:false {}",
+        r.requests, r.throughput_rps, r.verified, r.not_verified
+    );
+    println!(
+        "   latency  p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms  (mean {:.2} ms)",
+        l.p50 as f64 / 1e3,
+        l.p99 as f64 / 1e3,
+        l.p999 as f64 / 1e3,
+        l.max as f64 / 1e3,
+        l.mean / 1e3
+    );
+    let unexpected = match r.mode {
+        "valid" => "verified:false (should be 0)",
+        _ => "verified:true (should be 0)",
+    };
+    println!(
+        "   errors   {} (HTTP {:?}, transport {})   unexpected {unexpected}: {}",
+        r.errors, r.http_errors, r.transport_errors, r.unexpected
+    );
+    if let Some(kib) = r.peak_rss_kib {
+        println!("   server peak RSS during run {:.1} MiB", mib(kib));
+    }
+    for e in &r.sample_errors {
+        println!("   sample error: {e}");
+    }
+    if r.starved_s > 0.05 {
+        let want = (r.good_rps_unstarved * 30.0 * 1.2).ceil() as u64;
+        println!(
+            "   starved {:.1}s: all {users} users had been used in the current 30 s step; \
+             {:.0} verifications/s while users were available. \
+             Hint: pass --users {want} (throughput x 30 s + 20%) to measure without waiting.",
+            r.starved_s, r.good_rps_unstarved
+        );
+    }
+}
+
+fn print_summary(rep: &Report) {
+    println!();
+    println!(
+        "summary: tenant {}, {} users, concurrency {}, {}s per run, loadgen {} threads on {} CPUs",
+        rep.tenant, rep.users, rep.concurrency, rep.duration_s, rep.loadgen_threads, rep.cpus
+    );
+    println!(
+        "{:<6} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7} {:>10}",
+        "mode", "requests", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "errors", "peak MiB"
+    );
+    for r in &rep.runs {
+        let l = &r.latency_us;
+        println!(
+            "{:<6} {:>10} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>10}",
+            r.mode,
+            r.requests,
+            r.throughput_rps,
+            l.p50 as f64 / 1e3,
+            l.p99 as f64 / 1e3,
+            l.p999 as f64 / 1e3,
+            l.max as f64 / 1e3,
+            r.errors + r.unexpected,
+            r.peak_rss_kib
+                .map(|k| format!("{:.1}", mib(k)))
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+    if let (Some(idle), Some(peak)) = (rep.server_idle_rss_kib, rep.server_peak_rss_kib) {
+        println!(
+            "server RSS: {:.1} MiB at start, {:.1} MiB after provisioning, {:.1} MiB peak (VmHWM)",
+            mib(idle),
+            mib(rep.server_rss_after_provision_kib.unwrap_or(0)),
+            mib(peak)
+        );
+    }
+}

@@ -1,0 +1,391 @@
+//! The timed verify runs: C workers POSTing `/verify` for T seconds.
+
+use crate::api::{error_chain, unix_secs, unix_secs_f64, Api, BenchUser};
+use hdrhistogram::Histogram;
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Valid,
+    Wrong,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Valid => "valid",
+            Kind::Wrong => "wrong",
+        }
+    }
+}
+
+/// Hands out users so that each is used at most once per TOTP step: the server refuses a second
+/// success in the same step (replay protection), and the confirmation already used a step.
+pub struct Scheduler {
+    period: u64,
+    state: Mutex<SchedState>,
+}
+
+struct SchedState {
+    step: u64,
+    cursor: usize,
+    last_used: Vec<u64>,
+    /// When the users ran out in the current step.
+    exhausted_since: Option<Instant>,
+    starved: Duration,
+}
+
+impl Scheduler {
+    pub fn new(users: &[BenchUser]) -> Self {
+        let period = users
+            .first()
+            .map(|u| u64::from(u.params.period.max(1)))
+            .unwrap_or(30);
+        Self {
+            period,
+            state: Mutex::new(SchedState {
+                step: 0,
+                cursor: 0,
+                last_used: users.iter().map(|u| u.confirmed_step).collect(),
+                exhausted_since: None,
+                starved: Duration::ZERO,
+            }),
+        }
+    }
+
+    /// A user not yet used in the current step and that step, or the unix second at which the
+    /// next step starts when every user has been used in this one.
+    fn take(&self) -> Result<(usize, u64), u64> {
+        let step = unix_secs() / self.period;
+        let Ok(mut st) = self.state.lock() else {
+            return Err((step + 1) * self.period);
+        };
+        if step > st.step {
+            st.step = step;
+            st.cursor = 0;
+            if let Some(t) = st.exhausted_since.take() {
+                st.starved += t.elapsed();
+            }
+        }
+        while st.cursor < st.last_used.len() {
+            let i = st.cursor;
+            st.cursor += 1;
+            if st.last_used[i] < step {
+                st.last_used[i] = step;
+                return Ok((i, step));
+            }
+        }
+        st.exhausted_since.get_or_insert_with(Instant::now);
+        Err((step + 1) * self.period)
+    }
+
+    /// Wall time during which every user had been used in the current step.
+    fn finish(&self) -> Duration {
+        match self.state.lock() {
+            Ok(mut st) => {
+                if let Some(t) = st.exhausted_since.take() {
+                    st.starved += t.elapsed();
+                }
+                st.starved
+            }
+            Err(_) => Duration::ZERO,
+        }
+    }
+}
+
+/// Counters of one worker, merged at the end.
+struct WorkerStats {
+    hist: Histogram<u64>,
+    verified: u64,
+    not_verified: u64,
+    /// Non-2xx answers by status code.
+    http_errors: BTreeMap<u16, u64>,
+    transport_errors: u64,
+    first_errors: Vec<String>,
+    starved: Duration,
+}
+
+impl WorkerStats {
+    fn new() -> Result<Self, String> {
+        Ok(Self {
+            // 1 µs .. 60 s at 3 significant digits.
+            hist: Histogram::new_with_bounds(1, 60_000_000, 3)
+                .map_err(|e| format!("cannot create histogram: {e}"))?,
+            verified: 0,
+            not_verified: 0,
+            http_errors: BTreeMap::new(),
+            transport_errors: 0,
+            first_errors: Vec::new(),
+            starved: Duration::ZERO,
+        })
+    }
+
+    fn note_error(&mut self, e: String) {
+        if self.first_errors.len() < 3 {
+            self.first_errors.push(e);
+        }
+    }
+}
+
+/// The result of one run.
+#[derive(Debug, serde::Serialize)]
+pub struct RunReport {
+    pub mode: &'static str,
+    pub concurrency: usize,
+    pub duration_s: f64,
+    pub requests: u64,
+    /// Answers `{"verified":true}`.
+    pub verified: u64,
+    /// Answers `{"verified":false}`.
+    pub not_verified: u64,
+    /// Failures that should not happen: `verified:false` in the valid run, `verified:true` in
+    /// the wrong run.
+    pub unexpected: u64,
+    pub http_errors: BTreeMap<u16, u64>,
+    pub transport_errors: u64,
+    pub errors: u64,
+    /// Completed requests (any answer) per second of the whole run.
+    pub throughput_rps: f64,
+    /// Expected answers per second of the whole run.
+    pub good_rps: f64,
+    /// Expected answers per second while users were available (valid run only).
+    pub good_rps_unstarved: f64,
+    pub latency_us: Latency,
+    /// Wall seconds during which every user had already been used in the current TOTP step.
+    pub starved_s: f64,
+    /// Sum over workers of seconds spent waiting for the next step.
+    pub starved_worker_s: f64,
+    pub peak_rss_kib: Option<u64>,
+    pub sample_errors: Vec<String>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Latency {
+    pub mean: f64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+}
+
+fn wrong_code(code: &str, digits: u8) -> String {
+    let modulo = 10u64.pow(u32::from(digits));
+    let n = code.parse::<u64>().unwrap_or(0);
+    format!("{:0width$}", (n + 1) % modulo, width = usize::from(digits))
+}
+
+/// Runs `concurrency` workers for `duration`, printing progress every second.
+pub async fn run(
+    kind: Kind,
+    api: &Api,
+    users: Arc<Vec<BenchUser>>,
+    scheduler: Option<Arc<Scheduler>>,
+    concurrency: usize,
+    duration: Duration,
+) -> Result<RunReport, String> {
+    let start = Instant::now();
+    let deadline = start + duration;
+    let done = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let round_robin = Arc::new(AtomicUsize::new(0));
+    let scheduler = match (kind, scheduler) {
+        (Kind::Valid, Some(s)) => Some(s),
+        (Kind::Valid, None) => Some(Arc::new(Scheduler::new(&users))),
+        (Kind::Wrong, _) => None,
+    };
+    let mut handles = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let (api, users, scheduler) = (api.clone(), users.clone(), scheduler.clone());
+        let (done, errors, round_robin) = (done.clone(), errors.clone(), round_robin.clone());
+        handles.push(tokio::spawn(async move {
+            let mut st = WorkerStats::new()?;
+            let json = HeaderValue::from_static("application/json");
+            while Instant::now() < deadline {
+                let (i, code) = match &scheduler {
+                    Some(s) => match s.take() {
+                        Ok((i, step)) => {
+                            let u = &users[i];
+                            (i, twofold_otp::totp_at_step(&u.secret, step, &u.params))
+                        }
+                        Err(next_step_at) => {
+                            // Every user has succeeded in this step: wait for the next one.
+                            let wait = (next_step_at as f64 - unix_secs_f64()).max(0.001);
+                            let until = (Instant::now() + Duration::from_secs_f64(wait))
+                                .min(deadline);
+                            let t = Instant::now();
+                            tokio::time::sleep_until(until.into()).await;
+                            st.starved += t.elapsed();
+                            continue;
+                        }
+                    },
+                    None => {
+                        let i = round_robin.fetch_add(1, Ordering::Relaxed) % users.len();
+                        let u = &users[i];
+                        let right = twofold_otp::totp_at_time(&u.secret, unix_secs(), &u.params);
+                        (i, wrong_code(&right, u.params.digits))
+                    }
+                };
+                let body = format!("{{\"code\":\"{code}\"}}");
+                let t0 = Instant::now();
+                let sent = api
+                    .client
+                    .post(users[i].verify_url.clone())
+                    .header(AUTHORIZATION, api.auth.clone())
+                    .header(CONTENT_TYPE, json.clone())
+                    .body(body)
+                    .send()
+                    .await;
+                let outcome = match sent {
+                    Ok(resp) => {
+                        let status = resp.status();
+                        resp.bytes().await.map(|b| (status, b))
+                    }
+                    Err(e) => Err(e),
+                };
+                let micros = t0.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
+                st.hist.saturating_record(micros.max(1));
+                done.fetch_add(1, Ordering::Relaxed);
+                match outcome {
+                    Ok((status, body)) if status.is_success() => {
+                        if memchr_verified_true(&body) {
+                            st.verified += 1;
+                        } else {
+                            st.not_verified += 1;
+                        }
+                    }
+                    Ok((status, body)) => {
+                        *st.http_errors.entry(status.as_u16()).or_default() += 1;
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        st.note_error(format!(
+                            "HTTP {status}: {}",
+                            String::from_utf8_lossy(&body).chars().take(200).collect::<String>()
+                        ));
+                    }
+                    Err(e) => {
+                        st.transport_errors += 1;
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        st.note_error(error_chain(&e));
+                    }
+                }
+            }
+            Ok::<WorkerStats, String>(st)
+        }));
+    }
+
+    let progress = {
+        let (done, errors) = (done.clone(), errors.clone());
+        let name = kind.name();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.tick().await;
+            let mut last = 0;
+            loop {
+                tick.tick().await;
+                let d = done.load(Ordering::Relaxed);
+                eprintln!(
+                    "  {name}: {:>4.1}s  {d:>9} requests  {:>7} req/s in the last second  {} errors",
+                    start.elapsed().as_secs_f64(),
+                    d - last,
+                    errors.load(Ordering::Relaxed)
+                );
+                last = d;
+            }
+        })
+    };
+
+    let mut total = WorkerStats::new()?;
+    let mut task_errors = Vec::new();
+    for h in handles {
+        match h.await {
+            Ok(Ok(s)) => {
+                total
+                    .hist
+                    .add(&s.hist)
+                    .map_err(|e| format!("cannot merge histograms: {e}"))?;
+                total.verified += s.verified;
+                total.not_verified += s.not_verified;
+                for (k, v) in s.http_errors {
+                    *total.http_errors.entry(k).or_default() += v;
+                }
+                total.transport_errors += s.transport_errors;
+                total.starved += s.starved;
+                for e in s.first_errors {
+                    total.note_error(e);
+                }
+            }
+            Ok(Err(e)) => task_errors.push(e),
+            Err(e) => task_errors.push(format!("worker task failed: {e}")),
+        }
+    }
+    progress.abort();
+    if let Some(e) = task_errors.into_iter().next() {
+        return Err(e);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let starved = scheduler
+        .as_ref()
+        .map(|s| s.finish().as_secs_f64().min(elapsed))
+        .unwrap_or(0.0);
+    let h = &total.hist;
+    let http: u64 = total.http_errors.values().sum();
+    let requests = h.len();
+    let (good, unexpected) = match kind {
+        Kind::Valid => (total.verified, total.not_verified),
+        Kind::Wrong => (total.not_verified, total.verified),
+    };
+    Ok(RunReport {
+        mode: kind.name(),
+        concurrency,
+        duration_s: elapsed,
+        requests,
+        verified: total.verified,
+        not_verified: total.not_verified,
+        unexpected,
+        http_errors: total.http_errors,
+        transport_errors: total.transport_errors,
+        errors: http + total.transport_errors,
+        throughput_rps: requests as f64 / elapsed.max(1e-9),
+        good_rps: good as f64 / elapsed.max(1e-9),
+        good_rps_unstarved: good as f64 / (elapsed - starved).max(1e-9),
+        latency_us: Latency {
+            mean: h.mean(),
+            p50: h.value_at_quantile(0.5),
+            p90: h.value_at_quantile(0.9),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        },
+        starved_s: starved,
+        starved_worker_s: total.starved.as_secs_f64(),
+        peak_rss_kib: None,
+        sample_errors: total.first_errors,
+    })
+}
+
+/// `{"verified":true}` without a JSON parser on the hot path (the server's answer is compact).
+fn memchr_verified_true(body: &[u8]) -> bool {
+    body.windows(15).any(|w| w == b"\"verified\":true")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrong_code_differs_and_keeps_width() {
+        assert_eq!(wrong_code("000123", 6), "000124");
+        assert_eq!(wrong_code("999999", 6), "000000");
+        assert_eq!(wrong_code("12345678", 8), "12345679");
+    }
+
+    #[test]
+    fn verified_true_is_found() {
+        assert!(memchr_verified_true(br#"{"verified":true}"#));
+        assert!(!memchr_verified_true(br#"{"verified":false}"#));
+    }
+}
