@@ -16,10 +16,7 @@ pub enum CoreError {
     NotFound(&'static str),
     /// A uniqueness or state conflict, with a stable code.
     #[error("{message}")]
-    Conflict {
-        code: &'static str,
-        message: String,
-    },
+    Conflict { code: &'static str, message: String },
     #[error("missing or invalid API key")]
     Unauthenticated,
     #[error("{0}")]
@@ -44,9 +41,10 @@ impl From<StoreError> for CoreError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Busy => CoreError::Unavailable,
-            StoreError::Conflict(what) => {
-                CoreError::conflict(what, format!("{} already exists", what.trim_end_matches("_exists")))
-            }
+            StoreError::Conflict(what) => CoreError::conflict(
+                what,
+                format!("{} already exists", what.trim_end_matches("_exists")),
+            ),
             StoreError::Backend(msg) => CoreError::Internal(msg),
         }
     }

@@ -88,10 +88,14 @@ pub struct StepMatch {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptOutcome {
-    Accepted { factor_id: String },
+    Accepted {
+        factor_id: String,
+    },
     /// The matched factor changed under a cached copy; reload and try again.
     Stale,
-    Rejected { reason: RejectReason },
+    Rejected {
+        reason: RejectReason,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

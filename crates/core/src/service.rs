@@ -339,7 +339,11 @@ impl Twofold {
         let tenant = match tenant {
             Some(slug) => Some(self.tenant_for(actor, slug).await?),
             None if actor.is_operator() => None,
-            None => return Err(CoreError::Forbidden("only operators may create operator keys")),
+            None => {
+                return Err(CoreError::Forbidden(
+                    "only operators may create operator keys",
+                ))
+            }
         };
         let tenant_id = tenant.as_ref().map(|t| t.id);
         let (record, token) = self.mint_api_key(tenant_id, label.as_str());
@@ -363,7 +367,11 @@ impl Twofold {
         let tenant_id = match tenant {
             Some(slug) => Some(self.tenant_for(actor, slug).await?.id),
             None if actor.is_operator() => None,
-            None => return Err(CoreError::Forbidden("only operators may list operator keys")),
+            None => {
+                return Err(CoreError::Forbidden(
+                    "only operators may list operator keys",
+                ))
+            }
         };
         Ok(self.store.list_api_keys(tenant_id).await?)
     }
@@ -516,7 +524,9 @@ impl Twofold {
 
     fn unseal(&self, f: &Factor) -> Result<Zeroizing<Vec<u8>>, CoreError> {
         let owner = Factor::seal_owner(f.tenant_id, f.user_id, &f.id);
-        Ok(Zeroizing::new(self.keyring.unseal(&f.sealed_secret, &owner)?))
+        Ok(Zeroizing::new(
+            self.keyring.unseal(&f.sealed_secret, &owner)?,
+        ))
     }
 
     fn params_of(f: &Factor) -> Result<OtpParams, CoreError> {
@@ -804,7 +814,9 @@ impl Twofold {
             }
             let mut matched = None;
             for f in &active {
-                if let Some(step) = totp::verify_use(&f.secret, code.as_str(), &f.params, f.drift, now) {
+                if let Some(step) =
+                    totp::verify_use(&f.secret, code.as_str(), &f.params, f.drift, now)
+                {
                     matched = Some(StepMatch {
                         factor_id: f.id.clone(),
                         expected_version: f.version,

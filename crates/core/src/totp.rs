@@ -95,7 +95,11 @@ mod tests {
         let t = (now / 1000 / 30) as u64;
         for (step, ok) in [(t, true), (t - 1, true), (t - 2, false), (t + 1, false)] {
             let code = totp_at_step(SECRET, step, &p());
-            assert_eq!(verify_use(SECRET, &code, &p(), 0, now).is_some(), ok, "step {step}");
+            assert_eq!(
+                verify_use(SECRET, &code, &p(), 0, now).is_some(),
+                ok,
+                "step {step}"
+            );
         }
     }
 
@@ -112,7 +116,7 @@ mod tests {
     #[test]
     fn confirmation_learns_drift_within_one_step() {
         let now = 1_700_000_000_000i64;
-        let t = (now / 1000 / 30) as i64;
+        let t = now / 1000 / 30;
         for (step, drift) in [(t + 1, 1), (t, 0), (t - 1, 0), (t - 2, -1)] {
             let code = totp_at_step(SECRET, step as u64, &p());
             assert_eq!(
@@ -127,10 +131,16 @@ mod tests {
     #[test]
     fn resync_needs_two_consecutive_codes() {
         let now = 1_700_000_000_000i64;
-        let t = (now / 1000 / 30) as i64;
+        let t = now / 1000 / 30;
         let c = |s: i64| totp_at_step(SECRET, s as u64, &p());
-        assert_eq!(resync(SECRET, &c(t + 7), &c(t + 8), &p(), now), Some((t + 8, 8)));
-        assert_eq!(resync(SECRET, &c(t - 9), &c(t - 8), &p(), now), Some((t - 8, -8)));
+        assert_eq!(
+            resync(SECRET, &c(t + 7), &c(t + 8), &p(), now),
+            Some((t + 8, 8))
+        );
+        assert_eq!(
+            resync(SECRET, &c(t - 9), &c(t - 8), &p(), now),
+            Some((t - 8, -8))
+        );
         assert_eq!(resync(SECRET, &c(t + 7), &c(t + 9), &p(), now), None);
         assert_eq!(resync(SECRET, &c(t + 11), &c(t + 12), &p(), now), None);
     }

@@ -108,7 +108,8 @@ impl EmailAddress {
     pub fn parse(s: &str) -> Result<Self, CoreError> {
         let s = s.trim();
         let bad = || invalid("email", "must be an address like name@example.com");
-        if s.len() > 254 || !s.is_ascii() || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if s.len() > 254 || !s.is_ascii() || s.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(bad());
         }
         let (local, domain) = s.split_once('@').ok_or_else(bad)?;
@@ -227,7 +228,16 @@ mod tests {
     fn slugs() {
         assert!(TenantSlug::parse("acme").is_ok());
         assert!(TenantSlug::parse("acme-2").is_ok());
-        for bad in ["", "a", "Acme", "-acme", "acme-", "ac me", "açme", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "a",
+            "Acme",
+            "-acme",
+            "acme-",
+            "ac me",
+            "açme",
+            &"a".repeat(64),
+        ] {
             assert!(TenantSlug::parse(bad).is_err(), "{bad}");
         }
     }
@@ -246,11 +256,19 @@ mod tests {
             EmailAddress::parse("Bob@Example.COM").unwrap().as_str(),
             "Bob@example.com"
         );
-        for bad in ["", "bob", "bob@", "@x.io", "a@b", "a b@c.io", "a@@b.io", "a@b..io"] {
+        for bad in [
+            "", "bob", "bob@", "@x.io", "a@b", "a b@c.io", "a@@b.io", "a@b..io",
+        ] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad}");
         }
         assert!(E164Phone::parse("+14155550123").is_ok());
-        for bad in ["14155550123", "+0123456789", "+1234", "+1415555012x", "+1234567890123456"] {
+        for bad in [
+            "14155550123",
+            "+0123456789",
+            "+1234",
+            "+1415555012x",
+            "+1234567890123456",
+        ] {
             assert!(E164Phone::parse(bad).is_err(), "{bad}");
         }
     }
@@ -259,7 +277,15 @@ mod tests {
     fn codes() {
         assert!(OtpCode::parse("012345").is_ok());
         assert!(OtpCode::parse("01234567").is_ok());
-        for bad in ["", "12345", "123456789", "12345a", "١٢٣٤٥٦", "１２３４５６", " 123456"] {
+        for bad in [
+            "",
+            "12345",
+            "123456789",
+            "12345a",
+            "١٢٣٤٥٦",
+            "１２３４５６",
+            " 123456",
+        ] {
             assert!(OtpCode::parse(bad).is_err(), "{bad}");
         }
         assert!(!format!("{:?}", OtpCode::parse("123456").unwrap()).contains("123456"));

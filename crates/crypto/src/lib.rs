@@ -140,8 +140,7 @@ impl Keyring {
 
     /// Adds a key that can unseal but does not seal (a retired or not-yet-active key).
     pub fn add(&mut self, key: KeyMaterial) {
-        self.keys
-            .insert(key.id(), Aes256Gcm::new((&key.0).into()));
+        self.keys.insert(key.id(), Aes256Gcm::new((&key.0).into()));
     }
 
     pub fn active_id(&self) -> &str {
@@ -313,7 +312,10 @@ mod tests {
         blob[last] ^= 1;
         assert_eq!(ring.unseal(&blob, "o"), Err(CryptoError::Unauthentic));
         blob[0] = 9;
-        assert_eq!(ring.unseal(&blob, "o"), Err(CryptoError::UnsupportedVersion(9)));
+        assert_eq!(
+            ring.unseal(&blob, "o"),
+            Err(CryptoError::UnsupportedVersion(9))
+        );
         assert_eq!(ring.unseal(&blob[..5], "o"), Err(CryptoError::Malformed));
     }
 

@@ -154,7 +154,10 @@ impl Api {
             status: None,
             detail: format!(
                 "unexpected answer ({e}): {}",
-                String::from_utf8_lossy(&bytes).chars().take(300).collect::<String>()
+                String::from_utf8_lossy(&bytes)
+                    .chars()
+                    .take(300)
+                    .collect::<String>()
             ),
         })
     }
@@ -213,7 +216,11 @@ pub async fn create_tenant(operator: &Api) -> Result<(String, String), ApiFailur
     let slug = format!("bench-{}", random_suffix());
     let body = serde_json::json!({ "slug": slug, "name": format!("load test {slug}") });
     let created: CreatedTenant = operator
-        .post_parse("create tenant (POST /v1/tenants)", "/v1/tenants", body.to_string())
+        .post_parse(
+            "create tenant (POST /v1/tenants)",
+            "/v1/tenants",
+            body.to_string(),
+        )
         .await?;
     Ok((slug, created.api_key.token))
 }
@@ -258,9 +265,7 @@ async fn provision_one(api: &Api, slug: &str, i: usize) -> Result<BenchUser, Api
             .await?;
         if c.confirmed {
             return Ok(BenchUser {
-                verify_url: api
-                    .url(&format!("{users}/{ext}/verify"))
-                    .map_err(bad)?,
+                verify_url: api.url(&format!("{users}/{ext}/verify")).map_err(bad)?,
                 secret: key.secret,
                 params,
                 confirmed_step: params.step_at(now),
@@ -322,9 +327,7 @@ pub async fn provision(
                 let secs = start.elapsed().as_secs_f64();
                 let rate = d as f64 / secs.max(1e-9);
                 let eta = n.saturating_sub(d) as f64 / rate.max(1e-9);
-                eprintln!(
-                    "  provisioned {d}/{n} users ({rate:.0} users/s, ~{eta:.0}s left)"
-                );
+                eprintln!("  provisioned {d}/{n} users ({rate:.0} users/s, ~{eta:.0}s left)");
             }
         })
     };

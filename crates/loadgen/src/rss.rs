@@ -24,7 +24,9 @@ pub fn read(pid: u32) -> Result<Mem, String> {
     };
     match (field("VmRSS:"), field("VmHWM:")) {
         (Some(rss_kib), Some(hwm_kib)) => Ok(Mem { rss_kib, hwm_kib }),
-        _ => Err(format!("{path} has no VmRSS/VmHWM lines; is the process a zombie?")),
+        _ => Err(format!(
+            "{path} has no VmRSS/VmHWM lines; is the process a zombie?"
+        )),
     }
 }
 

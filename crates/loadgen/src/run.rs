@@ -215,8 +215,8 @@ pub async fn run(
                         Err(next_step_at) => {
                             // Every user has succeeded in this step: wait for the next one.
                             let wait = (next_step_at as f64 - unix_secs_f64()).max(0.001);
-                            let until = (Instant::now() + Duration::from_secs_f64(wait))
-                                .min(deadline);
+                            let until =
+                                (Instant::now() + Duration::from_secs_f64(wait)).min(deadline);
                             let t = Instant::now();
                             tokio::time::sleep_until(until.into()).await;
                             st.starved += t.elapsed();
@@ -263,7 +263,10 @@ pub async fn run(
                         errors.fetch_add(1, Ordering::Relaxed);
                         st.note_error(format!(
                             "HTTP {status}: {}",
-                            String::from_utf8_lossy(&body).chars().take(200).collect::<String>()
+                            String::from_utf8_lossy(&body)
+                                .chars()
+                                .take(200)
+                                .collect::<String>()
                         ));
                     }
                     Err(e) => {

@@ -11,7 +11,11 @@ use twofold_core::service::{NewUserInput, RequestMeta};
 use twofold_core::{Actor, Twofold};
 
 #[derive(Debug, Parser)]
-#[command(name = "twofold", version, about = "Multi-tenant two-factor authentication server")]
+#[command(
+    name = "twofold",
+    version,
+    about = "Multi-tenant two-factor authentication server"
+)]
 pub struct Cli {
     /// TOML config file (settings may also come from TWOFOLD_* environment variables).
     #[arg(long, global = true, value_name = "FILE")]
@@ -45,6 +49,11 @@ pub enum Command {
     Otp(OtpCmd),
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Write a consistent copy of the live database to FILE (safe while serving).
+    Backup {
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,7 +72,11 @@ pub enum ApiKeyCmd {
     /// Create an API key and print it (shown once).
     Create {
         /// Scope the key to this tenant.
-        #[arg(long, conflicts_with = "operator", required_unless_present = "operator")]
+        #[arg(
+            long,
+            conflicts_with = "operator",
+            required_unless_present = "operator"
+        )]
         tenant: Option<String>,
         /// An operator-wide key that may manage every tenant.
         #[arg(long)]
@@ -190,10 +203,7 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
         }
         Command::Migrate => {
             core(&config)?;
-            println!(
-                "database in {} is up to date",
-                config.data_dir.display()
-            );
+            println!("database in {} is up to date", config.data_dir.display());
         }
         Command::Tenant(TenantCmd::Create { slug, name }) => {
             let (tenant, key) = core(&config)?
@@ -230,7 +240,9 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
             }
         }
         Command::Apikey(ApiKeyCmd::Revoke { key_id }) => {
-            core(&config)?.revoke_api_key(&actor, &meta, &key_id).await?;
+            core(&config)?
+                .revoke_api_key(&actor, &meta, &key_id)
+                .await?;
             println!("revoked {key_id}");
         }
         Command::User(UserCmd::Create {
@@ -294,6 +306,23 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
                 }
             };
             println!("{code}");
+        }
+        Command::Backup { to } => {
+            if to.exists() {
+                return Err(CliError::Usage(format!(
+                    "{} exists; choose a new file name",
+                    to.display()
+                )));
+            }
+            crate::keys::ensure_data_dir(&config.data_dir)
+                .map_err(crate::app::StartupError::from)?;
+            let store = twofold_store::SqliteStore::open(config.data_dir.join("twofold.db"))
+                .map_err(crate::app::StartupError::from)?;
+            store
+                .backup_to(to.clone())
+                .await
+                .map_err(|e| CliError::Usage(format!("backup failed: {e}")))?;
+            println!("backup written to {}", to.display());
         }
         Command::Audit(AuditCmd::Prune) => {
             let n = core(&config)?.prune_audit().await?;

@@ -110,17 +110,20 @@ impl Config {
                 warnings.push(format!("unknown environment variable {name} is ignored"));
                 continue;
             }
-            config.apply_env(key, value).map_err(|message| ConfigError::Env {
-                var: name.clone(),
-                message,
-            })?;
+            config
+                .apply_env(key, value)
+                .map_err(|message| ConfigError::Env {
+                    var: name.clone(),
+                    message,
+                })?;
         }
         Ok((config, warnings))
     }
 
     fn apply_env(&mut self, key: &str, value: &str) -> Result<(), String> {
         fn num<T: std::str::FromStr>(v: &str) -> Result<T, String> {
-            v.parse().map_err(|_| format!("`{v}` is not a valid number"))
+            v.parse()
+                .map_err(|_| format!("`{v}` is not a valid number"))
         }
         match key {
             "LISTEN" => {
@@ -169,8 +172,11 @@ mod tests {
     fn file_then_env_with_warnings() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\naudit_retention_days = 7\ncolour = \"blue\"\n")
-            .unwrap();
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\naudit_retention_days = 7\ncolour = \"blue\"\n",
+        )
+        .unwrap();
         let env = vec![
             ("TWOFOLD_AUDIT_RETENTION_DAYS".to_string(), "30".to_string()),
             ("TWOFOLD_NOPE".to_string(), "1".to_string()),

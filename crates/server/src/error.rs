@@ -64,9 +64,7 @@ impl From<CoreError> for ApiError {
                 };
                 Self::new(StatusCode::NOT_FOUND, code, format!("{kind} not found"))
             }
-            CoreError::Conflict { code, message } => {
-                Self::new(StatusCode::CONFLICT, code, message)
-            }
+            CoreError::Conflict { code, message } => Self::new(StatusCode::CONFLICT, code, message),
             CoreError::Unauthenticated => Self::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthenticated",

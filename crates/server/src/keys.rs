@@ -55,7 +55,11 @@ fn load_or_create(path: &Path) -> Result<KeyMaterial, KeyError> {
             #[cfg(unix)]
             {
                 use std::os::unix::fs::PermissionsExt;
-                let mode = std::fs::metadata(path).map_err(file_err)?.permissions().mode() & 0o777;
+                let mode = std::fs::metadata(path)
+                    .map_err(file_err)?
+                    .permissions()
+                    .mode()
+                    & 0o777;
                 if mode & 0o077 != 0 {
                     return Err(KeyError::Permissions {
                         path: path.to_path_buf(),

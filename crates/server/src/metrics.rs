@@ -63,7 +63,9 @@ impl Metrics {
 
     pub fn render(&self) -> String {
         let mut out = String::new();
-        out.push_str("# HELP twofold_http_requests_total HTTP requests by route and status class.\n");
+        out.push_str(
+            "# HELP twofold_http_requests_total HTTP requests by route and status class.\n",
+        );
         out.push_str("# TYPE twofold_http_requests_total counter\n");
         let mut hist = String::new();
         hist.push_str("# HELP twofold_http_request_duration_seconds Request latency by route.\n");
@@ -148,6 +150,8 @@ mod tests {
         assert!(text.contains("le=\"0.001\"} 1"));
         assert!(text.contains("le=\"0.005\"} 2"));
         assert!(text.contains("le=\"+Inf\"} 2"));
-        assert!(text.contains("twofold_verifications_total{kind=\"verify\",outcome=\"replayed\"} 1"));
+        assert!(
+            text.contains("twofold_verifications_total{kind=\"verify\",outcome=\"replayed\"} 1")
+        );
     }
 }

@@ -14,12 +14,21 @@ async fn walkthrough_enrol_confirm_verify_once() {
     assert!(e.enrolment["qr_svg"].as_str().unwrap().contains("<svg"));
     assert_eq!(e.enrolment["factor"]["status"], "pending");
     let uri = e.enrolment["otpauth_uri"].as_str().unwrap();
-    assert!(uri.starts_with("otpauth://totp/acme%20Inc:alice%40example.com?"), "{uri}");
+    assert!(
+        uri.starts_with("otpauth://totp/acme%20Inc:alice%40example.com?"),
+        "{uri}"
+    );
 
     let code = app.code_at_offset(&e.secret, &e.params, 0);
-    assert_eq!(app.verify(&e, &code).await, (StatusCode::OK, json!({"verified": true})));
+    assert_eq!(
+        app.verify(&e, &code).await,
+        (StatusCode::OK, json!({"verified": true}))
+    );
     // The same code again is a replay.
-    assert_eq!(app.verify(&e, &code).await, (StatusCode::OK, json!({"verified": false})));
+    assert_eq!(
+        app.verify(&e, &code).await,
+        (StatusCode::OK, json!({"verified": false}))
+    );
     // The previous step's code is accepted only if unused; it is older than the last accepted.
     let prev = app.code_at_offset(&e.secret, &e.params, -1);
     assert_eq!(app.verify(&e, &prev).await.1, json!({"verified": false}));
@@ -28,11 +37,14 @@ async fn walkthrough_enrol_confirm_verify_once() {
     assert_eq!(app.verify(&e, &next).await.1, json!({"verified": true}));
 
     let (s, factors) = app
-        .get(&format!("/v1/tenants/acme/users/alice/factors"), &e.key)
+        .get("/v1/tenants/acme/users/alice/factors", &e.key)
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(factors["factors"][0]["status"], "active");
-    assert!(factors.to_string().find(e.enrolment["secret"].as_str().unwrap()).is_none());
+    assert!(factors
+        .to_string()
+        .find(e.enrolment["secret"].as_str().unwrap())
+        .is_none());
 
     let reasons: Vec<Value> = app
         .audit(&e, "action=totp.verify")
@@ -59,7 +71,8 @@ async fn fifty_parallel_uses_of_one_code_succeed_once() {
     let url = format!("{}/v1/tenants/acme/users/alice/verify", app.base);
     let mut tasks = Vec::new();
     for _ in 0..50 {
-        let (client, url, key, code) = (app.client.clone(), url.clone(), e.key.clone(), code.clone());
+        let (client, url, key, code) =
+            (app.client.clone(), url.clone(), e.key.clone(), code.clone());
         tasks.push(tokio::spawn(async move {
             let r = client
                 .post(url)
@@ -69,7 +82,9 @@ async fn fifty_parallel_uses_of_one_code_succeed_once() {
                 .await
                 .unwrap();
             assert_eq!(r.status(), StatusCode::OK);
-            r.json::<Value>().await.unwrap()["verified"].as_bool().unwrap()
+            r.json::<Value>().await.unwrap()["verified"]
+                .as_bool()
+                .unwrap()
         }));
     }
     let mut ok = 0;
@@ -103,10 +118,16 @@ async fn a_wrong_code_leaves_the_factor_pending() {
     assert_eq!(f["factors"][0]["status"], "pending");
     // A pending factor never verifies.
     let (s, body) = app.verify(&e, &good).await;
-    assert_eq!((s, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("no_active_factor")));
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("no_active_factor"))
+    );
     assert_eq!(app.confirm(&e, &good).await.1, json!({"confirmed": true}));
     let (s, body) = app.confirm(&e, &good).await;
-    assert_eq!((s, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("factor_already_active")));
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("factor_already_active"))
+    );
 }
 
 #[tokio::test]
@@ -131,10 +152,20 @@ async fn confirmation_learns_drift_and_resync_relearns_it() {
     assert_eq!(f["factors"][0]["drift_steps"], 1);
     app.advance_secs(30);
     // Now its code (real step + 1) is accepted, and the real current code is the "previous".
-    assert_eq!(app.verify(&e, &app.code_at_offset(&secret, &params, 1)).await.1["verified"], true);
+    assert_eq!(
+        app.verify(&e, &app.code_at_offset(&secret, &params, 1))
+            .await
+            .1["verified"],
+        true
+    );
     // Two steps ahead is outside the window.
     app.advance_secs(30);
-    assert_eq!(app.verify(&e, &app.code_at_offset(&secret, &params, 2)).await.1["verified"], false);
+    assert_eq!(
+        app.verify(&e, &app.code_at_offset(&secret, &params, 2))
+            .await
+            .1["verified"],
+        false
+    );
 
     // Resync: the phone is now 7 steps ahead; two consecutive codes prove it.
     let (c1, c2) = (
@@ -142,15 +173,24 @@ async fn confirmation_learns_drift_and_resync_relearns_it() {
         app.code_at_offset(&secret, &params, 8),
     );
     let path = format!("/v1/tenants/acme/users/carol/factors/{fid}/resync");
-    let (s, body) = app.post(&path, &key, json!({"code1": c1, "code2": c2})).await;
+    let (s, body) = app
+        .post(&path, &key, json!({"code1": c1, "code2": c2}))
+        .await;
     assert_eq!((s, body), (StatusCode::OK, json!({"resynced": true})));
     let (_, f) = app.get("/v1/tenants/acme/users/carol/factors", &key).await;
     assert_eq!(f["factors"][0]["drift_steps"], 8);
     // Replaying the resync codes fails.
-    let (_, body) = app.post(&path, &key, json!({"code1": c1, "code2": c2})).await;
+    let (_, body) = app
+        .post(&path, &key, json!({"code1": c1, "code2": c2}))
+        .await;
     assert_eq!(body, json!({"resynced": false}));
     app.advance_secs(30);
-    assert_eq!(app.verify(&e, &app.code_at_offset(&secret, &params, 8)).await.1["verified"], true);
+    assert_eq!(
+        app.verify(&e, &app.code_at_offset(&secret, &params, 8))
+            .await
+            .1["verified"],
+        true
+    );
     // Non-consecutive codes do not resync.
     let (_, body) = app
         .post(
@@ -201,10 +241,22 @@ async fn attempt_limits_back_off_lock_and_unlock_with_identical_answers() {
         assert_eq!(raw(wrong()).await, first_wrong);
     }
     // Five failures: now blocked; the right code answers exactly like a wrong one.
-    assert_eq!(raw(good.clone()).await, first_wrong, "throttled looks like wrong");
+    assert_eq!(
+        raw(good.clone()).await,
+        first_wrong,
+        "throttled looks like wrong"
+    );
     app.advance_secs(1);
-    assert_eq!(raw(good.clone()).await.2, r#"{"verified":true}"#, "after backoff");
-    assert_eq!(raw(good.clone()).await, first_wrong, "replayed looks like wrong");
+    assert_eq!(
+        raw(good.clone()).await.2,
+        r#"{"verified":true}"#,
+        "after backoff"
+    );
+    assert_eq!(
+        raw(good.clone()).await,
+        first_wrong,
+        "replayed looks like wrong"
+    );
 
     // Drive to the hard lock: 100 consecutive failures, waiting out each backoff.
     for _ in 0..100 {
@@ -213,8 +265,14 @@ async fn attempt_limits_back_off_lock_and_unlock_with_identical_answers() {
     }
     app.advance_secs(3600);
     let good = app.code_at_offset(&e.secret, &e.params, 0);
-    assert_eq!(raw(good.clone()).await, first_wrong, "locked looks like wrong");
-    let (_, f) = app.get("/v1/tenants/acme/users/alice/factors", &e.key).await;
+    assert_eq!(
+        raw(good.clone()).await,
+        first_wrong,
+        "locked looks like wrong"
+    );
+    let (_, f) = app
+        .get("/v1/tenants/acme/users/alice/factors", &e.key)
+        .await;
     assert_eq!(f["factors"][0]["locked"], true);
     let reasons: Vec<String> = app
         .audit(&e, "action=totp.verify&limit=3")
@@ -227,7 +285,10 @@ async fn attempt_limits_back_off_lock_and_unlock_with_identical_answers() {
 
     let (s, f) = app
         .post(
-            &format!("/v1/tenants/acme/users/alice/factors/{}/unlock", e.factor_id),
+            &format!(
+                "/v1/tenants/acme/users/alice/factors/{}/unlock",
+                e.factor_id
+            ),
             &e.key,
             json!({}),
         )
@@ -245,10 +306,22 @@ async fn tenants_never_see_each_other() {
     let paths = [
         (Method::GET, "/v1/tenants/alpha".to_string(), None),
         (Method::GET, "/v1/tenants/alpha/users".to_string(), None),
-        (Method::GET, "/v1/tenants/alpha/users/alice".to_string(), None),
-        (Method::GET, "/v1/tenants/alpha/users/alice/factors".to_string(), None),
+        (
+            Method::GET,
+            "/v1/tenants/alpha/users/alice".to_string(),
+            None,
+        ),
+        (
+            Method::GET,
+            "/v1/tenants/alpha/users/alice/factors".to_string(),
+            None,
+        ),
         (Method::GET, "/v1/tenants/alpha/audit".to_string(), None),
-        (Method::POST, "/v1/tenants/alpha/users/alice/verify".to_string(), Some(json!({"code": code}))),
+        (
+            Method::POST,
+            "/v1/tenants/alpha/users/alice/verify".to_string(),
+            Some(json!({"code": code})),
+        ),
         (
             Method::DELETE,
             format!("/v1/tenants/alpha/users/alice/factors/{}", a.factor_id),
@@ -261,9 +334,13 @@ async fn tenants_never_see_each_other() {
         assert_eq!(body["error"]["code"], "tenant_not_found");
     }
     // Tenant keys cannot create tenants or operator keys.
-    let (s, _) = app.post("/v1/tenants", &b_key, json!({"slug": "gamma", "name": "G"})).await;
+    let (s, _) = app
+        .post("/v1/tenants", &b_key, json!({"slug": "gamma", "name": "G"}))
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, _) = app.post("/v1/api-keys", &b_key, json!({"label": "x"})).await;
+    let (s, _) = app
+        .post("/v1/api-keys", &b_key, json!({"label": "x"}))
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     // The factor survived and still works for its own tenant.
     assert_eq!(app.verify(&a, &code).await.1["verified"], true);
@@ -274,26 +351,46 @@ async fn api_keys_authenticate_and_revoke() {
     let app = spawn_app().await;
     let key = app.tenant("acme").await;
     for bad in ["", "tfk_", "tfk_nope_nope", "Basic abc", &format!("{key}x")] {
-        let (s, body) = app.call(Method::GET, "/v1/tenants/acme", Some(bad), None).await;
+        let (s, body) = app
+            .call(Method::GET, "/v1/tenants/acme", Some(bad), None)
+            .await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{bad}");
         assert_eq!(body["error"]["code"], "unauthenticated");
     }
     let (s, _) = app.call(Method::GET, "/v1/tenants/acme", None, None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let (s, k2) = app.post("/v1/tenants/acme/api-keys", &key, json!({"label": "ci"})).await;
+    let (s, k2) = app
+        .post("/v1/tenants/acme/api-keys", &key, json!({"label": "ci"}))
+        .await;
     assert_eq!(s, StatusCode::CREATED);
     let k2_token = k2["token"].as_str().unwrap();
     let (_, list) = app.get("/v1/tenants/acme/api-keys", &key).await;
     assert_eq!(list["api_keys"].as_array().unwrap().len(), 2);
     assert!(!list.to_string().contains(k2_token));
     let (s, _) = app
-        .call(Method::DELETE, &format!("/v1/api-keys/{}", k2["key_id"].as_str().unwrap()), Some(&key), None)
+        .call(
+            Method::DELETE,
+            &format!("/v1/api-keys/{}", k2["key_id"].as_str().unwrap()),
+            Some(&key),
+            None,
+        )
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    let (s, _) = app.call(Method::GET, "/v1/tenants/acme", Some(k2_token), None).await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED, "revoked keys stop working at once");
     let (s, _) = app
-        .call(Method::DELETE, &format!("/v1/api-keys/{}", k2["key_id"].as_str().unwrap()), Some(&key), None)
+        .call(Method::GET, "/v1/tenants/acme", Some(k2_token), None)
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "revoked keys stop working at once"
+    );
+    let (s, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/api-keys/{}", k2["key_id"].as_str().unwrap()),
+            Some(&key),
+            None,
+        )
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
@@ -305,7 +402,10 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     let k = &e.key;
     let verify = "/v1/tenants/acme/users/alice/verify";
     let send = |path: &str, ctype: Option<&str>, body: Vec<u8>| {
-        let mut req = app.client.post(format!("{}{}", app.base, path)).bearer_auth(k);
+        let mut req = app
+            .client
+            .post(format!("{}{}", app.base, path))
+            .bearer_auth(k);
         if let Some(c) = ctype {
             req = req.header("content-type", c);
         }
@@ -313,62 +413,285 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         async move { split(req.send().await.unwrap()).await }
     };
     let json_ct = Some("application/json");
-    let cases: Vec<(&str, Option<&str>, Vec<u8>, StatusCode, &str)> = vec![
-        (verify, json_ct, b"{".to_vec(), StatusCode::BAD_REQUEST, "malformed_json"),
-        (verify, json_ct, b"[]".to_vec(), StatusCode::BAD_REQUEST, "invalid_body"),
-        (verify, json_ct, br#"{"code": 123456}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_body"),
-        (verify, json_ct, br#"{"code": ["123456"]}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_body"),
-        (verify, json_ct, br#"{"code":"123456","code":"654321"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_body"),
-        (verify, json_ct, br#"{"code":"123456","admin":true}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_body"),
-        (verify, Some("text/plain"), br#"{"code":"123456"}"#.to_vec(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-        (verify, None, br#"{"code":"123456"}"#.to_vec(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-        (verify, json_ct, format!(r#"{{"code":"{}"}}"#, "1".repeat(10_000)).into_bytes(), StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-        (verify, json_ct, br#"{"code":""}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_field"),
-        (verify, json_ct, br#"{"code":"12345"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_field"),
-        (verify, json_ct, br#"{"code":"123456789"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_field"),
-        (verify, json_ct, "{\"code\":\"١٢٣٤٥٦\"}".as_bytes().to_vec(), StatusCode::BAD_REQUEST, "invalid_field"),
-        (verify, json_ct, "{\"code\":\"１２３４５６\"}".as_bytes().to_vec(), StatusCode::BAD_REQUEST, "invalid_field"),
-        (verify, json_ct, br#"{"code":" 123456"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_field"),
-        (verify, json_ct, br#"{"code":"123456","factor_id":"fac_nope"}"#.to_vec(), StatusCode::NOT_FOUND, "factor_not_found"),
-        (verify, json_ct, "\u{0}\u{1}".as_bytes().to_vec(), StatusCode::BAD_REQUEST, "malformed_json"),
-        ("/v1/tenants/nope/users/alice/verify", json_ct, br#"{"code":"123456"}"#.to_vec(), StatusCode::NOT_FOUND, "tenant_not_found"),
-        ("/v1/tenants/acme/users/nobody/verify", json_ct, br#"{"code":"123456"}"#.to_vec(), StatusCode::NOT_FOUND, "user_not_found"),
-        ("/v1/tenants/acme/users/alice/factors/fac_aaaaaaaaaaaaaaaaaaaaaaaaaa/confirm", json_ct, br#"{"code":"123456"}"#.to_vec(), StatusCode::NOT_FOUND, "factor_not_found"),
-        ("/v1/tenants/acme/users", json_ct, br#"{"external_id":""}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_field"),
-        ("/v1/tenants/acme/users", json_ct, format!(r#"{{"external_id":"{}"}}"#, "x".repeat(129)).into_bytes(), StatusCode::BAD_REQUEST, "invalid_field"),
-        ("/v1/tenants/acme/users", json_ct, br#"{"external_id":"ok","email":"not-an-email"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_field"),
-        ("/v1/tenants/acme/users", json_ct, br#"{"external_id":"ok","phone":"0123"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_field"),
-        ("/v1/tenants/acme/users", json_ct, br#"{"external_id":"alice"}"#.to_vec(), StatusCode::CONFLICT, "user_exists"),
-        ("/v1/tenants/acme/users", json_ct, br#"{"external_id":"x","is_admin":"yes"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_body"),
-        ("/v1/tenants/acme/users/alice/factors/totp", json_ct, br#"{"digits":9}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_field"),
-        ("/v1/tenants/acme/users/alice/factors/totp", json_ct, br#"{"digits":300}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_body"),
-        ("/v1/tenants/acme/users/alice/factors/totp", json_ct, br#"{"period":0}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_field"),
-        ("/v1/tenants/acme/users/alice/factors/totp", json_ct, br#"{"algorithm":"MD5"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_field"),
-        ("/v1/tenants", json_ct, br#"{"slug":"Bad Slug","name":"x"}"#.to_vec(), StatusCode::FORBIDDEN, "forbidden"),
-        ("/v1/nope", json_ct, b"{}".to_vec(), StatusCode::NOT_FOUND, "route_not_found"),
+    type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, StatusCode, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            verify,
+            json_ct,
+            b"{".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            verify,
+            json_ct,
+            b"[]".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            verify,
+            json_ct,
+            br#"{"code": 123456}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            verify,
+            json_ct,
+            br#"{"code": ["123456"]}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            verify,
+            json_ct,
+            br#"{"code":"123456","code":"654321"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            verify,
+            json_ct,
+            br#"{"code":"123456","admin":true}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            verify,
+            Some("text/plain"),
+            br#"{"code":"123456"}"#.to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            verify,
+            None,
+            br#"{"code":"123456"}"#.to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            verify,
+            json_ct,
+            format!(r#"{{"code":"{}"}}"#, "1".repeat(10_000)).into_bytes(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            verify,
+            json_ct,
+            br#"{"code":""}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            verify,
+            json_ct,
+            br#"{"code":"12345"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            verify,
+            json_ct,
+            br#"{"code":"123456789"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            verify,
+            json_ct,
+            "{\"code\":\"١٢٣٤٥٦\"}".as_bytes().to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            verify,
+            json_ct,
+            "{\"code\":\"１２３４５６\"}".as_bytes().to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            verify,
+            json_ct,
+            br#"{"code":" 123456"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            verify,
+            json_ct,
+            br#"{"code":"123456","factor_id":"fac_nope"}"#.to_vec(),
+            StatusCode::NOT_FOUND,
+            "factor_not_found",
+        ),
+        (
+            verify,
+            json_ct,
+            "\u{0}\u{1}".as_bytes().to_vec(),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "/v1/tenants/nope/users/alice/verify",
+            json_ct,
+            br#"{"code":"123456"}"#.to_vec(),
+            StatusCode::NOT_FOUND,
+            "tenant_not_found",
+        ),
+        (
+            "/v1/tenants/acme/users/nobody/verify",
+            json_ct,
+            br#"{"code":"123456"}"#.to_vec(),
+            StatusCode::NOT_FOUND,
+            "user_not_found",
+        ),
+        (
+            "/v1/tenants/acme/users/alice/factors/fac_aaaaaaaaaaaaaaaaaaaaaaaaaa/confirm",
+            json_ct,
+            br#"{"code":"123456"}"#.to_vec(),
+            StatusCode::NOT_FOUND,
+            "factor_not_found",
+        ),
+        (
+            "/v1/tenants/acme/users",
+            json_ct,
+            br#"{"external_id":""}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            "/v1/tenants/acme/users",
+            json_ct,
+            format!(r#"{{"external_id":"{}"}}"#, "x".repeat(129)).into_bytes(),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            "/v1/tenants/acme/users",
+            json_ct,
+            br#"{"external_id":"ok","email":"not-an-email"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            "/v1/tenants/acme/users",
+            json_ct,
+            br#"{"external_id":"ok","phone":"0123"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            "/v1/tenants/acme/users",
+            json_ct,
+            br#"{"external_id":"alice"}"#.to_vec(),
+            StatusCode::CONFLICT,
+            "user_exists",
+        ),
+        (
+            "/v1/tenants/acme/users",
+            json_ct,
+            br#"{"external_id":"x","is_admin":"yes"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "/v1/tenants/acme/users/alice/factors/totp",
+            json_ct,
+            br#"{"digits":9}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            "/v1/tenants/acme/users/alice/factors/totp",
+            json_ct,
+            br#"{"digits":300}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "/v1/tenants/acme/users/alice/factors/totp",
+            json_ct,
+            br#"{"period":0}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            "/v1/tenants/acme/users/alice/factors/totp",
+            json_ct,
+            br#"{"algorithm":"MD5"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            "/v1/tenants",
+            json_ct,
+            br#"{"slug":"Bad Slug","name":"x"}"#.to_vec(),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        (
+            "/v1/nope",
+            json_ct,
+            b"{}".to_vec(),
+            StatusCode::NOT_FOUND,
+            "route_not_found",
+        ),
     ];
     for (path, ctype, body, status, code) in cases {
-        let shown = String::from_utf8_lossy(&body).chars().take(60).collect::<String>();
+        let shown = String::from_utf8_lossy(&body)
+            .chars()
+            .take(60)
+            .collect::<String>();
         let (s, got) = send(path, ctype, body).await;
         assert_eq!(s, status, "{path} {shown}: {got}");
         assert_eq!(got["error"]["code"], code, "{path} {shown}: {got}");
-        assert!(got["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(got["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
     }
     let (s, body) = app
-        .post("/v1/tenants", &app.operator_key, json!({"slug": "Bad Slug", "name": "x"}))
+        .post(
+            "/v1/tenants",
+            &app.operator_key,
+            json!({"slug": "Bad Slug", "name": "x"}),
+        )
         .await;
-    assert_eq!((s, body["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("slug")));
+    assert_eq!(
+        (s, body["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("slug"))
+    );
     let (s, body) = app
-        .post("/v1/tenants", &app.operator_key, json!({"slug": "acme", "name": "again"}))
+        .post(
+            "/v1/tenants",
+            &app.operator_key,
+            json!({"slug": "acme", "name": "again"}),
+        )
         .await;
-    assert_eq!((s, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("tenant_exists")));
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("tenant_exists"))
+    );
     let (s, body) = app.call(Method::PUT, verify, Some(k), None).await;
-    assert_eq!((s, body["error"]["code"].as_str()), (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed")));
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed"))
+    );
     let (s, body) = app.get("/v1/tenants/acme/users?limit=abc", k).await;
-    assert_eq!((s, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_query")));
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_query"))
+    );
     let (s, body) = app.get("/v1/tenants/acme/users?cursor=!!", k).await;
-    assert_eq!((s, body["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("cursor")));
-    let (s, _) = app.get(&format!("/v1/tenants/acme/users/{}", "x".repeat(5000)), k).await;
+    assert_eq!(
+        (s, body["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("cursor"))
+    );
+    let (s, _) = app
+        .get(&format!("/v1/tenants/acme/users/{}", "x".repeat(5000)), k)
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, _) = app.get("/v1/tenants/acme/users/%FF%FE", k).await;
     assert!(s.is_client_error(), "{s}");
@@ -393,7 +716,9 @@ async fn deleted_factors_stop_verifying_and_users_paginate() {
     let mut cursor: Option<String> = None;
     loop {
         let q = cursor.map(|c| format!("&cursor={c}")).unwrap_or_default();
-        let (s, page) = app.get(&format!("/v1/tenants/acme/users?limit=3{q}"), &e.key).await;
+        let (s, page) = app
+            .get(&format!("/v1/tenants/acme/users?limit=3{q}"), &e.key)
+            .await;
         assert_eq!(s, StatusCode::OK);
         for u in page["users"].as_array().unwrap() {
             seen.push(u["external_id"].as_str().unwrap().to_string());
@@ -417,14 +742,25 @@ async fn deleted_factors_stop_verifying_and_users_paginate() {
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, body) = app.verify(&e, &code).await;
-    assert_eq!((s, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("no_active_factor")));
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("no_active_factor"))
+    );
     let actions: Vec<String> = app
         .audit(&e, "user=alice")
         .await
         .iter()
         .map(|ev| ev["action"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(actions, vec!["factor.delete", "factor.confirm", "factor.enrol", "user.create"]);
+    assert_eq!(
+        actions,
+        vec![
+            "factor.delete",
+            "factor.confirm",
+            "factor.enrol",
+            "user.create"
+        ]
+    );
     let (s, _) = app.get("/v1/tenants/acme/audit?user=ghost", &e.key).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, _) = app.get("/v1/tenants/acme/audit?bogus=1", &e.key).await;
@@ -440,7 +776,9 @@ async fn seeds_never_reach_the_database_file_in_clear() {
         let user = format!("u{i}");
         app.user("acme", &key, &user).await;
         for alg in ["SHA1", "SHA256", "SHA512"] {
-            let (_, secret, _, body) = app.enrol("acme", &key, &user, json!({"algorithm": alg})).await;
+            let (_, secret, _, body) = app
+                .enrol("acme", &key, &user, json!({"algorithm": alg}))
+                .await;
             secrets.push((secret, body["secret"].as_str().unwrap().to_string()));
         }
     }
@@ -448,14 +786,24 @@ async fn seeds_never_reach_the_database_file_in_clear() {
     let mut bytes = Vec::new();
     for f in std::fs::read_dir(&dir).unwrap() {
         let p = f.unwrap().path();
-        if p.file_name().unwrap().to_string_lossy().starts_with("twofold.db") {
+        if p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("twofold.db")
+        {
             bytes.extend(std::fs::read(p).unwrap());
         }
     }
     assert!(bytes.len() > 10_000, "the database files were read");
     for (raw, b32) in &secrets {
-        assert!(!bytes.windows(raw.len()).any(|w| w == raw.as_slice()), "raw seed found");
-        assert!(!bytes.windows(16).any(|w| w == &b32.as_bytes()[..16]), "base32 seed found");
+        assert!(
+            !bytes.windows(raw.len()).any(|w| w == raw.as_slice()),
+            "raw seed found"
+        );
+        assert!(
+            !bytes.windows(16).any(|w| w == &b32.as_bytes()[..16]),
+            "base32 seed found"
+        );
     }
     let key_file = std::fs::read_to_string(dir.join("master.key")).unwrap();
     assert!(!bytes.windows(32).any(|w| w == &key_file.as_bytes()[..32]));
@@ -466,9 +814,19 @@ async fn health_metrics_openapi_and_request_ids() {
     let app = spawn_app().await;
     let e = app.enrolled("acme").await;
     app.verify(&e, "000000").await;
-    let r = app.client.get(format!("{}/healthz", app.base)).send().await.unwrap();
+    let r = app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let r = app.client.get(format!("{}/readyz", app.base)).send().await.unwrap();
+    let r = app
+        .client
+        .get(format!("{}/readyz", app.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let r = app
         .client
@@ -488,7 +846,10 @@ async fn health_metrics_openapi_and_request_ids() {
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains(r#"twofold_verifications_total{kind="verify",outcome="wrong_code"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"twofold_verifications_total{kind="verify",outcome="wrong_code"} 1"#),
+        "{metrics}"
+    );
     assert!(metrics.contains(r#"twofold_verifications_total{kind="confirm",outcome="accepted"} 1"#));
     assert!(metrics.contains(r#"route="/v1/tenants/{tenant}/users/{user}/verify",status="2xx"} 1"#));
     assert!(metrics.contains("twofold_http_request_duration_seconds_bucket"));
@@ -531,7 +892,10 @@ async fn enrolment_options_are_honoured() {
     assert_eq!((params.digits, params.period), (8, 60));
     assert_eq!(params.algorithm, twofold_otp::Algorithm::Sha512);
     let uri = body["otpauth_uri"].as_str().unwrap();
-    assert!(uri.starts_with("otpauth://totp/Acme%20%20Cloud:dave?"), "{uri}");
+    assert!(
+        uri.starts_with("otpauth://totp/Acme%20%20Cloud:dave?"),
+        "{uri}"
+    );
     let e = Enrolled {
         tenant: "acme".into(),
         key: key.clone(),
@@ -550,5 +914,8 @@ async fn enrolment_options_are_honoured() {
     let (s, body) = app
         .post("/v1/tenants/acme/users/dave/factors/totp", &key, json!({}))
         .await;
-    assert_eq!((s, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("too_many_factors")));
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("too_many_factors"))
+    );
 }

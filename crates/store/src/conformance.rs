@@ -230,7 +230,10 @@ pub async fn confirmation_activates_and_learns_drift(s: DynStore) {
 
 pub async fn a_step_is_consumed_once(s: DynStore) {
     let (_, u) = setup(&s).await;
-    assert_eq!(s.attempt(attempt(1000, Some(50), 1)).await.unwrap(), accepted());
+    assert_eq!(
+        s.attempt(attempt(1000, Some(50), 1)).await.unwrap(),
+        accepted()
+    );
     assert_eq!(
         s.attempt(attempt(1001, Some(50), 1)).await.unwrap(),
         rejected(RejectReason::Replayed)
@@ -239,8 +242,15 @@ pub async fn a_step_is_consumed_once(s: DynStore) {
         s.attempt(attempt(1002, Some(49), 1)).await.unwrap(),
         rejected(RejectReason::Replayed)
     );
-    assert_eq!(s.attempt(attempt(1003, Some(51), 1)).await.unwrap(), accepted());
-    assert_eq!(the_factor(&s, &u).await.failures, 0, "success resets failures");
+    assert_eq!(
+        s.attempt(attempt(1003, Some(51), 1)).await.unwrap(),
+        accepted()
+    );
+    assert_eq!(
+        the_factor(&s, &u).await.failures,
+        0,
+        "success resets failures"
+    );
 }
 
 pub async fn parallel_uses_of_one_step_succeed_once(s: DynStore) {
@@ -248,9 +258,9 @@ pub async fn parallel_uses_of_one_step_succeed_once(s: DynStore) {
     let mut tasks = Vec::new();
     for i in 0..50 {
         let s = s.clone();
-        tasks.push(tokio::spawn(
-            async move { s.attempt(attempt(1000 + i, Some(77), 1)).await },
-        ));
+        tasks.push(tokio::spawn(async move {
+            s.attempt(attempt(1000 + i, Some(77), 1)).await
+        }));
     }
     let mut ok = 0;
     for t in tasks {
@@ -273,7 +283,10 @@ pub async fn failures_back_off_then_lock(s: DynStore) {
     assert_eq!(the_factor(&s, &u).await.blocked_until, None);
     s.attempt(attempt(now, None, 1)).await.unwrap();
     let f = the_factor(&s, &u).await;
-    assert_eq!((f.failures, f.blocked_until), (BACKOFF_AFTER, Some(now + 1000)));
+    assert_eq!(
+        (f.failures, f.blocked_until),
+        (BACKOFF_AFTER, Some(now + 1000))
+    );
     // While blocked: a right code is refused and nothing more is counted.
     assert_eq!(
         s.attempt(attempt(now + 1, Some(5), 1)).await.unwrap(),
@@ -309,7 +322,10 @@ pub async fn failures_back_off_then_lock(s: DynStore) {
         .unlock_factor("fac_a", audit("factor.unlock", Some(t.id), now))
         .await
         .unwrap());
-    assert_eq!(s.attempt(attempt(now, Some(6), 1)).await.unwrap(), accepted());
+    assert_eq!(
+        s.attempt(attempt(now, Some(6), 1)).await.unwrap(),
+        accepted()
+    );
     assert!(!s
         .unlock_factor("fac_missing", audit("factor.unlock", Some(t.id), now))
         .await
@@ -321,13 +337,18 @@ pub async fn parallel_wrong_codes_stay_within_the_limit(s: DynStore) {
     let mut tasks = Vec::new();
     for _ in 0..200 {
         let s = s.clone();
-        tasks.push(tokio::spawn(async move { s.attempt(attempt(5000, None, 1)).await }));
+        tasks.push(tokio::spawn(async move {
+            s.attempt(attempt(5000, None, 1)).await
+        }));
     }
     for t in tasks {
         t.await.unwrap().unwrap();
     }
     let f = the_factor(&s, &u).await;
-    assert_eq!(f.failures, BACKOFF_AFTER, "attempts while blocked are not counted");
+    assert_eq!(
+        f.failures, BACKOFF_AFTER,
+        "attempts while blocked are not counted"
+    );
     assert_eq!(
         s.attempt(attempt(5001, Some(1), 1)).await.unwrap(),
         rejected(RejectReason::Throttled)
@@ -399,7 +420,11 @@ pub async fn audit_is_pruned_by_age(s: DynStore) {
     for at in [10, 20, 30, 40] {
         s.append_audit(audit("x", Some(t.id), at)).await.unwrap();
     }
-    assert_eq!(s.prune_audit(25).await.unwrap(), 3, "tenant.create at 1 too");
+    assert_eq!(
+        s.prune_audit(25).await.unwrap(),
+        3,
+        "tenant.create at 1 too"
+    );
     let left = s
         .list_audit(AuditQuery {
             tenant_id: Some(t.id),
@@ -408,7 +433,10 @@ pub async fn audit_is_pruned_by_age(s: DynStore) {
         })
         .await
         .unwrap();
-    assert_eq!(left.iter().map(|e| e.record.at).collect::<Vec<_>>(), vec![40, 30]);
+    assert_eq!(
+        left.iter().map(|e| e.record.at).collect::<Vec<_>>(),
+        vec![40, 30]
+    );
 }
 
 /// Generates one `#[tokio::test]` per conformance check; `$make` is an async expression

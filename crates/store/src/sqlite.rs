@@ -314,8 +314,7 @@ fn tenant_row(r: &Row) -> rusqlite::Result<Tenant> {
     })
 }
 
-const USER_COLS: &str =
-    "id, tenant_id, external_id, email, phone, profile, is_admin, created_at";
+const USER_COLS: &str = "id, tenant_id, external_id, email, phone, profile, is_admin, created_at";
 
 fn user_row(r: &Row) -> rusqlite::Result<User> {
     Ok(User {
@@ -672,7 +671,10 @@ impl Store for SqliteStore {
             c.prepare_cached(&format!(
                 "SELECT {USER_COLS} FROM users WHERE tenant_id = ?1 AND external_id = ?2"
             ))
-            .and_then(|mut s| s.query_row(params![tenant_id, external_id], user_row).optional())
+            .and_then(|mut s| {
+                s.query_row(params![tenant_id, external_id], user_row)
+                    .optional()
+            })
             .map_err(backend)
         })
         .await

@@ -31,10 +31,19 @@ async fn migration_files_match_the_embedded_list() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
     let mut files: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().trim_end_matches(".sql").to_string())
+        .map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .trim_end_matches(".sql")
+                .to_string()
+        })
         .collect();
     files.sort();
-    let embedded: Vec<&str> = twofold_store::migrations::SQLITE.iter().map(|(v, _)| *v).collect();
+    let embedded: Vec<&str> = twofold_store::migrations::SQLITE
+        .iter()
+        .map(|(v, _)| *v)
+        .collect();
     assert_eq!(files, embedded);
 }
 
@@ -43,12 +52,30 @@ async fn backup_is_a_consistent_copy() {
     use twofold_core::ports::Store;
     let dir = tempfile::tempdir().unwrap();
     let s = SqliteStore::open(dir.path().join("a.db")).unwrap();
-    s.create_tenant("acme", "Acme", 1, twofold_core::model::AuditRecord {
-        tenant_id: None, at: 1, actor: "t".into(), action: "tenant.create".into(), user_id: None,
-        factor_id: None, outcome: "ok".into(), reason: None, ip: None, request_id: None,
-    }).await.unwrap();
+    s.create_tenant(
+        "acme",
+        "Acme",
+        1,
+        twofold_core::model::AuditRecord {
+            tenant_id: None,
+            at: 1,
+            actor: "t".into(),
+            action: "tenant.create".into(),
+            user_id: None,
+            factor_id: None,
+            outcome: "ok".into(),
+            reason: None,
+            ip: None,
+            request_id: None,
+        },
+    )
+    .await
+    .unwrap();
     let copy = dir.path().join("copy.db");
     s.backup_to(copy.clone()).await.unwrap();
     let restored = SqliteStore::open(&copy).unwrap();
-    assert_eq!(restored.tenant_by_slug("acme").await.unwrap().unwrap().name, "Acme");
+    assert_eq!(
+        restored.tenant_by_slug("acme").await.unwrap().unwrap().name,
+        "Acme"
+    );
 }

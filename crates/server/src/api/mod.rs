@@ -17,7 +17,10 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/tenants", post(create_tenant))
         .route("/v1/tenants/{tenant}", get(get_tenant))
-        .route("/v1/api-keys", post(create_operator_key).get(list_operator_keys))
+        .route(
+            "/v1/api-keys",
+            post(create_operator_key).get(list_operator_keys),
+        )
         .route("/v1/api-keys/{key_id}", delete(revoke_api_key))
         .route(
             "/v1/tenants/{tenant}/api-keys",
@@ -342,7 +345,15 @@ pub async fn resync_factor(
 ) -> ApiResult<axum::Json<ResyncResult>> {
     let verdict = s
         .core
-        .resync_factor(&actor, &meta, &tenant, &user, &factor, &body.code1, &body.code2)
+        .resync_factor(
+            &actor,
+            &meta,
+            &tenant,
+            &user,
+            &factor,
+            &body.code1,
+            &body.code2,
+        )
         .await?;
     s.metrics.observe_verification("resync", verdict.label());
     Ok(axum::Json(ResyncResult {

@@ -1,0 +1,284 @@
+//! The `twofold` binary as an operator uses it: real processes on a real data directory.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn twofold(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_twofold"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("TWOFOLD_LISTEN")
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn token(text: &str) -> String {
+    text.split_whitespace()
+        .find(|w| w.starts_with("tfk_"))
+        .unwrap()
+        .to_string()
+}
+
+/// Starts `twofold serve` on a free port and waits for its "listening" log line.
+struct Server {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(cwd: &Path, extra: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_twofold"))
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra)
+        .current_dir(cwd)
+        .env("TWOFOLD_LOG_FORMAT", "json")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            if line.contains("twofold listening") {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                let addr = v["fields"]["addr"].as_str().unwrap().to_string();
+                return Server { child, addr };
+            }
+            seen.push(line);
+        }
+    }
+    panic!("server did not start: {seen:?}");
+}
+
+#[test]
+fn serve_with_no_config_creates_its_data_dir_and_answers() {
+    let cwd = tempfile::tempdir().unwrap();
+    let server = serve(cwd.path(), &[]);
+    let data = cwd.path().join("twofold-data");
+    assert!(data.join("twofold.db").exists());
+    assert!(data.join("master.key").exists());
+    let body = raw_http::get(&format!("http://{}/healthz", server.addr));
+    assert_eq!(body, "ok");
+}
+
+mod raw_http {
+    /// A tiny blocking GET over std, so this test file needs no async runtime.
+    pub fn get(url: &str) -> String {
+        use std::io::{Read, Write};
+        let rest = url.strip_prefix("http://").unwrap();
+        let (host, path) = rest.split_once('/').unwrap();
+        let mut s = std::net::TcpStream::connect(host).unwrap();
+        write!(
+            s,
+            "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out.split("\r\n\r\n").nth(1).unwrap_or("").to_string()
+    }
+}
+
+#[test]
+fn operator_commands_work_beside_a_running_server() {
+    let cwd = tempfile::tempdir().unwrap();
+    let data = cwd.path().join("twofold-data");
+    let data_arg = data.to_str().unwrap();
+    let server = serve(cwd.path(), &["--data-dir", data_arg]);
+
+    let out = stdout(&twofold(
+        &data,
+        &["tenant", "create", "--slug", "acme", "--name", "Acme"],
+    ));
+    assert!(out.contains("created tenant acme"));
+    let tenant_key = token(&out);
+    let out = stdout(&twofold(
+        &data,
+        &["apikey", "create", "--operator", "--label", "ops"],
+    ));
+    let op_key = token(&out);
+    assert_ne!(op_key, tenant_key);
+    stdout(&twofold(
+        &data,
+        &[
+            "user",
+            "create",
+            "--tenant",
+            "acme",
+            "--external-id",
+            "alice",
+            "--email",
+            "a@example.com",
+        ],
+    ));
+
+    // The running server sees what the CLI wrote, and accepts the CLI-minted key.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://{}", server.addr);
+    let (status, body) = rt.block_on(async {
+        let r = client
+            .get(format!("{base}/v1/tenants/acme/users/alice"))
+            .bearer_auth(&tenant_key)
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.text().await.unwrap())
+    });
+    assert_eq!(status, 200, "{body}");
+    let enrol: serde_json::Value = rt.block_on(async {
+        client
+            .post(format!("{base}/v1/tenants/acme/users/alice/factors/totp"))
+            .bearer_auth(&op_key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    let uri = enrol["otpauth_uri"].as_str().unwrap();
+    let factor = enrol["factor_id"].as_str().unwrap();
+
+    // `otp code` prints the current code of a URI, equal to the OTP engine's.
+    let key = twofold_otp::uri::KeyUri::parse(uri).unwrap();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let code = stdout(&twofold(&data, &["otp", "code", "--uri", uri]));
+    let code = code.trim();
+    let expected: Vec<String> = [before, before + 1]
+        .iter()
+        .map(|t| twofold_otp::totp_at_time(&key.secret, *t, &key.params()))
+        .collect();
+    assert!(
+        expected.iter().any(|c| c == code),
+        "{code} not in {expected:?}"
+    );
+
+    let listed = stdout(&twofold(
+        &data,
+        &["factor", "list", "--tenant", "acme", "--user", "alice"],
+    ));
+    assert!(
+        listed.contains(factor) && listed.contains("pending"),
+        "{listed}"
+    );
+    let out = stdout(&twofold(
+        &data,
+        &[
+            "factor", "unlock", "--tenant", "acme", "--user", "alice", "--factor", factor,
+        ],
+    ));
+    assert!(out.contains("unlocked"));
+
+    let keys = stdout(&twofold(&data, &["apikey", "list", "--tenant", "acme"]));
+    let key_id = keys.split_whitespace().next().unwrap().to_string();
+    stdout(&twofold(&data, &["apikey", "revoke", &key_id]));
+    assert!(stdout(&twofold(&data, &["apikey", "list", "--tenant", "acme"])).contains("revoked"));
+    let out = twofold(&data, &["apikey", "revoke", &key_id]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("api_key not found"));
+    stdout(&twofold(&data, &["migrate"]));
+
+    // An online backup restores to a working data directory.
+    let backup = cwd.path().join("backup.db");
+    stdout(&twofold(
+        &data,
+        &["backup", "--to", backup.to_str().unwrap()],
+    ));
+    assert!(
+        !twofold(&data, &["backup", "--to", backup.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let restored = cwd.path().join("restored");
+    std::fs::create_dir(&restored).unwrap();
+    std::fs::copy(&backup, restored.join("twofold.db")).unwrap();
+    for k in ["master.key", "hashing.key"] {
+        std::fs::copy(data.join(k), restored.join(k)).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(restored.join(k), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let listed = stdout(&twofold(
+        &restored,
+        &["factor", "list", "--tenant", "acme", "--user", "alice"],
+    ));
+    assert!(listed.contains(factor), "{listed}");
+}
+
+#[test]
+fn errors_say_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let out = twofold(
+        &data,
+        &["tenant", "create", "--slug", "Not Valid", "--name", "x"],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("slug"));
+    let out = twofold(
+        &data,
+        &["user", "create", "--tenant", "ghost", "--external-id", "a"],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tenant not found"));
+    let out = twofold(
+        &data,
+        &["otp", "code", "--uri", "otpauth://totp/x?secret=!!"],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--uri"));
+    let out = twofold(&data, &["apikey", "create"]);
+    assert!(!out.status.success());
+
+    let config = dir.path().join("twofold.toml");
+    std::fs::write(
+        &config,
+        "audit_retention_days = 30\nlisten_adress = \"x\"\n",
+    )
+    .unwrap();
+    let out = twofold(&data, &["migrate", "--config", config.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown key `listen_adress`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_twofold"))
+        .args(["migrate", "--data-dir", data.to_str().unwrap()])
+        .env("TWOFOLD_LISTEN", "nowhere")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TWOFOLD_LISTEN"));
+}
