@@ -85,6 +85,9 @@ pub struct Factor {
     pub last_step: i64,
     /// Learned clock drift of the user's device, in steps.
     pub drift: i32,
+    /// The step and direction (±1) of the last code seen just outside the window; see
+    /// [`crate::totp`] for how drift is learned on use.
+    pub drift_hint: Option<(i64, i32)>,
     /// Bumped whenever something a cached copy relies on changes (status, drift, secret).
     pub version: i64,
     pub failures: i32,

@@ -84,6 +84,11 @@ pub struct StepMatch {
     /// Version to store on success: bumped when status or drift change, so other nodes'
     /// cached copies are detected as stale.
     pub new_version: i64,
+    /// Set when the code matched one step outside the window in this direction (±1). The
+    /// store accepts it only if the factor's drift hint has the same direction and an earlier
+    /// step no more than [`crate::totp::HINT_HORIZON`] steps back; otherwise it records this
+    /// step as the new hint and rejects.
+    pub hint_dir: Option<i32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -659,6 +659,7 @@ impl Twofold {
             locked_at: None,
             created_at: now,
             confirmed_at: None,
+            drift_hint: None,
         };
         let view = FactorView::from(&factor);
         let mut audit = self.audit(actor, meta, "factor.enrol", Some(tenant.id));
@@ -756,6 +757,7 @@ impl Twofold {
             let user = self.cached_user(tenant, external_id, reload).await?;
             let now = self.now();
             let (factor_ids, matched) = pick(&user, now)?;
+            let learned_drift = matched.as_ref().is_some_and(|m| m.hint_dir.is_some());
             audit.user_id = Some(user.user_id);
             audit.factor_id = matched
                 .as_ref()
@@ -772,7 +774,12 @@ impl Twofold {
                 })
                 .await?;
             match outcome {
-                AttemptOutcome::Accepted { .. } => return Ok(Verdict::Accepted),
+                AttemptOutcome::Accepted { .. } => {
+                    if learned_drift {
+                        self.forget_user(tenant.id, external_id);
+                    }
+                    return Ok(Verdict::Accepted);
+                }
                 AttemptOutcome::Rejected { reason } => return Ok(Verdict::Rejected(reason)),
                 AttemptOutcome::Stale => self.forget_user(tenant.id, external_id),
             }
@@ -813,21 +820,39 @@ impl Twofold {
                 });
             }
             let mut matched = None;
+            let mut neighbour = None;
             for f in &active {
+                let base = StepMatch {
+                    factor_id: f.id.clone(),
+                    expected_version: f.version,
+                    expected_status: FactorStatus::Active,
+                    step: 0,
+                    new_drift: f.drift,
+                    new_version: f.version,
+                    hint_dir: None,
+                };
                 if let Some(step) =
                     totp::verify_use(&f.secret, code.as_str(), &f.params, f.drift, now)
                 {
                     matched = Some(StepMatch {
-                        factor_id: f.id.clone(),
-                        expected_version: f.version,
-                        expected_status: FactorStatus::Active,
                         step,
-                        new_drift: f.drift,
-                        new_version: f.version,
+                        ..base.clone()
+                    });
+                }
+                if let Some((step, dir)) =
+                    totp::verify_neighbour(&f.secret, code.as_str(), &f.params, f.drift, now)
+                {
+                    neighbour = Some(StepMatch {
+                        step,
+                        new_drift: f.drift + dir,
+                        new_version: f.version + 1,
+                        hint_dir: Some(dir),
+                        ..base
                     });
                 }
             }
-            Ok((active.iter().map(|f| f.id.clone()).collect(), matched))
+            let ids = active.iter().map(|f| f.id.clone()).collect();
+            Ok((ids, matched.or(neighbour)))
         })
         .await
     }
@@ -868,6 +893,7 @@ impl Twofold {
                         step,
                         new_drift: drift,
                         new_version: f.version + 1,
+                        hint_dir: None,
                     });
                 Ok((vec![f.id.clone()], matched))
             })
@@ -909,6 +935,7 @@ impl Twofold {
                             step,
                             new_drift: drift,
                             new_version: f.version + i64::from(drift != f.drift),
+                            hint_dir: None,
                         },
                     );
                 Ok((vec![f.id.clone()], matched))

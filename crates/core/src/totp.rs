@@ -5,6 +5,10 @@
 //! The window never widens; only its position moves:
 //! - at confirmation the code may come from `T−2 ..= T+1` (drift −1, 0 or +1 with its previous
 //!   step), and the drift that explains it is stored;
+//! - on use, a code one step beyond either edge of the window (`T+o+1` or `T+o−2`) is refused
+//!   but remembered as a hint; a later code beyond the same edge, from a later step within
+//!   [`HINT_HORIZON`] steps, proves the device has drifted by one more step: it is accepted and
+//!   `o` moves by one. One stray code never widens what is accepted; two in a row move it;
 //! - through resync, two consecutive codes found anywhere within ±10 steps prove a larger drift.
 //!
 //! Single use is enforced by the store on the returned step (INV-01); this module is pure.
@@ -12,6 +16,8 @@
 use twofold_otp::{verify_steps, OtpParams};
 
 pub const MAX_DRIFT: i32 = 10;
+/// How many steps may separate the two codes that teach drift on use (5 minutes at 30 s).
+pub const HINT_HORIZON: i64 = 10;
 
 fn step_now(params: &OtpParams, now_ms: i64) -> i64 {
     params.step_at((now_ms.max(0) / 1000) as u64) as i64
@@ -32,6 +38,27 @@ pub fn verify_use(
     let t = step_now(params, now_ms) + drift as i64;
     let steps = to_steps([t, t - 1].into_iter());
     verify_steps(secret, code, params, &steps).map(|s| s as i64)
+}
+
+/// A code just outside the use window: returns (step, direction) when it matches `T+o+1`
+/// (direction +1) or `T+o−2` (direction −1) and the resulting drift stays within
+/// ±[`MAX_DRIFT`]. Both candidates are always evaluated.
+pub fn verify_neighbour(
+    secret: &[u8],
+    code: &str,
+    params: &OtpParams,
+    drift: i32,
+    now_ms: i64,
+) -> Option<(i64, i32)> {
+    let t = step_now(params, now_ms) + drift as i64;
+    let ahead = verify_steps(secret, code, params, &to_steps([t + 1].into_iter()));
+    let behind = verify_steps(secret, code, params, &to_steps([t - 2].into_iter()));
+    let found = match (ahead, behind) {
+        (Some(s), _) => Some((s as i64, 1)),
+        (None, Some(s)) => Some((s as i64, -1)),
+        (None, None) => None,
+    };
+    found.filter(|(_, dir)| (drift + dir).abs() <= MAX_DRIFT)
 }
 
 /// The drift that explains a match at `step` when the real step is `t`, preferring the one
@@ -126,6 +153,32 @@ mod tests {
         }
         let far = totp_at_step(SECRET, (t + 2) as u64, &p());
         assert_eq!(verify_confirmation(SECRET, &far, &p(), now), None);
+    }
+
+    #[test]
+    fn neighbours_are_one_step_beyond_each_edge() {
+        let now = 1_700_000_000_000i64;
+        let t = now / 1000 / 30;
+        let c = |s: i64| totp_at_step(SECRET, s as u64, &p());
+        assert_eq!(
+            verify_neighbour(SECRET, &c(t + 1), &p(), 0, now),
+            Some((t + 1, 1))
+        );
+        assert_eq!(
+            verify_neighbour(SECRET, &c(t - 2), &p(), 0, now),
+            Some((t - 2, -1))
+        );
+        assert_eq!(verify_neighbour(SECRET, &c(t), &p(), 0, now), None);
+        assert_eq!(verify_neighbour(SECRET, &c(t + 2), &p(), 0, now), None);
+        assert_eq!(
+            verify_neighbour(SECRET, &c(t + 4), &p(), 3, now),
+            Some((t + 4, 1))
+        );
+        assert_eq!(
+            verify_neighbour(SECRET, &c(t + 11), &p(), 10, now),
+            None,
+            "capped"
+        );
     }
 
     #[test]

@@ -49,9 +49,10 @@ struct Args {
     /// Users to provision. A valid-code run needs about throughput x 30 s of them to never wait.
     #[arg(long, default_value_t = 2000)]
     users: usize,
-    /// Concurrent requests (workers) during the timed runs.
-    #[arg(long, default_value_t = 64)]
-    concurrency: usize,
+    /// Concurrent requests (workers) during the timed runs; a list such as 16,64,256 runs each
+    /// level on the same users (all valid-code runs first, then all wrong-code runs).
+    #[arg(long, value_delimiter = ',', default_value = "64")]
+    concurrency: Vec<usize>,
     /// Seconds per timed run.
     #[arg(long, default_value_t = 10)]
     duration: u64,
@@ -69,6 +70,10 @@ struct Args {
     /// Runtime threads of the load generator [default: number of CPUs].
     #[arg(long)]
     threads: Option<usize>,
+    /// Start valid-code runs at once instead of waiting (up to one TOTP period) for a step in
+    /// which no user has been used yet.
+    #[arg(long)]
+    no_align: bool,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -76,7 +81,7 @@ struct Report {
     url: String,
     tenant: String,
     users: usize,
-    concurrency: usize,
+    concurrency: Vec<usize>,
     duration_s: u64,
     loadgen_threads: usize,
     cpus: usize,
@@ -122,8 +127,8 @@ fn validate(a: &Args) -> Result<(), String> {
     if a.users == 0 {
         return Err("--users must be at least 1".into());
     }
-    if a.concurrency == 0 || a.concurrency > 10_000 {
-        return Err("--concurrency must be between 1 and 10000".into());
+    if a.concurrency.is_empty() || a.concurrency.iter().any(|&c| c == 0 || c > 10_000) {
+        return Err("--concurrency must be between 1 and 10000 (or a list like 16,64,256)".into());
     }
     if a.duration == 0 {
         return Err("--duration must be at least 1 second".into());
@@ -140,7 +145,8 @@ fn validate(a: &Args) -> Result<(), String> {
 async fn real_main(args: Args, threads: usize, cpus: usize) -> Result<(), String> {
     let base = reqwest::Url::parse(&args.url)
         .map_err(|e| format!("--url {}: {e}; pass e.g. http://127.0.0.1:8080", args.url))?;
-    let client = api::client(args.concurrency.max(64))?;
+    let max_concurrency = args.concurrency.iter().copied().max().unwrap_or(64);
+    let client = api::client(max_concurrency.max(64))?;
 
     let sampler = match args.server_pid {
         Some(pid) => Some(rss::Sampler::start(pid)?),
@@ -168,7 +174,7 @@ async fn real_main(args: Args, threads: usize, cpus: usize) -> Result<(), String
 
     let workers = args
         .provision_concurrency
-        .unwrap_or(args.concurrency.min(32))
+        .unwrap_or(max_concurrency.min(32))
         .max(1);
     eprintln!(
         "provisioning {} users (create, enrol TOTP, confirm) with {workers} workers...",
@@ -193,27 +199,37 @@ async fn real_main(args: Args, threads: usize, cpus: usize) -> Result<(), String
     };
     let mut runs = Vec::new();
     for &kind in kinds {
-        eprintln!(
-            "{} codes: {} workers for {}s...",
-            kind.name(),
-            args.concurrency,
-            args.duration
-        );
-        if let Some(s) = &sampler {
-            s.reset();
+        for &concurrency in &args.concurrency {
+            if kind == Kind::Valid && !args.no_align {
+                if let Some(wait) = scheduler.wait_for_full_pool() {
+                    eprintln!(
+                        "waiting {wait:.0}s for the next TOTP step, in which every user is available \
+                         (--no-align starts at once)"
+                    );
+                    tokio::time::sleep(Duration::from_secs_f64(wait + 0.05)).await;
+                }
+            }
+            eprintln!(
+                "{} codes: {concurrency} workers for {}s...",
+                kind.name(),
+                args.duration
+            );
+            if let Some(s) = &sampler {
+                s.reset();
+            }
+            let mut r = run::run(
+                kind,
+                &tenant,
+                users.clone(),
+                Some(scheduler.clone()),
+                concurrency,
+                Duration::from_secs(args.duration),
+            )
+            .await?;
+            r.peak_rss_kib = sampler.as_ref().map(|s| s.phase_peak());
+            print_run(&r, users.len(), args.duration.min(scheduler.period()));
+            runs.push(r);
         }
-        let mut r = run::run(
-            kind,
-            &tenant,
-            users.clone(),
-            Some(scheduler.clone()),
-            args.concurrency,
-            Duration::from_secs(args.duration),
-        )
-        .await?;
-        r.peak_rss_kib = sampler.as_ref().map(|s| s.phase_peak());
-        print_run(&r, users.len());
-        runs.push(r);
     }
 
     let end = sampler.as_ref().and_then(|s| s.now());
@@ -221,7 +237,7 @@ async fn real_main(args: Args, threads: usize, cpus: usize) -> Result<(), String
         url: args.url.clone(),
         tenant: slug,
         users: users.len(),
-        concurrency: args.concurrency,
+        concurrency: args.concurrency.clone(),
         duration_s: args.duration,
         loadgen_threads: threads,
         cpus,
@@ -253,7 +269,7 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
-fn print_run(r: &RunReport, users: usize) {
+fn print_run(r: &RunReport, users: usize, window_s: u64) {
     let l = &r.latency_us;
     println!();
     println!(
@@ -287,38 +303,60 @@ fn print_run(r: &RunReport, users: usize) {
         println!("   sample error: {e}");
     }
     if r.starved_s > 0.05 {
-        let want = (r.good_rps_unstarved * 30.0 * 1.2).ceil() as u64;
-        println!(
-            "   starved {:.1}s: all {users} users had been used in the current 30 s step; \
-             {:.0} verifications/s while users were available. \
-             Hint: pass --users {want} (throughput x 30 s + 20%) to measure without waiting.",
-            r.starved_s, r.good_rps_unstarved
-        );
+        if r.verified == 0 {
+            println!(
+                "   starved {:.1}s: all {users} users were already used (or confirmed) in this \
+                 TOTP step. Hint: drop --no-align, or provision more --users.",
+                r.starved_s
+            );
+        } else {
+            let want = (r.good_rps_unstarved * window_s as f64 * 1.2).ceil() as u64;
+            println!(
+                "   starved {:.1}s: all {users} users had been used in the current TOTP step; \
+                 {:.0} verifications/s while users were available. \
+                 Hint: pass --users {want} (throughput x {window_s} s + 20%) to measure without waiting.",
+                r.starved_s, r.good_rps_unstarved
+            );
+        }
     }
 }
 
 fn print_summary(rep: &Report) {
     println!();
     println!(
-        "summary: tenant {}, {} users, concurrency {}, {}s per run, loadgen {} threads on {} CPUs",
-        rep.tenant, rep.users, rep.concurrency, rep.duration_s, rep.loadgen_threads, rep.cpus
+        "summary: tenant {}, {} users, {}s per run, loadgen {} threads on {} CPUs",
+        rep.tenant, rep.users, rep.duration_s, rep.loadgen_threads, rep.cpus
     );
     println!(
-        "{:<6} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7} {:>10}",
-        "mode", "requests", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "errors", "peak MiB"
+        "{:<6} {:>5} {:>9} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>7} {:>8} {:>9}",
+        "mode",
+        "conc",
+        "requests",
+        "req/s",
+        "ok/s",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "max ms",
+        "errors",
+        "starved",
+        "peak MiB"
     );
     for r in &rep.runs {
         let l = &r.latency_us;
         println!(
-            "{:<6} {:>10} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>10}",
+            "{:<6} {:>5} {:>9} {:>8.0} {:>8.0} {:>7.2} {:>7.2} {:>8.2} {:>8.2} {:>7} {:>7.1}s {:>9}",
             r.mode,
+            r.concurrency,
             r.requests,
             r.throughput_rps,
+            r.good_rps,
             l.p50 as f64 / 1e3,
             l.p99 as f64 / 1e3,
             l.p999 as f64 / 1e3,
             l.max as f64 / 1e3,
             r.errors + r.unexpected,
+            r.starved_s,
             r.peak_rss_kib
                 .map(|k| format!("{:.1}", mib(k)))
                 .unwrap_or_else(|| "-".into())

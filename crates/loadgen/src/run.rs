@@ -83,14 +83,31 @@ impl Scheduler {
         Err((step + 1) * self.period)
     }
 
-    /// Wall time during which every user had been used in the current step.
+    /// Seconds until the next TOTP step if some user has already been used (or confirmed) in
+    /// the current one, else `None`: all users are available right now.
+    pub fn wait_for_full_pool(&self) -> Option<f64> {
+        let now = unix_secs_f64();
+        let step = (now as u64) / self.period;
+        let st = self.state.lock().ok()?;
+        if st.last_used.iter().any(|&s| s >= step) {
+            Some(((step + 1) * self.period) as f64 - now)
+        } else {
+            None
+        }
+    }
+
+    pub fn period(&self) -> u64 {
+        self.period
+    }
+
+    /// Wall time during which every user had been used in the current step; resets it.
     fn finish(&self) -> Duration {
         match self.state.lock() {
             Ok(mut st) => {
                 if let Some(t) = st.exhausted_since.take() {
                     st.starved += t.elapsed();
                 }
-                st.starved
+                std::mem::take(&mut st.starved)
             }
             Err(_) => Duration::ZERO,
         }

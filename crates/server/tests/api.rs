@@ -203,6 +203,26 @@ async fn confirmation_learns_drift_and_resync_relearns_it() {
     assert_eq!(app.audit(&e, "action=totp.resync").await.len(), 3);
 }
 
+#[tokio::test]
+async fn drift_is_learned_on_use_from_two_codes_in_a_row() {
+    let app = spawn_app().await;
+    let e = app.enrolled("acme").await;
+    // The phone's clock has gained a step since enrolment.
+    let ahead = app.code_at_offset(&e.secret, &e.params, 1);
+    assert_eq!(app.verify(&e, &ahead).await.1["verified"], false);
+    app.advance_secs(30);
+    let ahead = app.code_at_offset(&e.secret, &e.params, 1);
+    assert_eq!(app.verify(&e, &ahead).await.1["verified"], true);
+    let (_, f) = app
+        .get("/v1/tenants/acme/users/alice/factors", &e.key)
+        .await;
+    assert_eq!(f["factors"][0]["drift_steps"], 1);
+    // The window moved, it did not widen: two steps behind the phone is now refused.
+    app.advance_secs(30);
+    let stale = app.code_at_offset(&e.secret, &e.params, -1);
+    assert_eq!(app.verify(&e, &stale).await.1["verified"], false);
+}
+
 /// Wrong, replayed, throttled and locked answers must be indistinguishable (INV-11).
 #[tokio::test]
 async fn attempt_limits_back_off_lock_and_unlock_with_identical_answers() {

@@ -76,6 +76,8 @@ fn serve(cwd: &Path, extra: &[&str]) -> Server {
             seen.push(line);
         }
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("server did not start: {seen:?}");
 }
 

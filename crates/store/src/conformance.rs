@@ -66,6 +66,7 @@ fn factor(t: &Tenant, u: &User, id: &str, status: FactorStatus) -> Factor {
         locked_at: None,
         created_at: 3,
         confirmed_at: None,
+        drift_hint: None,
     }
 }
 
@@ -92,6 +93,7 @@ fn attempt(now: i64, step: Option<i64>, version: i64) -> Attempt {
             step,
             new_drift: 0,
             new_version: version,
+            hint_dir: None,
         }),
         now,
         audit: audit("totp.verify", None, now),
@@ -377,6 +379,59 @@ pub async fn stale_and_deleted_factors_are_never_accepted(s: DynStore) {
         .unwrap());
 }
 
+fn neighbour(now: i64, step: i64, dir: i32) -> Attempt {
+    let mut a = attempt(now, Some(step), 1);
+    if let Some(m) = a.matched.as_mut() {
+        m.hint_dir = Some(dir);
+        m.new_drift = dir;
+        m.new_version = 2;
+    }
+    a
+}
+
+pub async fn drift_is_learned_on_use_only_from_two_codes(s: DynStore) {
+    let (_, u) = setup(&s).await;
+    // A lone code beyond the window is refused and remembered.
+    assert_eq!(
+        s.attempt(neighbour(100, 20, 1)).await.unwrap(),
+        rejected(RejectReason::WrongCode)
+    );
+    assert_eq!(the_factor(&s, &u).await.drift_hint, Some((20, 1)));
+    // The same step again, or the other direction, teaches nothing.
+    assert_eq!(
+        s.attempt(neighbour(101, 20, 1)).await.unwrap(),
+        rejected(RejectReason::WrongCode)
+    );
+    assert_eq!(
+        s.attempt(neighbour(102, 21, -1)).await.unwrap(),
+        rejected(RejectReason::WrongCode)
+    );
+    assert_eq!(the_factor(&s, &u).await.drift_hint, Some((21, -1)));
+    assert_eq!(
+        s.attempt(neighbour(103, 22, 1)).await.unwrap(),
+        rejected(RejectReason::WrongCode)
+    );
+    // A later code in the same direction within the horizon moves the drift.
+    assert_eq!(s.attempt(neighbour(104, 24, 1)).await.unwrap(), accepted());
+    let f = the_factor(&s, &u).await;
+    assert_eq!(
+        (f.drift, f.version, f.last_step, f.drift_hint),
+        (1, 2, 24, None)
+    );
+    assert_eq!(f.failures, 0);
+}
+
+pub async fn a_drift_hint_expires_after_the_horizon(s: DynStore) {
+    setup(&s).await;
+    s.attempt(neighbour(100, 20, 1)).await.unwrap();
+    assert_eq!(
+        s.attempt(neighbour(101, 20 + twofold_core::totp::HINT_HORIZON + 1, 1))
+            .await
+            .unwrap(),
+        rejected(RejectReason::WrongCode)
+    );
+}
+
 pub async fn every_attempt_is_audited_with_its_reason(s: DynStore) {
     let (t, u) = setup(&s).await;
     let mut a = attempt(100, Some(3), 1);
@@ -455,6 +510,8 @@ macro_rules! conformance_tests {
             parallel_wrong_codes_stay_within_the_limit,
             stale_and_deleted_factors_are_never_accepted,
             every_attempt_is_audited_with_its_reason,
+            drift_is_learned_on_use_only_from_two_codes,
+            a_drift_hint_expires_after_the_horizon,
             audit_is_pruned_by_age
         );
     };

@@ -17,6 +17,7 @@ use tokio::sync::{oneshot, Semaphore};
 use twofold_core::model::*;
 use twofold_core::ports::*;
 use twofold_core::throttle::{after_failure, ThrottleState};
+use twofold_core::totp::HINT_HORIZON;
 
 /// Most jobs committed together; bounds how long one batch holds the write lock.
 pub const MAX_BATCH: usize = 512;
@@ -344,7 +345,7 @@ fn key_row(r: &Row) -> rusqlite::Result<ApiKey> {
 
 const FACTOR_COLS: &str = "id, tenant_id, user_id, kind, status, sealed_secret, algorithm, digits,
      period, last_step, drift, version, failures, blocked_until, locked_at, created_at,
-     confirmed_at";
+     confirmed_at, drift_hint_step, drift_hint_dir";
 
 fn factor_row(r: &Row) -> rusqlite::Result<Factor> {
     let status: String = r.get(4)?;
@@ -366,6 +367,10 @@ fn factor_row(r: &Row) -> rusqlite::Result<Factor> {
         locked_at: r.get(14)?,
         created_at: r.get(15)?,
         confirmed_at: r.get(16)?,
+        drift_hint: match (r.get::<_, Option<i64>>(17)?, r.get::<_, Option<i32>>(18)?) {
+            (Some(step), Some(dir)) => Some((step, dir)),
+            _ => None,
+        },
     })
 }
 
@@ -412,9 +417,12 @@ fn run_attempt(c: &Connection, a: Attempt) -> Result<AttemptOutcome, StoreError>
             .prepare_cached(
                 "UPDATE factors
                  SET last_step = ?1, failures = 0, blocked_until = NULL, drift = ?2,
-                     version = ?3, status = 'active', confirmed_at = COALESCE(confirmed_at, ?4)
+                     version = ?3, status = 'active', confirmed_at = COALESCE(confirmed_at, ?4),
+                     drift_hint_step = NULL, drift_hint_dir = NULL
                  WHERE id = ?5 AND version = ?6 AND status = ?7 AND last_step < ?1
-                   AND locked_at IS NULL AND (blocked_until IS NULL OR blocked_until <= ?4)",
+                   AND locked_at IS NULL AND (blocked_until IS NULL OR blocked_until <= ?4)
+                   AND (?8 IS NULL OR (drift_hint_dir = ?8 AND drift_hint_step < ?1
+                                       AND drift_hint_step >= ?1 - ?9))",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -424,7 +432,9 @@ fn run_attempt(c: &Connection, a: Attempt) -> Result<AttemptOutcome, StoreError>
                     now,
                     m.factor_id,
                     m.expected_version,
-                    m.expected_status.as_str()
+                    m.expected_status.as_str(),
+                    m.hint_dir,
+                    HINT_HORIZON
                 ])
             })
             .map_err(backend)?;
@@ -451,6 +461,14 @@ fn run_attempt(c: &Connection, a: Attempt) -> Result<AttemptOutcome, StoreError>
                 };
             }
             _ => return Ok(AttemptOutcome::Stale),
+        }
+        if let (Some(dir), RejectReason::WrongCode) = (m.hint_dir, reason) {
+            // First half of learning drift on use: remember where this code matched.
+            c.prepare_cached(
+                "UPDATE factors SET drift_hint_step = ?1, drift_hint_dir = ?2 WHERE id = ?3",
+            )
+            .and_then(|mut s| s.execute(params![m.step, dir, m.factor_id]))
+            .map_err(backend)?;
         }
     }
     // Failure path: count one failure on every candidate that is open (INV-03).
@@ -707,7 +725,7 @@ impl Store for SqliteStore {
                 &format!(
                     "INSERT INTO factors ({FACTOR_COLS})
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                             ?16, ?17)"
+                             ?16, ?17, ?18, ?19)"
                 ),
                 params![
                     f.id,
@@ -726,7 +744,9 @@ impl Store for SqliteStore {
                     f.blocked_until,
                     f.locked_at,
                     f.created_at,
-                    f.confirmed_at
+                    f.confirmed_at,
+                    f.drift_hint.map(|h| h.0),
+                    f.drift_hint.map(|h| h.1)
                 ],
             )
             .map_err(|e| {

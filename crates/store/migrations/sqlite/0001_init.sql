@@ -44,6 +44,10 @@ CREATE TABLE factors (
     period        INTEGER NOT NULL,
     last_step     INTEGER NOT NULL,
     drift         INTEGER NOT NULL,
+    -- A code seen one step beyond the window (step and direction): the first half of learning
+    -- drift on use; a later code in the same direction completes it.
+    drift_hint_step INTEGER,
+    drift_hint_dir  INTEGER,
     version       INTEGER NOT NULL,
     failures      INTEGER NOT NULL,
     blocked_until INTEGER,
