@@ -11,7 +11,8 @@
 # Settings (environment variables):
 #   USERS=60000        users to provision; the valid-code run needs about throughput x 30 s of
 #                      them not to wait for the next TOTP step (the loadgen prints a hint)
-#   CONCURRENCY=64     concurrent requests during the timed runs
+#   CONCURRENCY=64     concurrent requests during the timed runs; a list like 16,64,256 runs
+#                      every level on the same users (valid-code runs first, then wrong-code)
 #   DURATION=10        seconds per timed run
 #   MODE=both          valid | wrong | both
 #   PORT=18181         port on 127.0.0.1 for the server
@@ -27,7 +28,11 @@ MODE="${MODE:-both}"
 PORT="${PORT:-18181}"
 TIMEOUT="${TIMEOUT:-1200}"
 
-for v in USERS CONCURRENCY DURATION PORT TIMEOUT; do
+if ! [[ "$CONCURRENCY" =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]]; then
+    echo "bench.sh: CONCURRENCY must be a positive number or a list like 16,64,256 (got '$CONCURRENCY')" >&2
+    exit 2
+fi
+for v in USERS DURATION PORT TIMEOUT; do
     if ! [[ "${!v}" =~ ^[0-9]+$ ]] || [ "${!v}" -lt 1 ]; then
         echo "bench.sh: $v must be a positive whole number (got '${!v}')" >&2
         exit 2
@@ -39,7 +44,7 @@ cd "$root"
 OUT="${OUT:-$root/target/bench}"
 mkdir -p "$OUT"
 stamp="$(date +%Y%m%d-%H%M%S)"
-json="$OUT/bench-$stamp-c$CONCURRENCY.json"
+json="$OUT/bench-$stamp-c${CONCURRENCY//,/-}.json"
 server_log="$OUT/server-$stamp.log"
 
 if [ "${SKIP_BUILD:-0}" != 1 ]; then

@@ -74,6 +74,11 @@ struct Args {
     /// which no user has been used yet.
     #[arg(long)]
     no_align: bool,
+    /// Seconds between the end of one valid-code run and the start of the next, so that the
+    /// server's factor cache (30 s by default) has expired and every verification loads its
+    /// user from the database, as it does for real users who log in now and then. 0 disables.
+    #[arg(long, default_value_t = 31)]
+    cool_down: u64,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -198,8 +203,20 @@ async fn real_main(args: Args, threads: usize, cpus: usize) -> Result<(), String
         Mode::Both => &[Kind::Valid, Kind::Wrong],
     };
     let mut runs = Vec::new();
+    let mut last_valid_end: Option<std::time::Instant> = None;
     for &kind in kinds {
         for &concurrency in &args.concurrency {
+            if let (Kind::Valid, Some(end)) = (kind, last_valid_end) {
+                let ready = end + Duration::from_secs(args.cool_down);
+                let now = std::time::Instant::now();
+                if ready > now {
+                    eprintln!(
+                        "cooling down {:.0}s so the server's cached factors expire (--cool-down)",
+                        (ready - now).as_secs_f64()
+                    );
+                    tokio::time::sleep_until(ready.into()).await;
+                }
+            }
             if kind == Kind::Valid && !args.no_align {
                 if let Some(wait) = scheduler.wait_for_full_pool() {
                     eprintln!(
@@ -226,6 +243,9 @@ async fn real_main(args: Args, threads: usize, cpus: usize) -> Result<(), String
                 Duration::from_secs(args.duration),
             )
             .await?;
+            if kind == Kind::Valid {
+                last_valid_end = Some(std::time::Instant::now());
+            }
             r.peak_rss_kib = sampler.as_ref().map(|s| s.phase_peak());
             print_run(&r, users.len(), args.duration.min(scheduler.period()));
             runs.push(r);

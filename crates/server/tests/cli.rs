@@ -38,6 +38,21 @@ fn token(text: &str) -> String {
 struct Server {
     child: std::process::Child,
     addr: String,
+    log: std::sync::mpsc::Receiver<String>,
+}
+
+impl Server {
+    /// Stops the server and returns everything it logged.
+    fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut all = String::new();
+        while let Ok(line) = self.log.recv_timeout(Duration::from_millis(500)) {
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    }
 }
 
 impl Drop for Server {
@@ -54,6 +69,7 @@ fn serve(cwd: &Path, extra: &[&str]) -> Server {
         .args(extra)
         .current_dir(cwd)
         .env("TWOFOLD_LOG_FORMAT", "json")
+        .env("TWOFOLD_LOG_LEVEL", "debug")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -71,7 +87,11 @@ fn serve(cwd: &Path, extra: &[&str]) -> Server {
             if line.contains("twofold listening") {
                 let v: serde_json::Value = serde_json::from_str(&line).unwrap();
                 let addr = v["fields"]["addr"].as_str().unwrap().to_string();
-                return Server { child, addr };
+                return Server {
+                    child,
+                    addr,
+                    log: rx,
+                };
             }
             seen.push(line);
         }
