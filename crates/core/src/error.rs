@@ -41,6 +41,13 @@ impl From<StoreError> for CoreError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Busy => CoreError::Unavailable,
+            StoreError::Conflict("too_many_factors") => CoreError::conflict(
+                "too_many_factors",
+                format!(
+                    "a user may have at most {} factors; delete one first",
+                    crate::service::MAX_FACTORS_PER_USER
+                ),
+            ),
             StoreError::Conflict(what) => CoreError::conflict(
                 what,
                 format!("{} already exists", what.trim_end_matches("_exists")),

@@ -10,6 +10,16 @@ pub struct Tenant {
     pub created_at: i64,
 }
 
+/// A tenant to create, with its first API key, in one transaction (no tenant without a key).
+#[derive(Debug, Clone)]
+pub struct NewTenant {
+    pub slug: String,
+    pub name: String,
+    pub created_at: i64,
+    /// Its `tenant_id` is filled in by the store.
+    pub first_key: Option<ApiKey>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct User {
     pub id: i64,

@@ -62,15 +62,24 @@ impl Clock for ManualClock {
 /// If `matched` is set, the store consumes that step with one conditional update
 /// (INV-01: `… WHERE last_step < step AND version = expected AND status = expected AND not
 /// locked AND not blocked`). If no row changes, or nothing matched, every factor in
-/// `factor_ids` that is not already blocked or locked gets one failure, computed by
+/// `factors` that is not already blocked or locked gets one failure, computed by
 /// [`crate::throttle::after_failure`]. Either way one audit row is written in the same
 /// transaction, with the real reason.
 #[derive(Debug, Clone)]
 pub struct Attempt {
-    pub factor_ids: Vec<String>,
+    /// The candidate factors with the versions the caller evaluated. If any stored version
+    /// differs, the outcome is `Stale` and nothing is counted: a failure must never be charged
+    /// because a cached copy was behind.
+    pub factors: Vec<FactorRef>,
     pub matched: Option<StepMatch>,
     pub now: i64,
     pub audit: AuditRecord,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FactorRef {
+    pub id: String,
+    pub version: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -124,13 +133,9 @@ impl RejectReason {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    async fn create_tenant(
-        &self,
-        slug: &str,
-        name: &str,
-        now: i64,
-        audit: AuditRecord,
-    ) -> StoreResult<Tenant>;
+    /// Creates the tenant and its first key atomically; audits both (`tenant.create`, and
+    /// `apikey.create` derived from the same record).
+    async fn create_tenant(&self, tenant: NewTenant, audit: AuditRecord) -> StoreResult<Tenant>;
     async fn tenant_by_slug(&self, slug: &str) -> StoreResult<Option<Tenant>>;
 
     async fn insert_api_key(&self, key: ApiKey, audit: AuditRecord) -> StoreResult<()>;
@@ -150,7 +155,14 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> StoreResult<Vec<User>>;
 
-    async fn insert_factor(&self, factor: Factor, audit: AuditRecord) -> StoreResult<()>;
+    /// Inserts a factor unless the user already has `max_per_user` (then
+    /// `Conflict("too_many_factors")`), checked in the same transaction.
+    async fn insert_factor(
+        &self,
+        factor: Factor,
+        max_per_user: usize,
+        audit: AuditRecord,
+    ) -> StoreResult<()>;
     async fn factors_of(&self, user_id: i64) -> StoreResult<Vec<Factor>>;
     async fn delete_factor(&self, factor_id: &str, audit: AuditRecord) -> StoreResult<bool>;
     async fn attempt(&self, attempt: Attempt) -> StoreResult<AttemptOutcome>;
@@ -159,6 +171,8 @@ pub trait Store: Send + Sync + 'static {
 
     async fn append_audit(&self, audit: AuditRecord) -> StoreResult<()>;
     async fn list_audit(&self, query: AuditQuery) -> StoreResult<Vec<AuditEvent>>;
+    /// Succeeds when the store can commit a write: used by readiness checks.
+    async fn ping(&self) -> StoreResult<()>;
     /// Deletes audit rows older than `before`; returns how many.
     async fn prune_audit(&self, before: i64) -> StoreResult<u64>;
 }

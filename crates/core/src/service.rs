@@ -8,6 +8,7 @@ use crate::ports::*;
 use crate::totp;
 use crate::types::*;
 use base64::Engine;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use twofold_crypto::{Hasher, Keyring};
 use twofold_otp::{base32, qr, uri::KeyUri, uri::OtpKind, Algorithm, OtpParams};
@@ -73,8 +74,8 @@ impl Default for TwofoldConfig {
     }
 }
 
-/// An API key as handed out once; only its hash is kept.
-#[derive(Debug, Clone)]
+/// An API key as handed out once; only its hash is kept. No `Debug`: it holds the token.
+#[derive(Clone)]
 pub struct IssuedApiKey {
     pub key_id: String,
     pub tenant: Option<String>,
@@ -106,7 +107,8 @@ impl Default for EnrollOptions {
     }
 }
 
-#[derive(Debug, Clone)]
+/// No `Debug`: it holds the seed.
+#[derive(Clone)]
 pub struct Enrollment {
     pub factor: FactorView,
     pub secret: String,
@@ -164,6 +166,15 @@ struct CachedFactor {
     secret: Zeroizing<Vec<u8>>,
 }
 
+impl CachedFactor {
+    fn as_ref(&self) -> FactorRef {
+        FactorRef {
+            id: self.id.clone(),
+            version: self.version,
+        }
+    }
+}
+
 struct CachedUser {
     user_id: i64,
     factors: Vec<CachedFactor>,
@@ -192,6 +203,10 @@ impl Verdict {
 
 pub const MAX_FACTORS_PER_USER: usize = 10;
 const API_KEY_PREFIX: &str = "tfk";
+/// 8 random bytes in unpadded base32.
+const API_KEY_ID_LEN: usize = 13;
+/// Longest issuer or account name put in an otpauth:// URI: keeps the QR code scannable.
+pub const MAX_LABEL_CHARS: usize = 64;
 
 pub struct Twofold {
     store: Arc<dyn Store>,
@@ -202,6 +217,20 @@ pub struct Twofold {
     tenants: TtlCache<String, Tenant>,
     users: TtlCache<(i64, String), CachedUser>,
     api_keys: TtlCache<String, ApiKey>,
+    /// Bumped by every cache invalidation; see `cached_user`.
+    epoch: AtomicU64,
+}
+
+/// An issuer or account name for an otpauth:// URI.
+fn label(field: &'static str, s: &str) -> Result<String, CoreError> {
+    let name = DisplayName::parse(field, s)?;
+    if name.as_str().chars().count() > MAX_LABEL_CHARS {
+        return Err(CoreError::Invalid {
+            field,
+            message: format!("must be at most {MAX_LABEL_CHARS} characters"),
+        });
+    }
+    Ok(name.into_inner())
 }
 
 fn cursor_encode(id: i64) -> String {
@@ -238,6 +267,7 @@ impl Twofold {
             tenants: TtlCache::new(ttl, 100_000),
             users: TtlCache::new(ttl, max),
             api_keys: TtlCache::new(ttl.min(10_000), 100_000),
+            epoch: AtomicU64::new(0),
             config,
         }
     }
@@ -298,7 +328,12 @@ impl Twofold {
         let (Some(API_KEY_PREFIX), Some(key_id)) = (prefix, key_id) else {
             return Err(CoreError::Unauthenticated);
         };
-        if key_id.len() > 32 {
+        // Only ids this server could have minted reach the store.
+        if key_id.len() != API_KEY_ID_LEN
+            || !key_id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
+        {
             return Err(CoreError::Unauthenticated);
         }
         let now = self.now();
@@ -414,18 +449,26 @@ impl Twofold {
         }
         let slug = TenantSlug::parse(slug)?;
         let name = DisplayName::parse("name", name)?;
+        let (record, token) = self.mint_api_key(None, "default");
+        let key_id = record.key_id.clone();
         let tenant = self
             .store
             .create_tenant(
-                slug.as_str(),
-                name.as_str(),
-                self.now(),
+                NewTenant {
+                    slug: slug.into_inner(),
+                    name: name.into_inner(),
+                    created_at: self.now(),
+                    first_key: Some(record),
+                },
                 self.audit(actor, meta, "tenant.create", None),
             )
             .await?;
-        let key = self
-            .create_api_key(actor, meta, Some(slug.as_str()), "default")
-            .await?;
+        let key = IssuedApiKey {
+            key_id,
+            tenant: Some(tenant.slug.clone()),
+            label: "default".into(),
+            token,
+        };
         Ok((tenant, key))
     }
 
@@ -550,28 +593,37 @@ impl Twofold {
                 return Ok(u);
             }
         }
+        let epoch = self.epoch.load(Ordering::SeqCst);
         let user = self.user_in(tenant, external_id).await?;
         let factors = self.store.factors_of(user.id).await?;
         let mut cached = Vec::with_capacity(factors.len());
         for f in &factors {
-            cached.push(CachedFactor {
-                id: f.id.clone(),
-                status: f.status,
-                version: f.version,
-                drift: f.drift,
-                params: Self::params_of(f)?,
-                secret: self.unseal(f)?,
-            });
+            // One damaged factor must not lock the user out of their others.
+            match Self::params_of(f).and_then(|p| Ok((p, self.unseal(f)?))) {
+                Ok((params, secret)) => cached.push(CachedFactor {
+                    id: f.id.clone(),
+                    status: f.status,
+                    version: f.version,
+                    drift: f.drift,
+                    params,
+                    secret,
+                }),
+                Err(e) => tracing::error!(factor = %f.id, error = %e, "factor unusable; skipped"),
+            }
         }
         let entry = Arc::new(CachedUser {
             user_id: user.id,
             factors: cached,
         });
-        self.users.insert(key, entry.clone(), now);
+        // A change that raced with this load must not be hidden behind the old copy.
+        if self.epoch.load(Ordering::SeqCst) == epoch {
+            self.users.insert(key, entry.clone(), now);
+        }
         Ok(entry)
     }
 
     fn forget_user(&self, tenant_id: i64, external_id: &str) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         self.users.remove(&(tenant_id, external_id.to_string()));
     }
 
@@ -597,29 +649,20 @@ impl Twofold {
                 message: "must be between 15 and 300 seconds".into(),
             });
         }
-        let existing = self.store.factors_of(user.id).await?;
-        if existing.len() >= MAX_FACTORS_PER_USER {
-            return Err(CoreError::conflict(
-                "too_many_factors",
-                format!("a user may have at most {MAX_FACTORS_PER_USER} factors; delete one first"),
-            ));
-        }
         // Authenticator apps split the label on ':', so neither part may contain one.
-        let issuer = opts
-            .issuer
-            .map(|i| DisplayName::parse("issuer", &i))
-            .transpose()?
-            .map(DisplayName::into_inner)
-            .unwrap_or_else(|| tenant.name.clone())
-            .replace(':', " ");
-        let account = opts
-            .account_name
-            .map(|a| DisplayName::parse("account_name", &a))
-            .transpose()?
-            .map(DisplayName::into_inner)
-            .or_else(|| user.email.clone())
-            .unwrap_or_else(|| user.external_id.clone())
-            .replace(':', " ");
+        let issuer = match opts.issuer {
+            Some(i) => label("issuer", &i)?,
+            None => tenant.name.chars().take(MAX_LABEL_CHARS).collect(),
+        }
+        .replace(':', " ");
+        let account = match opts.account_name {
+            Some(a) => label("account_name", &a)?,
+            None => user
+                .email
+                .clone()
+                .unwrap_or_else(|| user.external_id.clone()),
+        }
+        .replace(':', " ");
         let secret = Zeroizing::new(twofold_crypto::random_bytes(
             twofold_otp::recommended_secret_len(opts.algorithm),
         ));
@@ -637,7 +680,10 @@ impl Twofold {
             field: "issuer/account_name",
             message: e.to_string(),
         })?;
-        let qr_svg = qr::svg(&otpauth_uri).map_err(|e| CoreError::Internal(e.to_string()))?;
+        let qr_svg = qr::svg(&otpauth_uri).map_err(|e| CoreError::Invalid {
+            field: "issuer/account_name",
+            message: format!("too long for a QR code: {e}"),
+        })?;
         let id = FactorId::generate().into_inner();
         let owner = Factor::seal_owner(tenant.id, user.id, &id);
         let now = self.now();
@@ -665,7 +711,9 @@ impl Twofold {
         let mut audit = self.audit(actor, meta, "factor.enrol", Some(tenant.id));
         audit.user_id = Some(user.id);
         audit.factor_id = Some(id);
-        self.store.insert_factor(factor, audit).await?;
+        self.store
+            .insert_factor(factor, MAX_FACTORS_PER_USER, audit)
+            .await?;
         self.forget_user(tenant.id, external_id);
         Ok(Enrollment {
             factor: view,
@@ -751,23 +799,32 @@ impl Twofold {
         mut pick: F,
     ) -> Result<Verdict, CoreError>
     where
-        F: FnMut(&CachedUser, i64) -> Result<(Vec<String>, Option<StepMatch>), CoreError>,
+        F: FnMut(&CachedUser, i64) -> Result<(Vec<FactorRef>, Option<StepMatch>), CoreError>,
     {
         for reload in [false, true] {
             let user = self.cached_user(tenant, external_id, reload).await?;
             let now = self.now();
-            let (factor_ids, matched) = pick(&user, now)?;
+            let (factors, matched) = match pick(&user, now) {
+                Ok(picked) => picked,
+                // A cached copy may be behind (e.g. confirmed on another node): look again.
+                Err(_) if !reload => {
+                    self.forget_user(tenant.id, external_id);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let learned_drift = matched.as_ref().is_some_and(|m| m.hint_dir.is_some());
             audit.user_id = Some(user.user_id);
             audit.factor_id = matched
                 .as_ref()
                 .map(|m| m.factor_id.clone())
-                .or_else(|| factor_ids.first().cloned());
+                .or_else(|| factors.first().map(|f| f.id.clone()));
+            audit.reason = learned_drift.then(|| "drift_learned".to_string());
             audit.at = now;
             let outcome = self
                 .store
                 .attempt(Attempt {
-                    factor_ids,
+                    factors,
                     matched,
                     now,
                     audit: audit.clone(),
@@ -784,7 +841,11 @@ impl Twofold {
                 AttemptOutcome::Stale => self.forget_user(tenant.id, external_id),
             }
         }
-        // Stale twice in a row: the factor keeps changing under us. Fail closed (INV-09).
+        // Stale twice in a row: the factor keeps changing under us. Fail closed (INV-09),
+        // and leave a trace.
+        audit.outcome = "denied".into();
+        audit.reason = Some("stale".into());
+        self.store.append_audit(audit).await?;
         Ok(Verdict::Rejected(RejectReason::WrongCode))
     }
 
@@ -851,7 +912,7 @@ impl Twofold {
                     });
                 }
             }
-            let ids = active.iter().map(|f| f.id.clone()).collect();
+            let ids = active.iter().map(|f| f.as_ref()).collect();
             Ok((ids, matched.or(neighbour)))
         })
         .await
@@ -879,23 +940,25 @@ impl Twofold {
                     .iter()
                     .find(|f| f.id == factor_id.as_str())
                     .ok_or(CoreError::NotFound("factor"))?;
-                if f.status == FactorStatus::Active {
-                    return Err(CoreError::conflict(
-                        "factor_already_active",
-                        "this factor is already confirmed",
-                    ));
-                }
-                let matched = totp::verify_confirmation(&f.secret, code.as_str(), &f.params, now)
-                    .map(|(step, drift)| StepMatch {
-                        factor_id: f.id.clone(),
-                        expected_version: f.version,
-                        expected_status: FactorStatus::Pending,
-                        step,
-                        new_drift: drift,
-                        new_version: f.version + 1,
-                        hint_dir: None,
-                    });
-                Ok((vec![f.id.clone()], matched))
+                // Confirming an active factor again is judged like a verification, so a
+                // replayed confirmation code answers exactly like a wrong one (INV-11).
+                let matched = if f.status == FactorStatus::Active {
+                    totp::verify_use(&f.secret, code.as_str(), &f.params, f.drift, now)
+                        .map(|step| (step, f.drift, f.version))
+                } else {
+                    totp::verify_confirmation(&f.secret, code.as_str(), &f.params, now)
+                        .map(|(step, drift)| (step, drift, f.version + 1))
+                };
+                let matched = matched.map(|(step, new_drift, new_version)| StepMatch {
+                    factor_id: f.id.clone(),
+                    expected_version: f.version,
+                    expected_status: f.status,
+                    step,
+                    new_drift,
+                    new_version,
+                    hint_dir: None,
+                });
+                Ok((vec![f.as_ref()], matched))
             })
             .await?;
         self.forget_user(tenant.id, external_id);
@@ -938,7 +1001,7 @@ impl Twofold {
                             hint_dir: None,
                         },
                     );
-                Ok((vec![f.id.clone()], matched))
+                Ok((vec![f.as_ref()], matched))
             })
             .await?;
         self.forget_user(tenant.id, external_id);

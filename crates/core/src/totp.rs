@@ -8,7 +8,10 @@
 //! - on use, a code one step beyond either edge of the window (`T+o+1` or `T+o−2`) is refused
 //!   but remembered as a hint; a later code beyond the same edge, from a later step within
 //!   [`HINT_HORIZON`] steps, proves the device has drifted by one more step: it is accepted and
-//!   `o` moves by one. One stray code never widens what is accepted; two in a row move it;
+//!   `o` moves by one, never beyond ±1 ([`MAX_USE_DRIFT`]). A stray code alone is never
+//!   accepted; while a hint from a real neighbour code is pending, exactly one more step (in
+//!   that direction, later than the hint) can complete it, which is the same proof the resync
+//!   endpoint asks for (two codes in order) over a far smaller range;
 //! - through resync, two consecutive codes found anywhere within ±10 steps prove a larger drift.
 //!
 //! Single use is enforced by the store on the returned step (INV-01); this module is pure.
@@ -16,6 +19,8 @@
 use twofold_otp::{verify_steps, OtpParams};
 
 pub const MAX_DRIFT: i32 = 10;
+/// Drift learned on use stays within ±1 step; larger drift needs the audited resync.
+pub const MAX_USE_DRIFT: i32 = 1;
 /// How many steps may separate the two codes that teach drift on use (5 minutes at 30 s).
 pub const HINT_HORIZON: i64 = 10;
 
@@ -42,7 +47,7 @@ pub fn verify_use(
 
 /// A code just outside the use window: returns (step, direction) when it matches `T+o+1`
 /// (direction +1) or `T+o−2` (direction −1) and the resulting drift stays within
-/// ±[`MAX_DRIFT`]. Both candidates are always evaluated.
+/// ±[`MAX_USE_DRIFT`]. Both candidates are always evaluated.
 pub fn verify_neighbour(
     secret: &[u8],
     code: &str,
@@ -58,7 +63,7 @@ pub fn verify_neighbour(
         (None, Some(s)) => Some((s as i64, -1)),
         (None, None) => None,
     };
-    found.filter(|(_, dir)| (drift + dir).abs() <= MAX_DRIFT)
+    found.filter(|(_, dir)| (drift + dir).abs() <= MAX_USE_DRIFT)
 }
 
 /// The drift that explains a match at `step` when the real step is `t`, preferring the one
@@ -171,13 +176,18 @@ mod tests {
         assert_eq!(verify_neighbour(SECRET, &c(t), &p(), 0, now), None);
         assert_eq!(verify_neighbour(SECRET, &c(t + 2), &p(), 0, now), None);
         assert_eq!(
-            verify_neighbour(SECRET, &c(t + 4), &p(), 3, now),
-            Some((t + 4, 1))
+            verify_neighbour(SECRET, &c(t - 1), &p(), 1, now),
+            Some((t - 1, -1))
         );
         assert_eq!(
-            verify_neighbour(SECRET, &c(t + 11), &p(), 10, now),
+            verify_neighbour(SECRET, &c(t + 2), &p(), 1, now),
             None,
-            "capped"
+            "capped at +1"
+        );
+        assert_eq!(
+            verify_neighbour(SECRET, &c(t - 3), &p(), -1, now),
+            None,
+            "capped at -1"
         );
     }
 

@@ -260,11 +260,11 @@ impl Hasher {
 
     /// `purpose` separates domains (an API-key hash can never equal a code hash).
     pub fn hash(&self, purpose: &str, value: &[u8]) -> KeyedHash {
-        // HMAC accepts keys of any length, so this cannot fail; fall back defensively anyway.
-        let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(&self.key.0) {
-            Ok(m) => m,
-            Err(_) => return KeyedHash([0u8; 32]),
-        };
+        // HMAC pads a short key with zeros to the 64-byte block (RFC 2104), so doing it here
+        // gives the same MAC through a constructor that cannot fail: no fallback value.
+        let mut block = zeroize::Zeroizing::new([0u8; 64]);
+        block[..32].copy_from_slice(&self.key.0);
+        let mut mac = <Hmac<Sha256> as KeyInit>::new(&(*block).into());
         mac.update(purpose.as_bytes());
         mac.update(&[0]);
         mac.update(value);
@@ -348,6 +348,15 @@ mod tests {
             CryptoError::BadKeyHex
         );
         assert!(!format!("{k:?}").contains(&k.to_hex()));
+    }
+
+    #[test]
+    fn keyed_hash_is_rfc2104_hmac_of_the_key() {
+        let key = KeyMaterial::from_bytes([7u8; 32]);
+        let mut reference = <Hmac<Sha256> as Mac>::new_from_slice(&[7u8; 32]).unwrap();
+        reference.update(b"code\0123456");
+        let expected: [u8; 32] = reference.finalize().into_bytes().into();
+        assert_eq!(Hasher::new(key).hash("code", b"123456").0, expected);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! ("starved") and the report says how many users would have been enough.
 
 mod api;
+mod cpu;
 mod rss;
 mod run;
 
@@ -74,9 +75,10 @@ struct Args {
     /// which no user has been used yet.
     #[arg(long)]
     no_align: bool,
-    /// Seconds between the end of one valid-code run and the start of the next, so that the
-    /// server's factor cache (30 s by default) has expired and every verification loads its
-    /// user from the database, as it does for real users who log in now and then. 0 disables.
+    /// Seconds between the end of one run and the start of the next, so that the server's
+    /// factor cache (30 s by default) has expired and every user's first verification in a run
+    /// loads it from the database, as it does for real users who log in now and then.
+    /// 0 disables.
     #[arg(long, default_value_t = 31)]
     cool_down: u64,
 }
@@ -203,10 +205,13 @@ async fn real_main(args: Args, threads: usize, cpus: usize) -> Result<(), String
         Mode::Both => &[Kind::Valid, Kind::Wrong],
     };
     let mut runs = Vec::new();
-    let mut last_valid_end: Option<std::time::Instant> = None;
+    let mut last_run_end: Option<std::time::Instant> = None;
+    // Wrong-code runs continue the round robin where the previous one stopped.
+    let round_robin = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let duration = Duration::from_secs(args.duration);
     for &kind in kinds {
         for &concurrency in &args.concurrency {
-            if let (Kind::Valid, Some(end)) = (kind, last_valid_end) {
+            if let Some(end) = last_run_end {
                 let ready = end + Duration::from_secs(args.cool_down);
                 let now = std::time::Instant::now();
                 if ready > now {
@@ -218,10 +223,10 @@ async fn real_main(args: Args, threads: usize, cpus: usize) -> Result<(), String
                 }
             }
             if kind == Kind::Valid && !args.no_align {
-                if let Some(wait) = scheduler.wait_for_full_pool() {
+                if let Some(wait) = scheduler.wait_before_run(duration.as_secs_f64()) {
                     eprintln!(
-                        "waiting {wait:.0}s for the next TOTP step, in which every user is available \
-                         (--no-align starts at once)"
+                        "waiting {wait:.0}s for the next TOTP step, so that every user is available \
+                         and the run stays within one step (--no-align starts at once)"
                     );
                     tokio::time::sleep(Duration::from_secs_f64(wait + 0.05)).await;
                 }
@@ -234,18 +239,23 @@ async fn real_main(args: Args, threads: usize, cpus: usize) -> Result<(), String
             if let Some(s) = &sampler {
                 s.reset();
             }
+            let before = cpu::snapshot(args.server_pid);
             let mut r = run::run(
                 kind,
                 &tenant,
                 users.clone(),
                 Some(scheduler.clone()),
+                round_robin.clone(),
                 concurrency,
-                Duration::from_secs(args.duration),
+                duration,
             )
             .await?;
-            if kind == Kind::Valid {
-                last_valid_end = Some(std::time::Instant::now());
-            }
+            let usage = cpu::usage(&before, &cpu::snapshot(args.server_pid));
+            last_run_end = Some(std::time::Instant::now());
+            r.server_cpu_us_per_request = usage
+                .server_cores
+                .map(|c| c * r.duration_s * 1e6 / (r.requests.max(1) as f64));
+            r.cpu = Some(usage);
             r.peak_rss_kib = sampler.as_ref().map(|s| s.phase_peak());
             print_run(&r, users.len(), args.duration.min(scheduler.period()));
             runs.push(r);
@@ -319,6 +329,25 @@ fn print_run(r: &RunReport, users: usize, window_s: u64) {
     if let Some(kib) = r.peak_rss_kib {
         println!("   server peak RSS during run {:.1} MiB", mib(kib));
     }
+    if let Some(u) = &r.cpu {
+        let f = |x: Option<f64>| x.map(|v| format!("{v:.2}")).unwrap_or_else(|| "?".into());
+        println!(
+            "   CPU cores used: server {}, load generator {}, other processes {} (machine {}){}",
+            f(u.server_cores),
+            f(u.loadgen_cores),
+            f(u.other_cores),
+            f(u.machine_cores),
+            r.server_cpu_us_per_request
+                .map(|us| format!("; server CPU per request {us:.0} us"))
+                .unwrap_or_default()
+        );
+        if u.other_cores.is_some_and(|o| o > 0.25) {
+            println!(
+                "   warning: other processes used {} cores during this run; the numbers are disturbed, rerun on a quiet machine",
+                f(u.other_cores)
+            );
+        }
+    }
     for e in &r.sample_errors {
         println!("   sample error: {e}");
     }
@@ -348,7 +377,7 @@ fn print_summary(rep: &Report) {
         rep.tenant, rep.users, rep.duration_s, rep.loadgen_threads, rep.cpus
     );
     println!(
-        "{:<6} {:>5} {:>9} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>7} {:>8} {:>9}",
+        "{:<6} {:>5} {:>9} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>7} {:>8} {:>9} {:>8} {:>6}",
         "mode",
         "conc",
         "requests",
@@ -360,12 +389,14 @@ fn print_summary(rep: &Report) {
         "max ms",
         "errors",
         "starved",
-        "peak MiB"
+        "peak MiB",
+        "srv CPU",
+        "other"
     );
     for r in &rep.runs {
         let l = &r.latency_us;
         println!(
-            "{:<6} {:>5} {:>9} {:>8.0} {:>8.0} {:>7.2} {:>7.2} {:>8.2} {:>8.2} {:>7} {:>7.1}s {:>9}",
+            "{:<6} {:>5} {:>9} {:>8.0} {:>8.0} {:>7.2} {:>7.2} {:>8.2} {:>8.2} {:>7} {:>7.1}s {:>9} {:>8} {:>6}",
             r.mode,
             r.concurrency,
             r.requests,
@@ -379,9 +410,17 @@ fn print_summary(rep: &Report) {
             r.starved_s,
             r.peak_rss_kib
                 .map(|k| format!("{:.1}", mib(k)))
+                .unwrap_or_else(|| "-".into()),
+            r.server_cpu_us_per_request
+                .map(|us| format!("{us:.0}us"))
+                .unwrap_or_else(|| "-".into()),
+            r.cpu
+                .and_then(|u| u.other_cores)
+                .map(|c| format!("{c:.2}"))
                 .unwrap_or_else(|| "-".into())
         );
     }
+    println!("(srv CPU = server CPU time per request; other = cores used by other processes)");
     if let (Some(idle), Some(peak)) = (rep.server_idle_rss_kib, rep.server_peak_rss_kib) {
         println!(
             "server RSS: {:.1} MiB at start, {:.1} MiB after provisioning, {:.1} MiB peak (VmHWM)",

@@ -83,16 +83,22 @@ impl Scheduler {
         Err((step + 1) * self.period)
     }
 
-    /// Seconds until the next TOTP step if some user has already been used (or confirmed) in
-    /// the current one, else `None`: all users are available right now.
-    pub fn wait_for_full_pool(&self) -> Option<f64> {
+    /// Seconds to wait so that a run of `duration` seconds starts with every user available
+    /// and stays within one TOTP step (when it is not longer than a step); `None` to start now.
+    ///
+    /// Staying within a step matters: users would become available again at the next step
+    /// while the server still has them cached, and the run would measure cache hits.
+    pub fn wait_before_run(&self, duration: f64) -> Option<f64> {
         let now = unix_secs_f64();
         let step = (now as u64) / self.period;
+        let left = ((step + 1) * self.period) as f64 - now;
         let st = self.state.lock().ok()?;
-        if st.last_used.iter().any(|&s| s >= step) {
-            Some(((step + 1) * self.period) as f64 - now)
-        } else {
+        let pool_full = !st.last_used.iter().any(|&s| s >= step);
+        let fits = duration + 0.5 <= left || duration > self.period as f64;
+        if pool_full && fits {
             None
+        } else {
+            Some(left)
         }
     }
 
@@ -177,6 +183,10 @@ pub struct RunReport {
     /// Sum over workers of seconds spent waiting for the next step.
     pub starved_worker_s: f64,
     pub peak_rss_kib: Option<u64>,
+    /// Cores used on average by the server, the load generator and the rest of the machine.
+    pub cpu: Option<crate::cpu::Usage>,
+    /// Server CPU time per request, in microseconds.
+    pub server_cpu_us_per_request: Option<f64>,
     pub sample_errors: Vec<String>,
 }
 
@@ -202,6 +212,7 @@ pub async fn run(
     api: &Api,
     users: Arc<Vec<BenchUser>>,
     scheduler: Option<Arc<Scheduler>>,
+    round_robin: Arc<AtomicUsize>,
     concurrency: usize,
     duration: Duration,
 ) -> Result<RunReport, String> {
@@ -209,7 +220,6 @@ pub async fn run(
     let deadline = start + duration;
     let done = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
-    let round_robin = Arc::new(AtomicUsize::new(0));
     let scheduler = match (kind, scheduler) {
         (Kind::Valid, Some(s)) => Some(s),
         (Kind::Valid, None) => Some(Arc::new(Scheduler::new(&users))),
@@ -383,6 +393,8 @@ pub async fn run(
         starved_s: starved,
         starved_worker_s: total.starved.as_secs_f64(),
         peak_rss_kib: None,
+        cpu: None,
+        server_cpu_us_per_request: None,
         sample_errors: total.first_errors,
     })
 }

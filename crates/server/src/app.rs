@@ -4,11 +4,12 @@
 use crate::api;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::extract::Auth;
 use crate::metrics::Metrics;
 use crate::openapi::ApiDoc;
 use crate::state::AppState;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use twofold_core::ports::{Clock, SystemClock};
-use twofold_core::{Twofold, TwofoldConfig};
+use twofold_core::{Actor, Twofold, TwofoldConfig};
 use twofold_store::SqliteStore;
 use utoipa::OpenApi;
 
@@ -156,7 +157,16 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
 /// Metrics, request log line and security headers for every response.
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let method = req.method().clone();
+    // A fixed label set: clients choose methods, and each label value costs memory forever.
+    let method = match *req.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        _ => "OTHER",
+    };
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -167,7 +177,7 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     let status = resp.status().as_u16();
     state
         .metrics
-        .observe_request(method.as_str(), &route, status, elapsed);
+        .observe_request(method, &route, status, elapsed);
     tracing::debug!(%method, %route, status, ms = elapsed * 1e3, "request");
     let h = resp.headers_mut();
     // Responses can carry one-time secrets (enrolment, new keys): never cache them.
@@ -199,15 +209,23 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready when the store answers a read.
+/// Ready when the store can commit a write (the writer thread is alive and not blocked).
 async fn readyz(State(s): State<AppState>) -> Response {
-    match s.core.store().tenant_by_slug("readyz-probe").await {
+    match s.core.store().ping().await {
         Ok(_) => "ready".into_response(),
         Err(e) => ApiError::from(twofold_core::CoreError::from(e)).into_response(),
     }
 }
 
-async fn metrics(State(s): State<AppState>) -> Response {
+/// Metrics carry the real reasons codes were refused, which callers must not learn (INV-11),
+/// so they need an operator key (Prometheus: `authorization: {credentials: <key>}`).
+async fn metrics(State(s): State<AppState>, Auth(actor): Auth) -> Response {
+    if !matches!(actor, Actor::Operator { .. } | Actor::Cli) {
+        return ApiError::from(twofold_core::CoreError::Forbidden(
+            "metrics need an operator key",
+        ))
+        .into_response();
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default)]
 pub struct Config {
     /// Address the HTTP server listens on.
@@ -25,6 +25,23 @@ pub struct Config {
     pub log_format: String,
     /// A tracing filter such as `info` or `twofold=debug`.
     pub log_level: String,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redact = |k: &Option<String>| k.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("master_key", &redact(&self.master_key))
+            .field("hashing_key", &redact(&self.hashing_key))
+            .field("audit_retention_days", &self.audit_retention_days)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("cache_ttl_ms", &self.cache_ttl_ms)
+            .field("log_format", &self.log_format)
+            .field("log_level", &self.log_level)
+            .finish()
+    }
 }
 
 impl Default for Config {

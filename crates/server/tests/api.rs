@@ -123,10 +123,24 @@ async fn a_wrong_code_leaves_the_factor_pending() {
         (StatusCode::CONFLICT, Some("no_active_factor"))
     );
     assert_eq!(app.confirm(&e, &good).await.1, json!({"confirmed": true}));
-    let (s, body) = app.confirm(&e, &good).await;
+    // Replaying the confirmation code answers exactly like a wrong code, and is audited.
+    let replay = app.confirm(&e, &good).await;
+    assert_eq!(replay, app.confirm(&e, &wrong).await);
+    assert_eq!(replay, (StatusCode::OK, json!({"confirmed": false})));
+    let reasons: Vec<Value> = app
+        .audit(&e, "action=factor.confirm")
+        .await
+        .iter()
+        .map(|ev| ev["reason"].clone())
+        .collect();
     assert_eq!(
-        (s, body["error"]["code"].as_str()),
-        (StatusCode::CONFLICT, Some("factor_already_active"))
+        reasons,
+        vec![
+            json!("wrong_code"),
+            json!("replayed"),
+            Value::Null,
+            json!("wrong_code")
+        ]
     );
 }
 
@@ -221,6 +235,71 @@ async fn drift_is_learned_on_use_from_two_codes_in_a_row() {
     app.advance_secs(30);
     let stale = app.code_at_offset(&e.secret, &e.params, -1);
     assert_eq!(app.verify(&e, &stale).await.1["verified"], false);
+}
+
+/// Two servers on one database, like nodes (or the CLI beside a server): a change made through
+/// one must never make the other reject a right code or charge a failure for it.
+#[tokio::test]
+async fn a_stale_cache_on_another_node_never_costs_the_user() {
+    let a = spawn_app().await;
+    let b = spawn_app_at(a.data_dir.path().join("data")).await;
+    let e = a.enrolled("acme").await;
+    b.clock.set_ms({
+        use twofold_core::ports::Clock;
+        a.clock.now_ms()
+    });
+    // Node B caches the factor with drift 0.
+    let code = b.code_at_offset(&e.secret, &e.params, 0);
+    assert_eq!(b.verify(&e, &code).await.1["verified"], true);
+    // Node A learns a drift of +3 through resync.
+    let path = format!(
+        "/v1/tenants/acme/users/alice/factors/{}/resync",
+        e.factor_id
+    );
+    let (c1, c2) = (
+        a.code_at_offset(&e.secret, &e.params, 2),
+        a.code_at_offset(&e.secret, &e.params, 3),
+    );
+    assert_eq!(
+        a.post(&path, &e.key, json!({"code1": c1, "code2": c2}))
+            .await
+            .1["resynced"],
+        true
+    );
+    // B's cached copy is behind; the phone's next code must still work there, and no failure
+    // may be charged on the way.
+    a.advance_secs(30);
+    b.advance_secs(30);
+    let phone = b.code_at_offset(&e.secret, &e.params, 3);
+    assert_eq!(b.verify(&e, &phone).await.1["verified"], true);
+    let reasons: Vec<Value> = a
+        .audit(&e, "action=totp.verify&limit=5")
+        .await
+        .iter()
+        .map(|ev| json!([ev["outcome"], ev["reason"]]))
+        .collect();
+    assert_eq!(reasons, vec![json!(["ok", null]), json!(["ok", null])]);
+    let (_, f) = a.get("/v1/tenants/acme/users/alice/factors", &e.key).await;
+    assert_eq!(f["factors"][0]["drift_steps"], 3);
+
+    // A factor deleted through A is refused by B at once, cache or not.
+    let (s, _) = a
+        .call(
+            Method::DELETE,
+            &format!("/v1/tenants/acme/users/alice/factors/{}", e.factor_id),
+            Some(&e.key),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    a.advance_secs(30);
+    b.advance_secs(30);
+    let next = b.code_at_offset(&e.secret, &e.params, 3);
+    let (s, body) = b.verify(&e, &next).await;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("no_active_factor"))
+    );
 }
 
 /// Wrong, replayed, throttled and locked answers must be indistinguishable (INV-11).
@@ -857,9 +936,15 @@ async fn health_metrics_openapi_and_request_ids() {
         .unwrap();
     assert_eq!(r.headers()["x-request-id"], "trace-42");
     assert_eq!(r.headers()["cache-control"], "no-store");
+    // Metrics reveal why codes were refused: operators only.
+    let (s, _) = app.call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = app.call(Method::GET, "/metrics", Some(&e.key), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
     let metrics = app
         .client
         .get(format!("{}/metrics", app.base))
+        .bearer_auth(&app.operator_key)
         .send()
         .await
         .unwrap()

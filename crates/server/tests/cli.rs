@@ -257,6 +257,44 @@ fn operator_commands_work_beside_a_running_server() {
         &["factor", "list", "--tenant", "acme", "--user", "alice"],
     ));
     assert!(listed.contains(factor), "{listed}");
+
+    // Confirm over HTTP too, then check the debug log holds no code, seed or key.
+    let code = stdout(&twofold(&data, &["otp", "code", "--uri", uri]));
+    let confirmed: serde_json::Value = rt.block_on(async {
+        client
+            .post(format!(
+                "{base}/v1/tenants/acme/users/alice/factors/{factor}/confirm"
+            ))
+            .bearer_auth(&op_key)
+            .json(&serde_json::json!({"code": code.trim()}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(confirmed["confirmed"], true);
+    let log = server.stop();
+    assert!(
+        log.contains("/confirm"),
+        "the debug log records requests: {log}"
+    );
+    let secret = enrol["secret"].as_str().unwrap();
+    for needle in [secret, &op_key, &tenant_key, &op_key[20..]] {
+        assert!(!log.contains(needle), "log leaks {needle}");
+    }
+    assert!(!contains_number(&log, code.trim()), "log leaks the code");
+}
+
+/// Whether `digits` stands in `text` as a whole number (not inside a longer one, such as a
+/// timestamp's fraction).
+fn contains_number(text: &str, digits: &str) -> bool {
+    text.match_indices(digits).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + digits.len()..].chars().next();
+        !before.is_some_and(|c| c.is_ascii_digit()) && !after.is_some_and(|c| c.is_ascii_digit())
+    })
 }
 
 #[test]

@@ -24,8 +24,17 @@ fn audit(action: &str, tenant_id: Option<i64>, at: i64) -> AuditRecord {
     }
 }
 
+fn new_tenant(slug: &str, first_key: Option<ApiKey>) -> NewTenant {
+    NewTenant {
+        slug: slug.into(),
+        name: "Acme Inc".into(),
+        created_at: 1,
+        first_key,
+    }
+}
+
 async fn tenant(s: &DynStore, slug: &str) -> Tenant {
-    s.create_tenant(slug, "Acme Inc", 1, audit("tenant.create", None, 1))
+    s.create_tenant(new_tenant(slug, None), audit("tenant.create", None, 1))
         .await
         .unwrap()
 }
@@ -76,6 +85,7 @@ async fn setup(s: &DynStore) -> (Tenant, User) {
     let u = user(s, &t, "alice").await;
     s.insert_factor(
         factor(&t, &u, "fac_a", FactorStatus::Active),
+        10,
         audit("factor.enrol", Some(t.id), 3),
     )
     .await
@@ -85,7 +95,10 @@ async fn setup(s: &DynStore) -> (Tenant, User) {
 
 fn attempt(now: i64, step: Option<i64>, version: i64) -> Attempt {
     Attempt {
-        factor_ids: vec!["fac_a".into()],
+        factors: vec![FactorRef {
+            id: "fac_a".into(),
+            version,
+        }],
         matched: step.map(|step| StepMatch {
             factor_id: "fac_a".into(),
             expected_version: version,
@@ -118,10 +131,50 @@ pub async fn tenants_are_unique_and_audited(s: DynStore) {
     let t = tenant(&s, "acme").await;
     assert_eq!(s.tenant_by_slug("acme").await.unwrap(), Some(t.clone()));
     assert_eq!(s.tenant_by_slug("nope").await.unwrap(), None);
+    let key = ApiKey {
+        key_id: "k1".into(),
+        tenant_id: None,
+        label: "default".into(),
+        secret_hash: vec![1; 32],
+        created_at: 5,
+        revoked_at: None,
+    };
     let dup = s
-        .create_tenant("acme", "Other", 5, audit("tenant.create", None, 5))
+        .create_tenant(
+            new_tenant("acme", Some(key.clone())),
+            audit("tenant.create", None, 5),
+        )
         .await;
     assert_eq!(dup, Err(StoreError::Conflict("tenant_exists")));
+    assert_eq!(
+        s.api_key("k1").await.unwrap(),
+        None,
+        "no key without its tenant"
+    );
+    let beta = s
+        .create_tenant(
+            new_tenant("beta", Some(key.clone())),
+            audit("tenant.create", None, 6),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        s.api_key("k1").await.unwrap().unwrap().tenant_id,
+        Some(beta.id),
+        "the first key belongs to the new tenant"
+    );
+    let dup_key = s
+        .create_tenant(
+            new_tenant("gamma", Some(key)),
+            audit("tenant.create", None, 7),
+        )
+        .await;
+    assert_eq!(dup_key, Err(StoreError::Conflict("api_key_exists")));
+    assert_eq!(
+        s.tenant_by_slug("gamma").await.unwrap(),
+        None,
+        "all or nothing"
+    );
     let events = s
         .list_audit(AuditQuery {
             tenant_id: Some(t.id),
@@ -207,6 +260,7 @@ pub async fn confirmation_activates_and_learns_drift(s: DynStore) {
     let u = user(&s, &t, "alice").await;
     s.insert_factor(
         factor(&t, &u, "fac_a", FactorStatus::Pending),
+        10,
         audit("factor.enrol", Some(t.id), 3),
     )
     .await
@@ -228,6 +282,33 @@ pub async fn confirmation_activates_and_learns_drift(s: DynStore) {
         (f.status, f.last_step, f.drift, f.version, f.confirmed_at),
         (FactorStatus::Active, 10, 1, 2, Some(100))
     );
+}
+
+pub async fn the_factor_limit_holds_under_parallel_enrolment(s: DynStore) {
+    let t = tenant(&s, "acme").await;
+    let u = user(&s, &t, "alice").await;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (s, t, u) = (s.clone(), t.clone(), u.clone());
+        tasks.push(tokio::spawn(async move {
+            s.insert_factor(
+                factor(&t, &u, &format!("fac_{i}"), FactorStatus::Pending),
+                5,
+                audit("factor.enrol", Some(t.id), 3),
+            )
+            .await
+        }));
+    }
+    let mut ok = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(e) => assert_eq!(e, StoreError::Conflict("too_many_factors")),
+        }
+    }
+    assert_eq!(ok, 5);
+    assert_eq!(s.factors_of(u.id).await.unwrap().len(), 5);
+    s.ping().await.unwrap();
 }
 
 pub async fn a_step_is_consumed_once(s: DynStore) {
@@ -505,6 +586,7 @@ macro_rules! conformance_tests {
             api_keys_store_hashes_and_revoke_once,
             confirmation_activates_and_learns_drift,
             a_step_is_consumed_once,
+            the_factor_limit_holds_under_parallel_enrolment,
             parallel_uses_of_one_step_succeed_once,
             failures_back_off_then_lock,
             parallel_wrong_codes_stay_within_the_limit,

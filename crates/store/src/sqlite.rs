@@ -42,7 +42,10 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
 }
 
 trait WriteJob: Send {
-    fn run(&mut self, conn: &Connection);
+    /// Runs the job inside its own savepoint. Returns false when the surrounding transaction
+    /// is no longer usable (SQLite rolled it back, e.g. on a full disk, or the savepoint could
+    /// not be closed): the whole batch must then fail, since nothing in it can be committed.
+    fn run(&mut self, conn: &Connection) -> bool;
     fn finish(self: Box<Self>, commit: Result<(), StoreError>);
 }
 
@@ -57,22 +60,38 @@ where
     F: FnOnce(&Connection) -> Result<R, StoreError> + Send,
     R: Send,
 {
-    fn run(&mut self, conn: &Connection) {
-        let Some(f) = self.f.take() else { return };
+    fn run(&mut self, conn: &Connection) -> bool {
+        let Some(f) = self.f.take() else {
+            return true;
+        };
         if let Err(e) = conn.execute_batch("SAVEPOINT job") {
             self.result = Some(Err(backend(e)));
-            return;
+            return false;
         }
-        let result = f(conn);
+        // A panicking job must not take the writer thread (and every later write) with it.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)))
+            .unwrap_or_else(|_| Err(StoreError::Backend("a write job panicked".into())));
+        if conn.is_autocommit() {
+            self.result = Some(Err(result
+                .err()
+                .unwrap_or_else(|| StoreError::Backend("transaction rolled back".into()))));
+            return false;
+        }
         let end = if result.is_ok() {
             conn.execute_batch("RELEASE job")
         } else {
             conn.execute_batch("ROLLBACK TO job; RELEASE job")
         };
-        self.result = Some(match end {
-            Ok(()) => result,
-            Err(e) => Err(backend(e)),
-        });
+        match end {
+            Ok(()) => {
+                self.result = Some(result);
+                true
+            }
+            Err(e) => {
+                self.result = Some(Err(backend(e)));
+                false
+            }
+        }
     }
 
     fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
@@ -95,16 +114,31 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteJob>>) {
                 Err(_) => break,
             }
         }
+        // Never start a batch inside a transaction left over from a failed one.
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
         let commit = match conn.execute_batch("BEGIN IMMEDIATE") {
             Err(e) => Err(backend(e)),
             Ok(()) => {
+                let mut healthy = true;
                 for job in batch.iter_mut() {
-                    job.run(&conn);
+                    if healthy {
+                        healthy = job.run(&conn);
+                    }
                 }
-                conn.execute_batch("COMMIT").map_err(|e| {
-                    let _ = conn.execute_batch("ROLLBACK");
-                    backend(e)
-                })
+                if healthy {
+                    conn.execute_batch("COMMIT").map_err(|e| {
+                        let _ = conn.execute_batch("ROLLBACK");
+                        backend(e)
+                    })
+                } else {
+                    if !conn.is_autocommit() {
+                        let _ = conn.execute_batch("ROLLBACK");
+                    }
+                    tracing::error!("a write batch was aborted and rolled back");
+                    Err(StoreError::Backend("write batch aborted".into()))
+                }
             }
         };
         for job in batch {
@@ -271,8 +305,16 @@ impl SqliteStore {
         .map_err(|e| StoreError::Backend(format!("reader task failed: {e}")))?
     }
 
-    /// A consistent online copy of the database into `dest` (`VACUUM INTO`).
+    /// A consistent online copy of the database into `dest` (`VACUUM INTO`), created
+    /// readable by its owner only: it holds sealed seeds and keyed hashes.
     pub async fn backup_to(&self, dest: PathBuf) -> Result<(), StoreError> {
+        if dest.exists() {
+            return Err(StoreError::Backend(format!(
+                "{} already exists",
+                dest.display()
+            )));
+        }
+        create_private(&dest)?;
         self.read(move |c| {
             c.execute("VACUUM INTO ?1", params![dest.to_string_lossy()])
                 .map(|_| ())
@@ -304,6 +346,28 @@ fn insert_audit(c: &Connection, a: &AuditRecord) -> Result<(), StoreError> {
     })
     .map(|_| ())
     .map_err(backend)
+}
+
+fn insert_key(c: &Connection, key: &ApiKey) -> Result<(), StoreError> {
+    c.execute(
+        &format!("INSERT INTO api_keys ({KEY_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+        params![
+            key.key_id,
+            key.tenant_id,
+            key.label,
+            key.secret_hash,
+            key.created_at,
+            key.revoked_at
+        ],
+    )
+    .map(|_| ())
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            StoreError::Conflict("api_key_exists")
+        } else {
+            backend(e)
+        }
+    })
 }
 
 fn tenant_row(r: &Row) -> rusqlite::Result<Tenant> {
@@ -462,6 +526,17 @@ fn run_attempt(c: &Connection, a: Attempt) -> Result<AttemptOutcome, StoreError>
             }
             _ => return Ok(AttemptOutcome::Stale),
         }
+    }
+    // Before anything is charged, every candidate must still be as the caller saw it: a
+    // failure must never be counted because a cached copy was behind.
+    let mut rows = Vec::with_capacity(a.factors.len());
+    for f in &a.factors {
+        match attempt_row(c, &f.id)? {
+            Some(row) if row.version == f.version => rows.push((&f.id, row)),
+            _ => return Ok(AttemptOutcome::Stale),
+        }
+    }
+    if let Some(m) = &a.matched {
         if let (Some(dir), RejectReason::WrongCode) = (m.hint_dir, reason) {
             // First half of learning drift on use: remember where this code matched.
             c.prepare_cached(
@@ -472,10 +547,7 @@ fn run_attempt(c: &Connection, a: Attempt) -> Result<AttemptOutcome, StoreError>
         }
     }
     // Failure path: count one failure on every candidate that is open (INV-03).
-    for id in &a.factor_ids {
-        let Some(row) = attempt_row(c, id)? else {
-            continue;
-        };
+    for (id, row) in rows {
         if row.throttle.is_locked() {
             if reason == RejectReason::WrongCode {
                 reason = RejectReason::Locked;
@@ -506,7 +578,7 @@ fn run_attempt(c: &Connection, a: Attempt) -> Result<AttemptOutcome, StoreError>
         if next.is_locked() && !row.throttle.is_locked() {
             let mut lock = audit.clone();
             lock.action = "factor.lock".into();
-            lock.factor_id = Some(id.clone());
+            lock.factor_id = Some(id.to_string());
             lock.outcome = "ok".into();
             lock.reason = Some(format!("{} consecutive failures", next.failures));
             insert_audit(c, &lock)?;
@@ -520,14 +592,13 @@ fn run_attempt(c: &Connection, a: Attempt) -> Result<AttemptOutcome, StoreError>
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn create_tenant(
-        &self,
-        slug: &str,
-        name: &str,
-        now: i64,
-        audit: AuditRecord,
-    ) -> StoreResult<Tenant> {
-        let (slug, name) = (slug.to_string(), name.to_string());
+    async fn create_tenant(&self, t: NewTenant, audit: AuditRecord) -> StoreResult<Tenant> {
+        let NewTenant {
+            slug,
+            name,
+            created_at: now,
+            first_key,
+        } = t;
         self.write(move |c| {
             c.execute(
                 "INSERT INTO tenants (slug, name, created_at) VALUES (?1, ?2, ?3)",
@@ -544,6 +615,12 @@ impl Store for SqliteStore {
             let mut audit = audit;
             audit.tenant_id = Some(id);
             insert_audit(c, &audit)?;
+            if let Some(mut key) = first_key {
+                key.tenant_id = Some(id);
+                insert_key(c, &key)?;
+                audit.action = "apikey.create".into();
+                insert_audit(c, &audit)?;
+            }
             Ok(Tenant {
                 id,
                 slug,
@@ -570,24 +647,7 @@ impl Store for SqliteStore {
 
     async fn insert_api_key(&self, key: ApiKey, audit: AuditRecord) -> StoreResult<()> {
         self.write(move |c| {
-            c.execute(
-                &format!("INSERT INTO api_keys ({KEY_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
-                params![
-                    key.key_id,
-                    key.tenant_id,
-                    key.label,
-                    key.secret_hash,
-                    key.created_at,
-                    key.revoked_at
-                ],
-            )
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    StoreError::Conflict("api_key_exists")
-                } else {
-                    backend(e)
-                }
-            })?;
+            insert_key(c, &key)?;
             insert_audit(c, &audit)
         })
         .await
@@ -719,8 +779,23 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn insert_factor(&self, f: Factor, audit: AuditRecord) -> StoreResult<()> {
+    async fn insert_factor(
+        &self,
+        f: Factor,
+        max_per_user: usize,
+        audit: AuditRecord,
+    ) -> StoreResult<()> {
         self.write(move |c| {
+            let count: i64 = c
+                .query_row(
+                    "SELECT COUNT(*) FROM factors WHERE user_id = ?1",
+                    params![f.user_id],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            if count >= max_per_user as i64 {
+                return Err(StoreError::Conflict("too_many_factors"));
+            }
             c.execute(
                 &format!(
                     "INSERT INTO factors ({FACTOR_COLS})
@@ -808,6 +883,11 @@ impl Store for SqliteStore {
             Ok(n == 1)
         })
         .await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.write(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(backend))
+            .await
     }
 
     async fn append_audit(&self, audit: AuditRecord) -> StoreResult<()> {

@@ -52,10 +52,14 @@ async fn backup_is_a_consistent_copy() {
     use twofold_core::ports::Store;
     let dir = tempfile::tempdir().unwrap();
     let s = SqliteStore::open(dir.path().join("a.db")).unwrap();
+    let t = twofold_core::model::NewTenant {
+        slug: "acme".into(),
+        name: "Acme".into(),
+        created_at: 1,
+        first_key: None,
+    };
     s.create_tenant(
-        "acme",
-        "Acme",
-        1,
+        t,
         twofold_core::model::AuditRecord {
             tenant_id: None,
             at: 1,

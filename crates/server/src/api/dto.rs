@@ -32,7 +32,8 @@ impl From<&Tenant> for TenantDto {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+/// No `Debug`: it carries a code or secret that must never reach a log.
+#[derive(Serialize, ToSchema)]
 pub struct IssuedApiKeyDto {
     pub key_id: String,
     pub tenant: Option<String>,
@@ -52,7 +53,8 @@ impl From<IssuedApiKey> for IssuedApiKeyDto {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+/// No `Debug`: it carries a code or secret that must never reach a log.
+#[derive(Serialize, ToSchema)]
 pub struct CreatedTenant {
     pub tenant: TenantDto,
     /// A first tenant-scoped key.
@@ -193,7 +195,8 @@ impl From<FactorView> for FactorDto {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+/// No `Debug`: it carries a code or secret that must never reach a log.
+#[derive(Serialize, ToSchema)]
 pub struct EnrollmentDto {
     pub factor_id: String,
     /// Base32 seed, unpadded. Shown only in this response.
@@ -209,7 +212,8 @@ pub struct FactorList {
     pub factors: Vec<FactorDto>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// No `Debug`: it carries a code or secret that must never reach a log.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CodeBody {
     /// 6–8 ASCII digits.
@@ -222,7 +226,8 @@ pub struct ConfirmResult {
     pub confirmed: bool,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// No `Debug`: it carries a code or secret that must never reach a log.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyBody {
     pub code: String,
@@ -237,7 +242,8 @@ pub struct VerifyResult {
     pub verified: bool,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// No `Debug`: it carries a code or secret that must never reach a log.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResyncBody {
     /// Two consecutive codes from the user's device.

@@ -37,9 +37,23 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let data_dir = tempfile::tempdir().unwrap();
+    let path = data_dir.path().join("data");
+    spawn(data_dir, path, tweak).await
+}
+
+/// A second server on an existing data directory, as another node would be.
+pub async fn spawn_app_at(data: std::path::PathBuf) -> TestApp {
+    spawn(tempfile::tempdir().unwrap(), data, |_| {}).await
+}
+
+async fn spawn(
+    data_dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    tweak: impl FnOnce(&mut Config),
+) -> TestApp {
     let mut config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data_dir.path().join("data"),
+        data_dir: path,
         ..Config::default()
     };
     tweak(&mut config);
