@@ -354,7 +354,7 @@ mod tests {
     fn keyed_hash_is_rfc2104_hmac_of_the_key() {
         let key = KeyMaterial::from_bytes([7u8; 32]);
         let mut reference = <Hmac<Sha256> as Mac>::new_from_slice(&[7u8; 32]).unwrap();
-        reference.update(b"code\0123456");
+        reference.update(b"code\x00123456");
         let expected: [u8; 32] = reference.finalize().into_bytes().into();
         assert_eq!(Hasher::new(key).hash("code", b"123456").0, expected);
     }
