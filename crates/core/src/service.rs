@@ -173,6 +173,30 @@ impl CachedFactor {
             version: self.version,
         }
     }
+
+    /// A match at `step` that stores `new_drift`; the version moves when anything a cached
+    /// copy relies on (status, drift) changes.
+    fn step_match(&self, step: i64, new_drift: i32, activates: bool) -> StepMatch {
+        let changed = activates || new_drift != self.drift;
+        StepMatch {
+            factor_id: self.id.clone(),
+            expected_version: self.version,
+            expected_status: self.status,
+            step,
+            new_drift,
+            new_version: self.version + i64::from(changed),
+            hint_dir: None,
+        }
+    }
+}
+
+impl CachedUser {
+    fn factor(&self, id: &FactorId) -> Result<&CachedFactor, CoreError> {
+        self.factors
+            .iter()
+            .find(|f| f.id == id.as_str())
+            .ok_or(CoreError::NotFound("factor"))
+    }
 }
 
 struct CachedUser {
@@ -883,32 +907,17 @@ impl Twofold {
             let mut matched = None;
             let mut neighbour = None;
             for f in &active {
-                let base = StepMatch {
-                    factor_id: f.id.clone(),
-                    expected_version: f.version,
-                    expected_status: FactorStatus::Active,
-                    step: 0,
-                    new_drift: f.drift,
-                    new_version: f.version,
-                    hint_dir: None,
-                };
                 if let Some(step) =
                     totp::verify_use(&f.secret, code.as_str(), &f.params, f.drift, now)
                 {
-                    matched = Some(StepMatch {
-                        step,
-                        ..base.clone()
-                    });
+                    matched = Some(f.step_match(step, f.drift, false));
                 }
                 if let Some((step, dir)) =
                     totp::verify_neighbour(&f.secret, code.as_str(), &f.params, f.drift, now)
                 {
                     neighbour = Some(StepMatch {
-                        step,
-                        new_drift: f.drift + dir,
-                        new_version: f.version + 1,
                         hint_dir: Some(dir),
-                        ..base
+                        ..f.step_match(step, f.drift + dir, false)
                     });
                 }
             }
@@ -935,29 +944,16 @@ impl Twofold {
         let audit = self.audit(actor, meta, "factor.confirm", Some(tenant.id));
         let ok = self
             .attempt_with(&tenant, external_id, audit, |user, now| {
-                let f = user
-                    .factors
-                    .iter()
-                    .find(|f| f.id == factor_id.as_str())
-                    .ok_or(CoreError::NotFound("factor"))?;
+                let f = user.factor(&factor_id)?;
                 // Confirming an active factor again is judged like a verification, so a
                 // replayed confirmation code answers exactly like a wrong one (INV-11).
                 let matched = if f.status == FactorStatus::Active {
                     totp::verify_use(&f.secret, code.as_str(), &f.params, f.drift, now)
-                        .map(|step| (step, f.drift, f.version))
+                        .map(|step| f.step_match(step, f.drift, false))
                 } else {
                     totp::verify_confirmation(&f.secret, code.as_str(), &f.params, now)
-                        .map(|(step, drift)| (step, drift, f.version + 1))
+                        .map(|(step, drift)| f.step_match(step, drift, true))
                 };
-                let matched = matched.map(|(step, new_drift, new_version)| StepMatch {
-                    factor_id: f.id.clone(),
-                    expected_version: f.version,
-                    expected_status: f.status,
-                    step,
-                    new_drift,
-                    new_version,
-                    hint_dir: None,
-                });
                 Ok((vec![f.as_ref()], matched))
             })
             .await?;
@@ -985,22 +981,13 @@ impl Twofold {
         let ok = self
             .attempt_with(&tenant, external_id, audit, |user, now| {
                 let f = user
-                    .factors
-                    .iter()
-                    .find(|f| f.id == factor_id.as_str() && f.status == FactorStatus::Active)
+                    .factor(&factor_id)
+                    .ok()
+                    .filter(|f| f.status == FactorStatus::Active)
                     .ok_or(CoreError::NotFound("factor"))?;
                 let matched =
-                    totp::resync(&f.secret, first.as_str(), second.as_str(), &f.params, now).map(
-                        |(step, drift)| StepMatch {
-                            factor_id: f.id.clone(),
-                            expected_version: f.version,
-                            expected_status: FactorStatus::Active,
-                            step,
-                            new_drift: drift,
-                            new_version: f.version + i64::from(drift != f.drift),
-                            hint_dir: None,
-                        },
-                    );
+                    totp::resync(&f.secret, first.as_str(), second.as_str(), &f.params, now)
+                        .map(|(step, drift)| f.step_match(step, drift, false));
                 Ok((vec![f.as_ref()], matched))
             })
             .await?;

@@ -101,16 +101,8 @@ async fn a_wrong_code_leaves_the_factor_pending() {
     let app = spawn_app().await;
     let key = app.tenant("acme").await;
     app.user("acme", &key, "bob").await;
-    let (fid, secret, params, _) = app.enrol("acme", &key, "bob", json!({})).await;
-    let e = Enrolled {
-        tenant: "acme".into(),
-        key: key.clone(),
-        user: "bob".into(),
-        factor_id: fid.clone(),
-        secret: secret.clone(),
-        params,
-        enrolment: Value::Null,
-    };
+    let e = app.pending("acme", &key, "bob").await;
+    let (secret, params) = (e.secret.clone(), e.params);
     let good = app.code_at_offset(&secret, &params, 0);
     let wrong = format!("{:06}", (good.parse::<u32>().unwrap() + 1) % 1_000_000);
     assert_eq!(app.confirm(&e, &wrong).await.1, json!({"confirmed": false}));
@@ -149,16 +141,8 @@ async fn confirmation_learns_drift_and_resync_relearns_it() {
     let app = spawn_app().await;
     let key = app.tenant("acme").await;
     app.user("acme", &key, "carol").await;
-    let (fid, secret, params, _) = app.enrol("acme", &key, "carol", json!({})).await;
-    let e = Enrolled {
-        tenant: "acme".into(),
-        key: key.clone(),
-        user: "carol".into(),
-        factor_id: fid.clone(),
-        secret: secret.clone(),
-        params,
-        enrolment: Value::Null,
-    };
+    let e = app.pending("acme", &key, "carol").await;
+    let (fid, secret, params) = (e.factor_id.clone(), e.secret.clone(), e.params);
     // The phone runs one step ahead.
     let ahead = app.code_at_offset(&secret, &params, 1);
     assert_eq!(app.confirm(&e, &ahead).await.1, json!({"confirmed": true}));

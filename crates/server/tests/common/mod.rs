@@ -211,22 +211,26 @@ impl TestApp {
         .await
     }
 
+    /// A fresh pending factor for an existing user.
+    pub async fn pending(&self, tenant: &str, key: &str, user: &str) -> Enrolled {
+        let (factor_id, secret, params, enrolment) = self.enrol(tenant, key, user, json!({})).await;
+        Enrolled {
+            tenant: tenant.into(),
+            key: key.into(),
+            user: user.into(),
+            factor_id,
+            secret,
+            params,
+            enrolment,
+        }
+    }
+
     /// A tenant `slug` with user `alice` holding a confirmed default TOTP factor. The clock is
     /// moved one step on, so the confirmation code's step is spent and the next is fresh.
     pub async fn enrolled(&self, slug: &str) -> Enrolled {
         let key = self.tenant(slug).await;
         self.user(slug, &key, "alice").await;
-        let (factor_id, secret, params, enrolment) =
-            self.enrol(slug, &key, "alice", json!({})).await;
-        let e = Enrolled {
-            tenant: slug.into(),
-            key,
-            user: "alice".into(),
-            factor_id,
-            secret,
-            params,
-            enrolment,
-        };
+        let e = self.pending(slug, &key, "alice").await;
         let code = self.code_at_offset(&e.secret, &e.params, 0);
         let (s, body) = self.confirm(&e, &code).await;
         assert_eq!((s, body), (StatusCode::OK, json!({"confirmed": true})));
