@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a used one:
 #   1. installs what the tests need and nobody here wrote: oathtool, zbarimg (zbar-tools),
-#      Python's pyotp;
+#      Python's pyotp and openapi-spec-validator;
 #   2. checks formatting and lints (cargo fmt, cargo clippy -D warnings);
 #   3. runs every test of the workspace (cargo test);
 #   4. builds the cargo-fuzz targets and runs each for a few seconds (FUZZ_SECONDS, default 5).
@@ -24,9 +24,12 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
-if ! python3 -c 'import pyotp' >/dev/null 2>&1; then
-    step "installing pyotp (pip)"
-    python3 -m pip install --quiet --disable-pip-version-check pyotp
+need_pip=()
+python3 -c 'import pyotp' >/dev/null 2>&1 || need_pip+=(pyotp)
+python3 -c 'import openapi_spec_validator' >/dev/null 2>&1 || need_pip+=(openapi-spec-validator)
+if [ "${#need_pip[@]}" -gt 0 ]; then
+    step "installing ${need_pip[*]} (pip)"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${need_pip[@]}"
 fi
 echo "oathtool: $(oathtool --version | head -n1)"
 echo "zbarimg:  $(zbarimg --version 2>&1 | head -n1)"

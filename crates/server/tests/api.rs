@@ -962,6 +962,20 @@ async fn health_metrics_openapi_and_request_ids() {
         assert!(paths.contains_key(p), "{p} missing from OpenAPI");
     }
     assert!(doc["components"]["securitySchemes"]["api_key"].is_object());
+    // Valid OpenAPI 3.1 by a validator nobody here wrote (scripts/test.sh installs it).
+    let file = app.data_dir.path().join("openapi.json");
+    std::fs::write(&file, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let out = std::process::Command::new("python3")
+        .args(["-m", "openapi_spec_validator", "--schema", "3.1"])
+        .arg(&file)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "openapi-spec-validator rejected /openapi.json (missing? run scripts/test.sh):\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test]
