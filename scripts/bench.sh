@@ -9,8 +9,9 @@
 #   scripts/bench.sh [extra twofold-loadgen flags...]
 #
 # Settings (environment variables):
-#   USERS=60000        users to provision; the valid-code run needs about throughput x 30 s of
-#                      them not to wait for the next TOTP step (the loadgen prints a hint)
+#   USERS=100000       users to provision (about 800/s here); a valid-code run is aligned to a
+#                      30 s TOTP step and needs about throughput x DURATION users, else it
+#                      waits for the next step ("starved"; the loadgen prints how many to use)
 #   CONCURRENCY=64     concurrent requests during the timed runs; a list like 16,64,256 runs
 #                      every level on the same users (valid-code runs first, then wrong-code)
 #   DURATION=10        seconds per timed run
@@ -19,9 +20,14 @@
 #   TIMEOUT=1200       hard limit in seconds for the load generator (provisioning included)
 #   OUT=target/bench   where the JSON results and the server log are kept
 #   SKIP_BUILD=1       use the existing release binaries
+#   TWOFOLD_*          passed on to the server, e.g. TWOFOLD_CACHE_TTL_MS
+#
+# By default every run starts with the server's factor cache cold (the load generator waits
+# --cool-down 31 s between runs), which is how real logins look. To measure the warm-cache path:
+#   TWOFOLD_CACHE_TTL_MS=300000 USERS=220000 scripts/bench.sh --warm-up --cool-down 0
 set -euo pipefail
 
-USERS="${USERS:-60000}"
+USERS="${USERS:-100000}"
 CONCURRENCY="${CONCURRENCY:-64}"
 DURATION="${DURATION:-10}"
 MODE="${MODE:-both}"
@@ -127,9 +133,11 @@ timeout --signal=TERM "$TIMEOUT" "$loadgen" \
     "$@" || status=$?
 
 hwm_kib="$(awk '/^VmHWM:/ {print $2}' "/proc/$server_pid/status" 2>/dev/null || echo 0)"
-db_bytes="$(du -cb "$data"/twofold.db* 2>/dev/null | tail -n1 | cut -f1)"
+db_bytes="$(stat -c %s "$data/twofold.db" 2>/dev/null || echo 0)"
+wal_bytes="$(stat -c %s "$data/twofold.db-wal" 2>/dev/null || echo 0)"
 echo
-echo "==> server: idle RSS $((idle_kib / 1024)) MiB, peak RSS (VmHWM) $((hwm_kib / 1024)) MiB, database $((db_bytes / 1024 / 1024)) MiB"
+echo "==> server: idle RSS $((idle_kib / 1024)) MiB, peak RSS (VmHWM) $((hwm_kib / 1024)) MiB," \
+    "database $((db_bytes / 1024 / 1024)) MiB + WAL $((wal_bytes / 1024 / 1024)) MiB"
 if [ "$status" = 124 ]; then
     echo "bench.sh: the load generator hit TIMEOUT=${TIMEOUT}s; lower USERS or raise TIMEOUT" >&2
 elif [ "$status" != 0 ]; then

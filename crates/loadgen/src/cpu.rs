@@ -3,12 +3,13 @@
 //! neighbour disturbed the measurement.
 
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// Linux reports `/proc` CPU times in USER_HZ ticks, which is 100 on every mainstream arch.
 const TICKS_PER_SEC: f64 = 100.0;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Snapshot {
     at: Instant,
     /// utime + stime of the server, in ticks.
@@ -17,27 +18,54 @@ pub struct Snapshot {
     me: Option<u64>,
     /// Busy and total ticks of all CPUs together.
     busy: Option<u64>,
+    /// The server's threads: id → (name, CPU ticks).
+    server_threads: BTreeMap<u32, (String, u64)>,
 }
 
 /// Cores used on average during a run (1.0 = one core fully busy).
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Usage {
     pub server_cores: Option<f64>,
     pub loadgen_cores: Option<f64>,
     pub machine_cores: Option<f64>,
     /// Machine minus server minus load generator.
     pub other_cores: Option<f64>,
+    /// The server's cores by thread name; threads that exited during the run are missing.
+    pub server_threads: BTreeMap<String, f64>,
 }
 
 fn process_ticks(pid: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_ticks(&format!("/proc/{pid}/stat")).map(|(_, t)| t)
+}
+
+/// The command name and utime + stime from a `/proc/.../stat` file.
+fn stat_ticks(path: &str) -> Option<(String, u64)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let name = text.get(text.find('(')? + 1..text.rfind(')')?)?.to_string();
     // The command name is in parentheses and may contain spaces: split after the last ')'.
     let rest = &text[text.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // After the name: state(3) ... utime(14) stime(15) → indexes 11 and 12 here.
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
+    Some((name, utime + stime))
+}
+
+fn thread_ticks(pid: u32) -> BTreeMap<u32, (String, u64)> {
+    let mut threads = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return threads;
+    };
+    for entry in dir.flatten() {
+        let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        let path = entry.path().join("stat");
+        if let Some(stat) = path.to_str().and_then(stat_ticks) {
+            threads.insert(tid, stat);
+        }
+    }
+    threads
 }
 
 fn machine_busy_ticks() -> Option<u64> {
@@ -60,6 +88,7 @@ pub fn snapshot(server_pid: Option<u32>) -> Snapshot {
         server: server_pid.and_then(|p| process_ticks(&p.to_string())),
         me: process_ticks("self"),
         busy: machine_busy_ticks(),
+        server_threads: server_pid.map(thread_ticks).unwrap_or_default(),
     }
 }
 
@@ -75,11 +104,21 @@ pub fn usage(a: &Snapshot, b: &Snapshot) -> Usage {
         (Some(m), Some(s), Some(l)) => Some((m - s - l).max(0.0)),
         _ => None,
     };
+    // Per thread id, then summed by name: threads that start during the run count from zero,
+    // threads that exit during it are missed.
+    let mut server_threads: BTreeMap<String, f64> = BTreeMap::new();
+    for (tid, (name, t)) in &b.server_threads {
+        let before = a.server_threads.get(tid).map(|(_, t)| *t).unwrap_or(0);
+        *server_threads.entry(name.clone()).or_insert(0.0) +=
+            t.saturating_sub(before) as f64 / TICKS_PER_SEC / secs;
+    }
+    server_threads.retain(|_, c| *c >= 0.005);
     Usage {
         server_cores: server,
         loadgen_cores: me,
         machine_cores: machine,
         other_cores: other,
+        server_threads,
     }
 }
 

@@ -47,7 +47,8 @@ struct Args {
     /// An operator API key (`tfk_...`); used once to create a fresh `bench-<random>` tenant.
     #[arg(long, env = "TWOFOLD_API_KEY", hide_env_values = true)]
     api_key: String,
-    /// Users to provision. A valid-code run needs about throughput x 30 s of them to never wait.
+    /// Users to provision. A valid-code run (aligned to a TOTP step) needs about
+    /// throughput x duration of them, else it waits for the next step ("starved").
     #[arg(long, default_value_t = 2000)]
     users: usize,
     /// Concurrent requests (workers) during the timed runs; a list such as 16,64,256 runs each
@@ -81,6 +82,12 @@ struct Args {
     /// 0 disables.
     #[arg(long, default_value_t = 31)]
     cool_down: u64,
+    /// Before each valid-code run (or the first wrong-code run), send one wrong code per user
+    /// so that the server has every user cached: measures the warm-cache path. Use with
+    /// `--cool-down 0` and a server cache TTL longer than warm-up + one TOTP step + the run
+    /// (e.g. TWOFOLD_CACHE_TTL_MS=120000).
+    #[arg(long)]
+    warm_up: bool,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -222,6 +229,21 @@ async fn real_main(args: Args, threads: usize, cpus: usize) -> Result<(), String
                     tokio::time::sleep_until(ready.into()).await;
                 }
             }
+            // In --mode both the wrong-code runs follow warm valid-code runs: no second warm-up
+            // (a cache hit does not extend an entry's TTL, so it would not help anyway).
+            let first_wrong = kind == Kind::Wrong && args.mode == Mode::Wrong && runs.is_empty();
+            if args.warm_up && (kind == Kind::Valid || first_wrong) {
+                eprintln!(
+                    "warm-up: one wrong code for each of {} users...",
+                    users.len()
+                );
+                let took = run::warm_up(&tenant, users.clone(), concurrency).await?;
+                eprintln!(
+                    "warm-up took {:.1}s ({:.0} req/s)",
+                    took.as_secs_f64(),
+                    users.len() as f64 / took.as_secs_f64().max(1e-9)
+                );
+            }
             if kind == Kind::Valid && !args.no_align {
                 if let Some(wait) = scheduler.wait_before_run(duration.as_secs_f64()) {
                     eprintln!(
@@ -341,6 +363,14 @@ fn print_run(r: &RunReport, users: usize, window_s: u64) {
                 .map(|us| format!("; server CPU per request {us:.0} us"))
                 .unwrap_or_default()
         );
+        if !u.server_threads.is_empty() {
+            let parts: Vec<String> = u
+                .server_threads
+                .iter()
+                .map(|(name, c)| format!("{name} {c:.2}"))
+                .collect();
+            println!("   server cores by thread: {}", parts.join(", "));
+        }
         if u.other_cores.is_some_and(|o| o > 0.25) {
             println!(
                 "   warning: other processes used {} cores during this run; the numbers are disturbed, rerun on a quiet machine",
@@ -415,6 +445,7 @@ fn print_summary(rep: &Report) {
                 .map(|us| format!("{us:.0}us"))
                 .unwrap_or_else(|| "-".into()),
             r.cpu
+                .as_ref()
                 .and_then(|u| u.other_cores)
                 .map(|c| format!("{c:.2}"))
                 .unwrap_or_else(|| "-".into())

@@ -399,6 +399,52 @@ pub async fn run(
     })
 }
 
+/// Sends one wrong code for every user, so that the server has every user's factors cached
+/// (for measuring the warm-cache path). Returns the time taken. Each user gets one counted
+/// failure, which its next success resets.
+pub async fn warm_up(
+    api: &Api,
+    users: Arc<Vec<BenchUser>>,
+    concurrency: usize,
+) -> Result<Duration, String> {
+    let start = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut handles = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency.min(users.len()).max(1) {
+        let (api, users, next) = (api.clone(), users.clone(), next.clone());
+        handles.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(u) = users.get(i) else {
+                    return Ok::<(), String>(());
+                };
+                let right = twofold_otp::totp_at_time(&u.secret, unix_secs(), &u.params);
+                let resp = api
+                    .client
+                    .post(u.verify_url.clone())
+                    .header(AUTHORIZATION, api.auth.clone())
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(format!(
+                        "{{\"code\":\"{}\"}}",
+                        wrong_code(&right, u.params.digits)
+                    ))
+                    .send()
+                    .await
+                    .map_err(|e| format!("warm-up request failed: {}", error_chain(&e)))?;
+                let status = resp.status();
+                let _ = resp.bytes().await;
+                if !status.is_success() {
+                    return Err(format!("warm-up request answered HTTP {status}"));
+                }
+            }
+        }));
+    }
+    for h in handles {
+        h.await.map_err(|e| format!("warm-up task failed: {e}"))??;
+    }
+    Ok(start.elapsed())
+}
+
 /// `{"verified":true}` without a JSON parser on the hot path (the server's answer is compact).
 fn memchr_verified_true(body: &[u8]) -> bool {
     body.windows(15).any(|w| w == b"\"verified\":true")
