@@ -157,6 +157,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Inserts a factor unless the user already has `max_per_user` (then
     /// `Conflict("too_many_factors")`), checked in the same transaction.
+    /// A user and their factors in one round trip (the verify path on a cache miss).
+    async fn user_with_factors(
+        &self,
+        tenant_id: i64,
+        external_id: &str,
+    ) -> StoreResult<Option<(User, Vec<Factor>)>>;
     async fn insert_factor(
         &self,
         factor: Factor,

@@ -618,8 +618,14 @@ impl Twofold {
             }
         }
         let epoch = self.epoch.load(Ordering::SeqCst);
-        let user = self.user_in(tenant, external_id).await?;
-        let factors = self.store.factors_of(user.id).await?;
+        if ExternalId::parse(external_id).is_err() {
+            return Err(CoreError::NotFound("user"));
+        }
+        let (user, factors) = self
+            .store
+            .user_with_factors(tenant.id, external_id)
+            .await?
+            .ok_or(CoreError::NotFound("user"))?;
         let mut cached = Vec::with_capacity(factors.len());
         for f in &factors {
             // One damaged factor must not lock the user out of their others.
@@ -912,9 +918,14 @@ impl Twofold {
                 {
                     matched = Some(f.step_match(step, f.drift, false));
                 }
-                if let Some((step, dir)) =
+                // Neighbours only matter when the window did not match; skipping them then
+                // tells nothing the answer itself does not.
+                let neighbour_match = if matched.is_none() {
                     totp::verify_neighbour(&f.secret, code.as_str(), &f.params, f.drift, now)
-                {
+                } else {
+                    None
+                };
+                if let Some((step, dir)) = neighbour_match {
                     neighbour = Some(StepMatch {
                         hint_dir: Some(dir),
                         ..f.step_match(step, f.drift + dir, false)

@@ -209,6 +209,11 @@ pub async fn users_are_unique_per_tenant_and_paginate(s: DynStore) {
     assert_eq!(dup, Err(StoreError::Conflict("user_exists")));
     assert_eq!(s.user(a.id, "alice").await.unwrap(), Some(alice.clone()));
     assert_eq!(s.user(a.id, "bob").await.unwrap(), None);
+    assert_eq!(
+        s.user_with_factors(a.id, "alice").await.unwrap(),
+        Some((alice.clone(), vec![]))
+    );
+    assert_eq!(s.user_with_factors(b.id, "nobody").await.unwrap(), None);
     for i in 0..5 {
         user(&s, &a, &format!("u{i}")).await;
     }
@@ -277,6 +282,8 @@ pub async fn confirmation_activates_and_learns_drift(s: DynStore) {
         m.new_version = 2;
     }
     assert_eq!(s.attempt(confirm).await.unwrap(), accepted());
+    let (_, with) = s.user_with_factors(t.id, "alice").await.unwrap().unwrap();
+    assert_eq!(with, s.factors_of(u.id).await.unwrap());
     let f = the_factor(&s, &u).await;
     assert_eq!(
         (f.status, f.last_step, f.drift, f.version, f.confirmed_at),

@@ -21,7 +21,7 @@ use twofold_core::totp::HINT_HORIZON;
 
 /// Most jobs committed together; bounds how long one batch holds the write lock.
 pub const MAX_BATCH: usize = 512;
-const READERS: usize = 4;
+const READERS: usize = 8;
 const QUEUE_DEPTH: usize = 16_384;
 
 fn backend(e: rusqlite::Error) -> StoreError {
@@ -159,7 +159,37 @@ struct Inner {
     path: PathBuf,
     writer: mpsc::SyncSender<Box<dyn WriteJob>>,
     readers: Mutex<Vec<Connection>>,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
+}
+
+impl Inner {
+    /// Runs `f` on a pooled read connection, opening a spare if every pooled one is in use.
+    fn with_reader<R>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let pooled = self
+            .readers
+            .lock()
+            .map_err(|_| StoreError::Backend("reader pool poisoned".into()))?
+            .pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => open(&self.path, true)?,
+        };
+        let result = f(&conn);
+        self.give_back(conn);
+        result
+    }
+
+    /// Returns a connection to the pool, or closes it when the pool is already full.
+    fn give_back(&self, conn: Connection) {
+        if let Ok(mut pool) = self.readers.lock() {
+            if pool.len() < READERS {
+                pool.push(conn);
+            }
+        }
+    }
 }
 
 fn open(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
@@ -180,7 +210,7 @@ fn open(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
         "PRAGMA foreign_keys = ON;
          PRAGMA synchronous = FULL;
          PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -32000;",
+         PRAGMA cache_size = -8000;",
     )
     .map_err(backend)?;
     Ok(conn)
@@ -239,7 +269,7 @@ impl SqliteStore {
                 path,
                 writer: tx,
                 readers: Mutex::new(readers),
-                permits: Semaphore::new(READERS),
+                permits: Arc::new(Semaphore::new(READERS)),
             }),
         })
     }
@@ -277,36 +307,49 @@ impl SqliteStore {
             .map_err(|_| StoreError::Backend("writer dropped the job".into()))?
     }
 
+    /// A read on a pooled connection in a blocking thread: for scans (listings, backups).
+    /// The permit moves into the blocking task, so it is released the moment the work ends,
+    /// not when this future is next polled.
     async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
     {
-        let _permit = self
+        let permit = self
             .inner
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| StoreError::Backend("reader pool closed".into()))?;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = inner
-                .readers
-                .lock()
-                .map_err(|_| StoreError::Backend("reader pool poisoned".into()))?
-                .pop();
-            let conn = match conn {
-                Some(c) => c,
-                None => open(&inner.path, true)?,
-            };
-            let result = f(&conn);
-            if let Ok(mut pool) = inner.readers.lock() {
-                pool.push(conn);
-            }
+            let result = inner.with_reader(f);
+            drop(permit);
             result
         })
         .await
         .map_err(|e| StoreError::Backend(format!("reader task failed: {e}")))?
+    }
+
+    /// An indexed point read (a row or a handful, from the page cache in microseconds), run
+    /// right here on the async worker when a pooled connection is free: handing it to a
+    /// blocking thread costs more in thread switches than the read itself (measured in
+    /// docs/PERFORMANCE.md). Falls back to [`Self::read`] when the pool is busy.
+    async fn point_read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let pooled = self.inner.readers.lock().ok().and_then(|mut p| p.pop());
+        match pooled {
+            Some(conn) => {
+                let result = f(&conn);
+                self.inner.give_back(conn);
+                result
+            }
+            None => self.read(f).await,
+        }
     }
 
     /// A consistent online copy of the database into `dest` (`VACUUM INTO`), created
@@ -440,6 +483,16 @@ fn factor_row(r: &Row) -> rusqlite::Result<Factor> {
             _ => None,
         },
     })
+}
+
+fn factors_of(c: &Connection, user_id: i64) -> Result<Vec<Factor>, StoreError> {
+    let mut s = c
+        .prepare_cached(&format!(
+            "SELECT {FACTOR_COLS} FROM factors WHERE user_id = ?1 ORDER BY created_at, id"
+        ))
+        .map_err(backend)?;
+    let rows = s.query_map(params![user_id], factor_row).map_err(backend)?;
+    rows.collect::<Result<_, _>>().map_err(backend)
 }
 
 /// What the failure path needs to know about one factor row.
@@ -637,7 +690,7 @@ impl Store for SqliteStore {
 
     async fn tenant_by_slug(&self, slug: &str) -> StoreResult<Option<Tenant>> {
         let slug = slug.to_string();
-        self.read(move |c| {
+        self.point_read(move |c| {
             c.query_row(
                 "SELECT id, slug, name, created_at FROM tenants WHERE slug = ?1",
                 params![slug],
@@ -659,7 +712,7 @@ impl Store for SqliteStore {
 
     async fn api_key(&self, key_id: &str) -> StoreResult<Option<ApiKey>> {
         let key_id = key_id.to_string();
-        self.read(move |c| {
+        self.point_read(move |c| {
             c.query_row(
                 &format!("SELECT {KEY_COLS} FROM api_keys WHERE key_id = ?1"),
                 params![key_id],
@@ -749,7 +802,7 @@ impl Store for SqliteStore {
 
     async fn user(&self, tenant_id: i64, external_id: &str) -> StoreResult<Option<User>> {
         let external_id = external_id.to_string();
-        self.read(move |c| {
+        self.point_read(move |c| {
             c.prepare_cached(&format!(
                 "SELECT {USER_COLS} FROM users WHERE tenant_id = ?1 AND external_id = ?2"
             ))
@@ -840,17 +893,33 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn factors_of(&self, user_id: i64) -> StoreResult<Vec<Factor>> {
-        self.read(move |c| {
-            let mut s = c
+    async fn user_with_factors(
+        &self,
+        tenant_id: i64,
+        external_id: &str,
+    ) -> StoreResult<Option<(User, Vec<Factor>)>> {
+        let external_id = external_id.to_string();
+        self.point_read(move |c| {
+            let Some(user) = c
                 .prepare_cached(&format!(
-                    "SELECT {FACTOR_COLS} FROM factors WHERE user_id = ?1 ORDER BY created_at, id"
+                    "SELECT {USER_COLS} FROM users WHERE tenant_id = ?1 AND external_id = ?2"
                 ))
-                .map_err(backend)?;
-            let rows = s.query_map(params![user_id], factor_row).map_err(backend)?;
-            rows.collect::<Result<_, _>>().map_err(backend)
+                .and_then(|mut s| {
+                    s.query_row(params![tenant_id, external_id], user_row)
+                        .optional()
+                })
+                .map_err(backend)?
+            else {
+                return Ok(None);
+            };
+            let factors = factors_of(c, user.id)?;
+            Ok(Some((user, factors)))
         })
         .await
+    }
+
+    async fn factors_of(&self, user_id: i64) -> StoreResult<Vec<Factor>> {
+        self.point_read(move |c| factors_of(c, user_id)).await
     }
 
     async fn delete_factor(&self, factor_id: &str, audit: AuditRecord) -> StoreResult<bool> {
