@@ -257,6 +257,13 @@ fn label(field: &'static str, s: &str) -> Result<String, CoreError> {
     Ok(name.into_inner())
 }
 
+/// An id that cannot be an external user id names no user: answer 404 without a lookup.
+fn known_shape(external_id: &str) -> Result<(), CoreError> {
+    ExternalId::parse(external_id)
+        .map(|_| ())
+        .map_err(|_| CoreError::NotFound("user"))
+}
+
 fn cursor_encode(id: i64) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.to_string())
 }
@@ -549,9 +556,7 @@ impl Twofold {
     }
 
     async fn user_in(&self, tenant: &Tenant, external_id: &str) -> Result<User, CoreError> {
-        if ExternalId::parse(external_id).is_err() {
-            return Err(CoreError::NotFound("user"));
-        }
+        known_shape(external_id)?;
         self.store
             .user(tenant.id, external_id)
             .await?
@@ -618,9 +623,7 @@ impl Twofold {
             }
         }
         let epoch = self.epoch.load(Ordering::SeqCst);
-        if ExternalId::parse(external_id).is_err() {
-            return Err(CoreError::NotFound("user"));
-        }
+        known_shape(external_id)?;
         let (user, factors) = self
             .store
             .user_with_factors(tenant.id, external_id)

@@ -177,17 +177,24 @@ fn operator_commands_work_beside_a_running_server() {
         (r.status(), r.text().await.unwrap())
     });
     assert_eq!(status, 200, "{body}");
-    let enrol: serde_json::Value = rt.block_on(async {
-        client
-            .post(format!("{base}/v1/tenants/acme/users/alice/factors/totp"))
-            .bearer_auth(&op_key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    });
+    let post = |path: String, body: serde_json::Value| -> serde_json::Value {
+        rt.block_on(async {
+            client
+                .post(format!("{base}{path}"))
+                .bearer_auth(&op_key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        })
+    };
+    let enrol = post(
+        "/v1/tenants/acme/users/alice/factors/totp".into(),
+        serde_json::json!({}),
+    );
     let uri = enrol["otpauth_uri"].as_str().unwrap();
     let factor = enrol["factor_id"].as_str().unwrap();
 
@@ -260,20 +267,10 @@ fn operator_commands_work_beside_a_running_server() {
 
     // Confirm over HTTP too, then check the debug log holds no code, seed or key.
     let code = stdout(&twofold(&data, &["otp", "code", "--uri", uri]));
-    let confirmed: serde_json::Value = rt.block_on(async {
-        client
-            .post(format!(
-                "{base}/v1/tenants/acme/users/alice/factors/{factor}/confirm"
-            ))
-            .bearer_auth(&op_key)
-            .json(&serde_json::json!({"code": code.trim()}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    });
+    let confirmed = post(
+        format!("/v1/tenants/acme/users/alice/factors/{factor}/confirm"),
+        serde_json::json!({"code": code.trim()}),
+    );
     assert_eq!(confirmed["confirmed"], true);
     let log = server.stop();
     assert!(
