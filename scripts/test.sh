@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a used one:
 #   1. installs what the tests need and nobody here wrote: oathtool, zbarimg (zbar-tools),
-#      Python's pyotp and openapi-spec-validator;
+#      Python's pyotp, openapi-spec-validator and aiosmtpd (the SMTP server the delivery tests
+#      send real mail to);
 #   2. checks formatting and lints (cargo fmt, cargo clippy -D warnings);
 #   3. runs every test of the workspace (cargo test);
 #   4. builds the cargo-fuzz targets and runs each for a few seconds (FUZZ_SECONDS, default 5).
@@ -27,6 +28,7 @@ fi
 need_pip=()
 python3 -c 'import pyotp' >/dev/null 2>&1 || need_pip+=(pyotp)
 python3 -c 'import openapi_spec_validator' >/dev/null 2>&1 || need_pip+=(openapi-spec-validator)
+python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need_pip+=(aiosmtpd)
 if [ "${#need_pip[@]}" -gt 0 ]; then
     step "installing ${need_pip[*]} (pip)"
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${need_pip[@]}"
@@ -34,6 +36,7 @@ fi
 echo "oathtool: $(oathtool --version | head -n1)"
 echo "zbarimg:  $(zbarimg --version 2>&1 | head -n1)"
 echo "pyotp:    $(python3 -c 'import pyotp; print(pyotp.__version__ if hasattr(pyotp, "__version__") else "installed")')"
+echo "aiosmtpd: $(python3 -c 'import aiosmtpd; print(aiosmtpd.__version__)')"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

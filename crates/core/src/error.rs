@@ -17,6 +17,13 @@ pub enum CoreError {
     /// A uniqueness or state conflict, with a stable code.
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// A sending cap, cooldown or throttle; asking again after `retry_after_ms` can succeed.
+    #[error("{message}")]
+    TooMany {
+        code: &'static str,
+        message: String,
+        retry_after_ms: i64,
+    },
     #[error("missing or invalid API key")]
     Unauthenticated,
     #[error("{0}")]
@@ -41,6 +48,10 @@ impl From<StoreError> for CoreError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Busy => CoreError::Unavailable,
+            StoreError::Conflict("state_changed") => CoreError::conflict(
+                "state_changed",
+                "the factor or change was modified meanwhile; reload and try again",
+            ),
             StoreError::Conflict("too_many_factors") => CoreError::conflict(
                 "too_many_factors",
                 format!(

@@ -6,7 +6,9 @@
 
 pub mod cache;
 pub mod error;
+pub mod messaging;
 pub mod model;
+pub mod phone_change;
 pub mod ports;
 pub mod service;
 pub mod throttle;

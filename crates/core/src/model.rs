@@ -8,6 +8,10 @@ pub struct Tenant {
     pub slug: String,
     pub name: String,
     pub created_at: i64,
+    /// Shown as the sender of the tenant's emails; defaults to its name.
+    pub sender_name: Option<String>,
+    /// Calling codes (e.g. `44`, `1`) SMS may be sent to; `None` means the server default.
+    pub sms_countries: Option<Vec<String>>,
 }
 
 /// A tenant to create, with its first API key, in one transaction (no tenant without a key).
@@ -85,8 +89,12 @@ pub struct Factor {
     pub id: String,
     pub tenant_id: i64,
     pub user_id: i64,
+    /// `totp`, `sms` or `email`.
     pub kind: String,
     pub status: FactorStatus,
+    /// The phone number (E.164) or email address of an SMS or email factor.
+    pub destination: Option<String>,
+    /// Empty for SMS and email factors, which have no seed.
     pub sealed_secret: Vec<u8>,
     pub algorithm: String,
     pub digits: u8,
@@ -108,6 +116,32 @@ pub struct Factor {
 }
 
 impl Factor {
+    /// A new factor awaiting its first code, with clean counters. SMS and email factors keep
+    /// it as is (with their destination); TOTP factors set their seed and parameters.
+    pub fn pending(id: String, tenant_id: i64, user_id: i64, kind: &str, now: i64) -> Self {
+        Self {
+            id,
+            tenant_id,
+            user_id,
+            kind: kind.to_string(),
+            status: FactorStatus::Pending,
+            destination: None,
+            sealed_secret: Vec::new(),
+            algorithm: "SHA1".into(),
+            digits: 6,
+            period: 0,
+            last_step: -1,
+            drift: 0,
+            drift_hint: None,
+            version: 1,
+            failures: 0,
+            blocked_until: None,
+            locked_at: None,
+            created_at: now,
+            confirmed_at: None,
+        }
+    }
+
     /// The associated data binding a sealed seed to its owner row.
     pub fn seal_owner(tenant_id: i64, user_id: i64, factor_id: &str) -> String {
         format!("totp:{tenant_id}:{user_id}:{factor_id}")

@@ -1,6 +1,7 @@
 //! The ports the domain needs from the outside world. Every implementation must pass the
 //! conformance suite in `twofold-store`.
 
+use crate::messaging::*;
 use crate::model::*;
 use async_trait::async_trait;
 
@@ -74,6 +75,11 @@ pub struct Attempt {
     pub matched: Option<StepMatch>,
     pub now: i64,
     pub audit: AuditRecord,
+    /// Applied in the same transaction when the attempt is accepted (e.g. the "factor added"
+    /// notice when confirming, or removing a factor confirmed by this code).
+    pub on_accept: Vec<Effect>,
+    /// Queued if this attempt locks a factor that was not locked before.
+    pub on_lock: Option<NewMessage>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +124,10 @@ pub enum RejectReason {
     Replayed,
     Throttled,
     Locked,
+    /// A one-time code past its expiry.
+    Expired,
+    /// No code was sent for this purpose, or it was superseded or took too many wrong tries.
+    NoCode,
 }
 
 impl RejectReason {
@@ -127,6 +137,8 @@ impl RejectReason {
             RejectReason::Replayed => "replayed",
             RejectReason::Throttled => "throttled",
             RejectReason::Locked => "locked",
+            RejectReason::Expired => "expired",
+            RejectReason::NoCode => "no_code",
         }
     }
 }
@@ -170,10 +182,79 @@ pub trait Store: Send + Sync + 'static {
         audit: AuditRecord,
     ) -> StoreResult<()>;
     async fn factors_of(&self, user_id: i64) -> StoreResult<Vec<Factor>>;
-    async fn delete_factor(&self, factor_id: &str, audit: AuditRecord) -> StoreResult<bool>;
+    /// Removes a factor (with its codes and phone changes) and queues `notice` in the same
+    /// transaction. With `only_if`, only a factor in that status is removed (a pending factor
+    /// confirmed meanwhile stays). Returns false when no factor was removed.
+    async fn delete_factor(
+        &self,
+        factor_id: &str,
+        only_if: Option<FactorStatus>,
+        audit: AuditRecord,
+        notice: Option<NewMessage>,
+    ) -> StoreResult<bool>;
     async fn attempt(&self, attempt: Attempt) -> StoreResult<AttemptOutcome>;
     /// Clears failures, backoff and lock. Returns false when the factor does not exist.
-    async fn unlock_factor(&self, factor_id: &str, audit: AuditRecord) -> StoreResult<bool>;
+    /// Queues `notice` in the same transaction.
+    async fn unlock_factor(
+        &self,
+        factor_id: &str,
+        audit: AuditRecord,
+        notice: Option<NewMessage>,
+    ) -> StoreResult<bool>;
+
+    /// Sets the tenant's sender name and allowed SMS calling codes (`None`: the server default).
+    async fn update_tenant_messaging(
+        &self,
+        tenant_id: i64,
+        sender_name: Option<String>,
+        sms_countries: Option<Vec<String>>,
+        audit: AuditRecord,
+    ) -> StoreResult<()>;
+
+    // ------------------------------------------------------------ one-time codes
+
+    /// See [`IssueCode`].
+    async fn issue_code(&self, issue: IssueCode) -> StoreResult<IssueOutcome>;
+    /// See [`ConsumeCode`]. Returns `Accepted { factor_id }` or `Rejected`, never `Stale`.
+    async fn consume_code(&self, consume: ConsumeCode) -> StoreResult<AttemptOutcome>;
+    async fn phone_change(&self, id: &str) -> StoreResult<Option<PhoneChange>>;
+
+    // ------------------------------------------------------------ outbox
+
+    /// Queues messages (e.g. invitations) with an optional audit row, in one transaction.
+    async fn enqueue(
+        &self,
+        messages: Vec<NewMessage>,
+        audit: Option<AuditRecord>,
+    ) -> StoreResult<()>;
+    /// Claims up to `limit` messages due at `now`: pending ones whose `next_attempt_at` has
+    /// come, and `sending` ones whose lease ran out (their worker died). Each claimed row gets
+    /// status `sending`, `lease_owner = owner`, `lease_until = now + lease_ms` and one more
+    /// attempt, by a conditional update, so two workers never hold the same row. Oldest first.
+    async fn claim_messages(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<OutboxMessage>>;
+    /// Records the result of delivering a claimed message, only if `owner` still holds its
+    /// lease (returns false otherwise). `Sent` wipes the sealed parameters.
+    async fn finish_message(
+        &self,
+        id: i64,
+        owner: &str,
+        result: DeliveryResult,
+        now: i64,
+    ) -> StoreResult<bool>;
+    async fn outbox_stats(&self, tenant_id: Option<i64>) -> StoreResult<OutboxStats>;
+    async fn list_messages(&self, query: MessageQuery) -> StoreResult<Vec<OutboxMessage>>;
+    /// Puts a failed message back in the queue, due at `now`. False if it is not failed.
+    async fn retry_message(&self, id: i64, now: i64, audit: AuditRecord) -> StoreResult<bool>;
+    /// Deletes sent and failed messages created before `before`, codes expired before `now`,
+    /// finished or expired phone changes and send counters of past windows; returns how many
+    /// rows went.
+    async fn prune_messaging(&self, before: i64, now: i64) -> StoreResult<u64>;
 
     async fn append_audit(&self, audit: AuditRecord) -> StoreResult<()>;
     async fn list_audit(&self, query: AuditQuery) -> StoreResult<Vec<AuditEvent>>;

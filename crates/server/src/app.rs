@@ -22,6 +22,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use twofold_core::ports::{Clock, SystemClock};
 use twofold_core::{Actor, Twofold, TwofoldConfig};
+use twofold_crypto::Keyring;
+use twofold_delivery::{DeliveryMetrics, DeliveryWorker, Renderer};
 use twofold_store::SqliteStore;
 use utoipa::OpenApi;
 
@@ -31,6 +33,10 @@ pub enum StartupError {
     Keys(#[from] crate::keys::KeyError),
     #[error("cannot open the database: {0}")]
     Store(#[from] twofold_core::ports::StoreError),
+    #[error("config: {0}")]
+    Config(String),
+    #[error("delivery settings: {0}")]
+    Delivery(#[from] twofold_delivery::ConfigError),
     #[error("cannot listen on {addr}: {source}; is another server running there? pick another with --listen")]
     Bind {
         addr: SocketAddr,
@@ -40,25 +46,64 @@ pub enum StartupError {
 
 /// Opens the embedded store and keys for a data directory; shared by `serve` and the CLI.
 pub fn open_core(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Twofold>, StartupError> {
+    Ok(open_parts(config, clock)?.0)
+}
+
+/// The core, plus the master keyring the delivery worker needs to unseal message parameters.
+fn open_parts(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+) -> Result<(Arc<Twofold>, Keyring), StartupError> {
     let (keyring, hasher) = crate::keys::load(config)?;
     let store = SqliteStore::open(config.data_dir.join("twofold.db"))?;
-    Ok(Arc::new(Twofold::new(
+    let core = Twofold::new(
         Arc::new(store),
         clock,
-        keyring,
+        keyring.clone(),
         hasher,
         TwofoldConfig {
             audit_retention_days: config.audit_retention_days,
             cache_ttl_ms: config.cache_ttl_ms,
+            messaging: config.codes.to_core().map_err(StartupError::Config)?,
             ..TwofoldConfig::default()
         },
-    )))
+    );
+    Ok((Arc::new(core), keyring))
+}
+
+/// Builds the outbox worker from the `[email]`, `[sms]` and `[delivery]` settings and hooks
+/// it to the core, so that every queued message wakes it at once.
+fn delivery_worker(
+    config: &Config,
+    core: &Arc<Twofold>,
+    keyring: Keyring,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<DeliveryMetrics>,
+) -> Result<DeliveryWorker, StartupError> {
+    config.delivery.validate()?;
+    let email = config.email.build(&config.data_dir)?;
+    let sms = config.sms.build(&config.data_dir)?;
+    let worker = DeliveryWorker::new(
+        core.store().clone(),
+        keyring,
+        clock,
+        Renderer::new(config.templates_dir.clone()),
+        email,
+        sms,
+        config.delivery.clone(),
+        config.email.from_address()?,
+        metrics,
+    );
+    let wake = worker.notifier();
+    core.set_on_queued(Box::new(move || wake.notify_one()));
+    Ok(worker)
 }
 
 pub struct Application {
     listener: tokio::net::TcpListener,
     router: Router,
     state: AppState,
+    worker: DeliveryWorker,
 }
 
 impl Application {
@@ -70,10 +115,13 @@ impl Application {
         config: &Config,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
-        let core = open_core(config, clock)?;
+        let (core, keyring) = open_parts(config, clock.clone())?;
+        let delivery = Arc::new(DeliveryMetrics::new());
+        let worker = delivery_worker(config, &core, keyring, clock, delivery.clone())?;
         let state = AppState {
             core,
             metrics: Arc::new(Metrics::default()),
+            delivery: Some(delivery),
         };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -85,6 +133,7 @@ impl Application {
             router: router(state.clone(), config.max_body_bytes),
             listener,
             state,
+            worker,
         })
     }
 
@@ -103,7 +152,11 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let pruner = tokio::spawn(prune_audit_forever(self.state.clone()));
+        let pruner = tokio::spawn(prune_forever(self.state.clone()));
+        let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
+        let worker = tokio::spawn(self.worker.run(async move {
+            let _ = worker_stopped.await;
+        }));
         let result = axum::serve(
             self.listener,
             self.router
@@ -112,12 +165,16 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await;
         pruner.abort();
+        // Messages it was sending finish (or their lease lapses and another node takes them).
+        let _ = stop_worker.send(());
+        let _ = worker.await;
         result
     }
 }
 
-/// Background job: prunes audit rows past retention, hourly.
-async fn prune_audit_forever(state: AppState) {
+/// Background job, hourly: prunes audit rows past retention, and delivered or failed messages,
+/// expired codes and stale send counters.
+async fn prune_forever(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tick.tick().await;
@@ -125,6 +182,11 @@ async fn prune_audit_forever(state: AppState) {
             Ok(0) => {}
             Ok(n) => tracing::info!(rows = n, "pruned audit rows past retention"),
             Err(e) => tracing::warn!(error = %e, "audit pruning failed; will retry next hour"),
+        }
+        match state.core.prune_messaging().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "pruned old messages, codes and counters"),
+            Err(e) => tracing::warn!(error = %e, "outbox pruning failed; will retry next hour"),
         }
     }
 }
@@ -226,12 +288,14 @@ async fn metrics(State(s): State<AppState>, Auth(actor): Auth) -> Response {
         ))
         .into_response();
     }
+    let mut text = s.metrics.render();
+    crate::metrics::render_messaging(&mut text, &s).await;
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        s.metrics.render(),
+        text,
     )
         .into_response()
 }

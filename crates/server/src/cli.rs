@@ -49,6 +49,9 @@ pub enum Command {
     Otp(OtpCmd),
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Queued email and SMS: depth, failures, retrying.
+    #[command(subcommand)]
+    Outbox(OutboxCmd),
     /// Write a consistent copy of the live database to FILE (safe while serving).
     Backup {
         #[arg(long, value_name = "FILE")]
@@ -65,6 +68,41 @@ pub enum TenantCmd {
         #[arg(long)]
         name: String,
     },
+    /// Set the tenant's email sender name and the calling codes SMS may go to.
+    Messaging {
+        #[arg(long)]
+        slug: String,
+        /// Display name on the tenant's emails (default: the tenant's name).
+        #[arg(long)]
+        sender_name: Option<String>,
+        /// Comma-separated calling codes or number prefixes, e.g. `44,1,49`.
+        #[arg(long, value_delimiter = ',', conflicts_with = "default_sms_countries")]
+        sms_countries: Option<Vec<String>>,
+        /// Go back to the server's list of SMS countries.
+        #[arg(long)]
+        default_sms_countries: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCmd {
+    /// Queue depth and totals.
+    Stats {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Messages, newest first (never their content).
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        /// pending, sending, sent or failed.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Put a failed message back in the queue.
+    Retry { id: i64 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -212,6 +250,82 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
             println!("created tenant {} ({})", tenant.slug, tenant.name);
             println!("tenant API key (shown once, store it now): {}", key.token);
         }
+        Command::Tenant(TenantCmd::Messaging {
+            slug,
+            sender_name,
+            sms_countries,
+            default_sms_countries,
+        }) => {
+            let core = core(&config)?;
+            let countries = match (&sms_countries, default_sms_countries) {
+                (_, true) => Some(None),
+                (Some(list), false) => Some(Some(list.as_slice())),
+                (None, false) => None,
+            };
+            let t = core
+                .update_messaging(
+                    &actor,
+                    &meta,
+                    &slug,
+                    sender_name.as_deref().map(Some),
+                    countries,
+                )
+                .await?;
+            println!(
+                "{}: sender name \"{}\", SMS to +{}",
+                t.slug,
+                t.sender_name.as_deref().unwrap_or(&t.name),
+                core.effective_sms_countries(&t).join(", +")
+            );
+        }
+        Command::Outbox(OutboxCmd::Stats { tenant }) => {
+            let s = core(&config)?
+                .outbox_stats(&actor, tenant.as_deref())
+                .await?;
+            println!(
+                "pending {}\tsending {}\tsent {}\tfailed {}",
+                s.pending, s.sending, s.sent, s.failed
+            );
+            if let Some(at) = s.oldest_unsent_at {
+                println!(
+                    "oldest unsent message queued at {}",
+                    twofold_core::service::notices::human_utc(at)
+                );
+            }
+        }
+        Command::Outbox(OutboxCmd::List {
+            tenant,
+            status,
+            limit,
+        }) => {
+            let (messages, _) = core(&config)?
+                .list_messages(
+                    &actor,
+                    tenant.as_deref(),
+                    status.as_deref(),
+                    None,
+                    Some(limit),
+                )
+                .await?;
+            for m in messages {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\tattempts {}{}",
+                    m.id,
+                    m.status.as_str(),
+                    m.channel.as_str(),
+                    m.template.as_str(),
+                    m.destination,
+                    m.attempts,
+                    m.last_error
+                        .map(|e| format!("\tlast error: {e}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        Command::Outbox(OutboxCmd::Retry { id }) => {
+            core(&config)?.retry_message(&actor, &meta, id).await?;
+            println!("message {id} queued again");
+        }
         Command::Apikey(ApiKeyCmd::Create {
             tenant,
             operator,
@@ -274,12 +388,16 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
                 .list_factors(&actor, &who.tenant, &who.user)
                 .await?
             {
+                let detail = match &f.destination {
+                    Some(d) => d.clone(),
+                    None => f.algorithm.clone(),
+                };
                 println!(
                     "{}\t{}\t{}\t{}{}",
                     f.id,
                     f.kind,
                     f.status.as_str(),
-                    f.algorithm,
+                    detail,
                     if f.locked { "\tLOCKED" } else { "" }
                 );
             }

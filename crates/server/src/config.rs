@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use twofold_delivery::{EmailConfig, SmsConfig, WorkerConfig};
 
 #[derive(Clone, Deserialize)]
 #[serde(default)]
@@ -25,6 +26,65 @@ pub struct Config {
     pub log_format: String,
     /// A tracing filter such as `info` or `twofold=debug`.
     pub log_level: String,
+    /// `[email]`: how email leaves (default: files in the development outbox).
+    pub email: EmailConfig,
+    /// `[sms]`: which SMS provider (default: files in the development outbox).
+    pub sms: SmsConfig,
+    /// `[delivery]`: the outbox worker (batch, lease, retries, backoff).
+    pub delivery: WorkerConfig,
+    /// Per-tenant template overrides: `<dir>/<tenant-slug>/<kind>.<part>`.
+    pub templates_dir: Option<PathBuf>,
+    /// `[codes]`: one-time code lifetime, resend cooldown and sending caps.
+    pub codes: CodesConfig,
+}
+
+/// Limits on one-time codes. On by default with conservative numbers: SMS pumping costs money.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct CodesConfig {
+    pub ttl_secs: u32,
+    pub resend_cooldown_secs: u32,
+    pub per_destination_per_hour: u32,
+    pub per_user_per_hour: u32,
+    pub per_tenant_per_hour: u32,
+    pub per_country_per_hour: u32,
+    /// Calling codes SMS may go to for tenants without their own list.
+    pub default_sms_countries: Vec<String>,
+}
+
+impl Default for CodesConfig {
+    fn default() -> Self {
+        let m = twofold_core::service::MessagingConfig::default();
+        Self {
+            ttl_secs: (m.code_ttl_ms / 1000) as u32,
+            resend_cooldown_secs: (m.resend_cooldown_ms / 1000) as u32,
+            per_destination_per_hour: m.per_destination_per_hour,
+            per_user_per_hour: m.per_user_per_hour,
+            per_tenant_per_hour: m.per_tenant_per_hour,
+            per_country_per_hour: m.per_country_per_hour,
+            default_sms_countries: m.default_sms_countries,
+        }
+    }
+}
+
+impl CodesConfig {
+    /// The core's settings; a malformed country list is refused rather than read as "any".
+    pub fn to_core(&self) -> Result<twofold_core::service::MessagingConfig, String> {
+        if !(60..=3600).contains(&self.ttl_secs) {
+            return Err("codes.ttl_secs must be between 60 and 3600".into());
+        }
+        let countries = twofold_core::service::parse_countries(&self.default_sms_countries)
+            .map_err(|e| format!("codes.default_sms_countries: {e}"))?;
+        Ok(twofold_core::service::MessagingConfig {
+            code_ttl_ms: i64::from(self.ttl_secs) * 1000,
+            resend_cooldown_ms: i64::from(self.resend_cooldown_secs) * 1000,
+            per_destination_per_hour: self.per_destination_per_hour,
+            per_user_per_hour: self.per_user_per_hour,
+            per_tenant_per_hour: self.per_tenant_per_hour,
+            per_country_per_hour: self.per_country_per_hour,
+            default_sms_countries: countries,
+        })
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -40,6 +100,11 @@ impl std::fmt::Debug for Config {
             .field("cache_ttl_ms", &self.cache_ttl_ms)
             .field("log_format", &self.log_format)
             .field("log_level", &self.log_level)
+            .field("email", &self.email)
+            .field("sms", &self.sms)
+            .field("delivery", &self.delivery)
+            .field("templates_dir", &self.templates_dir)
+            .field("codes", &self.codes)
             .finish()
     }
 }
@@ -56,6 +121,11 @@ impl Default for Config {
             cache_ttl_ms: 30_000,
             log_format: "text".into(),
             log_level: "info".into(),
+            email: EmailConfig::default(),
+            sms: SmsConfig::default(),
+            delivery: WorkerConfig::default(),
+            templates_dir: None,
+            codes: CodesConfig::default(),
         }
     }
 }
@@ -84,6 +154,7 @@ const ENV_KEYS: &[&str] = &[
     "CACHE_TTL_MS",
     "LOG_FORMAT",
     "LOG_LEVEL",
+    "TEMPLATES_DIR",
 ];
 
 impl Config {
@@ -123,7 +194,10 @@ impl Config {
             let Some(key) = name.strip_prefix("TWOFOLD_") else {
                 continue;
             };
-            if !ENV_KEYS.contains(&key) {
+            if !ENV_KEYS.contains(&key)
+                && !EmailConfig::ENV_KEYS.contains(&key)
+                && !SmsConfig::ENV_KEYS.contains(&key)
+            {
                 warnings.push(format!("unknown environment variable {name} is ignored"));
                 continue;
             }
@@ -156,7 +230,12 @@ impl Config {
             "CACHE_TTL_MS" => self.cache_ttl_ms = num(value)?,
             "LOG_FORMAT" => self.log_format = value.to_string(),
             "LOG_LEVEL" => self.log_level = value.to_string(),
-            _ => {}
+            "TEMPLATES_DIR" => self.templates_dir = Some(PathBuf::from(value)),
+            _ => {
+                if !self.email.apply_env(key, value)? {
+                    self.sms.apply_env(key, value)?;
+                }
+            }
         }
         Ok(())
     }
@@ -173,6 +252,8 @@ impl Config {
         if self.master_key.is_some() {
             w.push("master key taken from config/environment: keep that source secret".into());
         }
+        w.extend(self.email.warnings(&self.data_dir));
+        w.extend(self.sms.warnings(&self.data_dir));
         if self.audit_retention_days == 0 {
             w.push("audit_retention_days = 0 keeps no audit history".into());
         }

@@ -13,6 +13,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub field: Option<&'static str>,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<u64>,
 }
 
 /// `{"error": {"code": "...", "message": "..."}}`
@@ -39,6 +41,7 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            retry_after: None,
         }
     }
 }
@@ -60,11 +63,20 @@ impl From<CoreError> for ApiError {
                     "user" => "user_not_found",
                     "factor" => "factor_not_found",
                     "api_key" => "api_key_not_found",
+                    "phone_change" => "phone_change_not_found",
                     _ => "not_found",
                 };
                 Self::new(StatusCode::NOT_FOUND, code, format!("{kind} not found"))
             }
             CoreError::Conflict { code, message } => Self::new(StatusCode::CONFLICT, code, message),
+            CoreError::TooMany {
+                code,
+                message,
+                retry_after_ms,
+            } => Self {
+                retry_after: Some((retry_after_ms.max(0) as u64).div_ceil(1000).max(1)),
+                ..Self::new(StatusCode::TOO_MANY_REQUESTS, code, message)
+            },
             CoreError::Unauthenticated => Self::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthenticated",
@@ -90,6 +102,7 @@ impl From<CoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry_after = self.retry_after;
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code.to_string(),
@@ -106,6 +119,11 @@ impl IntoResponse for ApiError {
             StatusCode::SERVICE_UNAVAILABLE => {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                let secs = retry_after.unwrap_or(1);
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }
             _ => {}
         }

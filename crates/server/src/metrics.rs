@@ -132,6 +132,44 @@ impl Metrics {
     }
 }
 
+/// Queue depth (read from the store, so it covers every node's queue), delivery results of
+/// this node's worker, and code sends refused by cooldown or caps.
+pub async fn render_messaging(out: &mut String, state: &crate::state::AppState) {
+    out.push_str("# HELP twofold_code_sends_refused_total Code sends refused, by reason.\n");
+    out.push_str("# TYPE twofold_code_sends_refused_total counter\n");
+    for (reason, n) in state.core.refusals().snapshot() {
+        let _ = writeln!(
+            out,
+            "twofold_code_sends_refused_total{{reason=\"{reason}\"}} {n}"
+        );
+    }
+    match state.core.store().outbox_stats(None).await {
+        Ok(stats) => {
+            out.push_str("# HELP twofold_outbox_messages Messages in the outbox, by status.\n");
+            out.push_str("# TYPE twofold_outbox_messages gauge\n");
+            for (status, n) in [
+                ("pending", stats.pending),
+                ("sending", stats.sending),
+                ("sent", stats.sent),
+                ("failed", stats.failed),
+            ] {
+                let _ = writeln!(out, "twofold_outbox_messages{{status=\"{status}\"}} {n}");
+            }
+            let _ = writeln!(
+                out,
+                "# HELP twofold_outbox_oldest_unsent_timestamp_seconds When the oldest unsent message was queued (0: none).\n\
+                 # TYPE twofold_outbox_oldest_unsent_timestamp_seconds gauge\n\
+                 twofold_outbox_oldest_unsent_timestamp_seconds {}",
+                stats.oldest_unsent_at.unwrap_or(0) / 1000
+            );
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot read outbox stats"),
+    }
+    if let Some(d) = &state.delivery {
+        out.push_str(&d.render_prometheus());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 
-use crate::api::{self, dto};
+use crate::api::{self, dto, messaging as m};
 use crate::error::{ErrorBody, ErrorDetail};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -19,6 +19,11 @@ use utoipa::{Modify, OpenApi};
         api::create_user, api::list_users, api::get_user,
         api::list_factors, api::enroll_totp, api::confirm_factor, api::resync_factor,
         api::unlock_factor, api::delete_factor, api::verify, api::list_audit,
+        m::enroll_sms, m::enroll_email, m::send_code, m::disable_factor,
+        m::start_phone_change, m::get_phone_change, m::confirm_phone_change,
+        m::resend_phone_change, m::invite_user, m::get_messaging, m::put_messaging,
+        m::list_tenant_outbox, m::tenant_outbox_stats, m::list_outbox, m::outbox_stats,
+        m::retry_message,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, dto::CreateTenant, dto::TenantDto, dto::CreatedTenant,
@@ -26,7 +31,11 @@ use utoipa::{Modify, OpenApi};
         dto::CreateUser, dto::UserDto, dto::UserPage, dto::EnrollTotp, dto::EnrollmentDto,
         dto::FactorDto, dto::FactorList, dto::CodeBody, dto::ConfirmResult, dto::VerifyBody,
         dto::VerifyResult, dto::ResyncBody, dto::ResyncResult, dto::AuditEventDto,
-        dto::AuditPage,
+        dto::AuditPage, m::EnrollSms, m::EnrollEmail, m::SendReceiptDto,
+        m::ContactEnrollment, m::SendCodeBody, m::DisableBody, m::DisableResult,
+        m::StartPhoneChange, m::PhoneChangeDto, m::PhoneChangeStarted, m::PhoneChangeConfirmed,
+        m::InviteBody, m::MessageDto, m::MessagePage, m::OutboxStatsDto, m::MessagingSettings,
+        m::MessagingSettingsDto,
     )),
     modifiers(&BearerAuth)
 )]

@@ -8,4 +8,6 @@ use twofold_core::Twofold;
 pub struct AppState {
     pub core: Arc<Twofold>,
     pub metrics: Arc<Metrics>,
+    /// This node's delivery counters (absent in CLI-only uses).
+    pub delivery: Option<Arc<twofold_delivery::DeliveryMetrics>>,
 }

@@ -271,7 +271,7 @@ async fn a_stale_cache_on_another_node_never_costs_the_user() {
         .call(
             Method::DELETE,
             &format!("/v1/tenants/acme/users/alice/factors/{}", e.factor_id),
-            Some(&e.key),
+            Some(&a.operator_key),
             None,
         )
         .await;
@@ -819,7 +819,7 @@ async fn deleted_factors_stop_verifying_and_users_paginate() {
         .call(
             Method::DELETE,
             &format!("/v1/tenants/acme/users/alice/factors/{}", e.factor_id),
-            Some(&e.key),
+            Some(&app.operator_key),
             None,
         )
         .await;

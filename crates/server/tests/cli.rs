@@ -339,3 +339,104 @@ fn errors_say_what_to_do() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("TWOFOLD_LISTEN"));
 }
+
+#[test]
+fn a_newcomer_reads_codes_from_the_development_outbox() {
+    let cwd = tempfile::tempdir().unwrap();
+    let data = cwd.path().join("twofold-data");
+    let server = serve(cwd.path(), &[]);
+    let key = token(&stdout(&twofold(
+        &data,
+        &["tenant", "create", "--slug", "acme", "--name", "Acme"],
+    )));
+    stdout(&twofold(
+        &data,
+        &[
+            "user",
+            "create",
+            "--tenant",
+            "acme",
+            "--external-id",
+            "alice",
+            "--email",
+            "alice@example.com",
+        ],
+    ));
+    let out = stdout(&twofold(
+        &data,
+        &[
+            "tenant",
+            "messaging",
+            "--slug",
+            "acme",
+            "--sender-name",
+            "Acme Security",
+            "--sms-countries",
+            "44,+1",
+        ],
+    ));
+    assert!(
+        out.contains("Acme Security") && out.contains("+44, +1"),
+        "{out}"
+    );
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://{}", server.addr);
+    let enrolled: serde_json::Value = rt.block_on(async {
+        client
+            .post(format!("{base}/v1/tenants/acme/users/alice/factors/sms"))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({"phone": "+447700900123"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(enrolled["code_sent"]["channel"], "sms", "{enrolled}");
+
+    // The text message lands as a file under the data directory, with the code in it.
+    let sms_dir = data.join("dev-outbox").join("sms");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let found = std::fs::read_dir(&sms_dir).ok().and_then(|mut d| {
+            d.find_map(|e| {
+                e.ok()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "txt"))
+            })
+        });
+        if let Some(e) = found {
+            break std::fs::read_to_string(e.path()).unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no SMS file in {}",
+            sms_dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(text.contains("To: +447700900123"), "{text}");
+    let code: String = text
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .unwrap()
+        .to_string();
+
+    let stats = stdout(&twofold(&data, &["outbox", "stats", "--tenant", "acme"]));
+    assert!(stats.contains("sent 1"), "{stats}");
+    let list = stdout(&twofold(&data, &["outbox", "list", "--status", "sent"]));
+    assert!(list.contains("sms\tcode\t+44•••••••123"), "{list}");
+    assert!(!list.contains("7700900"), "{list}");
+    let out = twofold(&data, &["outbox", "retry", "1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no failed message"));
+    let out = twofold(&data, &["outbox", "list", "--status", "lost"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pending, sending, sent or failed"));
+
+    // The log says where messages go, and never carries the code.
+    let log = server.stop();
+    assert!(log.contains("dev-outbox"), "{log}");
+    assert!(!contains_number(&log, &code), "log leaks the code");
+}

@@ -7,6 +7,9 @@ use twofold_core::model::*;
 use twofold_core::ports::*;
 use twofold_core::throttle::{BACKOFF_AFTER, LOCK_AFTER, MAX_BACKOFF_MS};
 
+mod messaging;
+pub use messaging::*;
+
 pub type DynStore = Arc<dyn Store>;
 
 fn audit(action: &str, tenant_id: Option<i64>, at: i64) -> AuditRecord {
@@ -63,6 +66,7 @@ fn factor(t: &Tenant, u: &User, id: &str, status: FactorStatus) -> Factor {
         user_id: u.id,
         kind: "totp".into(),
         status,
+        destination: None,
         sealed_secret: vec![1, 2, 3],
         algorithm: "SHA1".into(),
         digits: 6,
@@ -110,6 +114,8 @@ fn attempt(now: i64, step: Option<i64>, version: i64) -> Attempt {
         }),
         now,
         audit: audit("totp.verify", None, now),
+        on_accept: Vec::new(),
+        on_lock: None,
     }
 }
 
@@ -409,7 +415,7 @@ pub async fn failures_back_off_then_lock(s: DynStore) {
         .unwrap();
     assert_eq!(locks.len(), 1);
     assert!(s
-        .unlock_factor("fac_a", audit("factor.unlock", Some(t.id), now))
+        .unlock_factor("fac_a", audit("factor.unlock", Some(t.id), now), None)
         .await
         .unwrap());
     assert_eq!(
@@ -417,7 +423,7 @@ pub async fn failures_back_off_then_lock(s: DynStore) {
         accepted()
     );
     assert!(!s
-        .unlock_factor("fac_missing", audit("factor.unlock", Some(t.id), now))
+        .unlock_factor("fac_missing", audit("factor.unlock", Some(t.id), now), None)
         .await
         .unwrap());
 }
@@ -453,7 +459,7 @@ pub async fn stale_and_deleted_factors_are_never_accepted(s: DynStore) {
         "a cached copy with an old version must reload"
     );
     assert!(s
-        .delete_factor("fac_a", audit("factor.delete", Some(t.id), 100))
+        .delete_factor("fac_a", None, audit("factor.delete", Some(t.id), 100), None)
         .await
         .unwrap());
     assert!(s.factors_of(u.id).await.unwrap().is_empty());
@@ -462,7 +468,7 @@ pub async fn stale_and_deleted_factors_are_never_accepted(s: DynStore) {
         AttemptOutcome::Stale
     );
     assert!(!s
-        .delete_factor("fac_a", audit("factor.delete", Some(t.id), 100))
+        .delete_factor("fac_a", None, audit("factor.delete", Some(t.id), 100), None)
         .await
         .unwrap());
 }
@@ -601,7 +607,31 @@ macro_rules! conformance_tests {
             every_attempt_is_audited_with_its_reason,
             drift_is_learned_on_use_only_from_two_codes,
             a_drift_hint_expires_after_the_horizon,
-            audit_is_pruned_by_age
+            audit_is_pruned_by_age,
+            a_code_is_accepted_once,
+            wrong_tries_exhaust_a_code_until_it_expires,
+            an_expired_code_is_refused,
+            a_code_is_bound_to_purpose_user_factor_and_action,
+            only_the_newest_code_is_valid,
+            cooldown_refuses_and_a_refusal_changes_nothing,
+            a_locked_factor_gets_no_code_and_a_blocked_one_is_not_charged,
+            send_limits_refuse_until_their_window_ends,
+            effects_are_applied_with_the_code,
+            a_failed_effect_rolls_everything_back,
+            a_phone_change_moves_step_by_step,
+            code_failures_charge_the_factor_and_queue_one_lock_notice,
+            a_totp_lock_queues_its_notice_once,
+            totp_effects_ride_on_the_accepted_step,
+            parallel_consumes_of_one_code_succeed_once,
+            enqueue_is_all_or_nothing,
+            claims_are_disjoint_and_oldest_first,
+            an_expired_lease_is_reclaimed,
+            retries_and_failures_go_where_they_belong,
+            outbox_stats_and_listing_filter,
+            prune_removes_finished_and_dead_rows,
+            delete_and_unlock_queue_their_notices,
+            tenant_messaging_settings_round_trip,
+            factor_destination_round_trips
         );
     };
     (@each $make:expr; $($name:ident),*) => {

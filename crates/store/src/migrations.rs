@@ -10,10 +10,16 @@ pub enum Backend {
 }
 
 /// (version, SQL) in order. Add new files at the end; never change a released one.
-pub const SQLITE: &[(&str, &str)] = &[(
-    "0001_init",
-    include_str!("../migrations/sqlite/0001_init.sql"),
-)];
+pub const SQLITE: &[(&str, &str)] = &[
+    (
+        "0001_init",
+        include_str!("../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        "0002_messaging",
+        include_str!("../migrations/sqlite/0002_messaging.sql"),
+    ),
+];
 
 fn err(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(format!("migration: {e}"))

@@ -6,40 +6,34 @@
 //! per batch instead of per request: every acknowledged write is durable, and a crash loses
 //! only writes that were never acknowledged. Reads come from a small pool of read-only
 //! connections (WAL lets them run beside the writer).
+//!
+//! This file holds the writer, the connections and the [`Store`] impl, which only routes each
+//! call to the right connection; the SQL lives beside it by concern: `rows` (column lists, row
+//! mappers, shared inserts), `factors` (enrolment, TOTP attempts, failure charging), `codes`
+//! (one-time codes), `effects` (changes riding on a code or attempt) and `outbox`.
+
+mod codes;
+mod effects;
+mod factors;
+mod outbox;
+mod rows;
 
 use crate::migrations::{self, Backend};
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
+use rows::*;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{oneshot, Semaphore};
+use twofold_core::messaging::*;
 use twofold_core::model::*;
 use twofold_core::ports::*;
-use twofold_core::throttle::{after_failure, ThrottleState};
-use twofold_core::totp::HINT_HORIZON;
 
 /// Most jobs committed together; bounds how long one batch holds the write lock.
 pub const MAX_BATCH: usize = 512;
 const READERS: usize = 8;
 const QUEUE_DEPTH: usize = 16_384;
-
-fn backend(e: rusqlite::Error) -> StoreError {
-    use rusqlite::ErrorCode::*;
-    match e.sqlite_error_code() {
-        Some(DatabaseBusy) | Some(DatabaseLocked) => StoreError::Busy,
-        _ => StoreError::Backend(e.to_string()),
-    }
-}
-
-fn is_unique_violation(e: &rusqlite::Error) -> bool {
-    matches!(
-        e,
-        rusqlite::Error::SqliteFailure(f, _)
-            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
-    )
-}
 
 trait WriteJob: Send {
     /// Runs the job inside its own savepoint. Returns false when the surrounding transaction
@@ -202,7 +196,7 @@ fn open(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     };
     let conn = Connection::open_with_flags(path, flags).map_err(backend)?;
     // Room for every hot statement of the writer and readers, so none is re-parsed.
-    conn.set_prepared_statement_cache_capacity(64);
+    conn.set_prepared_statement_cache_capacity(128);
     // busy_timeout lets the CLI write beside a running server: each side waits for the other.
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(backend)?;
@@ -371,282 +365,6 @@ impl SqliteStore {
     }
 }
 
-fn insert_audit(c: &Connection, a: &AuditRecord) -> Result<(), StoreError> {
-    c.prepare_cached(
-        "INSERT INTO audit_events (tenant_id, at, actor, action, user_id, factor_id, outcome,
-                                   reason, ip, request_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            a.tenant_id,
-            a.at,
-            a.actor,
-            a.action,
-            a.user_id,
-            a.factor_id,
-            a.outcome,
-            a.reason,
-            a.ip,
-            a.request_id
-        ])
-    })
-    .map(|_| ())
-    .map_err(backend)
-}
-
-fn insert_key(c: &Connection, key: &ApiKey) -> Result<(), StoreError> {
-    c.execute(
-        &format!("INSERT INTO api_keys ({KEY_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
-        params![
-            key.key_id,
-            key.tenant_id,
-            key.label,
-            key.secret_hash,
-            key.created_at,
-            key.revoked_at
-        ],
-    )
-    .map(|_| ())
-    .map_err(|e| {
-        if is_unique_violation(&e) {
-            StoreError::Conflict("api_key_exists")
-        } else {
-            backend(e)
-        }
-    })
-}
-
-fn tenant_row(r: &Row) -> rusqlite::Result<Tenant> {
-    Ok(Tenant {
-        id: r.get(0)?,
-        slug: r.get(1)?,
-        name: r.get(2)?,
-        created_at: r.get(3)?,
-    })
-}
-
-const USER_COLS: &str = "id, tenant_id, external_id, email, phone, profile, is_admin, created_at";
-
-fn user_row(r: &Row) -> rusqlite::Result<User> {
-    Ok(User {
-        id: r.get(0)?,
-        tenant_id: r.get(1)?,
-        external_id: r.get(2)?,
-        email: r.get(3)?,
-        phone: r.get(4)?,
-        profile: r.get(5)?,
-        is_admin: r.get(6)?,
-        created_at: r.get(7)?,
-    })
-}
-
-const KEY_COLS: &str = "key_id, tenant_id, label, secret_hash, created_at, revoked_at";
-
-fn key_row(r: &Row) -> rusqlite::Result<ApiKey> {
-    Ok(ApiKey {
-        key_id: r.get(0)?,
-        tenant_id: r.get(1)?,
-        label: r.get(2)?,
-        secret_hash: r.get(3)?,
-        created_at: r.get(4)?,
-        revoked_at: r.get(5)?,
-    })
-}
-
-const FACTOR_COLS: &str = "id, tenant_id, user_id, kind, status, sealed_secret, algorithm, digits,
-     period, last_step, drift, version, failures, blocked_until, locked_at, created_at,
-     confirmed_at, drift_hint_step, drift_hint_dir";
-
-fn factor_row(r: &Row) -> rusqlite::Result<Factor> {
-    let status: String = r.get(4)?;
-    Ok(Factor {
-        id: r.get(0)?,
-        tenant_id: r.get(1)?,
-        user_id: r.get(2)?,
-        kind: r.get(3)?,
-        status: FactorStatus::parse(&status).unwrap_or(FactorStatus::Pending),
-        sealed_secret: r.get(5)?,
-        algorithm: r.get(6)?,
-        digits: r.get(7)?,
-        period: r.get(8)?,
-        last_step: r.get(9)?,
-        drift: r.get(10)?,
-        version: r.get(11)?,
-        failures: r.get(12)?,
-        blocked_until: r.get(13)?,
-        locked_at: r.get(14)?,
-        created_at: r.get(15)?,
-        confirmed_at: r.get(16)?,
-        drift_hint: match (r.get::<_, Option<i64>>(17)?, r.get::<_, Option<i32>>(18)?) {
-            (Some(step), Some(dir)) => Some((step, dir)),
-            _ => None,
-        },
-    })
-}
-
-fn factors_of(c: &Connection, user_id: i64) -> Result<Vec<Factor>, StoreError> {
-    let mut s = c
-        .prepare_cached(&format!(
-            "SELECT {FACTOR_COLS} FROM factors WHERE user_id = ?1 ORDER BY created_at, id"
-        ))
-        .map_err(backend)?;
-    let rows = s.query_map(params![user_id], factor_row).map_err(backend)?;
-    rows.collect::<Result<_, _>>().map_err(backend)
-}
-
-/// What the failure path needs to know about one factor row.
-struct AttemptRow {
-    status: String,
-    version: i64,
-    last_step: i64,
-    throttle: ThrottleState,
-}
-
-fn attempt_row(c: &Connection, id: &str) -> Result<Option<AttemptRow>, StoreError> {
-    c.prepare_cached(
-        "SELECT status, version, last_step, failures, blocked_until, locked_at
-         FROM factors WHERE id = ?1",
-    )
-    .and_then(|mut s| {
-        s.query_row(params![id], |r| {
-            Ok(AttemptRow {
-                status: r.get(0)?,
-                version: r.get(1)?,
-                last_step: r.get(2)?,
-                throttle: ThrottleState {
-                    failures: r.get(3)?,
-                    blocked_until: r.get(4)?,
-                    locked_at: r.get(5)?,
-                },
-            })
-        })
-        .optional()
-    })
-    .map_err(backend)
-}
-
-/// The body of [`Store::attempt`], run inside the writer's transaction.
-fn run_attempt(c: &Connection, a: Attempt) -> Result<AttemptOutcome, StoreError> {
-    let now = a.now;
-    let mut audit = a.audit;
-    let mut reason = RejectReason::WrongCode;
-    if let Some(m) = &a.matched {
-        // INV-01: the one consume statement. Replay, staleness, lock and backoff are all
-        // conditions of this single write; success is "one row changed".
-        let changed = c
-            .prepare_cached(
-                "UPDATE factors
-                 SET last_step = ?1, failures = 0, blocked_until = NULL, drift = ?2,
-                     version = ?3, status = 'active', confirmed_at = COALESCE(confirmed_at, ?4),
-                     drift_hint_step = NULL, drift_hint_dir = NULL
-                 WHERE id = ?5 AND version = ?6 AND status = ?7 AND last_step < ?1
-                   AND locked_at IS NULL AND (blocked_until IS NULL OR blocked_until <= ?4)
-                   AND (?8 IS NULL OR (drift_hint_dir = ?8 AND drift_hint_step < ?1
-                                       AND drift_hint_step >= ?1 - ?9))",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    m.step,
-                    m.new_drift,
-                    m.new_version,
-                    now,
-                    m.factor_id,
-                    m.expected_version,
-                    m.expected_status.as_str(),
-                    m.hint_dir,
-                    HINT_HORIZON
-                ])
-            })
-            .map_err(backend)?;
-        if changed == 1 {
-            audit.outcome = "ok".into();
-            insert_audit(c, &audit)?;
-            return Ok(AttemptOutcome::Accepted {
-                factor_id: m.factor_id.clone(),
-            });
-        }
-        match attempt_row(c, &m.factor_id)? {
-            Some(row)
-                if row.version == m.expected_version
-                    && row.status == m.expected_status.as_str() =>
-            {
-                reason = if row.throttle.is_locked() {
-                    RejectReason::Locked
-                } else if row.throttle.is_blocked(now) {
-                    RejectReason::Throttled
-                } else if row.last_step >= m.step {
-                    RejectReason::Replayed
-                } else {
-                    RejectReason::WrongCode
-                };
-            }
-            _ => return Ok(AttemptOutcome::Stale),
-        }
-    }
-    // Before anything is charged, every candidate must still be as the caller saw it: a
-    // failure must never be counted because a cached copy was behind.
-    let mut rows = Vec::with_capacity(a.factors.len());
-    for f in &a.factors {
-        match attempt_row(c, &f.id)? {
-            Some(row) if row.version == f.version => rows.push((&f.id, row)),
-            _ => return Ok(AttemptOutcome::Stale),
-        }
-    }
-    if let Some(m) = &a.matched {
-        if let (Some(dir), RejectReason::WrongCode) = (m.hint_dir, reason) {
-            // First half of learning drift on use: remember where this code matched.
-            c.prepare_cached(
-                "UPDATE factors SET drift_hint_step = ?1, drift_hint_dir = ?2 WHERE id = ?3",
-            )
-            .and_then(|mut s| s.execute(params![m.step, dir, m.factor_id]))
-            .map_err(backend)?;
-        }
-    }
-    // Failure path: count one failure on every candidate that is open (INV-03).
-    for (id, row) in rows {
-        if row.throttle.is_locked() {
-            if reason == RejectReason::WrongCode {
-                reason = RejectReason::Locked;
-            }
-            continue;
-        }
-        if row.throttle.is_blocked(now) {
-            if reason == RejectReason::WrongCode {
-                reason = RejectReason::Throttled;
-            }
-            continue;
-        }
-        let next = after_failure(row.throttle, now);
-        c.prepare_cached(
-            "UPDATE factors SET failures = ?1, blocked_until = ?2, locked_at = ?3
-             WHERE id = ?4 AND failures = ?5",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                next.failures,
-                next.blocked_until,
-                next.locked_at,
-                id,
-                row.throttle.failures
-            ])
-        })
-        .map_err(backend)?;
-        if next.is_locked() && !row.throttle.is_locked() {
-            let mut lock = audit.clone();
-            lock.action = "factor.lock".into();
-            lock.factor_id = Some(id.to_string());
-            lock.outcome = "ok".into();
-            lock.reason = Some(format!("{} consecutive failures", next.failures));
-            insert_audit(c, &lock)?;
-        }
-    }
-    audit.outcome = "denied".into();
-    audit.reason = Some(reason.as_str().into());
-    insert_audit(c, &audit)?;
-    Ok(AttemptOutcome::Rejected { reason })
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_tenant(&self, t: NewTenant, audit: AuditRecord) -> StoreResult<Tenant> {
@@ -683,6 +401,8 @@ impl Store for SqliteStore {
                 slug,
                 name,
                 created_at: now,
+                sender_name: None,
+                sms_countries: None,
             })
         })
         .await
@@ -692,7 +412,7 @@ impl Store for SqliteStore {
         let slug = slug.to_string();
         self.point_read(move |c| {
             c.query_row(
-                "SELECT id, slug, name, created_at FROM tenants WHERE slug = ?1",
+                &format!("SELECT {TENANT_COLS} FROM tenants WHERE slug = ?1"),
                 params![slug],
                 tenant_row,
             )
@@ -843,51 +563,7 @@ impl Store for SqliteStore {
         audit: AuditRecord,
     ) -> StoreResult<()> {
         self.write(move |c| {
-            let count: i64 = c
-                .query_row(
-                    "SELECT COUNT(*) FROM factors WHERE user_id = ?1",
-                    params![f.user_id],
-                    |r| r.get(0),
-                )
-                .map_err(backend)?;
-            if count >= max_per_user as i64 {
-                return Err(StoreError::Conflict("too_many_factors"));
-            }
-            c.execute(
-                &format!(
-                    "INSERT INTO factors ({FACTOR_COLS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                             ?16, ?17, ?18, ?19)"
-                ),
-                params![
-                    f.id,
-                    f.tenant_id,
-                    f.user_id,
-                    f.kind,
-                    f.status.as_str(),
-                    f.sealed_secret,
-                    f.algorithm,
-                    f.digits,
-                    f.period,
-                    f.last_step,
-                    f.drift,
-                    f.version,
-                    f.failures,
-                    f.blocked_until,
-                    f.locked_at,
-                    f.created_at,
-                    f.confirmed_at,
-                    f.drift_hint.map(|h| h.0),
-                    f.drift_hint.map(|h| h.1)
-                ],
-            )
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    StoreError::Conflict("factor_exists")
-                } else {
-                    backend(e)
-                }
-            })?;
+            factors::insert_factor_row(c, &f, max_per_user)?;
             insert_audit(c, &audit)
         })
         .await
@@ -922,40 +598,150 @@ impl Store for SqliteStore {
         self.point_read(move |c| factors_of(c, user_id)).await
     }
 
-    async fn delete_factor(&self, factor_id: &str, audit: AuditRecord) -> StoreResult<bool> {
+    async fn delete_factor(
+        &self,
+        factor_id: &str,
+        only_if: Option<FactorStatus>,
+        audit: AuditRecord,
+        notice: Option<NewMessage>,
+    ) -> StoreResult<bool> {
         let factor_id = factor_id.to_string();
         self.write(move |c| {
-            let n = c
-                .execute("DELETE FROM factors WHERE id = ?1", params![factor_id])
-                .map_err(backend)?;
-            if n == 1 {
+            let deleted = factors::delete_factor_rows(c, &factor_id, only_if)?;
+            if deleted {
                 insert_audit(c, &audit)?;
+                notice.iter().try_for_each(|m| insert_message(c, m))?;
             }
-            Ok(n == 1)
+            Ok(deleted)
         })
         .await
     }
 
     async fn attempt(&self, attempt: Attempt) -> StoreResult<AttemptOutcome> {
-        self.write(move |c| run_attempt(c, attempt)).await
+        self.write(move |c| factors::run_attempt(c, attempt)).await
     }
 
-    async fn unlock_factor(&self, factor_id: &str, audit: AuditRecord) -> StoreResult<bool> {
+    async fn unlock_factor(
+        &self,
+        factor_id: &str,
+        audit: AuditRecord,
+        notice: Option<NewMessage>,
+    ) -> StoreResult<bool> {
         let factor_id = factor_id.to_string();
+        self.write(move |c| {
+            let unlocked = factors::unlock_factor_row(c, &factor_id)?;
+            if unlocked {
+                insert_audit(c, &audit)?;
+                notice.iter().try_for_each(|m| insert_message(c, m))?;
+            }
+            Ok(unlocked)
+        })
+        .await
+    }
+
+    async fn update_tenant_messaging(
+        &self,
+        tenant_id: i64,
+        sender_name: Option<String>,
+        sms_countries: Option<Vec<String>>,
+        audit: AuditRecord,
+    ) -> StoreResult<()> {
+        let countries = countries_json(&sms_countries)?;
         self.write(move |c| {
             let n = c
                 .execute(
-                    "UPDATE factors SET failures = 0, blocked_until = NULL, locked_at = NULL
-                     WHERE id = ?1",
-                    params![factor_id],
+                    "UPDATE tenants SET sender_name = ?1, sms_countries = ?2 WHERE id = ?3",
+                    params![sender_name, countries, tenant_id],
                 )
                 .map_err(backend)?;
-            if n == 1 {
-                insert_audit(c, &audit)?;
+            if n != 1 {
+                return Err(StoreError::Conflict("state_changed"));
             }
-            Ok(n == 1)
+            insert_audit(c, &audit)
         })
         .await
+    }
+
+    async fn issue_code(&self, issue: IssueCode) -> StoreResult<IssueOutcome> {
+        self.write(move |c| codes::issue_code(c, issue)).await
+    }
+
+    async fn consume_code(&self, consume: ConsumeCode) -> StoreResult<AttemptOutcome> {
+        self.write(move |c| codes::consume_code(c, consume)).await
+    }
+
+    async fn phone_change(&self, id: &str) -> StoreResult<Option<PhoneChange>> {
+        let id = id.to_string();
+        self.point_read(move |c| codes::phone_change(c, &id)).await
+    }
+
+    async fn enqueue(
+        &self,
+        messages: Vec<NewMessage>,
+        audit: Option<AuditRecord>,
+    ) -> StoreResult<()> {
+        self.write(move |c| {
+            messages.iter().try_for_each(|m| insert_message(c, m))?;
+            audit.iter().try_for_each(|a| insert_audit(c, a))
+        })
+        .await
+    }
+
+    async fn claim_messages(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<OutboxMessage>> {
+        let owner = owner.to_string();
+        self.write(move |c| outbox::claim(c, &owner, now, lease_ms, limit))
+            .await
+    }
+
+    async fn finish_message(
+        &self,
+        id: i64,
+        owner: &str,
+        result: DeliveryResult,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let owner = owner.to_string();
+        self.write(move |c| outbox::finish(c, id, &owner, result, now))
+            .await
+    }
+
+    async fn outbox_stats(&self, tenant_id: Option<i64>) -> StoreResult<OutboxStats> {
+        self.read(move |c| outbox::stats(c, tenant_id)).await
+    }
+
+    async fn list_messages(&self, query: MessageQuery) -> StoreResult<Vec<OutboxMessage>> {
+        self.read(move |c| outbox::list(c, &query)).await
+    }
+
+    async fn retry_message(&self, id: i64, now: i64, audit: AuditRecord) -> StoreResult<bool> {
+        self.write(move |c| {
+            let requeued = outbox::retry(c, id, now)?;
+            if requeued {
+                insert_audit(c, &audit)?;
+            }
+            Ok(requeued)
+        })
+        .await
+    }
+
+    async fn prune_messaging(&self, before: i64, now: i64) -> StoreResult<u64> {
+        const CHUNK: u64 = 5_000;
+        let mut total = 0;
+        loop {
+            let (n, more) = self
+                .write(move |c| outbox::prune_chunk(c, before, now, CHUNK))
+                .await?;
+            total += n;
+            if !more {
+                return Ok(total);
+            }
+        }
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -2,7 +2,7 @@
 //! The conformance suite against the embedded SQLite store, plus SQLite-specific checks.
 
 use std::sync::Arc;
-use twofold_store::conformance::DynStore;
+use twofold_store::conformance::{acme_tenant, DynStore};
 use twofold_store::SqliteStore;
 
 twofold_store::conformance_tests!({
@@ -52,29 +52,7 @@ async fn backup_is_a_consistent_copy() {
     use twofold_core::ports::Store;
     let dir = tempfile::tempdir().unwrap();
     let s = SqliteStore::open(dir.path().join("a.db")).unwrap();
-    let t = twofold_core::model::NewTenant {
-        slug: "acme".into(),
-        name: "Acme".into(),
-        created_at: 1,
-        first_key: None,
-    };
-    s.create_tenant(
-        t,
-        twofold_core::model::AuditRecord {
-            tenant_id: None,
-            at: 1,
-            actor: "t".into(),
-            action: "tenant.create".into(),
-            user_id: None,
-            factor_id: None,
-            outcome: "ok".into(),
-            reason: None,
-            ip: None,
-            request_id: None,
-        },
-    )
-    .await
-    .unwrap();
+    acme_tenant(&s, 1).await;
     let copy = dir.path().join("copy.db");
     s.backup_to(copy.clone()).await.unwrap();
     let restored = SqliteStore::open(&copy).unwrap();
@@ -82,4 +60,80 @@ async fn backup_is_a_consistent_copy() {
         restored.tenant_by_slug("acme").await.unwrap().unwrap().name,
         "Acme"
     );
+}
+
+/// Two handles on one file behave like two processes: each has its own writer thread, and a
+/// message is still claimed by one of them only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_never_claim_the_same_message() {
+    use twofold_core::messaging::*;
+    use twofold_core::ports::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("twofold.db");
+    let a = SqliteStore::open(&path).unwrap();
+    let b = SqliteStore::open(&path).unwrap();
+    let t = acme_tenant(&a, 1).await;
+    let messages: Vec<NewMessage> = (0..200)
+        .map(|i| NewMessage {
+            message_id: format!("m{i}@test"),
+            tenant_id: t.id,
+            user_id: None,
+            channel: Channel::Email,
+            destination: "a@example.com".into(),
+            template: TemplateKind::Invitation,
+            sealed_params: vec![1; 8],
+            created_at: 10,
+        })
+        .collect();
+    b.enqueue(messages, None).await.unwrap();
+    let mut tasks = Vec::new();
+    for (i, store) in [a.clone(), b.clone(), a, b].into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let owner = format!("w{i}");
+            let mut got = Vec::new();
+            loop {
+                let claimed = store.claim_messages(&owner, 100, 60_000, 3).await.unwrap();
+                if claimed.is_empty() {
+                    return got;
+                }
+                got.extend(claimed.into_iter().map(|m| m.id));
+            }
+        }));
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.extend(task.await.unwrap());
+    }
+    let n = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((n, ids.len()), (200, 200));
+}
+
+#[tokio::test]
+async fn a_0001_database_upgrades_in_place() {
+    use twofold_core::ports::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(twofold_store::migrations::SQLITE[0].1)
+            .unwrap();
+        c.execute_batch(
+            "CREATE TABLE schema_migrations (version TEXT PRIMARY KEY, applied_at INTEGER NOT NULL);
+             INSERT INTO schema_migrations VALUES ('0001_init', 0);
+             INSERT INTO tenants (slug, name, created_at) VALUES ('acme', 'Acme', 1);
+             INSERT INTO users (tenant_id, external_id, created_at) VALUES (1, 'alice', 2);
+             INSERT INTO factors (id, tenant_id, user_id, kind, status, sealed_secret, algorithm,
+                                  digits, period, last_step, drift, version, failures, created_at)
+             VALUES ('fac_a', 1, 1, 'totp', 'active', x'01', 'SHA1', 6, 30, -1, 0, 1, 0, 3);",
+        )
+        .unwrap();
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    let t = s.tenant_by_slug("acme").await.unwrap().unwrap();
+    assert_eq!((t.sender_name, t.sms_countries), (None, None));
+    let factors = s.factors_of(1).await.unwrap();
+    assert_eq!(factors.len(), 1);
+    assert_eq!(factors[0].destination, None);
 }

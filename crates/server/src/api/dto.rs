@@ -163,7 +163,7 @@ pub struct EnrollTotp {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FactorDto {
     pub id: String,
-    /// `totp`.
+    /// `totp`, `sms` or `email`.
     pub kind: String,
     /// `pending` until confirmed with a code, then `active`.
     pub status: String,
@@ -172,6 +172,9 @@ pub struct FactorDto {
     pub period: u32,
     /// Learned clock drift of the user's device, in time steps.
     pub drift_steps: i32,
+    /// The masked phone number or email address of an SMS or email factor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
     /// Locked after too many consecutive failures until an operator unlocks it.
     pub locked: bool,
     pub created_at: i64,
@@ -188,6 +191,7 @@ impl From<FactorView> for FactorDto {
             digits: f.digits,
             period: f.period,
             drift_steps: f.drift_steps,
+            destination: f.destination,
             locked: f.locked,
             created_at: f.created_at,
             confirmed_at: f.confirmed_at,

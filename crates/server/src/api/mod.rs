@@ -1,6 +1,7 @@
 //! The REST API under `/v1`. Handlers are thin: parse, call the core, map the result.
 
 pub mod dto;
+pub mod messaging;
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Auth, Json, Meta, Path, Query};
@@ -57,11 +58,12 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/v1/tenants/{tenant}/users/{user}/verify", post(verify))
         .route("/v1/tenants/{tenant}/audit", get(list_audit))
+        .merge(messaging::routes())
 }
 
-type Created<T> = (StatusCode, axum::Json<T>);
+pub(crate) type Created<T> = (StatusCode, axum::Json<T>);
 
-fn created<T>(v: T) -> Created<T> {
+pub(crate) fn created<T>(v: T) -> Created<T> {
     (StatusCode::CREATED, axum::Json(v))
 }
 

@@ -20,7 +20,100 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub operator_key: String,
     pub data_dir: tempfile::TempDir,
+    /// The server's data directory (its development outbox is under it).
+    pub data_path: std::path::PathBuf,
+    /// Development-outbox files already handed out by `next_message`.
+    seen: std::sync::Mutex<std::collections::HashSet<std::path::PathBuf>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// A message the server delivered to its development outbox (an `.eml` or SMS `.txt` file).
+#[derive(Debug, Clone)]
+pub struct DevMessage {
+    pub path: std::path::PathBuf,
+    pub to: String,
+    pub from: String,
+    pub message_id: String,
+    pub subject: Option<String>,
+    pub text: String,
+    pub html: Option<String>,
+}
+
+impl DevMessage {
+    /// The one-time code in the message: a run of exactly six digits.
+    pub fn code(&self) -> Option<String> {
+        let b = self.text.as_bytes();
+        (0..b.len().saturating_sub(5)).find_map(|i| {
+            let run = &b[i..i + 6];
+            let before = i
+                .checked_sub(1)
+                .map(|j| b[j].is_ascii_digit())
+                .unwrap_or(false);
+            let after = b.get(i + 6).is_some_and(|c| c.is_ascii_digit());
+            (run.iter().all(u8::is_ascii_digit) && !before && !after)
+                .then(|| String::from_utf8_lossy(run).into_owned())
+        })
+    }
+
+    pub fn parse(path: &std::path::Path) -> Option<Self> {
+        let bytes = std::fs::read(path).ok()?;
+        let msg = mail_parser::MessageParser::default().parse(&bytes)?;
+        let addr = |a: Option<&mail_parser::Address>| {
+            a.and_then(|a| a.first())
+                .map(|a| {
+                    let name = a.name().unwrap_or_default();
+                    format!("{name} <{}>", a.address().unwrap_or_default())
+                })
+                .unwrap_or_default()
+        };
+        let header = |name: &str| {
+            msg.header_raw(name)
+                .map(|v| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        let to = match msg.to() {
+            Some(_) if path.extension().is_some_and(|e| e == "eml") => msg
+                .to()
+                .and_then(|a| a.first())
+                .and_then(|a| a.address())
+                .unwrap_or_default()
+                .to_string(),
+            _ => header("To"),
+        };
+        Some(Self {
+            path: path.to_path_buf(),
+            to,
+            from: addr(msg.from()),
+            message_id: msg
+                .message_id()
+                .map(str::to_string)
+                .unwrap_or_else(|| header("Message-ID")),
+            subject: msg.subject().map(str::to_string),
+            text: msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default(),
+            html: msg.body_html(0).map(|t| t.into_owned()),
+        })
+    }
+}
+
+/// Every message file under `dir`, oldest first.
+pub fn dev_messages(dir: &std::path::Path) -> Vec<DevMessage> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "eml" || x == "txt") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort_by_key(|p| p.file_name().map(|n| n.to_os_string()));
+    files.iter().filter_map(|p| DevMessage::parse(p)).collect()
 }
 
 impl Drop for TestApp {
@@ -79,6 +172,8 @@ async fn spawn(
         clock,
         operator_key,
         data_dir,
+        data_path: config.data_dir.clone(),
+        seen: Default::default(),
         shutdown: Some(tx),
     }
 }
@@ -95,6 +190,59 @@ pub struct Enrolled {
 }
 
 impl TestApp {
+    pub fn outbox_dir(&self) -> std::path::PathBuf {
+        self.data_path.join("dev-outbox")
+    }
+
+    /// Waits (up to 10 s) for the oldest message to `to` not handed out yet that matches.
+    pub async fn next_message_where(
+        &self,
+        to: &str,
+        want: impl Fn(&DevMessage) -> bool,
+    ) -> DevMessage {
+        for _ in 0..200 {
+            let found = dev_messages(&self.outbox_dir())
+                .into_iter()
+                .find(|m| m.to == to && want(m) && !self.seen.lock().unwrap().contains(&m.path));
+            if let Some(m) = found {
+                self.seen.lock().unwrap().insert(m.path.clone());
+                return m;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let all: Vec<String> = dev_messages(&self.outbox_dir())
+            .iter()
+            .map(|m| format!("{} {:?}", m.to, m.subject))
+            .collect();
+        panic!("no new message to {to} arrived in 10 s; outbox has {all:?}");
+    }
+
+    pub async fn next_message(&self, to: &str) -> DevMessage {
+        self.next_message_where(to, |_| true).await
+    }
+
+    /// The next message to `to` that carries a code; returns the code.
+    pub async fn next_code(&self, to: &str) -> String {
+        let m = self.next_message_where(to, |m| m.code().is_some()).await;
+        m.code().unwrap()
+    }
+
+    /// The next security notice to `to` (a message without a code).
+    pub async fn next_notice(&self, to: &str) -> DevMessage {
+        self.next_message_where(to, |m| {
+            m.code().is_none() && m.text.contains("verification settings")
+        })
+        .await
+    }
+
+    pub async fn audit_of(&self, tenant: &str, key: &str, query: &str) -> Vec<Value> {
+        let (s, body) = self
+            .get(&format!("/v1/tenants/{tenant}/audit?{query}"), key)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        body["events"].as_array().unwrap().clone()
+    }
+
     pub fn now_secs(&self) -> u64 {
         use twofold_core::ports::Clock;
         (self.clock.now_ms() / 1000) as u64

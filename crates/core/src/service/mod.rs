@@ -3,6 +3,7 @@
 
 use crate::cache::TtlCache;
 use crate::error::CoreError;
+use crate::messaging::Effect;
 use crate::model::*;
 use crate::ports::*;
 use crate::totp;
@@ -13,6 +14,13 @@ use std::sync::Arc;
 use twofold_crypto::{Hasher, Keyring};
 use twofold_otp::{base32, qr, uri::KeyUri, uri::OtpKind, Algorithm, OtpParams};
 use zeroize::Zeroizing;
+
+mod contact;
+pub mod notices;
+mod outbox;
+
+pub use contact::{ContactKind, MessagingConfig, PhoneChangeView, SendReceipt};
+pub use outbox::{parse_countries, MessageView, RefusalCounts};
 
 /// Who is acting. Everything an API key does is audited as done by that key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +56,15 @@ impl Actor {
     }
 }
 
+/// Who acts on which user: what every code check and security notice needs.
+#[derive(Clone, Copy)]
+pub(crate) struct On<'a> {
+    pub actor: &'a Actor,
+    pub meta: &'a RequestMeta,
+    pub tenant: &'a Tenant,
+    pub user: &'a User,
+}
+
 /// Request context recorded in audit rows.
 #[derive(Debug, Clone, Default)]
 pub struct RequestMeta {
@@ -62,6 +79,7 @@ pub struct TwofoldConfig {
     /// How long cached factors, tenants and API keys are trusted before re-reading.
     pub cache_ttl_ms: i64,
     pub cache_max_entries: usize,
+    pub messaging: MessagingConfig,
 }
 
 impl Default for TwofoldConfig {
@@ -70,6 +88,7 @@ impl Default for TwofoldConfig {
             audit_retention_days: 90,
             cache_ttl_ms: 30_000,
             cache_max_entries: 500_000,
+            messaging: MessagingConfig::default(),
         }
     }
 }
@@ -126,6 +145,8 @@ pub struct FactorView {
     pub digits: u8,
     pub period: u32,
     pub drift_steps: i32,
+    /// The masked number or address of an SMS or email factor.
+    pub destination: Option<String>,
     pub locked: bool,
     pub created_at: i64,
     pub confirmed_at: Option<i64>,
@@ -141,6 +162,10 @@ impl From<&Factor> for FactorView {
             digits: f.digits,
             period: f.period,
             drift_steps: f.drift,
+            destination: f
+                .destination
+                .as_deref()
+                .map(|d| notices::mask_destination(&f.kind, d)),
             locked: f.locked_at.is_some(),
             created_at: f.created_at,
             confirmed_at: f.confirmed_at,
@@ -200,8 +225,27 @@ impl CachedUser {
 }
 
 struct CachedUser {
-    user_id: i64,
+    user: User,
+    /// TOTP factors only: SMS and email codes are checked in the store.
     factors: Vec<CachedFactor>,
+}
+
+/// What a code attempt is about: the candidate factors, the match if any, and what to do in
+/// the same transaction if it is accepted.
+struct Picked {
+    factors: Vec<FactorRef>,
+    matched: Option<StepMatch>,
+    on_accept: Vec<Effect>,
+}
+
+impl Picked {
+    fn plain(factors: Vec<FactorRef>, matched: Option<StepMatch>) -> Self {
+        Self {
+            factors,
+            matched,
+            on_accept: Vec::new(),
+        }
+    }
 }
 
 /// The result of a code attempt. Callers show clients only [`Verdict::is_accepted`]; the
@@ -243,6 +287,9 @@ pub struct Twofold {
     api_keys: TtlCache<String, ApiKey>,
     /// Bumped by every cache invalidation; see `cached_user`.
     epoch: AtomicU64,
+    /// Called after something was queued in the outbox, to wake the delivery worker.
+    on_queued: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
+    refusals: RefusalCounts,
 }
 
 /// An issuer or account name for an otpauth:// URI.
@@ -299,8 +346,26 @@ impl Twofold {
             users: TtlCache::new(ttl, max),
             api_keys: TtlCache::new(ttl.min(10_000), 100_000),
             epoch: AtomicU64::new(0),
+            on_queued: std::sync::OnceLock::new(),
+            refusals: RefusalCounts::default(),
             config,
         }
+    }
+
+    /// Registers what wakes the delivery worker after a message is queued (set once).
+    pub fn set_on_queued(&self, hook: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.on_queued.set(hook);
+    }
+
+    fn queued(&self) {
+        if let Some(hook) = self.on_queued.get() {
+            hook();
+        }
+    }
+
+    /// Codes refused by cooldown or sending caps, by reason, for metrics.
+    pub fn refusals(&self) -> &RefusalCounts {
+        &self.refusals
     }
 
     pub fn now(&self) -> i64 {
@@ -630,7 +695,7 @@ impl Twofold {
             .await?
             .ok_or(CoreError::NotFound("user"))?;
         let mut cached = Vec::with_capacity(factors.len());
-        for f in &factors {
+        for f in factors.iter().filter(|f| f.kind == "totp") {
             // One damaged factor must not lock the user out of their others.
             match Self::params_of(f).and_then(|p| Ok((p, self.unseal(f)?))) {
                 Ok((params, secret)) => cached.push(CachedFactor {
@@ -645,7 +710,7 @@ impl Twofold {
             }
         }
         let entry = Arc::new(CachedUser {
-            user_id: user.id,
+            user,
             factors: cached,
         });
         // A change that raced with this load must not be hidden behind the old copy.
@@ -721,24 +786,11 @@ impl Twofold {
         let owner = Factor::seal_owner(tenant.id, user.id, &id);
         let now = self.now();
         let factor = Factor {
-            id: id.clone(),
-            tenant_id: tenant.id,
-            user_id: user.id,
-            kind: "totp".into(),
-            status: FactorStatus::Pending,
             sealed_secret: self.keyring.seal(&secret, &owner)?,
             algorithm: params.algorithm.as_str().into(),
             digits: params.digits,
             period: params.period,
-            last_step: -1,
-            drift: 0,
-            version: 1,
-            failures: 0,
-            blocked_until: None,
-            locked_at: None,
-            created_at: now,
-            confirmed_at: None,
-            drift_hint: None,
+            ..Factor::pending(id.clone(), tenant.id, user.id, "totp", now)
         };
         let view = FactorView::from(&factor);
         let mut audit = self.audit(actor, meta, "factor.enrol", Some(tenant.id));
@@ -789,10 +841,38 @@ impl Twofold {
         let tenant = self.tenant_for(actor, slug).await?;
         let user = self.user_in(&tenant, external_id).await?;
         let factor = self.factor_of(&user, factor_id).await?;
+        // The integrator's key alone may withdraw a pending enrolment; removing an active
+        // factor needs a fresh code (see `disable_factor`), or an operator (a reset).
+        if factor.status == FactorStatus::Active && !actor.is_operator() {
+            return Err(CoreError::conflict(
+                "fresh_code_required",
+                "removing an active factor needs a fresh code: use POST …/factors/{id}/disable",
+            ));
+        }
         let mut audit = self.audit(actor, meta, "factor.delete", Some(tenant.id));
         audit.user_id = Some(user.id);
         audit.factor_id = Some(factor.id.clone());
-        let deleted = self.store.delete_factor(&factor.id, audit).await?;
+        let notice = if factor.status == FactorStatus::Active {
+            self.notice(
+                &On {
+                    actor,
+                    meta,
+                    tenant: &tenant,
+                    user: &user,
+                },
+                "a two-step verification method was removed by an administrator",
+                Some(&factor),
+            )?
+        } else {
+            None
+        };
+        // A tenant key withdraws only a pending factor, even if it was confirmed meanwhile.
+        let only_if = (!actor.is_operator()).then_some(FactorStatus::Pending);
+        let deleted = self
+            .store
+            .delete_factor(&factor.id, only_if, audit, notice)
+            .await?;
+        self.queued();
         self.forget_user(tenant.id, external_id);
         if !deleted {
             return Err(CoreError::NotFound("factor"));
@@ -814,9 +894,20 @@ impl Twofold {
         let mut audit = self.audit(actor, meta, "factor.unlock", Some(tenant.id));
         audit.user_id = Some(user.id);
         audit.factor_id = Some(factor.id.clone());
-        if !self.store.unlock_factor(&factor.id, audit).await? {
+        let notice = self.notice(
+            &On {
+                actor,
+                meta,
+                tenant: &tenant,
+                user: &user,
+            },
+            "a locked two-step verification method was unlocked",
+            Some(&factor),
+        )?;
+        if !self.store.unlock_factor(&factor.id, audit, notice).await? {
             return Err(CoreError::NotFound("factor"));
         }
+        self.queued();
         let factor = self.factor_of(&user, factor_id).await?;
         Ok(FactorView::from(&factor))
     }
@@ -832,12 +923,16 @@ impl Twofold {
         mut pick: F,
     ) -> Result<Verdict, CoreError>
     where
-        F: FnMut(&CachedUser, i64) -> Result<(Vec<FactorRef>, Option<StepMatch>), CoreError>,
+        F: FnMut(&CachedUser, i64) -> Result<Picked, CoreError>,
     {
         for reload in [false, true] {
             let user = self.cached_user(tenant, external_id, reload).await?;
             let now = self.now();
-            let (factors, matched) = match pick(&user, now) {
+            let Picked {
+                factors,
+                matched,
+                on_accept,
+            } = match pick(&user, now) {
                 Ok(picked) => picked,
                 // A cached copy may be behind (e.g. confirmed on another node): look again.
                 Err(_) if !reload => {
@@ -847,7 +942,22 @@ impl Twofold {
                 Err(e) => return Err(e),
             };
             let learned_drift = matched.as_ref().is_some_and(|m| m.hint_dir.is_some());
-            audit.user_id = Some(user.user_id);
+            audit.user_id = Some(user.user.id);
+            // Only a failed attempt can lock a factor; the notice is built just for those.
+            let on_lock = if matched.is_none() {
+                self.notice(
+                    &On {
+                        actor: &Actor::System,
+                        meta: &RequestMeta::default(),
+                        tenant,
+                        user: &user.user,
+                    },
+                    "a two-step verification method was locked after too many wrong codes",
+                    None,
+                )?
+            } else {
+                None
+            };
             audit.factor_id = matched
                 .as_ref()
                 .map(|m| m.factor_id.clone())
@@ -861,8 +971,11 @@ impl Twofold {
                     matched,
                     now,
                     audit: audit.clone(),
+                    on_accept,
+                    on_lock,
                 })
                 .await?;
+            self.queued();
             match outcome {
                 AttemptOutcome::Accepted { .. } => {
                     if learned_drift {
@@ -896,6 +1009,20 @@ impl Twofold {
         let code = OtpCode::parse(code)?;
         let factor_id = factor_id.map(FactorId::parse).transpose()?;
         let tenant = self.tenant_for(actor, slug).await?;
+        if let Some(id) = &factor_id {
+            // A named factor that is not a cached TOTP factor may be an SMS or email factor.
+            let cached = self.cached_user(&tenant, external_id, false).await?;
+            if !cached.factors.iter().any(|f| f.id == id.as_str()) {
+                let (user, factor) = self
+                    .user_and_factor(&tenant, external_id, id.as_str())
+                    .await?;
+                if factor.kind != "totp" {
+                    return self
+                        .verify_contact(actor, meta, &tenant, &user, &factor, &code)
+                        .await;
+                }
+            }
+        }
         let audit = self.audit(actor, meta, "totp.verify", Some(tenant.id));
         self.attempt_with(&tenant, external_id, audit, |user, now| {
             let active: Vec<&CachedFactor> = user
@@ -936,7 +1063,7 @@ impl Twofold {
                 }
             }
             let ids = active.iter().map(|f| f.as_ref()).collect();
-            Ok((ids, matched.or(neighbour)))
+            Ok(Picked::plain(ids, matched.or(neighbour)))
         })
         .await
     }
@@ -955,20 +1082,44 @@ impl Twofold {
         let code = OtpCode::parse(code)?;
         let factor_id = FactorId::parse(factor_id)?;
         let tenant = self.tenant_for(actor, slug).await?;
+        let (user, factor) = self
+            .user_and_factor(&tenant, external_id, factor_id.as_str())
+            .await?;
+        if factor.kind != "totp" {
+            return self
+                .confirm_contact(actor, meta, &tenant, &user, &factor, &code)
+                .await;
+        }
+        let added = self.notice(
+            &On {
+                actor,
+                meta,
+                tenant: &tenant,
+                user: &user,
+            },
+            "a two-step verification method was added",
+            Some(&factor),
+        )?;
         let audit = self.audit(actor, meta, "factor.confirm", Some(tenant.id));
         let ok = self
             .attempt_with(&tenant, external_id, audit, |user, now| {
                 let f = user.factor(&factor_id)?;
                 // Confirming an active factor again is judged like a verification, so a
                 // replayed confirmation code answers exactly like a wrong one (INV-11).
-                let matched = if f.status == FactorStatus::Active {
-                    totp::verify_use(&f.secret, code.as_str(), &f.params, f.drift, now)
-                        .map(|step| f.step_match(step, f.drift, false))
+                let (matched, on_accept) = if f.status == FactorStatus::Active {
+                    let m = totp::verify_use(&f.secret, code.as_str(), &f.params, f.drift, now)
+                        .map(|step| f.step_match(step, f.drift, false));
+                    (m, Vec::new())
                 } else {
-                    totp::verify_confirmation(&f.secret, code.as_str(), &f.params, now)
-                        .map(|(step, drift)| f.step_match(step, drift, true))
+                    let m = totp::verify_confirmation(&f.secret, code.as_str(), &f.params, now)
+                        .map(|(step, drift)| f.step_match(step, drift, true));
+                    (m, added.clone().map(Effect::Enqueue).into_iter().collect())
                 };
-                Ok((vec![f.as_ref()], matched))
+                Ok(Picked {
+                    factors: vec![f.as_ref()],
+                    matched,
+                    on_accept,
+                })
             })
             .await?;
         self.forget_user(tenant.id, external_id);
@@ -1002,7 +1153,7 @@ impl Twofold {
                 let matched =
                     totp::resync(&f.secret, first.as_str(), second.as_str(), &f.params, now)
                         .map(|(step, drift)| f.step_match(step, drift, false));
-                Ok((vec![f.as_ref()], matched))
+                Ok(Picked::plain(vec![f.as_ref()], matched))
             })
             .await?;
         self.forget_user(tenant.id, external_id);

@@ -1,0 +1,430 @@
+//! Messages (email and SMS) and one-time codes as the store keeps them.
+//!
+//! A message is queued in the outbox in the same transaction as the change that caused it and
+//! rendered from its template only when the delivery worker sends it. Its parameters (which may
+//! hold a one-time code) are sealed under the master key, bound to the message id, and wiped
+//! once the message has been delivered, so no code sits readable on disk.
+//!
+//! A one-time code (SMS, email) is kept only as a keyed hash (HMAC under the hashing key, which
+//! has its own key id), is bound to purpose + user + factor + the hash of the action it
+//! confirms (SECURITY.md INV-05), and is consumed by one conditional update (INV-02).
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// How a message travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Email,
+    Sms,
+}
+
+impl Channel {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Sms => "sms",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "email" => Some(Self::Email),
+            "sms" => Some(Self::Sms),
+            _ => None,
+        }
+    }
+}
+
+/// Which template renders a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TemplateKind {
+    /// A one-time code. Parameters: `code`, `purpose` (human text), `minutes`.
+    Code,
+    /// An invitation to set up two-step verification. Parameters: `deadline` (optional).
+    Invitation,
+    /// A security notice: something about the user's 2FA changed. Parameters: `change`,
+    /// `when`, `where` (the IP it came from, or "an administrator"), `factor` (masked).
+    SecurityNotice,
+}
+
+impl TemplateKind {
+    pub const ALL: [TemplateKind; 3] = [Self::Code, Self::Invitation, Self::SecurityNotice];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TemplateKind::Code => "code",
+            TemplateKind::Invitation => "invitation",
+            TemplateKind::SecurityNotice => "security_notice",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// Template parameters. Always include `tenant_name`, `tenant_slug` and `sender_name`.
+pub type MessageParams = BTreeMap<String, String>;
+
+/// The associated data binding sealed parameters to their message.
+pub fn params_owner(message_id: &str) -> String {
+    format!("outbox:{message_id}")
+}
+
+/// A message to queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    /// Stable and globally unique (`<random>@twofold`): the email's Message-ID and the SMS
+    /// provider's idempotency key, so a message sent twice after a crash can be deduplicated.
+    pub message_id: String,
+    pub tenant_id: i64,
+    pub user_id: Option<i64>,
+    pub channel: Channel,
+    /// An email address or an E.164 phone number.
+    pub destination: String,
+    pub template: TemplateKind,
+    /// JSON of [`MessageParams`] sealed with [`params_owner`] as associated data.
+    pub sealed_params: Vec<u8>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    /// Waiting for its first or next attempt.
+    Pending,
+    /// Claimed by a worker whose lease has not yet run out.
+    Sending,
+    Sent,
+    /// Given up: a permanent error, or too many attempts.
+    Failed,
+}
+
+impl MessageStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MessageStatus::Pending => "pending",
+            MessageStatus::Sending => "sending",
+            MessageStatus::Sent => "sent",
+            MessageStatus::Failed => "failed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Self::Pending),
+            "sending" => Some(Self::Sending),
+            "sent" => Some(Self::Sent),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// An outbox row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    pub id: i64,
+    pub message_id: String,
+    pub tenant_id: i64,
+    pub user_id: Option<i64>,
+    pub channel: Channel,
+    pub destination: String,
+    pub template: TemplateKind,
+    /// `None` once delivered (wiped) or given up.
+    pub sealed_params: Option<Vec<u8>>,
+    pub status: MessageStatus,
+    /// Delivery attempts started so far (a claim counts as one).
+    pub attempts: i32,
+    pub next_attempt_at: i64,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub sent_at: Option<i64>,
+}
+
+/// What a worker reports after trying to deliver a claimed message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryResult {
+    Sent,
+    /// A transient failure: try again at `at`.
+    Retry {
+        at: i64,
+        error: String,
+    },
+    /// A permanent failure (or the last allowed attempt failed).
+    Failed {
+        error: String,
+    },
+}
+
+/// Queue depth and totals, for metrics and the CLI.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OutboxStats {
+    pub pending: u64,
+    pub sending: u64,
+    pub sent: u64,
+    pub failed: u64,
+    /// Creation time of the oldest message not yet sent or failed.
+    pub oldest_unsent_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MessageQuery {
+    pub tenant_id: Option<i64>,
+    pub status: Option<MessageStatus>,
+    pub user_id: Option<i64>,
+    /// Newest first: return rows with id below this.
+    pub before_id: Option<i64>,
+    pub limit: u32,
+}
+
+/// Why a one-time code was sent; part of what binds it (INV-05).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CodePurpose {
+    /// Proves a new SMS/email factor's destination.
+    Enrol,
+    /// Signs in / verifies with an active SMS/email factor.
+    Verify,
+    /// Confirms removing a factor (the action hash names which).
+    Disable,
+    /// Phone change, step one: the old number agrees.
+    PhoneOld,
+    /// Phone change, step two: the new number is reachable.
+    PhoneNew,
+}
+
+impl CodePurpose {
+    pub const ALL: [CodePurpose; 5] = [
+        Self::Enrol,
+        Self::Verify,
+        Self::Disable,
+        Self::PhoneOld,
+        Self::PhoneNew,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CodePurpose::Enrol => "enrol",
+            CodePurpose::Verify => "verify",
+            CodePurpose::Disable => "disable",
+            CodePurpose::PhoneOld => "phone_old",
+            CodePurpose::PhoneNew => "phone_new",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+    /// Human text for the code message ("… to {purpose}").
+    pub fn describe(&self) -> &'static str {
+        match self {
+            CodePurpose::Enrol => "confirm this address for two-step verification",
+            CodePurpose::Verify => "sign in",
+            CodePurpose::Disable => "remove a two-step verification method",
+            CodePurpose::PhoneOld => "approve changing your phone number",
+            CodePurpose::PhoneNew => "confirm your new phone number",
+        }
+    }
+}
+
+/// A one-time code row to insert. The code itself is never stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCode {
+    pub tenant_id: i64,
+    pub user_id: i64,
+    pub factor_id: String,
+    pub purpose: CodePurpose,
+    /// Hash of the action the code confirms (e.g. the factor to remove, the new phone).
+    pub action_hash: Option<Vec<u8>>,
+    pub code_hash: Vec<u8>,
+    /// Which hashing key made `code_hash`.
+    pub hash_key_id: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// One cap on sending, counted in fixed windows in the store so it holds across nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendLimit {
+    /// `dest:<address>`, `user:<id>` or `tenant:<id>`; the part before `:` names the cap in
+    /// refusals and metrics.
+    pub scope: String,
+    pub max: u32,
+    pub window_ms: i64,
+}
+
+impl SendLimit {
+    pub fn kind(&self) -> &str {
+        self.scope.split(':').next().unwrap_or("")
+    }
+}
+
+/// The states of a phone change; see [`crate::phone_change`] for the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhoneChangeState {
+    AwaitingOld,
+    AwaitingNew,
+    Done,
+    Cancelled,
+}
+
+impl PhoneChangeState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PhoneChangeState::AwaitingOld => "awaiting_old",
+            PhoneChangeState::AwaitingNew => "awaiting_new",
+            PhoneChangeState::Done => "done",
+            PhoneChangeState::Cancelled => "cancelled",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::AwaitingOld,
+            Self::AwaitingNew,
+            Self::Done,
+            Self::Cancelled,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == s)
+    }
+}
+
+/// A phone change row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhoneChange {
+    /// `pcg_` and 26 base32 characters.
+    pub id: String,
+    pub tenant_id: i64,
+    pub user_id: i64,
+    pub factor_id: String,
+    pub new_phone: String,
+    pub state: PhoneChangeState,
+    pub created_at: i64,
+    /// After this the change is dead whatever its state.
+    pub expires_at: i64,
+    pub updated_at: i64,
+}
+
+/// A change applied in the same transaction as an issued code, a consumed code or an accepted
+/// TOTP attempt, and only if that succeeds. If an effect's precondition no longer holds, the
+/// whole operation is rolled back (the code stays unconsumed) and the store answers
+/// `StoreError::Conflict("state_changed")`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Inserts a factor unless the user already has `max_per_user`
+    /// (`Conflict("too_many_factors")`).
+    InsertFactor {
+        factor: crate::model::Factor,
+        max_per_user: usize,
+    },
+    /// Pending → active; stamps `confirmed_at`, bumps the version, clears failures.
+    ActivateFactor {
+        factor_id: String,
+        at: i64,
+    },
+    /// Removes the factor (and its codes and phone changes).
+    DeleteFactor {
+        factor_id: String,
+    },
+    /// Swaps an SMS factor's number, bumping its version.
+    SetDestination {
+        factor_id: String,
+        destination: String,
+    },
+    /// Inserts a phone change, cancelling any open one for the same factor.
+    StartPhoneChange(PhoneChange),
+    /// Moves a phone change that is in `from` and not expired at `at` to `to`.
+    MovePhoneChange {
+        id: String,
+        from: PhoneChangeState,
+        to: PhoneChangeState,
+        at: i64,
+    },
+    /// Inserts a code (superseding older ones for the same user, factor and purpose) and counts
+    /// it against `limits` without checking them: for a code that a right code just earned,
+    /// such as the new number's code in a phone change.
+    InsertCode {
+        code: NewCode,
+        limits: Vec<SendLimit>,
+    },
+    Enqueue(NewMessage),
+    Audit(crate::model::AuditRecord),
+}
+
+/// Issue a one-time code: refuse if the newest code for the same (user, factor, purpose) was
+/// sent less than `cooldown_ms` ago, or is still live but dead from wrong tries, or if any
+/// limit is reached; otherwise count it against every limit, supersede older codes for the
+/// same (user, factor, purpose) (only the newest is valid), insert it, queue its message,
+/// apply `effects` and write `audit`; all in one transaction. A refusal writes `audit` with
+/// outcome `denied` and the refusal as reason, and changes nothing else.
+#[derive(Debug, Clone)]
+pub struct IssueCode {
+    pub code: NewCode,
+    pub message: NewMessage,
+    pub cooldown_ms: i64,
+    pub limits: Vec<SendLimit>,
+    pub effects: Vec<Effect>,
+    pub audit: crate::model::AuditRecord,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IssueOutcome {
+    Issued,
+    Refused {
+        reason: SendRefusal,
+        /// When asking again can succeed.
+        retry_at: i64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendRefusal {
+    /// The previous code was sent too recently.
+    Cooldown,
+    /// The live code took too many wrong tries; a new one only after it expires.
+    Exhausted,
+    /// The factor is locked; only an operator unlock helps.
+    Locked,
+    /// A sending cap; the payload is the limit's kind (`dest`, `user`, `tenant`).
+    Limit(String),
+}
+
+impl SendRefusal {
+    pub fn label(&self) -> String {
+        match self {
+            SendRefusal::Cooldown => "cooldown".into(),
+            SendRefusal::Exhausted => "exhausted".into(),
+            SendRefusal::Locked => "locked".into(),
+            SendRefusal::Limit(kind) => format!("limit_{kind}"),
+        }
+    }
+}
+
+/// Most wrong tries one code survives.
+pub const CODE_MAX_ATTEMPTS: i32 = 5;
+
+/// Check a presented code against the newest code for (user, factor, purpose). The factor's
+/// attempt limits ([`crate::throttle`]) are checked first: a blocked or locked factor is
+/// rejected without looking. The code must be unused, unexpired, under
+/// [`CODE_MAX_ATTEMPTS`] wrong tries, bound to the same `action_hash`, and its hash equal (in
+/// constant time) to `presented_hash`. On success it is marked used by one conditional update
+/// (`… WHERE used_at IS NULL`), the factor's failures are cleared, and `on_success` is applied,
+/// all in one transaction; if no row changed, it is a replay. On failure the code's tries and
+/// the factor's failures each grow by one; if the factor becomes locked, `on_lock` is queued.
+/// Either way `audit` is written with the real reason.
+#[derive(Debug, Clone)]
+pub struct ConsumeCode {
+    pub tenant_id: i64,
+    pub user_id: i64,
+    pub factor_id: String,
+    pub purpose: CodePurpose,
+    pub action_hash: Option<Vec<u8>>,
+    pub presented_hash: Vec<u8>,
+    pub now: i64,
+    pub on_success: Vec<Effect>,
+    pub on_lock: Option<NewMessage>,
+    pub audit: crate::model::AuditRecord,
+}

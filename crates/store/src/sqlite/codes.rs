@@ -1,0 +1,333 @@
+//! One-time codes (SMS, email): issuing under cooldown and sending caps, and consuming by one
+//! conditional update (INV-02), bound to purpose + user + factor + action (INV-05).
+//!
+//! A code is live while `now < expires_at`. Only the newest code per (user, factor, purpose)
+//! counts: issuing deletes the older ones, so a superseded code meets the newest one's hash
+//! and is refused as a wrong code.
+
+use super::effects::apply_effects;
+use super::factors::charge_failure;
+use super::rows::*;
+use rusqlite::{params, Connection, OptionalExtension};
+use subtle::ConstantTimeEq;
+use twofold_core::messaging::*;
+use twofold_core::model::AuditRecord;
+use twofold_core::ports::*;
+use twofold_core::throttle::ThrottleState;
+
+/// The newest code for (tenant, user, factor, purpose).
+struct CodeRow {
+    id: i64,
+    action_hash: Option<Vec<u8>>,
+    code_hash: Vec<u8>,
+    attempts: i32,
+    created_at: i64,
+    expires_at: i64,
+    used_at: Option<i64>,
+}
+
+fn newest_code(
+    c: &Connection,
+    tenant_id: i64,
+    user_id: i64,
+    factor_id: &str,
+    purpose: CodePurpose,
+) -> Result<Option<CodeRow>, StoreError> {
+    c.prepare_cached(
+        "SELECT id, action_hash, code_hash, attempts, created_at, expires_at, used_at
+         FROM otp_codes
+         WHERE factor_id = ?1 AND user_id = ?2 AND purpose = ?3 AND tenant_id = ?4
+         ORDER BY id DESC LIMIT 1",
+    )
+    .and_then(|mut s| {
+        s.query_row(
+            params![factor_id, user_id, purpose.as_str(), tenant_id],
+            |r| {
+                Ok(CodeRow {
+                    id: r.get(0)?,
+                    action_hash: r.get(1)?,
+                    code_hash: r.get(2)?,
+                    attempts: r.get(3)?,
+                    created_at: r.get(4)?,
+                    expires_at: r.get(5)?,
+                    used_at: r.get(6)?,
+                })
+            },
+        )
+        .optional()
+    })
+    .map_err(backend)
+}
+
+/// The attempt-limit state of the user's factor; `None` if there is no such factor of theirs.
+fn factor_throttle(
+    c: &Connection,
+    tenant_id: i64,
+    user_id: i64,
+    factor_id: &str,
+) -> Result<Option<ThrottleState>, StoreError> {
+    c.prepare_cached(
+        "SELECT failures, blocked_until, locked_at FROM factors
+         WHERE id = ?1 AND user_id = ?2 AND tenant_id = ?3",
+    )
+    .and_then(|mut s| {
+        s.query_row(params![factor_id, user_id, tenant_id], |r| {
+            Ok(ThrottleState {
+                failures: r.get(0)?,
+                blocked_until: r.get(1)?,
+                locked_at: r.get(2)?,
+            })
+        })
+        .optional()
+    })
+    .map_err(backend)
+}
+
+/// Equal in constant time (for equal lengths; a length is no secret).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    bool::from(a.ct_eq(b))
+}
+
+fn same_action(stored: &Option<Vec<u8>>, presented: &Option<Vec<u8>>) -> bool {
+    match (stored, presented) {
+        (None, None) => true,
+        (Some(a), Some(b)) => same(a, b),
+        _ => false,
+    }
+}
+
+/// The start of the fixed window of `window_ms` holding `now`.
+fn window_start(now: i64, window_ms: i64) -> Result<i64, StoreError> {
+    now.checked_rem_euclid(window_ms)
+        .filter(|_| window_ms > 0)
+        .map(|r| now - r)
+        .ok_or_else(|| StoreError::Backend(format!("send limit window of {window_ms} ms")))
+}
+
+fn counter(c: &Connection, l: &SendLimit, start: i64) -> Result<i64, StoreError> {
+    c.prepare_cached(
+        "SELECT count FROM send_counters
+         WHERE scope = ?1 AND window_ms = ?2 AND window_start = ?3",
+    )
+    .and_then(|mut s| {
+        s.query_row(params![l.scope, l.window_ms, start], |r| r.get(0))
+            .optional()
+    })
+    .map(|n| n.unwrap_or(0))
+    .map_err(backend)
+}
+
+/// Why the code may not be sent now, and until when; checked in the documented order.
+fn refusal(
+    c: &Connection,
+    code: &NewCode,
+    cooldown_ms: i64,
+    limits: &[SendLimit],
+) -> Result<Option<(SendRefusal, i64)>, StoreError> {
+    let now = code.created_at;
+    // A factor that does not exist yet (enrolment creates it with this code) is not locked.
+    if let Some(t) = factor_throttle(c, code.tenant_id, code.user_id, &code.factor_id)? {
+        if t.is_locked() {
+            // Waiting does not help: only an operator unlock does.
+            return Ok(Some((SendRefusal::Locked, i64::MAX)));
+        }
+    }
+    if let Some(prev) = newest_code(
+        c,
+        code.tenant_id,
+        code.user_id,
+        &code.factor_id,
+        code.purpose,
+    )? {
+        let cooldown_end = prev.created_at.saturating_add(cooldown_ms);
+        if now < cooldown_end {
+            return Ok(Some((SendRefusal::Cooldown, cooldown_end)));
+        }
+        let live = prev.used_at.is_none() && now < prev.expires_at;
+        if live && prev.attempts >= CODE_MAX_ATTEMPTS {
+            return Ok(Some((SendRefusal::Exhausted, prev.expires_at)));
+        }
+    }
+    for l in limits {
+        let start = window_start(now, l.window_ms)?;
+        if counter(c, l, start)? >= i64::from(l.max) {
+            return Ok(Some((
+                SendRefusal::Limit(l.kind().to_string()),
+                start.saturating_add(l.window_ms),
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// The body of [`Store::issue_code`]; `code.created_at` is "now".
+pub(super) fn issue_code(c: &Connection, issue: IssueCode) -> Result<IssueOutcome, StoreError> {
+    let IssueCode {
+        code,
+        message,
+        cooldown_ms,
+        limits,
+        effects,
+        mut audit,
+    } = issue;
+    if let Some((reason, retry_at)) = refusal(c, &code, cooldown_ms, &limits)? {
+        audit.outcome = "denied".into();
+        audit.reason = Some(reason.label());
+        insert_audit(c, &audit)?;
+        return Ok(IssueOutcome::Refused { reason, retry_at });
+    }
+    count_sends(c, &limits, code.created_at)?;
+    // Effects first: one of them may create the factor this code is for.
+    apply_effects(c, effects)?;
+    insert_code(c, &code)?;
+    insert_message(c, &message)?;
+    audit.outcome = "ok".into();
+    insert_audit(c, &audit)?;
+    Ok(IssueOutcome::Issued)
+}
+
+/// Counts one send against every limit at `now` (without checking them).
+pub(super) fn count_sends(
+    c: &Connection,
+    limits: &[SendLimit],
+    now: i64,
+) -> Result<(), StoreError> {
+    for l in limits {
+        let start = window_start(now, l.window_ms)?;
+        c.prepare_cached(
+            "INSERT INTO send_counters (scope, window_ms, window_start, count)
+             VALUES (?1, ?2, ?3, 1)
+             ON CONFLICT (scope, window_ms, window_start) DO UPDATE SET count = count + 1",
+        )
+        .and_then(|mut s| s.execute(params![l.scope, l.window_ms, start]))
+        .map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// Inserts a code, deleting older ones for the same (user, factor, purpose): only the newest
+/// is valid.
+pub(super) fn insert_code(c: &Connection, code: &NewCode) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "DELETE FROM otp_codes WHERE factor_id = ?1 AND user_id = ?2 AND purpose = ?3",
+    )
+    .and_then(|mut s| s.execute(params![code.factor_id, code.user_id, code.purpose.as_str()]))
+    .map_err(backend)?;
+    c.prepare_cached(
+        "INSERT INTO otp_codes (tenant_id, user_id, factor_id, purpose, action_hash, code_hash,
+                                hash_key_id, attempts, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?9)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            code.tenant_id,
+            code.user_id,
+            code.factor_id,
+            code.purpose.as_str(),
+            code.action_hash,
+            code.code_hash,
+            code.hash_key_id,
+            code.created_at,
+            code.expires_at
+        ])
+    })
+    .map_err(backend)?;
+    Ok(())
+}
+
+fn deny(
+    c: &Connection,
+    mut audit: AuditRecord,
+    reason: RejectReason,
+) -> Result<AttemptOutcome, StoreError> {
+    audit.outcome = "denied".into();
+    audit.reason = Some(reason.as_str().into());
+    insert_audit(c, &audit)?;
+    Ok(AttemptOutcome::Rejected { reason })
+}
+
+/// The body of [`Store::consume_code`].
+pub(super) fn consume_code(c: &Connection, k: ConsumeCode) -> Result<AttemptOutcome, StoreError> {
+    let ConsumeCode {
+        tenant_id,
+        user_id,
+        factor_id,
+        purpose,
+        action_hash,
+        presented_hash,
+        now,
+        on_success,
+        mut on_lock,
+        mut audit,
+    } = k;
+    // No such factor (of this user): nothing to check against and nothing to charge.
+    let Some(throttle) = factor_throttle(c, tenant_id, user_id, &factor_id)? else {
+        return deny(c, audit, RejectReason::NoCode);
+    };
+    // Attempt limits first, without looking at the code, and not counted (like TOTP).
+    if throttle.is_locked() {
+        return deny(c, audit, RejectReason::Locked);
+    }
+    if throttle.is_blocked(now) {
+        return deny(c, audit, RejectReason::Throttled);
+    }
+    let code = newest_code(c, tenant_id, user_id, &factor_id, purpose)?;
+    let reason = match &code {
+        None => RejectReason::NoCode,
+        Some(row) => {
+            let hash_ok = same(&row.code_hash, &presented_hash);
+            if row.used_at.is_some() {
+                if hash_ok {
+                    RejectReason::Replayed
+                } else {
+                    RejectReason::WrongCode
+                }
+            } else if now >= row.expires_at {
+                RejectReason::Expired
+            } else if row.attempts >= CODE_MAX_ATTEMPTS {
+                RejectReason::NoCode
+            } else if !(hash_ok & same_action(&row.action_hash, &action_hash)) {
+                RejectReason::WrongCode
+            } else {
+                // INV-02: the one consume statement; everything checked above is re-checked
+                // by its condition, and "one row changed" is the success.
+                let used = c
+                    .prepare_cached(
+                        "UPDATE otp_codes SET used_at = ?1
+                         WHERE id = ?2 AND used_at IS NULL AND expires_at > ?1
+                           AND attempts < ?3",
+                    )
+                    .and_then(|mut s| s.execute(params![now, row.id, CODE_MAX_ATTEMPTS]))
+                    .map_err(backend)?;
+                if used == 1 {
+                    c.prepare_cached(
+                        "UPDATE factors SET failures = 0, blocked_until = NULL WHERE id = ?1",
+                    )
+                    .and_then(|mut s| s.execute(params![factor_id]))
+                    .map_err(backend)?;
+                    apply_effects(c, on_success)?;
+                    audit.outcome = "ok".into();
+                    insert_audit(c, &audit)?;
+                    return Ok(AttemptOutcome::Accepted { factor_id });
+                }
+                RejectReason::Replayed
+            }
+        }
+    };
+    // Every counted rejection costs the code one try and the factor one failure.
+    if let Some(row) = &code {
+        c.prepare_cached("UPDATE otp_codes SET attempts = attempts + 1 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![row.id]))
+            .map_err(backend)?;
+    }
+    charge_failure(c, &factor_id, throttle, now, &audit, &mut on_lock)?;
+    deny(c, audit, reason)
+}
+
+pub(super) fn phone_change(c: &Connection, id: &str) -> Result<Option<PhoneChange>, StoreError> {
+    c.prepare_cached(&format!(
+        "SELECT {PHONE_CHANGE_COLS} FROM phone_changes WHERE id = ?1"
+    ))
+    .and_then(|mut s| s.query_row(params![id], phone_change_row).optional())
+    .map_err(backend)
+}

@@ -1,0 +1,109 @@
+//! [`Effect`]s: the changes that ride on an issued code, a consumed code or an accepted TOTP
+//! attempt. Each is applied inside the caller's job; a precondition that no longer holds is an
+//! error, so the job's savepoint rolls back everything it did (the code stays unconsumed, no
+//! message is queued).
+
+use super::factors::{delete_factor_rows, insert_factor_row};
+use super::rows::*;
+use rusqlite::{params, Connection};
+use twofold_core::messaging::*;
+use twofold_core::ports::StoreError;
+
+const STATE_CHANGED: StoreError = StoreError::Conflict("state_changed");
+
+/// Applies `effects` in order; the first failure stops (and, through the savepoint, undoes)
+/// the whole operation.
+pub(super) fn apply_effects(c: &Connection, effects: Vec<Effect>) -> Result<(), StoreError> {
+    effects.into_iter().try_for_each(|e| apply(c, e))
+}
+
+/// Runs a conditional write; no row changed means the precondition failed.
+fn changed_one(c: &Connection, sql: &str, p: impl rusqlite::Params) -> Result<(), StoreError> {
+    let n = c
+        .prepare_cached(sql)
+        .and_then(|mut s| s.execute(p))
+        .map_err(backend)?;
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(STATE_CHANGED)
+    }
+}
+
+fn apply(c: &Connection, effect: Effect) -> Result<(), StoreError> {
+    match effect {
+        Effect::InsertFactor {
+            factor,
+            max_per_user,
+        } => insert_factor_row(c, &factor, max_per_user),
+        Effect::ActivateFactor { factor_id, at } => changed_one(
+            c,
+            "UPDATE factors
+             SET status = 'active', confirmed_at = ?1, version = version + 1, failures = 0,
+                 blocked_until = NULL
+             WHERE id = ?2 AND status = 'pending'",
+            params![at, factor_id],
+        ),
+        Effect::DeleteFactor { factor_id } => {
+            if delete_factor_rows(c, &factor_id, None)? {
+                Ok(())
+            } else {
+                Err(STATE_CHANGED)
+            }
+        }
+        Effect::SetDestination {
+            factor_id,
+            destination,
+        } => {
+            changed_one(
+                c,
+                "UPDATE factors SET destination = ?1, version = version + 1 WHERE id = ?2",
+                params![destination, factor_id],
+            )?;
+            // Codes already sent to the old number must not outlive the swap.
+            c.prepare_cached("DELETE FROM otp_codes WHERE factor_id = ?1 AND used_at IS NULL")
+                .and_then(|mut s| s.execute(params![factor_id]))
+                .map(|_| ())
+                .map_err(backend)
+        }
+        Effect::InsertCode { code, limits } => {
+            super::codes::count_sends(c, &limits, code.created_at)?;
+            super::codes::insert_code(c, &code)
+        }
+        Effect::StartPhoneChange(pc) => {
+            c.prepare_cached(
+                "UPDATE phone_changes SET state = 'cancelled', updated_at = ?1
+                 WHERE factor_id = ?2 AND state IN ('awaiting_old', 'awaiting_new')",
+            )
+            .and_then(|mut s| s.execute(params![pc.created_at, pc.factor_id]))
+            .map_err(backend)?;
+            c.prepare_cached(&format!(
+                "INSERT INTO phone_changes ({PHONE_CHANGE_COLS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            ))
+            .and_then(|mut s| {
+                s.execute(params![
+                    pc.id,
+                    pc.tenant_id,
+                    pc.user_id,
+                    pc.factor_id,
+                    pc.new_phone,
+                    pc.state.as_str(),
+                    pc.created_at,
+                    pc.expires_at,
+                    pc.updated_at
+                ])
+            })
+            .map(|_| ())
+            .map_err(conflict_on_duplicate("phone_change_exists"))
+        }
+        Effect::MovePhoneChange { id, from, to, at } => changed_one(
+            c,
+            "UPDATE phone_changes SET state = ?1, updated_at = ?2
+             WHERE id = ?3 AND state = ?4 AND expires_at > ?2",
+            params![to.as_str(), at, id, from.as_str()],
+        ),
+        Effect::Enqueue(message) => insert_message(c, &message),
+        Effect::Audit(audit) => insert_audit(c, &audit),
+    }
+}

@@ -1,0 +1,257 @@
+//! Error mapping, column lists and row mappers shared by every part of the SQLite store.
+
+use rusqlite::{params, Connection, Row};
+use twofold_core::messaging::*;
+use twofold_core::model::*;
+use twofold_core::ports::*;
+
+pub(super) fn backend(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::*;
+    match e.sqlite_error_code() {
+        Some(DatabaseBusy) | Some(DatabaseLocked) => StoreError::Busy,
+        _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+pub(super) fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+    )
+}
+
+/// Maps a failed insert: a duplicate key is the conflict `what`, anything else as [`backend`].
+pub(super) fn conflict_on_duplicate(what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+    move |e| {
+        if is_unique_violation(&e) {
+            StoreError::Conflict(what)
+        } else {
+            backend(e)
+        }
+    }
+}
+
+pub(super) fn insert_audit(c: &Connection, a: &AuditRecord) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO audit_events (tenant_id, at, actor, action, user_id, factor_id, outcome,
+                                   reason, ip, request_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            a.tenant_id,
+            a.at,
+            a.actor,
+            a.action,
+            a.user_id,
+            a.factor_id,
+            a.outcome,
+            a.reason,
+            a.ip,
+            a.request_id
+        ])
+    })
+    .map(|_| ())
+    .map_err(backend)
+}
+
+pub(super) fn insert_key(c: &Connection, key: &ApiKey) -> Result<(), StoreError> {
+    c.execute(
+        &format!("INSERT INTO api_keys ({KEY_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+        params![
+            key.key_id,
+            key.tenant_id,
+            key.label,
+            key.secret_hash,
+            key.created_at,
+            key.revoked_at
+        ],
+    )
+    .map(|_| ())
+    .map_err(conflict_on_duplicate("api_key_exists"))
+}
+
+pub(super) const TENANT_COLS: &str = "id, slug, name, created_at, sender_name, sms_countries";
+
+pub(super) fn tenant_row(r: &Row) -> rusqlite::Result<Tenant> {
+    let countries: Option<String> = r.get(5)?;
+    Ok(Tenant {
+        id: r.get(0)?,
+        slug: r.get(1)?,
+        name: r.get(2)?,
+        created_at: r.get(3)?,
+        sender_name: r.get(4)?,
+        sms_countries: countries
+            .map(|json| serde_json::from_str(&json))
+            .transpose()
+            .map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, e.into())
+            })?,
+    })
+}
+
+/// `sms_countries` as stored: a JSON array, so `Some(vec![])` (no country) stays distinct from
+/// `None` (the server default).
+pub(super) fn countries_json(
+    countries: &Option<Vec<String>>,
+) -> Result<Option<String>, StoreError> {
+    countries
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+pub(super) const USER_COLS: &str =
+    "id, tenant_id, external_id, email, phone, profile, is_admin, created_at";
+
+pub(super) fn user_row(r: &Row) -> rusqlite::Result<User> {
+    Ok(User {
+        id: r.get(0)?,
+        tenant_id: r.get(1)?,
+        external_id: r.get(2)?,
+        email: r.get(3)?,
+        phone: r.get(4)?,
+        profile: r.get(5)?,
+        is_admin: r.get(6)?,
+        created_at: r.get(7)?,
+    })
+}
+
+pub(super) const KEY_COLS: &str = "key_id, tenant_id, label, secret_hash, created_at, revoked_at";
+
+pub(super) fn key_row(r: &Row) -> rusqlite::Result<ApiKey> {
+    Ok(ApiKey {
+        key_id: r.get(0)?,
+        tenant_id: r.get(1)?,
+        label: r.get(2)?,
+        secret_hash: r.get(3)?,
+        created_at: r.get(4)?,
+        revoked_at: r.get(5)?,
+    })
+}
+
+pub(super) const FACTOR_COLS: &str =
+    "id, tenant_id, user_id, kind, status, sealed_secret, algorithm, digits,
+     period, last_step, drift, version, failures, blocked_until, locked_at, created_at,
+     confirmed_at, drift_hint_step, drift_hint_dir, destination";
+
+pub(super) fn factor_row(r: &Row) -> rusqlite::Result<Factor> {
+    let status: String = r.get(4)?;
+    Ok(Factor {
+        id: r.get(0)?,
+        tenant_id: r.get(1)?,
+        user_id: r.get(2)?,
+        kind: r.get(3)?,
+        status: FactorStatus::parse(&status).unwrap_or(FactorStatus::Pending),
+        destination: r.get(19)?,
+        sealed_secret: r.get(5)?,
+        algorithm: r.get(6)?,
+        digits: r.get(7)?,
+        period: r.get(8)?,
+        last_step: r.get(9)?,
+        drift: r.get(10)?,
+        version: r.get(11)?,
+        failures: r.get(12)?,
+        blocked_until: r.get(13)?,
+        locked_at: r.get(14)?,
+        created_at: r.get(15)?,
+        confirmed_at: r.get(16)?,
+        drift_hint: match (r.get::<_, Option<i64>>(17)?, r.get::<_, Option<i32>>(18)?) {
+            (Some(step), Some(dir)) => Some((step, dir)),
+            _ => None,
+        },
+    })
+}
+
+pub(super) fn factors_of(c: &Connection, user_id: i64) -> Result<Vec<Factor>, StoreError> {
+    let mut s = c
+        .prepare_cached(&format!(
+            "SELECT {FACTOR_COLS} FROM factors WHERE user_id = ?1 ORDER BY created_at, id"
+        ))
+        .map_err(backend)?;
+    let rows = s.query_map(params![user_id], factor_row).map_err(backend)?;
+    rows.collect::<Result<_, _>>().map_err(backend)
+}
+
+/// A stored enum that this binary does not know: the database is newer or damaged.
+fn unknown(idx: usize, what: &str, value: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        idx,
+        rusqlite::types::Type::Text,
+        format!("unknown {what} {value:?}").into(),
+    )
+}
+
+pub(super) const MESSAGE_COLS: &str =
+    "id, message_id, tenant_id, user_id, channel, destination, template,
+     sealed_params, status, attempts, next_attempt_at, lease_owner, lease_until, last_error,
+     created_at, sent_at";
+
+pub(super) fn message_row(r: &Row) -> rusqlite::Result<OutboxMessage> {
+    let channel: String = r.get(4)?;
+    let template: String = r.get(6)?;
+    let status: String = r.get(8)?;
+    Ok(OutboxMessage {
+        id: r.get(0)?,
+        message_id: r.get(1)?,
+        tenant_id: r.get(2)?,
+        user_id: r.get(3)?,
+        channel: Channel::parse(&channel).ok_or_else(|| unknown(4, "channel", &channel))?,
+        destination: r.get(5)?,
+        template: TemplateKind::parse(&template)
+            .ok_or_else(|| unknown(6, "template", &template))?,
+        sealed_params: r.get(7)?,
+        status: MessageStatus::parse(&status).ok_or_else(|| unknown(8, "status", &status))?,
+        attempts: r.get(9)?,
+        next_attempt_at: r.get(10)?,
+        lease_owner: r.get(11)?,
+        lease_until: r.get(12)?,
+        last_error: r.get(13)?,
+        created_at: r.get(14)?,
+        sent_at: r.get(15)?,
+    })
+}
+
+pub(super) const PHONE_CHANGE_COLS: &str =
+    "id, tenant_id, user_id, factor_id, new_phone, state, created_at, expires_at, updated_at";
+
+pub(super) fn phone_change_row(r: &Row) -> rusqlite::Result<PhoneChange> {
+    let state: String = r.get(5)?;
+    Ok(PhoneChange {
+        id: r.get(0)?,
+        tenant_id: r.get(1)?,
+        user_id: r.get(2)?,
+        factor_id: r.get(3)?,
+        new_phone: r.get(4)?,
+        state: PhoneChangeState::parse(&state).ok_or_else(|| unknown(5, "state", &state))?,
+        created_at: r.get(6)?,
+        expires_at: r.get(7)?,
+        updated_at: r.get(8)?,
+    })
+}
+
+/// Queues one message: pending, due at once, no attempt yet.
+pub(super) fn insert_message(c: &Connection, m: &NewMessage) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO outbox (message_id, tenant_id, user_id, channel, destination, template,
+                             sealed_params, status, attempts, next_attempt_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', 0, ?8, ?8)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            m.message_id,
+            m.tenant_id,
+            m.user_id,
+            m.channel.as_str(),
+            m.destination,
+            m.template.as_str(),
+            m.sealed_params,
+            m.created_at
+        ])
+    })
+    .map(|_| ())
+    .map_err(conflict_on_duplicate("message_exists"))
+}
