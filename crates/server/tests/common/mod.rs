@@ -136,7 +136,15 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
 
 /// A second server on an existing data directory, as another node would be.
 pub async fn spawn_app_at(data: std::path::PathBuf) -> TestApp {
-    spawn(tempfile::tempdir().unwrap(), data, |_| {}).await
+    spawn_app_at_with(data, |_| {}).await
+}
+
+/// The same, with settings (e.g. the server restarted with another mail server).
+pub async fn spawn_app_at_with(
+    data: std::path::PathBuf,
+    tweak: impl FnOnce(&mut Config),
+) -> TestApp {
+    spawn(tempfile::tempdir().unwrap(), data, tweak).await
 }
 
 async fn spawn(
