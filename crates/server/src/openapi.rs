@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 
-use crate::api::{self, dto, messaging as m};
+use crate::api::{self, dto, login as l, messaging as m};
 use crate::error::{ErrorBody, ErrorDetail};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -24,6 +24,9 @@ use utoipa::{Modify, OpenApi};
         m::resend_phone_change, m::invite_user, m::get_messaging, m::put_messaging,
         m::list_tenant_outbox, m::tenant_outbox_stats, m::list_outbox, m::outbox_stats,
         m::retry_message,
+        l::get_policy, l::propose, l::confirm_proposal, l::decide, l::login_send_code,
+        l::login_verify, l::login_skip, l::introspect, l::list_sessions, l::revoke_session,
+        l::sign_out_everywhere, l::list_devices, l::revoke_device,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, dto::CreateTenant, dto::TenantDto, dto::CreatedTenant,
@@ -35,7 +38,10 @@ use utoipa::{Modify, OpenApi};
         m::ContactEnrollment, m::SendCodeBody, m::DisableBody, m::DisableResult,
         m::StartPhoneChange, m::PhoneChangeDto, m::PhoneChangeStarted, m::PhoneChangeConfirmed,
         m::InviteBody, m::MessageDto, m::MessagePage, m::OutboxStatsDto, m::MessagingSettings,
-        m::MessagingSettingsDto,
+        m::MessagingSettingsDto, l::PolicyDto, l::ProposeBody, l::ProposalDto, l::ConfirmedDto,
+        l::LoginBody, l::TokenDto, l::DecisionDto, l::PendingBody, l::LoginSendCode,
+        l::LoginVerify, l::StepDto, l::IntrospectBody, l::SessionDto, l::IntrospectDto,
+        l::SessionList, l::DeviceDto, l::DeviceList,
     )),
     modifiers(&BearerAuth)
 )]

@@ -19,6 +19,10 @@ pub const SQLITE: &[(&str, &str)] = &[
         "0002_messaging",
         include_str!("../migrations/sqlite/0002_messaging.sql"),
     ),
+    (
+        "0003_logins",
+        include_str!("../migrations/sqlite/0003_logins.sql"),
+    ),
 ];
 
 fn err(e: rusqlite::Error) -> StoreError {

@@ -10,11 +10,13 @@
 //! This file holds the writer, the connections and the [`Store`] impl, which only routes each
 //! call to the right connection; the SQL lives beside it by concern: `rows` (column lists, row
 //! mappers, shared inserts), `factors` (enrolment, TOTP attempts, failure charging), `codes`
-//! (one-time codes), `effects` (changes riding on a code or attempt) and `outbox`.
+//! (one-time codes), `effects` (changes riding on a code or attempt, or applied alone),
+//! `logins` (policies, proposals, pending logins, sessions, remembered devices) and `outbox`.
 
 mod codes;
 mod effects;
 mod factors;
+mod logins;
 mod outbox;
 mod rows;
 
@@ -26,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{oneshot, Semaphore};
+use twofold_core::login::*;
 use twofold_core::messaging::*;
 use twofold_core::model::*;
 use twofold_core::ports::*;
@@ -515,6 +518,8 @@ impl Store for SqliteStore {
                 profile: user.profile,
                 is_admin: user.is_admin,
                 created_at: user.created_at,
+                generation: 0,
+                skip_until: None,
             })
         })
         .await
@@ -747,6 +752,86 @@ impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         self.write(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(backend))
             .await
+    }
+
+    async fn apply(&self, effects: Vec<Effect>, audit: AuditRecord) -> StoreResult<()> {
+        self.write(move |c| {
+            effects::apply_effects(c, effects)?;
+            insert_audit(c, &audit)
+        })
+        .await
+    }
+
+    async fn policy(&self, tenant_id: i64) -> StoreResult<Option<StoredPolicy>> {
+        self.point_read(move |c| logins::policy(c, tenant_id)).await
+    }
+
+    async fn user_by_id(&self, user_id: i64) -> StoreResult<Option<User>> {
+        self.point_read(move |c| {
+            c.prepare_cached(&format!("SELECT {USER_COLS} FROM users WHERE id = ?1"))
+                .and_then(|mut s| s.query_row(params![user_id], user_row).optional())
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn admins_of(&self, tenant_id: i64) -> StoreResult<Vec<User>> {
+        self.read(move |c| {
+            let mut s = c
+                .prepare_cached(&format!(
+                    "SELECT {USER_COLS} FROM users WHERE tenant_id = ?1 AND is_admin <> 0
+                     ORDER BY id"
+                ))
+                .map_err(backend)?;
+            let rows = s.query_map(params![tenant_id], user_row).map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn proposal(&self, id: &str) -> StoreResult<Option<Proposal>> {
+        let id = id.to_string();
+        self.point_read(move |c| logins::proposal(c, &id)).await
+    }
+
+    async fn start_login(&self, login: PendingLogin, audit: AuditRecord) -> StoreResult<()> {
+        self.write(move |c| {
+            logins::insert_login(c, &login)?;
+            insert_audit(c, &audit)
+        })
+        .await
+    }
+
+    async fn pending_login(&self, token_hash: &[u8]) -> StoreResult<Option<PendingLogin>> {
+        let token_hash = token_hash.to_vec();
+        self.point_read(move |c| logins::pending_login(c, &token_hash))
+            .await
+    }
+
+    async fn session(&self, token_hash: &[u8]) -> StoreResult<Option<Session>> {
+        let token_hash = token_hash.to_vec();
+        self.point_read(move |c| logins::session(c, &token_hash))
+            .await
+    }
+
+    async fn sessions_of(&self, user_id: i64) -> StoreResult<Vec<Session>> {
+        // Not a point read: revoked sessions are kept, so the list has no fixed bound.
+        self.read(move |c| logins::sessions_of(c, user_id)).await
+    }
+
+    async fn touch_session(&self, id: &str, at: i64) -> StoreResult<bool> {
+        let id = id.to_string();
+        self.write(move |c| logins::touch_session(c, &id, at)).await
+    }
+
+    async fn device(&self, token_hash: &[u8]) -> StoreResult<Option<TrustedDevice>> {
+        let token_hash = token_hash.to_vec();
+        self.point_read(move |c| logins::device(c, &token_hash))
+            .await
+    }
+
+    async fn devices_of(&self, user_id: i64) -> StoreResult<Vec<TrustedDevice>> {
+        self.read(move |c| logins::devices_of(c, user_id)).await
     }
 
     async fn append_audit(&self, audit: AuditRecord) -> StoreResult<()> {

@@ -66,13 +66,13 @@ impl ContactKind {
             ContactKind::Email => "email",
         }
     }
-    fn channel(&self) -> Channel {
+    pub(crate) fn channel(&self) -> Channel {
         match self {
             ContactKind::Sms => Channel::Sms,
             ContactKind::Email => Channel::Email,
         }
     }
-    fn of(f: &Factor) -> Option<Self> {
+    pub(crate) fn of(f: &Factor) -> Option<Self> {
         match f.kind.as_str() {
             "sms" => Some(Self::Sms),
             "email" => Some(Self::Email),
@@ -302,7 +302,7 @@ impl Twofold {
     /// Sends a code: one store transaction checks cooldown and caps, supersedes older codes,
     /// stores the code's hash, queues the message and applies `effects`.
     #[allow(clippy::too_many_arguments)]
-    async fn send_code_to(
+    pub(crate) async fn send_code_to(
         &self,
         tenant: &Tenant,
         user: &User,
@@ -348,7 +348,7 @@ impl Twofold {
 
     /// Checks a code in one store transaction (INV-02); `on_success` happens only with it.
     #[allow(clippy::too_many_arguments)]
-    async fn consume(
+    pub(crate) async fn consume(
         &self,
         on: &On<'_>,
         factor: &Factor,
@@ -673,10 +673,12 @@ impl Twofold {
                 field: "code_factor_id",
                 message: "must name an active factor of this user".into(),
             })?;
+        // Removing a factor kills the user's sessions and remembered devices (INV-06).
         let mut effects = vec![
             Effect::DeleteFactor {
                 factor_id: target.id.clone(),
             },
+            Effect::BumpGeneration { user_id: user.id },
             Effect::Audit(removal),
         ];
         if let Some(n) = self.notice(
@@ -871,6 +873,7 @@ impl Twofold {
                 factor_id: factor.id.clone(),
                 destination: change.new_phone.clone(),
             });
+            effects.push(Effect::BumpGeneration { user_id: user.id });
             let mut done = self.audit(actor, meta, "factor.phone_change", Some(tenant.id));
             done.user_id = Some(user.id);
             done.factor_id = Some(factor.id.clone());

@@ -16,10 +16,15 @@ use twofold_otp::{base32, qr, uri::KeyUri, uri::OtpKind, Algorithm, OtpParams};
 use zeroize::Zeroizing;
 
 mod contact;
+mod login;
 pub mod notices;
 mod outbox;
 
 pub use contact::{ContactKind, MessagingConfig, PhoneChangeView, SendReceipt};
+pub use login::{
+    DeviceView, IssuedToken, LoginConfig, LoginOutcome, LoginRequest, ProposalView, SessionView,
+    StepOutcome,
+};
 pub use outbox::{parse_countries, MessageView, RefusalCounts};
 
 /// Who is acting. Everything an API key does is audited as done by that key.
@@ -80,6 +85,7 @@ pub struct TwofoldConfig {
     pub cache_ttl_ms: i64,
     pub cache_max_entries: usize,
     pub messaging: MessagingConfig,
+    pub login: LoginConfig,
 }
 
 impl Default for TwofoldConfig {
@@ -89,6 +95,7 @@ impl Default for TwofoldConfig {
             cache_ttl_ms: 30_000,
             cache_max_entries: 500_000,
             messaging: MessagingConfig::default(),
+            login: LoginConfig::default(),
         }
     }
 }
@@ -866,12 +873,27 @@ impl Twofold {
         } else {
             None
         };
-        // A tenant key withdraws only a pending factor, even if it was confirmed meanwhile.
-        let only_if = (!actor.is_operator()).then_some(FactorStatus::Pending);
-        let deleted = self
-            .store
-            .delete_factor(&factor.id, only_if, audit, notice)
-            .await?;
+        let deleted = if actor.is_operator() {
+            // A reset kills the user's sessions and remembered devices (INV-06).
+            let mut effects = vec![
+                Effect::DeleteFactor {
+                    factor_id: factor.id.clone(),
+                },
+                Effect::BumpGeneration { user_id: user.id },
+            ];
+            effects.extend(notice.map(Effect::Enqueue));
+            match self.store.apply(effects, audit).await {
+                Ok(()) => true,
+                Err(StoreError::Conflict("state_changed")) => false,
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            // A tenant key withdraws only a pending factor, even if it was confirmed
+            // meanwhile.
+            self.store
+                .delete_factor(&factor.id, Some(FactorStatus::Pending), audit, notice)
+                .await?
+        };
         self.queued();
         self.forget_user(tenant.id, external_id);
         if !deleted {

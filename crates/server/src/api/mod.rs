@@ -1,6 +1,7 @@
 //! The REST API under `/v1`. Handlers are thin: parse, call the core, map the result.
 
 pub mod dto;
+pub mod login;
 pub mod messaging;
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -59,6 +60,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/tenants/{tenant}/users/{user}/verify", post(verify))
         .route("/v1/tenants/{tenant}/audit", get(list_audit))
         .merge(messaging::routes())
+        .merge(login::routes())
 }
 
 pub(crate) type Created<T> = (StatusCode, axum::Json<T>);
