@@ -129,3 +129,25 @@ pub struct TrustedDevice {
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
 }
+
+/// A background job that works through a tenant's users in id order, in batches, each batch
+/// committed together with the job's new cursor, so a job resumed after a crash neither skips
+/// nor repeats a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub id: i64,
+    pub tenant_id: i64,
+    /// `invitations` (setup emails when 2FA becomes optional or required) or
+    /// `revoke_sessions` (sessions without 2FA of users newly required to use it).
+    pub kind: String,
+    /// JSON of the job's parameters (scope, deadline text, cut-off time).
+    pub payload: String,
+    /// The last user id done; 0 before the first batch.
+    pub cursor: i64,
+    /// Not before this time.
+    pub run_at: i64,
+    pub done_at: Option<i64>,
+    /// Users handled so far (messages queued or sessions revoked).
+    pub processed: i64,
+    pub created_at: i64,
+}

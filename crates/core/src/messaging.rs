@@ -408,6 +408,20 @@ pub enum Effect {
         user_id: i64,
         until: i64,
     },
+    /// Inserts a job (its `id` is assigned by the store).
+    InsertJob(crate::login::Job),
+    /// Revokes the user's sessions created before `created_before` that did not use a second
+    /// factor (not an error if there are none).
+    RevokeSessionsWithout2fa {
+        user_id: i64,
+        created_before: i64,
+        at: i64,
+    },
+    /// Sets a user's admin flag (an existing admin confirmed it, or an operator did it).
+    SetAdmin {
+        user_id: i64,
+        is_admin: bool,
+    },
 }
 
 /// Issue a one-time code: refuse if the newest code for the same (user, factor, purpose) was

@@ -278,6 +278,25 @@ pub trait Store: Send + Sync + 'static {
     /// A user's remembered devices, newest first, revoked ones included.
     async fn devices_of(&self, user_id: i64) -> StoreResult<Vec<TrustedDevice>>;
 
+    /// Unfinished jobs whose `run_at` has come, oldest first.
+    async fn due_jobs(&self, now: i64, limit: u32) -> StoreResult<Vec<Job>>;
+    /// Moves a job from `from_cursor` to `to_cursor`, adds `processed`, marks it done if
+    /// `done`, and applies `effects`, all in one transaction, only if the job is unfinished
+    /// and still at `from_cursor` (so two runners never do a batch twice). Returns false when
+    /// the job had moved on; then nothing was applied.
+    #[allow(clippy::too_many_arguments)]
+    async fn advance_job(
+        &self,
+        job_id: i64,
+        from_cursor: i64,
+        to_cursor: i64,
+        processed: i64,
+        done: bool,
+        effects: Vec<Effect>,
+        now: i64,
+    ) -> StoreResult<bool>;
+    async fn job(&self, job_id: i64) -> StoreResult<Option<Job>>;
+
     async fn append_audit(&self, audit: AuditRecord) -> StoreResult<()>;
     async fn list_audit(&self, query: AuditQuery) -> StoreResult<Vec<AuditEvent>>;
     /// Succeeds when the store can commit a write: used by readiness checks.

@@ -17,10 +17,11 @@ fn err(body: &Value) -> Option<&str> {
 /// Tenant `acme` with admin `boss` (boss@example.com) and user `alice` (confirmed TOTP).
 async fn setup(app: &TestApp) -> Enrolled {
     let e = app.enrolled("acme").await;
+    // Admins are appointed by an operator (or confirmed by an existing admin).
     let (s, body) = app
         .post(
             "/v1/tenants/acme/users",
-            &e.key,
+            &app.operator_key,
             json!({"external_id": "boss", "email": "boss@example.com", "is_admin": true}),
         )
         .await;
@@ -232,7 +233,7 @@ async fn policy_changes_need_the_code_emailed_to_the_proposing_admin() {
     let (_, r) = confirm(c, c_code).await;
     assert_eq!(r["confirmed"], false);
     let actions: Vec<String> = app
-        .audit(&e, "action=policy.confirm&limit=10")
+        .audit(&e, "action=proposal.confirm&limit=10")
         .await
         .iter()
         .map(|ev| format!("{}:{}", ev["outcome"], ev["reason"]))
@@ -557,4 +558,171 @@ async fn sms_codes_at_login_are_bound_to_that_login() {
     assert_eq!(r["verified"], true, "{r}");
     let s = introspect(&app, &e, &r["session"]["token"]).await;
     assert_eq!(s["session"]["amr"], json!(["pwd", "sms"]));
+}
+
+#[tokio::test]
+async fn admins_are_appointed_by_operators_or_confirmed_by_an_admin() {
+    let app = spawn_app().await;
+    let e = setup(&app).await;
+    // The tenant key alone cannot make an admin.
+    let (s, _) = app
+        .post(
+            "/v1/tenants/acme/users",
+            &e.key,
+            json!({"external_id": "mallory", "email": "m@evil.test", "is_admin": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    app.post(
+        "/v1/tenants/acme/users",
+        &e.key,
+        json!({"external_id": "bob", "email": "bob@example.com"}),
+    )
+    .await;
+    // bob cannot propose (not an admin); boss can, and confirms with his code.
+    let (s, _) = app
+        .post(
+            "/v1/tenants/acme/users/alice/admin-proposals",
+            &e.key,
+            json!({"admin": "bob"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, p) = app
+        .post(
+            "/v1/tenants/acme/users/bob/admin-proposals",
+            &e.key,
+            json!({"admin": "boss"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    let code = app.next_code("boss@example.com").await;
+    let url = format!(
+        "/v1/tenants/acme/policy/proposals/{}/confirm",
+        p["id"].as_str().unwrap()
+    );
+    let (_, r) = app
+        .post(&url, &e.key, json!({"code": a_wrong(&code)}))
+        .await;
+    assert_eq!(r["confirmed"], false);
+    let (_, u) = app.get("/v1/tenants/acme/users/bob", &e.key).await;
+    assert_eq!(u["is_admin"], false);
+    let (_, r) = app.post(&url, &e.key, json!({"code": code})).await;
+    assert_eq!(r["confirmed"], true, "{r}");
+    let (_, u) = app.get("/v1/tenants/acme/users/bob", &e.key).await;
+    assert_eq!(u["is_admin"], true);
+    let notice = app.next_notice("boss@example.com").await;
+    assert!(
+        notice.text.contains("bob was made an administrator"),
+        "{}",
+        notice.text
+    );
+    let (s, r) = app
+        .post(
+            "/v1/tenants/acme/users/bob/admin-proposals",
+            &e.key,
+            json!({"admin": "boss"}),
+        )
+        .await;
+    assert_eq!((s, err(&r)), (StatusCode::CONFLICT, Some("already_admin")));
+}
+
+fn a_wrong(code: &str) -> String {
+    format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000)
+}
+
+#[tokio::test]
+async fn the_last_factor_stays_while_2fa_is_required() {
+    let app = spawn_app().await;
+    let e = setup(&app).await;
+    set_policy(&app, &e, required(json!({}))).await;
+    let code = app.code_at_offset(&e.secret, &e.params, 0);
+    let (s, r) = app
+        .post(
+            &format!(
+                "/v1/tenants/acme/users/alice/factors/{}/disable",
+                e.factor_id
+            ),
+            &e.key,
+            json!({"code": code}),
+        )
+        .await;
+    assert_eq!(
+        (s, err(&r)),
+        (StatusCode::CONFLICT, Some("last_factor")),
+        "{r}"
+    );
+    let (_, f) = app
+        .get("/v1/tenants/acme/users/alice/factors", &e.key)
+        .await;
+    assert_eq!(f["factors"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn requiring_2fa_invites_everyone_in_scope_and_later_revokes_sessions_without_it() {
+    // A day of idle time, so only the revocation can end the sessions here.
+    let app = spawn_app_with(|c| c.sessions.idle_minutes = 24 * 60).await;
+    let e = setup(&app).await;
+    for i in 0..12 {
+        let profile = if i % 3 == 0 { "admin" } else { "staff" };
+        app.post(
+            "/v1/tenants/acme/users",
+            &e.key,
+            json!({"external_id": format!("u{i}"), "email": format!("u{i}@example.com"), "profile": profile}),
+        )
+        .await;
+    }
+    // Sessions from before: u0 (an admin profile) without 2FA; alice with 2FA.
+    let before = login(&app, &e, "u0", json!({})).await;
+    assert_eq!(before["decision"], "allow");
+    let staff = login(&app, &e, "u1", json!({})).await;
+    // 2FA becomes required for the admin profile, sessions revoked 2 hours later.
+    set_policy(
+        &app,
+        &e,
+        required(json!({
+            "enforcement": {"mode": "required_for_profiles", "profiles": ["admin"]},
+            "revoke_sessions_after_hours": 2
+        })),
+    )
+    .await;
+    // Invitations to the four admin-profile users (u0, u3, u6, u9), nobody else.
+    let mut invited = Vec::new();
+    for i in [0, 3, 6, 9] {
+        let m = app.next_message(&format!("u{i}@example.com")).await;
+        assert!(m.text.contains("two-step verification"), "{}", m.text);
+        invited.push(i);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let others = dev_messages(&app.outbox_dir())
+        .into_iter()
+        .filter(|m| m.to.starts_with('u') && m.to.contains("@example.com"))
+        .count();
+    assert_eq!(others, 4, "only users newly in scope are invited");
+
+    // Before the hour: still active. After it: u0's session without 2FA is revoked; u1 (not
+    // required) keeps theirs.
+    app.clock.advance_ms(2 * 3_600_000 - 1_000);
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert_eq!(
+        introspect(&app, &e, &before["session"]["token"]).await["active"],
+        true
+    );
+    app.clock.advance_ms(2_000);
+    let mut revoked = false;
+    for _ in 0..100 {
+        // Introspection touches the session, so the idle timer is not what ends it.
+        if introspect(&app, &e, &before["session"]["token"]).await["active"] == false {
+            revoked = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(revoked, "the session without 2FA was revoked on time");
+    assert_eq!(
+        introspect(&app, &e, &staff["session"]["token"]).await["active"],
+        true
+    );
+    let revocations = app.audit(&e, "action=sessions.revoke_2fa_required").await;
+    assert_eq!(revocations.len(), 1, "{revocations:?}");
 }

@@ -7,8 +7,10 @@ use twofold_core::model::*;
 use twofold_core::ports::*;
 use twofold_core::throttle::{BACKOFF_AFTER, LOCK_AFTER, MAX_BACKOFF_MS};
 
+mod jobs;
 mod logins;
 mod messaging;
+pub use jobs::*;
 pub use logins::*;
 pub use messaging::*;
 
@@ -645,7 +647,12 @@ macro_rules! conformance_tests {
             sessions_round_trip_and_revoke_once,
             devices_round_trip_and_revoke_once,
             touch_moves_last_seen_forward_only,
-            a_failed_apply_changes_nothing
+            a_failed_apply_changes_nothing,
+            jobs_are_due_from_run_at_until_done,
+            a_job_advances_once_per_cursor,
+            parallel_advances_from_one_cursor_succeed_once,
+            revoking_sessions_without_2fa_spares_the_rest,
+            the_admin_flag_round_trips
         );
     };
     (@each $make:expr; $($name:ident),*) => {

@@ -23,6 +23,10 @@ pub const SQLITE: &[(&str, &str)] = &[
         "0003_logins",
         include_str!("../migrations/sqlite/0003_logins.sql"),
     ),
+    (
+        "0004_jobs",
+        include_str!("../migrations/sqlite/0004_jobs.sql"),
+    ),
 ];
 
 fn err(e: rusqlite::Error) -> StoreError {

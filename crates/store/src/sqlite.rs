@@ -11,11 +11,13 @@
 //! call to the right connection; the SQL lives beside it by concern: `rows` (column lists, row
 //! mappers, shared inserts), `factors` (enrolment, TOTP attempts, failure charging), `codes`
 //! (one-time codes), `effects` (changes riding on a code or attempt, or applied alone),
-//! `logins` (policies, proposals, pending logins, sessions, remembered devices) and `outbox`.
+//! `logins` (policies, proposals, pending logins, sessions, remembered devices), `jobs`
+//! (background jobs over a tenant's users) and `outbox`.
 
 mod codes;
 mod effects;
 mod factors;
+mod jobs;
 mod logins;
 mod outbox;
 mod rows;
@@ -46,13 +48,14 @@ trait WriteJob: Send {
     fn finish(self: Box<Self>, commit: Result<(), StoreError>);
 }
 
-struct Job<F, R> {
+/// A queued write: the closure, its result once run, and where to send that after COMMIT.
+struct QueuedWrite<F, R> {
     f: Option<F>,
     result: Option<Result<R, StoreError>>,
     reply: oneshot::Sender<Result<R, StoreError>>,
 }
 
-impl<F, R> WriteJob for Job<F, R>
+impl<F, R> WriteJob for QueuedWrite<F, R>
 where
     F: FnOnce(&Connection) -> Result<R, StoreError> + Send,
     R: Send,
@@ -287,7 +290,7 @@ impl SqliteStore {
         R: Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
-        let job: Box<dyn WriteJob> = Box::new(Job {
+        let job: Box<dyn WriteJob> = Box::new(QueuedWrite {
             f: Some(f),
             result: None,
             reply,
@@ -832,6 +835,35 @@ impl Store for SqliteStore {
 
     async fn devices_of(&self, user_id: i64) -> StoreResult<Vec<TrustedDevice>> {
         self.read(move |c| logins::devices_of(c, user_id)).await
+    }
+
+    async fn due_jobs(&self, now: i64, limit: u32) -> StoreResult<Vec<Job>> {
+        self.read(move |c| jobs::due(c, now, limit)).await
+    }
+
+    async fn advance_job(
+        &self,
+        job_id: i64,
+        from_cursor: i64,
+        to_cursor: i64,
+        processed: i64,
+        done: bool,
+        effects: Vec<Effect>,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let step = jobs::Advance {
+            job_id,
+            from_cursor,
+            to_cursor,
+            processed,
+            done,
+            now,
+        };
+        self.write(move |c| jobs::advance(c, &step, effects)).await
+    }
+
+    async fn job(&self, job_id: i64) -> StoreResult<Option<Job>> {
+        self.point_read(move |c| jobs::job(c, job_id)).await
     }
 
     async fn append_audit(&self, audit: AuditRecord) -> StoreResult<()> {

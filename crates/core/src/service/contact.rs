@@ -659,6 +659,25 @@ impl Twofold {
             message: "removing an active factor needs a fresh code from it or another active one"
                 .into(),
         })?;
+        // While 2FA is required for the user, their last usable factor stays.
+        let (policy, _) = self.policy_of(&tenant).await?;
+        let usable_left = factors
+            .iter()
+            .filter(|f| f.id != target.id && f.status == FactorStatus::Active)
+            .filter(|f| {
+                crate::policy::Method::parse(&f.kind).is_some_and(|m| policy.methods.contains(&m))
+            })
+            .count();
+        if usable_left == 0
+            && policy.enforcement != crate::policy::Enforcement::Off
+            && policy.required_for(user.profile.as_deref())
+        {
+            return Err(CoreError::conflict(
+                "last_factor",
+                "two-step verification is required for this user: enrol another method before \
+                 removing this one",
+            ));
+        }
         let prover_id = match code_factor_id {
             Some(id) => FactorId::parse(id).map_err(|_| CoreError::Invalid {
                 field: "code_factor_id",

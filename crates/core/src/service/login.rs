@@ -111,6 +111,34 @@ pub struct ProposalView {
     pub warnings: Vec<String>,
 }
 
+impl ProposalView {
+    fn of(p: &Proposal, warnings: Vec<String>) -> Self {
+        Self {
+            id: p.id.clone(),
+            state: p.state,
+            expires_at: p.expires_at,
+            warnings,
+        }
+    }
+}
+
+/// What a proposal does once confirmed; stored as its JSON payload, which the code is bound to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ProposalAction {
+    Policy { policy: Policy },
+    MakeAdmin { user_id: i64, external_id: String },
+}
+
+impl ProposalAction {
+    fn kind(&self) -> &'static str {
+        match self {
+            ProposalAction::Policy { .. } => "policy",
+            ProposalAction::MakeAdmin { .. } => "make_admin",
+        }
+    }
+}
+
 const PENDING_PREFIX: &str = "tfl";
 const SESSION_PREFIX: &str = "tfs";
 const DEVICE_PREFIX: &str = "tfd";
@@ -165,7 +193,7 @@ impl Twofold {
 
     fn proposal_hash(&self, tenant_id: i64, base_version: i64, json: &str) -> Vec<u8> {
         self.action_hash(&[
-            "policy",
+            "proposal",
             &tenant_id.to_string(),
             &base_version.to_string(),
             json,
@@ -196,38 +224,41 @@ impl Twofold {
         Ok(effects)
     }
 
-    /// Proposes new settings on behalf of an admin: a code is emailed to that admin, and only
-    /// that code (within [`LoginConfig::proposal_ttl_ms`]) makes the change. The API key alone
-    /// can propose, never complete.
-    pub async fn propose_policy(
+    /// The proposing admin: an admin of this tenant with an email address for the code.
+    async fn proposing_admin(
+        &self,
+        tenant: &Tenant,
+        admin: &str,
+    ) -> Result<(User, String), CoreError> {
+        let bad = || CoreError::Invalid {
+            field: "admin",
+            message: "must name an admin of this tenant with an email address".into(),
+        };
+        let admin = self.user_in(tenant, admin).await.map_err(|_| bad())?;
+        match (&admin.email, admin.is_admin) {
+            (Some(e), true) => {
+                let email = e.clone();
+                Ok((admin, email))
+            }
+            _ => Err(bad()),
+        }
+    }
+
+    /// Records a proposal and emails its code to the proposing admin; only that code (within
+    /// [`LoginConfig::proposal_ttl_ms`]) carries it out. The API key alone can propose, never
+    /// complete.
+    async fn propose(
         &self,
         actor: &Actor,
         meta: &RequestMeta,
-        slug: &str,
+        tenant: &Tenant,
         admin: &str,
-        proposed: Policy,
-    ) -> Result<(ProposalView, SendReceipt), CoreError> {
-        let tenant = self.tenant_for(actor, slug).await?;
-        let (proposed, warnings) = proposed.validate()?;
-        let admin = self
-            .user_in(&tenant, admin)
-            .await
-            .map_err(|_| CoreError::Invalid {
-                field: "admin",
-                message: "must name an admin of this tenant".into(),
-            })?;
-        let email = match (&admin.email, admin.is_admin) {
-            (Some(e), true) => e.clone(),
-            _ => {
-                return Err(CoreError::Invalid {
-                    field: "admin",
-                    message: "must name an admin of this tenant with an email address".into(),
-                })
-            }
-        };
-        let (_, base_version) = self.policy_of(&tenant).await?;
-        let json = serde_json::to_string(&proposed)
-            .map_err(|e| CoreError::Internal(format!("policy json: {e}")))?;
+        action: ProposalAction,
+        base_version: i64,
+    ) -> Result<(Proposal, SendReceipt), CoreError> {
+        let (admin, email) = self.proposing_admin(tenant, admin).await?;
+        let json = serde_json::to_string(&action)
+            .map_err(|e| CoreError::Internal(format!("proposal json: {e}")))?;
         let now = self.now();
         let proposal = Proposal {
             id: new_id("prp"),
@@ -240,12 +271,12 @@ impl Twofold {
             created_at: now,
             expires_at: now + self.config.login.proposal_ttl_ms,
         };
-        let mut audit = self.audit(actor, meta, "policy.propose", Some(tenant.id));
+        let mut audit = self.audit(actor, meta, "proposal.create", Some(tenant.id));
         audit.user_id = Some(admin.id);
-        audit.reason = Some(proposal.id.clone());
+        audit.reason = Some(format!("{}:{}", action.kind(), proposal.id));
         let receipt = self
             .send_code_to(
-                &tenant,
+                tenant,
                 &admin,
                 &proposal.id,
                 Channel::Email,
@@ -256,19 +287,106 @@ impl Twofold {
                 audit,
             )
             .await?;
-        Ok((
-            ProposalView {
-                id: proposal.id,
-                state: ProposalState::Pending,
-                expires_at: proposal.expires_at,
-                warnings,
-            },
-            receipt,
-        ))
+        Ok((proposal, receipt))
     }
 
-    /// Confirms a proposal with the code emailed to its admin. Applies the policy only over
-    /// the version it was proposed against; every admin is told.
+    /// Proposes new 2FA settings on behalf of an admin (see [`Self::propose`]).
+    pub async fn propose_policy(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        admin: &str,
+        proposed: Policy,
+    ) -> Result<(ProposalView, SendReceipt), CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
+        let (proposed, warnings) = proposed.validate()?;
+        let (_, base_version) = self.policy_of(&tenant).await?;
+        let (p, receipt) = self
+            .propose(
+                actor,
+                meta,
+                &tenant,
+                admin,
+                ProposalAction::Policy { policy: proposed },
+                base_version,
+            )
+            .await?;
+        Ok((ProposalView::of(&p, warnings), receipt))
+    }
+
+    /// Proposes making a user an admin, to be confirmed by the proposing (existing) admin.
+    /// Operators appoint admins directly (`user create --admin`).
+    pub async fn propose_admin(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        admin: &str,
+        user: &str,
+    ) -> Result<(ProposalView, SendReceipt), CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
+        let target = self.user_in(&tenant, user).await?;
+        if target.is_admin {
+            return Err(CoreError::conflict(
+                "already_admin",
+                "the user is an admin already",
+            ));
+        }
+        let action = ProposalAction::MakeAdmin {
+            user_id: target.id,
+            external_id: target.external_id.clone(),
+        };
+        let (p, receipt) = self.propose(actor, meta, &tenant, admin, action, 0).await?;
+        Ok((ProposalView::of(&p, Vec::new()), receipt))
+    }
+
+    /// What a confirmed proposal changes, in the same transaction as its code is consumed.
+    async fn proposal_effects(
+        &self,
+        tenant: &Tenant,
+        proposal: &Proposal,
+        now: i64,
+    ) -> Result<(Vec<Effect>, String), CoreError> {
+        let action: ProposalAction = serde_json::from_str(&proposal.payload)
+            .map_err(|e| CoreError::Internal(format!("proposal {}: {e}", proposal.id)))?;
+        Ok(match action {
+            ProposalAction::Policy { policy } => {
+                let (old, _) = self.policy_of(tenant).await?;
+                let json = serde_json::to_string(&policy)
+                    .map_err(|e| CoreError::Internal(format!("policy json: {e}")))?;
+                let mut effects = vec![Effect::SetPolicy {
+                    tenant_id: tenant.id,
+                    json,
+                    expected_version: proposal.base_version,
+                    at: now,
+                }];
+                effects.extend(super::jobs::rollout_jobs(
+                    tenant.id,
+                    &tenant.slug,
+                    &old,
+                    &policy,
+                    now,
+                )?);
+                (
+                    effects,
+                    "the organisation's two-step verification settings were changed".into(),
+                )
+            }
+            ProposalAction::MakeAdmin {
+                user_id,
+                external_id,
+            } => (
+                vec![Effect::SetAdmin {
+                    user_id,
+                    is_admin: true,
+                }],
+                format!("{external_id} was made an administrator of the organisation"),
+            ),
+        })
+    }
+
+    /// Confirms a proposal with the code emailed to its admin; every admin is told.
     pub async fn confirm_proposal(
         &self,
         actor: &Actor,
@@ -295,36 +413,27 @@ impl Twofold {
             .await?
             .ok_or(CoreError::NotFound("user"))?;
         let now = self.now();
-        let mut change = self.audit(actor, meta, "policy.change", Some(tenant.id));
+        let (changes, change_text) = self.proposal_effects(&tenant, &proposal, now).await?;
+        let mut change = self.audit(actor, meta, "proposal.apply", Some(tenant.id));
         change.user_id = Some(admin.id);
         change.reason = Some(proposal.id.clone());
-        let mut effects = vec![
-            Effect::SetProposalState {
-                id: proposal.id.clone(),
-                from: ProposalState::Pending,
-                to: ProposalState::Confirmed,
-                at: now,
-            },
-            Effect::SetPolicy {
-                tenant_id: tenant.id,
-                json: proposal.payload.clone(),
-                expected_version: proposal.base_version,
-                at: now,
-            },
-            Effect::Audit(change),
-        ];
+        let mut effects = vec![Effect::SetProposalState {
+            id: proposal.id.clone(),
+            from: ProposalState::Pending,
+            to: ProposalState::Confirmed,
+            at: now,
+        }];
+        effects.extend(changes);
+        effects.push(Effect::Audit(change));
         let admins = self.store.admins_of(tenant.id).await?;
         effects.extend(self.admin_notices(
             &tenant,
             &admins,
             actor,
             meta,
-            &format!(
-                "the organisation's two-step verification settings were changed (confirmed by {})",
-                admin.external_id
-            ),
+            &format!("{change_text} (confirmed by {})", admin.external_id),
         )?);
-        let mut audit = self.audit(actor, meta, "policy.confirm", Some(tenant.id));
+        let mut audit = self.audit(actor, meta, "proposal.confirm", Some(tenant.id));
         audit.at = now;
         let on = On {
             actor,
@@ -355,6 +464,9 @@ impl Twofold {
                 ),
                 e => e,
             })?;
+        if verdict.is_accepted() {
+            self.jobs_queued();
+        }
         Ok(verdict)
     }
 

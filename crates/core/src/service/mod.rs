@@ -16,11 +16,13 @@ use twofold_otp::{base32, qr, uri::KeyUri, uri::OtpKind, Algorithm, OtpParams};
 use zeroize::Zeroizing;
 
 mod contact;
+mod jobs;
 mod login;
 pub mod notices;
 mod outbox;
 
 pub use contact::{ContactKind, MessagingConfig, PhoneChangeView, SendReceipt};
+pub use jobs::JOB_BATCH;
 pub use login::{
     DeviceView, IssuedToken, LoginConfig, LoginOutcome, LoginRequest, ProposalView, SessionView,
     StepOutcome,
@@ -296,6 +298,8 @@ pub struct Twofold {
     epoch: AtomicU64,
     /// Called after something was queued in the outbox, to wake the delivery worker.
     on_queued: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// Called after a rollout job was created, to wake the job runner.
+    on_jobs: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
     refusals: RefusalCounts,
 }
 
@@ -354,6 +358,7 @@ impl Twofold {
             api_keys: TtlCache::new(ttl.min(10_000), 100_000),
             epoch: AtomicU64::new(0),
             on_queued: std::sync::OnceLock::new(),
+            on_jobs: std::sync::OnceLock::new(),
             refusals: RefusalCounts::default(),
             config,
         }
@@ -606,6 +611,14 @@ impl Twofold {
         input: NewUserInput,
     ) -> Result<User, CoreError> {
         let tenant = self.tenant_for(actor, slug).await?;
+        // An admin confirms the organisation's 2FA changes: the integrator's key alone must
+        // not be able to create one (and with it, a mailbox that receives those codes).
+        if input.is_admin && !actor.is_operator() {
+            return Err(CoreError::Forbidden(
+                "admins are appointed by an operator, or confirmed by an existing admin: \
+                 POST /v1/tenants/{tenant}/users/{user}/admin-proposals",
+            ));
+        }
         let external_id = ExternalId::parse(&input.external_id)?;
         let email = input
             .email

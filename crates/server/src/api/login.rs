@@ -25,6 +25,10 @@ pub fn routes() -> Router<AppState> {
             "/v1/tenants/{tenant}/policy/proposals/{proposal}/confirm",
             post(confirm_proposal),
         )
+        .route(
+            "/v1/tenants/{tenant}/users/{user}/admin-proposals",
+            post(propose_admin),
+        )
         .route("/v1/tenants/{tenant}/logins", post(decide))
         .route(
             "/v1/tenants/{tenant}/logins/send-code",
@@ -85,6 +89,13 @@ pub struct ProposalDto {
     /// E.g. that SMS- or email-only is the weakest setting.
     pub warnings: Vec<String>,
     pub code_sent: SendReceiptDto,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProposeAdminBody {
+    /// External id of the existing admin who confirms; the code goes to their email.
+    pub admin: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -310,13 +321,42 @@ pub async fn propose(
         .core
         .propose_policy(&actor, &meta, &tenant, &body.admin, policy)
         .await?;
-    Ok(created(ProposalDto {
-        id: proposal.id,
-        state: proposal.state.as_str().into(),
-        expires_at: proposal.expires_at,
-        warnings: proposal.warnings,
-        code_sent: receipt.into(),
-    }))
+    Ok(created(ProposalDto::new(proposal, receipt)))
+}
+
+impl ProposalDto {
+    fn new(p: twofold_core::service::ProposalView, r: twofold_core::service::SendReceipt) -> Self {
+        Self {
+            id: p.id,
+            state: p.state.as_str().into(),
+            expires_at: p.expires_at,
+            warnings: p.warnings,
+            code_sent: r.into(),
+        }
+    }
+}
+
+/// Propose making a user an admin; an existing admin confirms with the code emailed to them
+/// (confirm at `…/policy/proposals/{id}/confirm`).
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/users/{user}/admin-proposals", tag = "policy",
+    params(("tenant" = String, Path), ("user" = String, Path)),
+    request_body = ProposeAdminBody,
+    responses((status = 201, body = ProposalDto), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 429, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn propose_admin(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Meta(meta): Meta,
+    Path((tenant, user)): Path<(String, String)>,
+    Json(body): Json<ProposeAdminBody>,
+) -> ApiResult<Created<ProposalDto>> {
+    let (proposal, receipt) = s
+        .core
+        .propose_admin(&actor, &meta, &tenant, &body.admin, &user)
+        .await?;
+    Ok(created(ProposalDto::new(proposal, receipt)))
 }
 
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/policy/proposals/{proposal}/confirm",

@@ -10,11 +10,11 @@ use super::*;
 use twofold_core::login::*;
 use twofold_core::messaging::*;
 
-const STATE_CHANGED: StoreError = StoreError::Conflict("state_changed");
+pub(super) const STATE_CHANGED: StoreError = StoreError::Conflict("state_changed");
 const LOGIN_TTL: i64 = 10 * 60 * 1000;
 const SESSION_TTL: i64 = 12 * 60 * 60 * 1000;
 
-async fn admin(s: &DynStore, t: &Tenant, ext: &str) -> User {
+pub(super) async fn admin(s: &DynStore, t: &Tenant, ext: &str) -> User {
     s.create_user(
         NewUser {
             tenant_id: t.id,
@@ -32,11 +32,16 @@ async fn admin(s: &DynStore, t: &Tenant, ext: &str) -> User {
 }
 
 /// Applies `effects` with an audit row of action `login.test` at `at`.
-async fn apply(s: &DynStore, t: &Tenant, effects: Vec<Effect>, at: i64) -> StoreResult<()> {
+pub(super) async fn apply(
+    s: &DynStore,
+    t: &Tenant,
+    effects: Vec<Effect>,
+    at: i64,
+) -> StoreResult<()> {
     s.apply(effects, audit("login.test", Some(t.id), at)).await
 }
 
-async fn applied(s: &DynStore, t: &Tenant, effects: Vec<Effect>, at: i64) {
+pub(super) async fn applied(s: &DynStore, t: &Tenant, effects: Vec<Effect>, at: i64) {
     apply(s, t, effects, at).await.unwrap();
 }
 
@@ -107,7 +112,7 @@ async fn start(s: &DynStore, t: &Tenant, login: PendingLogin) {
         .unwrap();
 }
 
-fn session(t: &Tenant, u: &User, n: u32, at: i64) -> Session {
+pub(super) fn session(t: &Tenant, u: &User, n: u32, at: i64) -> Session {
     Session {
         id: format!("ses_{n}"),
         token_hash: token("ses", n),
@@ -165,7 +170,7 @@ fn revoke_device(id: &str, u: &User, at: i64) -> Effect {
     }
 }
 
-async fn the_user(s: &DynStore, u: &User) -> User {
+pub(super) async fn the_user(s: &DynStore, u: &User) -> User {
     s.user(u.tenant_id, &u.external_id).await.unwrap().unwrap()
 }
 

@@ -4,6 +4,7 @@
 //! message is queued).
 
 use super::factors::{delete_factor_rows, insert_factor_row};
+use super::jobs::insert_job;
 use super::logins::{insert_device, insert_proposal, insert_session};
 use super::rows::*;
 use rusqlite::{params, Connection};
@@ -184,6 +185,29 @@ fn apply(c: &Connection, effect: Effect) -> Result<(), StoreError> {
             c,
             "UPDATE users SET skip_until = ?1 WHERE id = ?2",
             params![until, user_id],
+        ),
+        // The id is the database's to assign, like any other row id.
+        Effect::InsertJob(job) => insert_job(c, &job),
+        // A batch step of the `revoke_sessions` job: the user may have no such session (or
+        // none left), which is not a failed precondition.
+        Effect::RevokeSessionsWithout2fa {
+            user_id,
+            created_before,
+            at,
+        } => c
+            .prepare_cached(
+                "UPDATE sessions SET revoked_at = ?1, revoke_reason = '2fa_required'
+                 WHERE user_id = ?2 AND second_factor = 0 AND revoked_at IS NULL
+                   AND created_at < ?3",
+            )
+            .and_then(|mut s| s.execute(params![at, user_id, created_before]))
+            .map(|_| ())
+            .map_err(backend),
+        // Setting the flag it already has still matches the row, so only a missing user fails.
+        Effect::SetAdmin { user_id, is_admin } => changed_one(
+            c,
+            "UPDATE users SET is_admin = ?1 WHERE id = ?2",
+            params![is_admin, user_id],
         ),
     }
 }
