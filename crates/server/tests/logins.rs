@@ -726,3 +726,88 @@ async fn requiring_2fa_invites_everyone_in_scope_and_later_revokes_sessions_with
     let revocations = app.audit(&e, "action=sessions.revoke_2fa_required").await;
     assert_eq!(revocations.len(), 1, "{revocations:?}");
 }
+
+#[tokio::test]
+async fn enrolling_at_login_completes_it_and_is_only_for_users_without_a_factor() {
+    let app = spawn_app().await;
+    let e = setup(&app).await;
+    set_policy(&app, &e, required(json!({}))).await;
+    app.user("acme", &e.key, "bob").await;
+    let d = login(&app, &e, "bob", json!({})).await;
+    assert_eq!(d["decision"], "enroll_required");
+    let pending = d["pending"]["token"].clone();
+    let (s, enrol) = app
+        .post(
+            "/v1/tenants/acme/logins/enroll/totp",
+            &e.key,
+            json!({"pending_token": pending}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{enrol}");
+    let uri = twofold_otp::uri::KeyUri::parse(enrol["otpauth_uri"].as_str().unwrap()).unwrap();
+    let code = app.code_at_offset(&uri.secret, &uri.params(), 0);
+    let confirm = |code: String| {
+        let app = &app;
+        let key = e.key.clone();
+        let body = json!({"pending_token": pending, "factor_id": enrol["factor_id"], "code": code});
+        async move {
+            app.post("/v1/tenants/acme/logins/enroll/confirm", &key, body)
+                .await
+        }
+    };
+    let (_, r) = confirm("000000".into()).await;
+    assert_eq!(
+        (r["verified"].as_bool(), r.get("session").is_none()),
+        (Some(false), true)
+    );
+    let (_, r) = confirm(code).await;
+    assert_eq!(r["verified"], true, "{r}");
+    let s = introspect(&app, &e, &r["session"]["token"]).await;
+    assert_eq!(s["session"]["amr"], json!(["pwd", "otp"]));
+    // The login is done; the pending token cannot add another factor.
+    let (s, r) = app
+        .post(
+            "/v1/tenants/acme/logins/enroll/totp",
+            &e.key,
+            json!({"pending_token": pending}),
+        )
+        .await;
+    assert_eq!(
+        (s, err(&r)),
+        (StatusCode::CONFLICT, Some("invalid_login_token"))
+    );
+    // A user with an active factor is challenged, and cannot enrol from a login.
+    let d = login(&app, &e, "alice", json!({})).await;
+    let (s, r) = app
+        .post(
+            "/v1/tenants/acme/logins/enroll/sms",
+            &e.key,
+            json!({"pending_token": d["pending"]["token"], "destination": "+447700900123"}),
+        )
+        .await;
+    assert_eq!(
+        (s, err(&r)),
+        (StatusCode::CONFLICT, Some("not_an_enrolment"))
+    );
+    // Enrolment by email at login works the same way.
+    app.post(
+        "/v1/tenants/acme/users",
+        &e.key,
+        json!({"external_id": "carol", "email": "carol@example.com"}),
+    )
+    .await;
+    let d = login(&app, &e, "carol", json!({})).await;
+    let (s, r) = app
+        .post(
+            "/v1/tenants/acme/logins/enroll/email",
+            &e.key,
+            json!({"pending_token": d["pending"]["token"], "destination": "carol@example.com"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    let code = app.next_code("carol@example.com").await;
+    let (_, r) = app
+        .post("/v1/tenants/acme/logins/enroll/confirm", &e.key, json!({"pending_token": d["pending"]["token"], "factor_id": r["factor"]["id"], "code": code}))
+        .await;
+    assert_eq!(r["verified"], true, "{r}");
+}

@@ -527,7 +527,9 @@ impl Twofold {
         .await
     }
 
-    /// Confirms a pending SMS or email factor with its enrolment code.
+    /// Confirms a pending SMS or email factor with its enrolment code; `extra` effects ride
+    /// along with the activation.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn confirm_contact(
         &self,
         actor: &Actor,
@@ -536,6 +538,7 @@ impl Twofold {
         user: &User,
         factor: &Factor,
         code: &OtpCode,
+        extra: Vec<Effect>,
     ) -> Result<Verdict, CoreError> {
         let on = On {
             actor,
@@ -570,6 +573,7 @@ impl Twofold {
         )? {
             effects.push(Effect::Enqueue(n));
         }
+        effects.extend(extra);
         self.consume(&on, factor, CodePurpose::Enrol, None, code, effects, audit)
             .await
     }

@@ -859,6 +859,125 @@ impl Twofold {
         })
     }
 
+    /// The pending login of an enrolment at login, for a user who has no active factor yet
+    /// (only then may a factor be added from a pending login: a stolen password must not be
+    /// able to add a second factor next to the user's own).
+    async fn enrolling_login(
+        &self,
+        tenant: &Tenant,
+        pending_token: &str,
+    ) -> Result<(PendingLogin, User), CoreError> {
+        let (login, user) = self.pending_login_for(tenant, pending_token).await?;
+        if !matches!(
+            login.decision.as_str(),
+            "enroll_required" | "enroll_offered"
+        ) {
+            return Err(CoreError::conflict(
+                "not_an_enrolment",
+                "this login is not waiting for an enrolment",
+            ));
+        }
+        let has_active = self
+            .store
+            .factors_of(user.id)
+            .await?
+            .iter()
+            .any(|f| f.status == FactorStatus::Active);
+        if has_active {
+            return Err(CoreError::conflict(
+                "already_enrolled",
+                "the user has an active factor: sign in with it instead",
+            ));
+        }
+        Ok((login, user))
+    }
+
+    /// Enrols an authenticator app from a pending login (enrol-at-login).
+    pub async fn login_enroll_totp(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        pending_token: &str,
+        opts: EnrollOptions,
+    ) -> Result<Enrollment, CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
+        let (_, user) = self.enrolling_login(&tenant, pending_token).await?;
+        self.enroll_totp(actor, meta, slug, &user.external_id, opts)
+            .await
+    }
+
+    /// Enrols a phone or email address from a pending login; a code is sent to it.
+    pub async fn login_enroll_contact(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        pending_token: &str,
+        kind: ContactKind,
+        destination: &str,
+    ) -> Result<(FactorView, SendReceipt), CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
+        let (_, user) = self.enrolling_login(&tenant, pending_token).await?;
+        self.enroll_contact(actor, meta, slug, &user.external_id, kind, destination)
+            .await
+    }
+
+    /// Confirms the factor enrolled at login with its first code; the same transaction
+    /// activates it, completes the login and mints the session.
+    pub async fn login_enroll_confirm(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        pending_token: &str,
+        factor_id: &str,
+        code: &str,
+    ) -> Result<StepOutcome, CoreError> {
+        let code = OtpCode::parse(code)?;
+        let tenant = self.tenant_for(actor, slug).await?;
+        let (login, user) = self.enrolling_login(&tenant, pending_token).await?;
+        let id = FactorId::parse(factor_id)?;
+        let factor = self
+            .store
+            .factors_of(user.id)
+            .await?
+            .into_iter()
+            .find(|f| f.id == id.as_str() && f.status == FactorStatus::Pending)
+            .ok_or(CoreError::NotFound("factor"))?;
+        let now = self.now();
+        let amr = if factor.kind == "totp" {
+            "otp"
+        } else {
+            factor.kind.as_str()
+        };
+        let (session, issued) = self.new_session(
+            &user,
+            &[login.primary.as_str(), amr],
+            true,
+            login.client_id.clone(),
+            login.ip.clone(),
+            now,
+        );
+        let extra = vec![
+            Effect::CompleteLogin {
+                login_id: login.id.clone(),
+                at: now,
+            },
+            Effect::InsertSession(session),
+        ];
+        let verdict = self
+            .confirm_with(actor, meta, &tenant, &user, &factor, &code, extra)
+            .await?;
+        self.forget_user(tenant.id, &user.external_id);
+        let accepted = verdict.is_accepted();
+        Ok(StepOutcome {
+            verdict,
+            session: accepted.then_some(issued),
+            device: None,
+        })
+    }
+
     /// "Later" at the reminder: refused once 2FA is mandatory for the user (checked against
     /// the policy as it is now); remembered for the tenant's `skip_hours`.
     pub async fn login_skip(

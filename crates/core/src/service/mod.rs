@@ -1120,24 +1120,43 @@ impl Twofold {
         let (user, factor) = self
             .user_and_factor(&tenant, external_id, factor_id.as_str())
             .await?;
+        self.confirm_with(actor, meta, &tenant, &user, &factor, &code, Vec::new())
+            .await
+    }
+
+    /// Confirms `factor` with `code`; `extra` effects ride along only when a pending factor
+    /// is activated (e.g. completing the login it was enrolled in).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn confirm_with(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        tenant: &Tenant,
+        user: &User,
+        factor: &Factor,
+        code: &OtpCode,
+        extra: Vec<Effect>,
+    ) -> Result<Verdict, CoreError> {
         if factor.kind != "totp" {
             return self
-                .confirm_contact(actor, meta, &tenant, &user, &factor, &code)
+                .confirm_contact(actor, meta, tenant, user, factor, code, extra)
                 .await;
         }
+        let external_id = user.external_id.as_str();
+        let factor_id = FactorId::parse(&factor.id)?;
         let added = self.notice(
             &On {
                 actor,
                 meta,
-                tenant: &tenant,
-                user: &user,
+                tenant,
+                user,
             },
             "a two-step verification method was added",
-            Some(&factor),
+            Some(factor),
         )?;
         let audit = self.audit(actor, meta, "factor.confirm", Some(tenant.id));
         let ok = self
-            .attempt_with(&tenant, external_id, audit, |user, now| {
+            .attempt_with(tenant, external_id, audit, |user, now| {
                 let f = user.factor(&factor_id)?;
                 // Confirming an active factor again is judged like a verification, so a
                 // replayed confirmation code answers exactly like a wrong one (INV-11).
@@ -1148,7 +1167,10 @@ impl Twofold {
                 } else {
                     let m = totp::verify_confirmation(&f.secret, code.as_str(), &f.params, now)
                         .map(|(step, drift)| f.step_match(step, drift, true));
-                    (m, added.clone().map(Effect::Enqueue).into_iter().collect())
+                    let mut effects: Vec<Effect> =
+                        added.clone().map(Effect::Enqueue).into_iter().collect();
+                    effects.extend(extra.iter().cloned());
+                    (m, effects)
                 };
                 Ok(Picked {
                     factors: vec![f.as_ref()],

@@ -36,6 +36,22 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/v1/tenants/{tenant}/logins/verify", post(login_verify))
         .route("/v1/tenants/{tenant}/logins/skip", post(login_skip))
+        .route(
+            "/v1/tenants/{tenant}/logins/enroll/totp",
+            post(login_enroll_totp),
+        )
+        .route(
+            "/v1/tenants/{tenant}/logins/enroll/sms",
+            post(login_enroll_sms),
+        )
+        .route(
+            "/v1/tenants/{tenant}/logins/enroll/email",
+            post(login_enroll_email),
+        )
+        .route(
+            "/v1/tenants/{tenant}/logins/enroll/confirm",
+            post(login_enroll_confirm),
+        )
         .route("/v1/tenants/{tenant}/sessions/introspect", post(introspect))
         .route(
             "/v1/tenants/{tenant}/users/{user}/sessions",
@@ -166,6 +182,22 @@ pub struct DecisionDto {
 #[serde(deny_unknown_fields)]
 pub struct PendingBody {
     pub pending_token: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginEnrollContact {
+    pub pending_token: String,
+    /// The phone number (E.164) for `…/enroll/sms`, the address for `…/enroll/email`.
+    pub destination: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginEnrollConfirm {
+    pub pending_token: String,
+    pub factor_id: String,
+    pub code: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -619,4 +651,127 @@ pub async fn revoke_device(
         .revoke_device(&actor, &meta, &tenant, &user, &device)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Enrol an authenticator app from a pending login (only while the user has no active factor).
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/logins/enroll/totp", tag = "logins",
+    params(("tenant" = String, Path)),
+    request_body = PendingBody,
+    responses((status = 201, body = super::dto::EnrollmentDto), (status = 409, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn login_enroll_totp(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Meta(meta): Meta,
+    Path(tenant): Path<String>,
+    Json(body): Json<PendingBody>,
+) -> ApiResult<Created<super::dto::EnrollmentDto>> {
+    let e = s
+        .core
+        .login_enroll_totp(
+            &actor,
+            &meta,
+            &tenant,
+            &body.pending_token,
+            Default::default(),
+        )
+        .await?;
+    Ok(created(e.into()))
+}
+
+async fn login_enroll_contact(
+    s: &AppState,
+    actor: &twofold_core::Actor,
+    meta: &twofold_core::RequestMeta,
+    tenant: &str,
+    body: LoginEnrollContact,
+    kind: twofold_core::service::ContactKind,
+) -> ApiResult<Created<super::messaging::ContactEnrollment>> {
+    let (factor, receipt) = s
+        .core
+        .login_enroll_contact(
+            actor,
+            meta,
+            tenant,
+            &body.pending_token,
+            kind,
+            &body.destination,
+        )
+        .await?;
+    Ok(created(super::messaging::ContactEnrollment::new(
+        factor, receipt,
+    )))
+}
+
+/// Enrol a phone from a pending login; a code is texted to it.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/logins/enroll/sms", tag = "logins",
+    params(("tenant" = String, Path)),
+    request_body = LoginEnrollContact,
+    responses((status = 201, body = super::messaging::ContactEnrollment),
+              (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 429, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn login_enroll_sms(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Meta(meta): Meta,
+    Path(tenant): Path<String>,
+    Json(body): Json<LoginEnrollContact>,
+) -> ApiResult<Created<super::messaging::ContactEnrollment>> {
+    let kind = twofold_core::service::ContactKind::Sms;
+    login_enroll_contact(&s, &actor, &meta, &tenant, body, kind).await
+}
+
+/// Enrol an email address from a pending login; a code is emailed to it.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/logins/enroll/email", tag = "logins",
+    params(("tenant" = String, Path)),
+    request_body = LoginEnrollContact,
+    responses((status = 201, body = super::messaging::ContactEnrollment),
+              (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 429, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn login_enroll_email(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Meta(meta): Meta,
+    Path(tenant): Path<String>,
+    Json(body): Json<LoginEnrollContact>,
+) -> ApiResult<Created<super::messaging::ContactEnrollment>> {
+    let kind = twofold_core::service::ContactKind::Email;
+    login_enroll_contact(&s, &actor, &meta, &tenant, body, kind).await
+}
+
+/// Confirm the factor enrolled at login with its first code: activates it, completes the
+/// login and returns the session, all at once.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/logins/enroll/confirm", tag = "logins",
+    params(("tenant" = String, Path)),
+    request_body = LoginEnrollConfirm,
+    responses((status = 200, body = StepDto), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn login_enroll_confirm(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Meta(meta): Meta,
+    Path(tenant): Path<String>,
+    Json(body): Json<LoginEnrollConfirm>,
+) -> ApiResult<axum::Json<StepDto>> {
+    let out = s
+        .core
+        .login_enroll_confirm(
+            &actor,
+            &meta,
+            &tenant,
+            &body.pending_token,
+            &body.factor_id,
+            &body.code,
+        )
+        .await?;
+    s.metrics
+        .observe_verification("login_enroll", out.verdict.label());
+    Ok(axum::Json(StepDto {
+        verified: out.verdict.is_accepted(),
+        session: out.session.map(Into::into),
+        device: None,
+    }))
 }

@@ -298,13 +298,7 @@ pub async fn enroll_totp(
         .core
         .enroll_totp(&actor, &meta, &tenant, &user, opts)
         .await?;
-    Ok(created(EnrollmentDto {
-        factor_id: e.factor.id.clone(),
-        secret: e.secret,
-        otpauth_uri: e.otpauth_uri,
-        qr_svg: e.qr_svg,
-        factor: e.factor.into(),
-    }))
+    Ok(created(e.into()))
 }
 
 /// Confirm a pending factor with a code from the app. A wrong code leaves it pending.
