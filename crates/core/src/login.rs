@@ -151,3 +151,17 @@ pub struct Job {
     pub processed: i64,
     pub created_at: i64,
 }
+
+/// An integrator's subscription to events, delivered through the outbox as signed POSTs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    /// `whk_` and 26 base32 characters.
+    pub id: String,
+    pub tenant_id: i64,
+    pub url: String,
+    /// The signing secret, sealed under the master key (bound to the webhook id).
+    pub sealed_secret: Vec<u8>,
+    /// Event names, e.g. `login.decided`, `factor.enrolled`.
+    pub events: Vec<String>,
+    pub created_at: i64,
+}

@@ -18,6 +18,8 @@ use std::collections::BTreeMap;
 pub enum Channel {
     Email,
     Sms,
+    /// A signed HTTP POST of an event to an integrator's webhook; `destination` is the URL.
+    Webhook,
 }
 
 impl Channel {
@@ -25,12 +27,14 @@ impl Channel {
         match self {
             Channel::Email => "email",
             Channel::Sms => "sms",
+            Channel::Webhook => "webhook",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "email" => Some(Self::Email),
             "sms" => Some(Self::Sms),
+            "webhook" => Some(Self::Webhook),
             _ => None,
         }
     }
@@ -47,16 +51,24 @@ pub enum TemplateKind {
     /// A security notice: something about the user's 2FA changed. Parameters: `change`,
     /// `when`, `where` (the IP it came from, or "an administrator"), `factor` (masked).
     SecurityNotice,
+    /// A webhook event. Parameters: `event`, `payload` (JSON), `secret` (the signing key).
+    Event,
 }
 
 impl TemplateKind {
-    pub const ALL: [TemplateKind; 3] = [Self::Code, Self::Invitation, Self::SecurityNotice];
+    pub const ALL: [TemplateKind; 4] = [
+        Self::Code,
+        Self::Invitation,
+        Self::SecurityNotice,
+        Self::Event,
+    ];
 
     pub fn as_str(&self) -> &'static str {
         match self {
             TemplateKind::Code => "code",
             TemplateKind::Invitation => "invitation",
             TemplateKind::SecurityNotice => "security_notice",
+            TemplateKind::Event => "event",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -421,6 +433,12 @@ pub enum Effect {
     SetAdmin {
         user_id: i64,
         is_admin: bool,
+    },
+    InsertWebhook(crate::login::Webhook),
+    /// Removes one of the tenant's webhooks; a missing one is `state_changed`.
+    DeleteWebhook {
+        id: String,
+        tenant_id: i64,
     },
 }
 

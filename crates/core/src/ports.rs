@@ -296,6 +296,8 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> StoreResult<bool>;
     async fn job(&self, job_id: i64) -> StoreResult<Option<Job>>;
+    /// The tenant's webhooks, oldest first.
+    async fn webhooks_of(&self, tenant_id: i64) -> StoreResult<Vec<Webhook>>;
 
     async fn append_audit(&self, audit: AuditRecord) -> StoreResult<()>;
     async fn list_audit(&self, query: AuditQuery) -> StoreResult<Vec<AuditEvent>>;

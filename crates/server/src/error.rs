@@ -67,6 +67,7 @@ impl From<CoreError> for ApiError {
                     "proposal" => "proposal_not_found",
                     "session" => "session_not_found",
                     "device" => "device_not_found",
+                    "webhook" => "webhook_not_found",
                     _ => "not_found",
                 };
                 Self::new(StatusCode::NOT_FOUND, code, format!("{kind} not found"))

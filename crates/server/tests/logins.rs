@@ -811,3 +811,174 @@ async fn enrolling_at_login_completes_it_and_is_only_for_users_without_a_factor(
         .await;
     assert_eq!(r["verified"], true, "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_receive_signed_events_through_the_outbox_with_retries() {
+    let receiver = twofold_testkit::MockHttp::start().await;
+    receiver.answer(503, "{}");
+    let app = spawn_app_with(|c| c.delivery.poll_interval_ms = 50).await;
+    let e = setup(&app).await;
+    for (body, want) in [
+        (
+            json!({"url": "http://hooks.example.com/x", "events": ["login.decided"]}),
+            "url",
+        ),
+        (
+            json!({"url": format!("{}/hook", receiver.base_url), "events": ["nope"]}),
+            "events",
+        ),
+        (
+            json!({"url": format!("{}/hook", receiver.base_url), "events": []}),
+            "events",
+        ),
+    ] {
+        let (s, r) = app.post("/v1/tenants/acme/webhooks", &e.key, body).await;
+        assert_eq!(
+            (s, r["error"]["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(want)),
+            "{r}"
+        );
+    }
+    let (s, created) = app
+        .post(
+            "/v1/tenants/acme/webhooks",
+            &e.key,
+            json!({"url": format!("{}/hook", receiver.base_url), "events": ["login.decided", "session.revoked"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let secret = created["secret"].as_str().unwrap().to_string();
+    let (_, list) = app.get("/v1/tenants/acme/webhooks", &e.key).await;
+    assert!(
+        !list.to_string().contains(&secret),
+        "the secret is shown once"
+    );
+
+    let d = login(&app, &e, "alice", json!({})).await;
+    assert_eq!(d["decision"], "allow");
+    // The receiver answers 503 first: the event is retried after the backoff.
+    let wait = |n: usize| {
+        let receiver = &receiver;
+        async move {
+            for _ in 0..200 {
+                if receiver.requests().len() >= n {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            panic!(
+                "expected {n} webhook requests, got {}",
+                receiver.requests().len()
+            );
+        }
+    };
+    wait(1).await;
+    app.advance_secs(60);
+    wait(2).await;
+    let r = &receiver.requests()[1];
+    let body = std::str::from_utf8(&r.body).unwrap().to_string();
+    let event: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (event["event"].as_str(), event["data"]["user"].as_str()),
+        (Some("login.decided"), Some("alice"))
+    );
+    assert_eq!(event["data"]["decision"], "allow");
+    assert_eq!(
+        r.header("x-twofold-event").as_deref(),
+        Some("login.decided")
+    );
+    assert_eq!(
+        r.header("idempotency-key"),
+        event["id"].as_str().map(String::from)
+    );
+    assert_eq!(
+        receiver.requests()[0].body,
+        r.body,
+        "a retry sends the same event"
+    );
+    let ts = r.header("x-twofold-timestamp").unwrap();
+    let expected = twofold_delivery::sms::webhook_signature(secret.as_bytes(), &ts, &r.body);
+    assert_eq!(r.header("x-twofold-signature"), Some(expected));
+
+    // Signing out everywhere is an event too; a factor enrolment is not subscribed.
+    app.post(
+        "/v1/tenants/acme/users/alice/sign-out-everywhere",
+        &e.key,
+        json!({}),
+    )
+    .await;
+    wait(3).await;
+    let last: Value = serde_json::from_slice(&receiver.requests()[2].body).unwrap();
+    assert_eq!(
+        (last["event"].as_str(), last["data"]["all"].as_bool()),
+        (Some("session.revoked"), Some(true))
+    );
+    let id = created["webhook"]["id"].as_str().unwrap();
+    let (s, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/tenants/acme/webhooks/{id}"),
+            Some(&e.key),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    login(&app, &e, "alice", json!({})).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        receiver.requests().len(),
+        3,
+        "no events after the webhook is deleted"
+    );
+}
+
+#[tokio::test]
+async fn a_pending_token_is_refused_everywhere_but_its_second_step() {
+    let app = spawn_app().await;
+    let e = setup(&app).await;
+    set_policy(&app, &e, required(json!({}))).await;
+    let d = login(&app, &e, "alice", json!({})).await;
+    let pending = d["pending"]["token"].as_str().unwrap().to_string();
+    let f = &e.factor_id;
+    let endpoints: Vec<(Method, String)> = vec![
+        (Method::GET, "/v1/tenants/acme".into()),
+        (Method::GET, "/v1/tenants/acme/users/alice".into()),
+        (Method::GET, "/v1/tenants/acme/users/alice/factors".into()),
+        (Method::POST, "/v1/tenants/acme/users/alice/verify".into()),
+        (
+            Method::POST,
+            "/v1/tenants/acme/users/alice/factors/totp".into(),
+        ),
+        (
+            Method::POST,
+            format!("/v1/tenants/acme/users/alice/factors/{f}/disable"),
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/tenants/acme/users/alice/factors/{f}"),
+        ),
+        (Method::GET, "/v1/tenants/acme/users/alice/sessions".into()),
+        (Method::POST, "/v1/tenants/acme/logins".into()),
+        (Method::POST, "/v1/tenants/acme/logins/verify".into()),
+        (Method::POST, "/v1/tenants/acme/sessions/introspect".into()),
+        (Method::GET, "/v1/tenants/acme/policy".into()),
+        (Method::POST, "/v1/tenants/acme/policy/proposals".into()),
+        (Method::GET, "/v1/tenants/acme/audit".into()),
+        (Method::GET, "/metrics".into()),
+    ];
+    for (method, path) in endpoints {
+        let (s, r) = app
+            .call(
+                method.clone(),
+                &path,
+                Some(&pending),
+                Some(json!({"code": "123456"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{method} {path} → {r}");
+    }
+    // Where it belongs (with the integrator's key), it works.
+    let code = app.code_at_offset(&e.secret, &e.params, 0);
+    let r = step(&app, &e, &d, &code, json!({})).await;
+    assert_eq!(r["verified"], true);
+}

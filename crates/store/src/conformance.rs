@@ -646,6 +646,7 @@ macro_rules! conformance_tests {
             parallel_completions_mint_one_session,
             sessions_round_trip_and_revoke_once,
             devices_round_trip_and_revoke_once,
+            webhooks_round_trip_per_tenant_and_delete_once,
             touch_moves_last_seen_forward_only,
             a_failed_apply_changes_nothing,
             jobs_are_due_from_run_at_until_done,

@@ -27,6 +27,10 @@ pub const SQLITE: &[(&str, &str)] = &[
         "0004_jobs",
         include_str!("../migrations/sqlite/0004_jobs.sql"),
     ),
+    (
+        "0005_webhooks",
+        include_str!("../migrations/sqlite/0005_webhooks.sql"),
+    ),
 ];
 
 fn err(e: rusqlite::Error) -> StoreError {

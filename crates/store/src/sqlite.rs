@@ -21,6 +21,7 @@ mod jobs;
 mod logins;
 mod outbox;
 mod rows;
+mod webhooks;
 
 use crate::migrations::{self, Backend};
 use async_trait::async_trait;
@@ -864,6 +865,11 @@ impl Store for SqliteStore {
 
     async fn job(&self, job_id: i64) -> StoreResult<Option<Job>> {
         self.point_read(move |c| jobs::job(c, job_id)).await
+    }
+
+    async fn webhooks_of(&self, tenant_id: i64) -> StoreResult<Vec<Webhook>> {
+        self.point_read(move |c| webhooks::of_tenant(c, tenant_id))
+            .await
     }
 
     async fn append_audit(&self, audit: AuditRecord) -> StoreResult<()> {

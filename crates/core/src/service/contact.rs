@@ -704,6 +704,10 @@ impl Twofold {
             Effect::BumpGeneration { user_id: user.id },
             Effect::Audit(removal),
         ];
+        let data = serde_json::json!({
+            "user": user.external_id, "factor_id": target.id, "kind": target.kind, "by": "user",
+        });
+        effects.extend(self.event_effects(&tenant, "factor.removed", data).await?);
         if let Some(n) = self.notice(
             &on,
             "a two-step verification method was removed",

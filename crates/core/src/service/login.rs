@@ -361,6 +361,8 @@ impl Twofold {
                     expected_version: proposal.base_version,
                     at: now,
                 }];
+                let data = serde_json::json!({ "version": proposal.base_version + 1 });
+                effects.extend(self.event_effects(tenant, "policy.changed", data).await?);
                 effects.extend(super::jobs::rollout_jobs(
                     tenant.id,
                     &tenant.slug,
@@ -590,6 +592,13 @@ impl Twofold {
         audit.ip = ip.clone().or(audit.ip);
         audit.outcome = decision.label().into();
         audit.reason = decision.reason();
+        let data = serde_json::json!({
+            "user": user.external_id,
+            "decision": decision.label(),
+            "reason": decision.reason(),
+            "client_id": req.client_id,
+        });
+        let events = self.event_messages(&tenant, "login.decided", data).await?;
         let mut outcome = LoginOutcome {
             decision: decision.clone(),
             pending: None,
@@ -637,6 +646,10 @@ impl Twofold {
                 });
                 self.store.start_login(login, audit).await?;
             }
+        }
+        if !events.is_empty() {
+            self.store.enqueue(events, None).await?;
+            self.queued();
         }
         Ok(outcome)
     }
@@ -1121,7 +1134,7 @@ impl Twofold {
         action: &str,
         what: &'static str,
         id: &str,
-        effect: impl FnOnce(i64, i64) -> Effect,
+        effects: impl FnOnce(i64, i64) -> Vec<Effect>,
     ) -> Result<(), CoreError> {
         let tenant = self.tenant_for(actor, slug).await?;
         let user = self.user_in(&tenant, external_id).await?;
@@ -1129,7 +1142,7 @@ impl Twofold {
         audit.user_id = Some(user.id);
         audit.reason = Some(id.chars().take(40).collect());
         self.store
-            .apply(vec![effect(user.id, self.now())], audit)
+            .apply(effects(user.id, self.now()), audit)
             .await
             .map_err(|e| match e {
                 StoreError::Conflict("state_changed") => CoreError::NotFound(what),
@@ -1145,11 +1158,18 @@ impl Twofold {
         external_id: &str,
         session_id: &str,
     ) -> Result<(), CoreError> {
-        let effect = |user_id, at| Effect::RevokeSession {
-            id: session_id.to_string(),
-            user_id,
-            at,
-            reason: "revoked".into(),
+        let tenant = self.tenant_for(actor, slug).await?;
+        let data = serde_json::json!({ "user": external_id, "session_id": session_id });
+        let events = self.event_effects(&tenant, "session.revoked", data).await?;
+        let effects = |user_id, at| {
+            let mut e = vec![Effect::RevokeSession {
+                id: session_id.to_string(),
+                user_id,
+                at,
+                reason: "revoked".into(),
+            }];
+            e.extend(events);
+            e
         };
         self.revoke_for_user(
             actor,
@@ -1159,9 +1179,11 @@ impl Twofold {
             "session.revoke",
             "session",
             session_id,
-            effect,
+            effects,
         )
-        .await
+        .await?;
+        self.queued();
+        Ok(())
     }
 
     /// Every session and remembered device of the user dies (INV-06).
@@ -1176,9 +1198,11 @@ impl Twofold {
         let user = self.user_in(&tenant, external_id).await?;
         let mut audit = self.audit(actor, meta, "user.sign_out_everywhere", Some(tenant.id));
         audit.user_id = Some(user.id);
-        self.store
-            .apply(vec![Effect::BumpGeneration { user_id: user.id }], audit)
-            .await?;
+        let data = serde_json::json!({ "user": external_id, "all": true });
+        let mut effects = vec![Effect::BumpGeneration { user_id: user.id }];
+        effects.extend(self.event_effects(&tenant, "session.revoked", data).await?);
+        self.store.apply(effects, audit).await?;
+        self.queued();
         self.forget_user(tenant.id, external_id);
         Ok(())
     }
@@ -1219,10 +1243,12 @@ impl Twofold {
         external_id: &str,
         device_id: &str,
     ) -> Result<(), CoreError> {
-        let effect = |user_id, at| Effect::RevokeDevice {
-            id: device_id.to_string(),
-            user_id,
-            at,
+        let effect = |user_id, at| {
+            vec![Effect::RevokeDevice {
+                id: device_id.to_string(),
+                user_id,
+                at,
+            }]
         };
         self.revoke_for_user(
             actor,

@@ -20,6 +20,7 @@ mod jobs;
 mod login;
 pub mod notices;
 mod outbox;
+mod webhooks;
 
 pub use contact::{ContactKind, MessagingConfig, PhoneChangeView, SendReceipt};
 pub use jobs::JOB_BATCH;
@@ -28,6 +29,7 @@ pub use login::{
     StepOutcome,
 };
 pub use outbox::{parse_countries, MessageView, RefusalCounts};
+pub use webhooks::{WebhookView, EVENTS};
 
 /// Who is acting. Everything an API key does is audited as done by that key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -895,6 +897,11 @@ impl Twofold {
                 Effect::BumpGeneration { user_id: user.id },
             ];
             effects.extend(notice.map(Effect::Enqueue));
+            let data = serde_json::json!({
+                "user": user.external_id, "factor_id": factor.id, "kind": factor.kind,
+                "by": "operator",
+            });
+            effects.extend(self.event_effects(&tenant, "factor.removed", data).await?);
             match self.store.apply(effects, audit).await {
                 Ok(()) => true,
                 Err(StoreError::Conflict("state_changed")) => false,
@@ -1135,8 +1142,14 @@ impl Twofold {
         user: &User,
         factor: &Factor,
         code: &OtpCode,
-        extra: Vec<Effect>,
+        mut extra: Vec<Effect>,
     ) -> Result<Verdict, CoreError> {
+        if factor.status == FactorStatus::Pending {
+            let data = serde_json::json!({
+                "user": user.external_id, "factor_id": factor.id, "kind": factor.kind,
+            });
+            extra.extend(self.event_effects(tenant, "factor.enrolled", data).await?);
+        }
         if factor.kind != "totp" {
             return self
                 .confirm_contact(actor, meta, tenant, user, factor, code, extra)

@@ -3,6 +3,7 @@
 pub mod dto;
 pub mod login;
 pub mod messaging;
+pub mod webhooks;
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Auth, Json, Meta, Path, Query};
@@ -61,6 +62,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/tenants/{tenant}/audit", get(list_audit))
         .merge(messaging::routes())
         .merge(login::routes())
+        .merge(webhooks::routes())
 }
 
 pub(crate) type Created<T> = (StatusCode, axum::Json<T>);

@@ -880,3 +880,65 @@ pub async fn a_failed_apply_changes_nothing(s: DynStore) {
     assert_eq!(s.sessions_of(u.id).await.unwrap().len(), 2);
     assert_eq!(audit_trail(&s, &t, "login.test").await.len(), 2);
 }
+
+fn webhook(t: &Tenant, id: &str, events: &[&str], at: i64) -> Webhook {
+    Webhook {
+        id: id.into(),
+        tenant_id: t.id,
+        url: format!("https://hooks.example.com/{id}"),
+        sealed_secret: vec![7; 40],
+        events: events.iter().map(|e| e.to_string()).collect(),
+        created_at: at,
+    }
+}
+
+pub async fn webhooks_round_trip_per_tenant_and_delete_once(s: DynStore) {
+    let t = tenant(&s, "acme").await;
+    let other = tenant(&s, "other").await;
+    let a = webhook(&t, "whk_a", &["login.decided", "factor.enrolled"], 1_000);
+    let b = webhook(&t, "whk_b", &["policy.changed"], 2_000);
+    applied(&s, &t, vec![Effect::InsertWebhook(a.clone())], 1_000).await;
+    applied(&s, &t, vec![Effect::InsertWebhook(b.clone())], 2_000).await;
+    applied(
+        &s,
+        &other,
+        vec![Effect::InsertWebhook(webhook(
+            &other,
+            "whk_c",
+            &["x"],
+            3_000,
+        ))],
+        3_000,
+    )
+    .await;
+    assert_eq!(
+        s.webhooks_of(t.id).await.unwrap(),
+        vec![a.clone(), b.clone()]
+    );
+    let dup = apply(&s, &t, vec![Effect::InsertWebhook(a.clone())], 4_000).await;
+    assert!(is_conflict(&dup), "{dup:?}");
+    // Another tenant's id cannot delete it.
+    let r = apply(
+        &s,
+        &other,
+        vec![Effect::DeleteWebhook {
+            id: "whk_a".into(),
+            tenant_id: other.id,
+        }],
+        5_000,
+    )
+    .await;
+    assert_eq!(r, Err(StoreError::Conflict("state_changed")));
+    applied(
+        &s,
+        &t,
+        vec![Effect::DeleteWebhook {
+            id: "whk_a".into(),
+            tenant_id: t.id,
+        }],
+        6_000,
+    )
+    .await;
+    assert_eq!(s.webhooks_of(t.id).await.unwrap(), vec![b]);
+    assert_eq!(s.webhooks_of(other.id).await.unwrap().len(), 1);
+}

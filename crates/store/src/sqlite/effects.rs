@@ -209,5 +209,11 @@ fn apply(c: &Connection, effect: Effect) -> Result<(), StoreError> {
             "UPDATE users SET is_admin = ?1 WHERE id = ?2",
             params![is_admin, user_id],
         ),
+        Effect::InsertWebhook(w) => super::webhooks::insert(c, &w),
+        Effect::DeleteWebhook { id, tenant_id } => changed_one(
+            c,
+            "DELETE FROM webhooks WHERE id = ?1 AND tenant_id = ?2",
+            params![id, tenant_id],
+        ),
     }
 }
