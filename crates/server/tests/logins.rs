@@ -1038,3 +1038,44 @@ async fn webhooks_cannot_reach_private_addresses() {
         "nothing reached the private address"
     );
 }
+
+#[tokio::test]
+async fn wrong_admin_confirmations_are_limited_per_admin() {
+    let app = spawn_app().await;
+    let e = setup(&app).await;
+    let propose = || {
+        let app = &app;
+        let key = e.key.clone();
+        async move {
+            let (s, p) = app
+                .post(
+                    "/v1/tenants/acme/policy/proposals",
+                    &key,
+                    json!({"admin": "boss", "policy": required(json!({}))}),
+                )
+                .await;
+            assert_eq!(s, StatusCode::CREATED, "{p}");
+            let code = app.next_code("boss@example.com").await;
+            (p["id"].as_str().unwrap().to_string(), code)
+        }
+    };
+    let (id, code) = propose().await;
+    let url = format!("/v1/tenants/acme/policy/proposals/{id}/confirm");
+    for _ in 0..20 {
+        let (s, r) = app
+            .post(&url, &e.key, json!({"code": a_wrong(&code)}))
+            .await;
+        assert_eq!((s, r["confirmed"].as_bool()), (StatusCode::OK, Some(false)));
+    }
+    // Even the right code of a fresh proposal is refused for the rest of the day.
+    app.advance_secs(31);
+    let (id, code) = propose().await;
+    let url = format!("/v1/tenants/acme/policy/proposals/{id}/confirm");
+    let (s, r) = app.post(&url, &e.key, json!({"code": code})).await;
+    assert_eq!(
+        (s, err(&r)),
+        (StatusCode::TOO_MANY_REQUESTS, Some("too_many_attempts"))
+    );
+    let (_, p) = app.get("/v1/tenants/acme/policy", &e.key).await;
+    assert_eq!(p["version"], 0);
+}

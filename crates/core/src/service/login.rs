@@ -165,6 +165,8 @@ impl ProposalAction {
 }
 
 const PENDING_PREFIX: &str = "tfl";
+/// Wrong admin confirmation codes allowed per admin per day.
+pub const ADMIN_CONFIRM_FAILURES: u32 = 20;
 const SESSION_PREFIX: &str = "tfs";
 const DEVICE_PREFIX: &str = "tfd";
 
@@ -430,6 +432,42 @@ impl Twofold {
         })
     }
 
+    /// Codes confirming admin actions have no factor whose counters could throttle them, and
+    /// each new proposal brings a fresh code: so wrong confirmations are counted per admin
+    /// over the last day, from the audit log, and refused beyond [`ADMIN_CONFIRM_FAILURES`]
+    /// (SECURITY.md INV-03 for admin confirmations).
+    async fn check_admin_attempts(
+        &self,
+        tenant: &Tenant,
+        admin: &User,
+        now: i64,
+    ) -> Result<(), CoreError> {
+        let recent = self
+            .store
+            .list_audit(AuditQuery {
+                tenant_id: Some(tenant.id),
+                user_id: Some(admin.id),
+                action: Some("proposal.confirm".into()),
+                before_id: None,
+                limit: ADMIN_CONFIRM_FAILURES * 4,
+            })
+            .await?;
+        let failures = recent
+            .iter()
+            .filter(|e| e.record.at > now - policy::DAY_MS && e.record.outcome == "denied")
+            .count();
+        if failures >= ADMIN_CONFIRM_FAILURES as usize {
+            return Err(CoreError::TooMany {
+                code: "too_many_attempts",
+                message: "too many wrong confirmation codes for this admin today; try tomorrow \
+                          or ask an operator"
+                    .into(),
+                retry_after_ms: policy::DAY_MS,
+            });
+        }
+        Ok(())
+    }
+
     /// Confirms a proposal with the code emailed to its admin; every admin is told.
     pub async fn confirm_proposal(
         &self,
@@ -464,6 +502,7 @@ impl Twofold {
                 )
             })?;
         let now = self.now();
+        self.check_admin_attempts(&tenant, &admin, now).await?;
         let (changes, change_text) = self.proposal_effects(&tenant, &proposal, now).await?;
         let mut change = self.audit(actor, meta, "proposal.apply", Some(tenant.id));
         change.user_id = Some(admin.id);
