@@ -1079,3 +1079,27 @@ async fn wrong_admin_confirmations_are_limited_per_admin() {
     let (_, p) = app.get("/v1/tenants/acme/policy", &e.key).await;
     assert_eq!(p["version"], 0);
 }
+
+#[tokio::test]
+async fn a_later_deadline_postpones_the_revocation_of_sessions() {
+    let app = spawn_app_with(|c| c.sessions.idle_minutes = 24 * 60).await;
+    let e = setup(&app).await;
+    app.user("acme", &e.key, "bob").await;
+    let before = login(&app, &e, "bob", json!({})).await;
+    let hour = 3_600_000;
+    let policy =
+        |at: i64| required(json!({"mandatory_from": at, "revoke_sessions_after_hours": 0}));
+    set_policy(&app, &e, policy(START_MS + hour)).await;
+    app.advance_secs(60);
+    set_policy(&app, &e, policy(START_MS + 10 * hour)).await;
+    let token = before["session"]["token"].clone();
+    app.clock.set_ms(START_MS + 2 * hour);
+    // Let the job runner (polling every 500 ms) see the new time.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let r = introspect(&app, &e, &token).await;
+    assert_eq!(r["active"], true, "the first deadline no longer holds");
+    app.clock.set_ms(START_MS + 10 * hour + 1);
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let r = introspect(&app, &e, &token).await;
+    assert_eq!(r["active"], false, "revoked at the new deadline");
+}

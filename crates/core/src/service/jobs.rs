@@ -28,6 +28,7 @@ enum JobPayload {
     /// Revoke sessions without 2FA, created before `created_before`, of users required under
     /// `new` but not under `old`.
     RevokeSessions {
+        slug: String,
         new: Enforcement,
         old: Enforcement,
         created_before: i64,
@@ -103,6 +104,7 @@ pub(crate) fn rollout_jobs(
         let from = new.mandatory_from.unwrap_or(now).max(now);
         let run_at = from.saturating_add(i64::from(new.revoke_sessions_after_hours) * 3_600_000);
         let payload = JobPayload::RevokeSessions {
+            slug: slug.to_string(),
             new: new.enforcement.clone(),
             // A moved deadline concerns everyone required, not only the newly required.
             old: if new.enforcement == old.enforcement {
@@ -207,14 +209,33 @@ impl Twofold {
                 ("invitations.queue", n)
             }
             JobPayload::RevokeSessions {
+                slug,
                 new,
                 old,
                 created_before,
             } => {
+                // The policy may have changed since (a later deadline, 2FA switched off): only
+                // users for whom 2FA is mandatory now, past its grace hours, lose sessions.
+                let tenant = self
+                    .store
+                    .tenant_by_slug(slug)
+                    .await?
+                    .ok_or(CoreError::NotFound("tenant"))?;
+                let (current, _) = self.policy_of(&tenant).await?;
+                let grace_over = current
+                    .mandatory_from
+                    .unwrap_or(0)
+                    .saturating_add(i64::from(current.revoke_sessions_after_hours) * 3_600_000)
+                    <= now;
                 let mut n = 0;
                 for u in &users {
                     let profile = u.profile.as_deref();
-                    if required(new, profile) && !required(old, profile) {
+                    if grace_over
+                        && crate::policy::phase(&current, profile, now)
+                            == crate::policy::Phase::Required
+                        && required(new, profile)
+                        && !required(old, profile)
+                    {
                         effects.push(Effect::RevokeSessionsWithout2fa {
                             user_id: u.id,
                             created_before: *created_before,
