@@ -1,5 +1,6 @@
 //! Error mapping, column lists and row mappers shared by every part of the SQLite store.
 
+pub(super) use crate::common::*;
 use rusqlite::{params, Connection, Row};
 use twofold_core::messaging::*;
 use twofold_core::model::*;
@@ -73,8 +74,6 @@ pub(super) fn insert_key(c: &Connection, key: &ApiKey) -> Result<(), StoreError>
     .map_err(conflict_on_duplicate("api_key_exists"))
 }
 
-pub(super) const TENANT_COLS: &str = "id, slug, name, created_at, sender_name, sms_countries";
-
 pub(super) fn tenant_row(r: &Row) -> rusqlite::Result<Tenant> {
     let countries: Option<String> = r.get(5)?;
     Ok(Tenant {
@@ -83,29 +82,11 @@ pub(super) fn tenant_row(r: &Row) -> rusqlite::Result<Tenant> {
         name: r.get(2)?,
         created_at: r.get(3)?,
         sender_name: r.get(4)?,
-        sms_countries: countries
-            .map(|json| serde_json::from_str(&json))
-            .transpose()
-            .map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, e.into())
-            })?,
+        sms_countries: countries_from_json(countries).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, e.into())
+        })?,
     })
 }
-
-/// `sms_countries` as stored: a JSON array, so `Some(vec![])` (no country) stays distinct from
-/// `None` (the server default).
-pub(super) fn countries_json(
-    countries: &Option<Vec<String>>,
-) -> Result<Option<String>, StoreError> {
-    countries
-        .as_ref()
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(|e| StoreError::Backend(e.to_string()))
-}
-
-pub(super) const USER_COLS: &str =
-    "id, tenant_id, external_id, email, phone, profile, is_admin, created_at";
 
 pub(super) fn user_row(r: &Row) -> rusqlite::Result<User> {
     Ok(User {
@@ -120,8 +101,6 @@ pub(super) fn user_row(r: &Row) -> rusqlite::Result<User> {
     })
 }
 
-pub(super) const KEY_COLS: &str = "key_id, tenant_id, label, secret_hash, created_at, revoked_at";
-
 pub(super) fn key_row(r: &Row) -> rusqlite::Result<ApiKey> {
     Ok(ApiKey {
         key_id: r.get(0)?,
@@ -132,11 +111,6 @@ pub(super) fn key_row(r: &Row) -> rusqlite::Result<ApiKey> {
         revoked_at: r.get(5)?,
     })
 }
-
-pub(super) const FACTOR_COLS: &str =
-    "id, tenant_id, user_id, kind, status, sealed_secret, algorithm, digits,
-     period, last_step, drift, version, failures, blocked_until, locked_at, created_at,
-     confirmed_at, drift_hint_step, drift_hint_dir, destination";
 
 pub(super) fn factor_row(r: &Row) -> rusqlite::Result<Factor> {
     let status: String = r.get(4)?;
@@ -181,14 +155,9 @@ fn unknown(idx: usize, what: &str, value: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
         idx,
         rusqlite::types::Type::Text,
-        format!("unknown {what} {value:?}").into(),
+        crate::common::unknown(what, value).into(),
     )
 }
-
-pub(super) const MESSAGE_COLS: &str =
-    "id, message_id, tenant_id, user_id, channel, destination, template,
-     sealed_params, status, attempts, next_attempt_at, lease_owner, lease_until, last_error,
-     created_at, sent_at";
 
 pub(super) fn message_row(r: &Row) -> rusqlite::Result<OutboxMessage> {
     let channel: String = r.get(4)?;
@@ -214,9 +183,6 @@ pub(super) fn message_row(r: &Row) -> rusqlite::Result<OutboxMessage> {
         sent_at: r.get(15)?,
     })
 }
-
-pub(super) const PHONE_CHANGE_COLS: &str =
-    "id, tenant_id, user_id, factor_id, new_phone, state, created_at, expires_at, updated_at";
 
 pub(super) fn phone_change_row(r: &Row) -> rusqlite::Result<PhoneChange> {
     let state: String = r.get(5)?;
