@@ -6,9 +6,11 @@
 
 pub mod cache;
 pub mod error;
+pub mod login;
 pub mod messaging;
 pub mod model;
 pub mod phone_change;
+pub mod policy;
 pub mod ports;
 pub mod service;
 pub mod throttle;

@@ -18,6 +18,8 @@ use std::collections::BTreeMap;
 pub enum Channel {
     Email,
     Sms,
+    /// A signed HTTP POST of an event to an integrator's webhook; `destination` is the URL.
+    Webhook,
 }
 
 impl Channel {
@@ -25,12 +27,14 @@ impl Channel {
         match self {
             Channel::Email => "email",
             Channel::Sms => "sms",
+            Channel::Webhook => "webhook",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "email" => Some(Self::Email),
             "sms" => Some(Self::Sms),
+            "webhook" => Some(Self::Webhook),
             _ => None,
         }
     }
@@ -47,16 +51,24 @@ pub enum TemplateKind {
     /// A security notice: something about the user's 2FA changed. Parameters: `change`,
     /// `when`, `where` (the IP it came from, or "an administrator"), `factor` (masked).
     SecurityNotice,
+    /// A webhook event. Parameters: `event`, `payload` (JSON), `secret` (the signing key).
+    Event,
 }
 
 impl TemplateKind {
-    pub const ALL: [TemplateKind; 3] = [Self::Code, Self::Invitation, Self::SecurityNotice];
+    pub const ALL: [TemplateKind; 4] = [
+        Self::Code,
+        Self::Invitation,
+        Self::SecurityNotice,
+        Self::Event,
+    ];
 
     pub fn as_str(&self) -> &'static str {
         match self {
             TemplateKind::Code => "code",
             TemplateKind::Invitation => "invitation",
             TemplateKind::SecurityNotice => "security_notice",
+            TemplateKind::Event => "event",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -194,15 +206,19 @@ pub enum CodePurpose {
     PhoneOld,
     /// Phone change, step two: the new number is reachable.
     PhoneNew,
+    /// An admin confirms a proposed change of the organisation's settings (the action hash
+    /// is the proposal's).
+    AdminConfirm,
 }
 
 impl CodePurpose {
-    pub const ALL: [CodePurpose; 5] = [
+    pub const ALL: [CodePurpose; 6] = [
         Self::Enrol,
         Self::Verify,
         Self::Disable,
         Self::PhoneOld,
         Self::PhoneNew,
+        Self::AdminConfirm,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -212,6 +228,7 @@ impl CodePurpose {
             CodePurpose::Disable => "disable",
             CodePurpose::PhoneOld => "phone_old",
             CodePurpose::PhoneNew => "phone_new",
+            CodePurpose::AdminConfirm => "admin_confirm",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -225,6 +242,9 @@ impl CodePurpose {
             CodePurpose::Disable => "remove a two-step verification method",
             CodePurpose::PhoneOld => "approve changing your phone number",
             CodePurpose::PhoneNew => "confirm your new phone number",
+            CodePurpose::AdminConfirm => {
+                "confirm a change to your organisation's two-step verification settings"
+            }
         }
     }
 }
@@ -352,6 +372,74 @@ pub enum Effect {
     },
     Enqueue(NewMessage),
     Audit(crate::model::AuditRecord),
+    /// Inserts a proposal, marking the tenant's other pending proposals superseded.
+    InsertProposal(crate::login::Proposal),
+    /// Moves a proposal in `from` (and not expired at `at`) to `to`.
+    SetProposalState {
+        id: String,
+        from: crate::login::ProposalState,
+        to: crate::login::ProposalState,
+        at: i64,
+    },
+    /// Stores the tenant's policy as version `expected_version + 1`, only if the stored
+    /// version is `expected_version` (0: no policy stored yet).
+    SetPolicy {
+        tenant_id: i64,
+        json: String,
+        expected_version: i64,
+        at: i64,
+    },
+    /// Marks a pending login completed, only if it is not completed yet, has not expired at
+    /// `at`, and its user's credential generation is still the one it started with.
+    CompleteLogin {
+        login_id: String,
+        at: i64,
+    },
+    InsertSession(crate::login::Session),
+    /// Revokes one of the user's sessions (if not revoked yet).
+    RevokeSession {
+        id: String,
+        user_id: i64,
+        at: i64,
+        reason: String,
+    },
+    InsertDevice(crate::login::TrustedDevice),
+    /// Revokes one of the user's remembered devices (if not revoked yet).
+    RevokeDevice {
+        id: String,
+        user_id: i64,
+        at: i64,
+    },
+    /// Bumps the user's credential generation: every session and remembered device issued
+    /// before dies (INV-06).
+    BumpGeneration {
+        user_id: i64,
+    },
+    /// Remembers a "later" at the reminder until `until`.
+    SetSkip {
+        user_id: i64,
+        until: i64,
+    },
+    /// Inserts a job (its `id` is assigned by the store).
+    InsertJob(crate::login::Job),
+    /// Revokes the user's sessions created before `created_before` that did not use a second
+    /// factor (not an error if there are none).
+    RevokeSessionsWithout2fa {
+        user_id: i64,
+        created_before: i64,
+        at: i64,
+    },
+    /// Sets a user's admin flag (an existing admin confirmed it, or an operator did it).
+    SetAdmin {
+        user_id: i64,
+        is_admin: bool,
+    },
+    InsertWebhook(crate::login::Webhook),
+    /// Removes one of the tenant's webhooks; a missing one is `state_changed`.
+    DeleteWebhook {
+        id: String,
+        tenant_id: i64,
+    },
 }
 
 /// Issue a one-time code: refuse if the newest code for the same (user, factor, purpose) was
@@ -415,6 +503,12 @@ pub const CODE_MAX_ATTEMPTS: i32 = 5;
 /// all in one transaction; if no row changed, it is a replay. On failure the code's tries and
 /// the factor's failures each grow by one; if the factor becomes locked, `on_lock` is queued.
 /// Either way `audit` is written with the real reason.
+///
+/// `factor_id` is the code's subject and need not name a factor of this user (e.g. a proposal
+/// id `prp_…`, see [`crate::login::Proposal`]): the code is then checked exactly the same way,
+/// with [`CODE_MAX_ATTEMPTS`] as its only try limit, and there are no factor limits to check
+/// and no factor failures to charge or clear. [`IssueCode`] takes such subjects likewise (no
+/// factor, so no lock refusal).
 #[derive(Debug, Clone)]
 pub struct ConsumeCode {
     pub tenant_id: i64,

@@ -34,6 +34,11 @@ pub struct User {
     pub profile: Option<String>,
     pub is_admin: bool,
     pub created_at: i64,
+    /// Credential generation ("security stamp", INV-06): sessions and remembered devices
+    /// carry it and die when it moves.
+    pub generation: i64,
+    /// Until when a "later" at the 2FA reminder holds.
+    pub skip_until: Option<i64>,
 }
 
 #[derive(Debug, Clone)]

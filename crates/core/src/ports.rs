@@ -1,6 +1,7 @@
 //! The ports the domain needs from the outside world. Every implementation must pass the
 //! conformance suite in `twofold-store`.
 
+use crate::login::*;
 use crate::messaging::*;
 use crate::model::*;
 use async_trait::async_trait;
@@ -255,6 +256,48 @@ pub trait Store: Send + Sync + 'static {
     /// finished or expired phone changes and send counters of past windows; returns how many
     /// rows went.
     async fn prune_messaging(&self, before: i64, now: i64) -> StoreResult<u64>;
+
+    // ------------------------------------------------------------ policy and logins
+
+    /// Applies effects and writes `audit`, all in one transaction; a failed precondition
+    /// rolls everything back (`Conflict("state_changed")`).
+    async fn apply(&self, effects: Vec<Effect>, audit: AuditRecord) -> StoreResult<()>;
+    async fn policy(&self, tenant_id: i64) -> StoreResult<Option<StoredPolicy>>;
+    async fn user_by_id(&self, user_id: i64) -> StoreResult<Option<User>>;
+    /// The tenant's users with the admin flag, by id (they receive change notices).
+    async fn admins_of(&self, tenant_id: i64) -> StoreResult<Vec<User>>;
+    async fn proposal(&self, id: &str) -> StoreResult<Option<Proposal>>;
+    async fn start_login(&self, login: PendingLogin, audit: AuditRecord) -> StoreResult<()>;
+    async fn pending_login(&self, token_hash: &[u8]) -> StoreResult<Option<PendingLogin>>;
+    async fn session(&self, token_hash: &[u8]) -> StoreResult<Option<Session>>;
+    /// A user's sessions, newest first, revoked ones included.
+    async fn sessions_of(&self, user_id: i64) -> StoreResult<Vec<Session>>;
+    /// Records use of a session at `at` (for the idle timeout); false if it is revoked.
+    async fn touch_session(&self, id: &str, at: i64) -> StoreResult<bool>;
+    async fn device(&self, token_hash: &[u8]) -> StoreResult<Option<TrustedDevice>>;
+    /// A user's remembered devices, newest first, revoked ones included.
+    async fn devices_of(&self, user_id: i64) -> StoreResult<Vec<TrustedDevice>>;
+
+    /// Unfinished jobs whose `run_at` has come, oldest first.
+    async fn due_jobs(&self, now: i64, limit: u32) -> StoreResult<Vec<Job>>;
+    /// Moves a job from `from_cursor` to `to_cursor`, adds `processed`, marks it done if
+    /// `done`, and applies `effects`, all in one transaction, only if the job is unfinished
+    /// and still at `from_cursor` (so two runners never do a batch twice). Returns false when
+    /// the job had moved on; then nothing was applied.
+    #[allow(clippy::too_many_arguments)]
+    async fn advance_job(
+        &self,
+        job_id: i64,
+        from_cursor: i64,
+        to_cursor: i64,
+        processed: i64,
+        done: bool,
+        effects: Vec<Effect>,
+        now: i64,
+    ) -> StoreResult<bool>;
+    async fn job(&self, job_id: i64) -> StoreResult<Option<Job>>;
+    /// The tenant's webhooks, oldest first.
+    async fn webhooks_of(&self, tenant_id: i64) -> StoreResult<Vec<Webhook>>;
 
     async fn append_audit(&self, audit: AuditRecord) -> StoreResult<()>;
     async fn list_audit(&self, query: AuditQuery) -> StoreResult<Vec<AuditEvent>>;

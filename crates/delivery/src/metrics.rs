@@ -17,12 +17,13 @@ pub enum Outcome {
     Failed,
 }
 
-const CHANNELS: [Channel; 2] = [Channel::Email, Channel::Sms];
+const CHANNELS: [Channel; 3] = [Channel::Email, Channel::Sms, Channel::Webhook];
 
 fn index(c: Channel) -> usize {
     match c {
         Channel::Email => 0,
         Channel::Sms => 1,
+        Channel::Webhook => 2,
     }
 }
 
@@ -30,9 +31,9 @@ fn index(c: Channel) -> usize {
 /// endpoint.
 #[derive(Debug, Default)]
 pub struct DeliveryMetrics {
-    sent: [AtomicU64; 2],
-    retried: [AtomicU64; 2],
-    failed: [AtomicU64; 2],
+    sent: [AtomicU64; 3],
+    retried: [AtomicU64; 3],
+    failed: [AtomicU64; 3],
 }
 
 impl DeliveryMetrics {
@@ -110,6 +111,8 @@ mod tests {
         assert!(text.contains("twofold_messages_retried_total{channel=\"sms\"} 1\n"));
         assert!(text.contains("twofold_messages_failed_total{channel=\"sms\"} 1\n"));
         assert!(text.contains("# TYPE twofold_messages_failed_total counter\n"));
-        assert_eq!(text.lines().count(), 12);
+        assert!(text.contains("twofold_messages_sent_total{channel=\"webhook\"} 0\n"));
+        // Three counters, each with HELP, TYPE and one line per channel (email, sms, webhook).
+        assert_eq!(text.lines().count(), 15);
     }
 }

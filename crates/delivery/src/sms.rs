@@ -310,32 +310,97 @@ impl SmsTransport for WebhookSms {
             tenant: &sms.tenant_slug,
         })
         .map_err(|e| SendError::Permanent(format!("webhook: cannot encode the body: {e}")))?;
-        let timestamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs()
-            .to_string();
-        let signature = webhook_signature(self.secret.expose().as_bytes(), &timestamp, &body);
-        let response = self
-            .client
-            .post(&self.url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("Idempotency-Key", &sms.message_id)
-            .header("X-Twofold-Timestamp", &timestamp)
-            .header("X-Twofold-Signature", signature)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| classify_request_error("SMS webhook", e))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(());
+        post_signed(
+            &self.client,
+            &self.url,
+            self.secret.expose().as_bytes(),
+            &sms.message_id,
+            body,
+            &[],
+            "SMS webhook",
+        )
+        .await
+    }
+}
+
+/// POSTs `body` as JSON, signed as the module documents (`X-Twofold-Timestamp`,
+/// `X-Twofold-Signature`), with `Idempotency-Key: <message_id>` and any `extra` headers; the
+/// answer is classified like every provider's.
+pub(crate) async fn post_signed(
+    client: &reqwest::Client,
+    url: &str,
+    secret: &[u8],
+    message_id: &str,
+    body: Vec<u8>,
+    extra: &[(&str, &str)],
+    who: &str,
+) -> Result<(), SendError> {
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+        .to_string();
+    let signature = webhook_signature(secret, &timestamp, &body);
+    let mut request = client
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header("Idempotency-Key", message_id)
+        .header("X-Twofold-Timestamp", &timestamp)
+        .header("X-Twofold-Signature", signature);
+    for (name, value) in extra {
+        request = request.header(*name, *value);
+    }
+    let response = request
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| classify_request_error(who, e))?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let text = response.text().await.unwrap_or_default();
+    Err(classify_status(
+        status,
+        format!("{who} {status}: {}", snippet(&text)),
+    ))
+}
+
+/// Delivers webhook events (`Channel::Webhook`): the body is the event's JSON, signed with the
+/// webhook's own secret, which travels sealed in the message's parameters.
+pub struct EventPoster {
+    client: Result<reqwest::Client, String>,
+}
+
+impl EventPoster {
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            client: http_client(timeout),
         }
-        let text = response.text().await.unwrap_or_default();
-        Err(classify_status(
-            status,
-            format!("SMS webhook {status}: {}", snippet(&text)),
-        ))
+    }
+
+    pub async fn send(
+        &self,
+        url: &str,
+        secret: &str,
+        message_id: &str,
+        event: &str,
+        payload: &str,
+    ) -> Result<(), SendError> {
+        let client = self
+            .client
+            .as_ref()
+            .map_err(|e| SendError::Transient(format!("webhook client: {e}")))?;
+        post_signed(
+            client,
+            url,
+            secret.as_bytes(),
+            message_id,
+            payload.as_bytes().to_vec(),
+            &[("X-Twofold-Event", event)],
+            "webhook",
+        )
+        .await
     }
 }
 

@@ -77,6 +77,8 @@ pub fn builtin(kind: TemplateKind, part: Part) -> &'static str {
         (SecurityNotice, Text) => include_str!("../templates/en/security_notice.txt"),
         (SecurityNotice, Html) => include_str!("../templates/en/security_notice.html"),
         (SecurityNotice, Sms) => include_str!("../templates/en/security_notice.sms"),
+        // Events are JSON for machines, never rendered for people.
+        (Event, _) => "",
     }
 }
 

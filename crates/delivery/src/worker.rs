@@ -92,6 +92,8 @@ pub struct DeliveryWorker {
     metrics: Arc<DeliveryMetrics>,
     owner: String,
     notify: Arc<Notify>,
+    /// Posts webhook events; each carries its own URL and secret.
+    events: crate::sms::EventPoster,
 }
 
 impl std::fmt::Debug for DeliveryWorker {
@@ -129,6 +131,7 @@ impl DeliveryWorker {
             metrics,
             owner: new_owner_id(),
             notify: Arc::new(Notify::new()),
+            events: crate::sms::EventPoster::new(std::time::Duration::from_secs(10)),
         }
     }
 
@@ -280,6 +283,17 @@ impl DeliveryWorker {
                     html: rendered.html,
                 };
                 self.bounded(self.email.send(&email)).await
+            }
+            Channel::Webhook => {
+                let get = |k: &str| params.get(k).map(String::as_str).unwrap_or_default();
+                let send = self.events.send(
+                    &msg.destination,
+                    get("secret"),
+                    &msg.message_id,
+                    get("event"),
+                    get("payload"),
+                );
+                self.bounded(send).await
             }
             Channel::Sms => {
                 let sms = Sms {

@@ -65,6 +65,7 @@ fn open_parts(
             audit_retention_days: config.audit_retention_days,
             cache_ttl_ms: config.cache_ttl_ms,
             messaging: config.codes.to_core().map_err(StartupError::Config)?,
+            login: config.sessions.to_core().map_err(StartupError::Config)?,
             ..TwofoldConfig::default()
         },
     );
@@ -104,6 +105,7 @@ pub struct Application {
     router: Router,
     state: AppState,
     worker: DeliveryWorker,
+    jobs_wake: Arc<tokio::sync::Notify>,
 }
 
 impl Application {
@@ -118,6 +120,9 @@ impl Application {
         let (core, keyring) = open_parts(config, clock.clone())?;
         let delivery = Arc::new(DeliveryMetrics::new());
         let worker = delivery_worker(config, &core, keyring, clock, delivery.clone())?;
+        let jobs_wake = Arc::new(tokio::sync::Notify::new());
+        let wake = jobs_wake.clone();
+        core.set_on_jobs(Box::new(move || wake.notify_one()));
         let state = AppState {
             core,
             metrics: Arc::new(Metrics::default()),
@@ -134,6 +139,7 @@ impl Application {
             listener,
             state,
             worker,
+            jobs_wake,
         })
     }
 
@@ -153,6 +159,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let pruner = tokio::spawn(prune_forever(self.state.clone()));
+        let jobs = tokio::spawn(jobs_forever(self.state.clone(), self.jobs_wake.clone()));
         let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
         let worker = tokio::spawn(self.worker.run(async move {
             let _ = worker_stopped.await;
@@ -165,10 +172,23 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await;
         pruner.abort();
+        jobs.abort();
         // Messages it was sending finish (or their lease lapses and another node takes them).
         let _ = stop_worker.send(());
         let _ = worker.await;
         result
+    }
+}
+
+/// Background job: runs rollout jobs (invitations, session revocations) when woken by a policy
+/// change and otherwise every few seconds, so scheduled ones start on time. Every node runs it;
+/// the store lets only one runner do each batch.
+async fn jobs_forever(state: AppState, wake: Arc<tokio::sync::Notify>) {
+    loop {
+        let _ = tokio::time::timeout(Duration::from_millis(500), wake.notified()).await;
+        if let Err(e) = state.core.run_jobs(usize::MAX).await {
+            tracing::warn!(error = %e, "rollout jobs failed; will retry");
+        }
     }
 }
 

@@ -52,6 +52,9 @@ pub enum Command {
     /// Queued email and SMS: depth, failures, retrying.
     #[command(subcommand)]
     Outbox(OutboxCmd),
+    /// The organisation's 2FA settings: show, propose, confirm with the emailed code.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
     /// Write a consistent copy of the live database to FILE (safe while serving).
     Backup {
         #[arg(long, value_name = "FILE")]
@@ -81,6 +84,35 @@ pub enum TenantCmd {
         /// Go back to the server's list of SMS countries.
         #[arg(long)]
         default_sms_countries: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCmd {
+    /// Print the tenant's settings as JSON.
+    Show {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Propose settings from a JSON file (as `policy show` prints them) on behalf of an admin;
+    /// a code is emailed to that admin.
+    Propose {
+        #[arg(long)]
+        tenant: String,
+        /// External id of the admin.
+        #[arg(long)]
+        admin: String,
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Confirm a proposal with the code the admin received.
+    Confirm {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        proposal: String,
+        #[arg(long)]
+        code: String,
     },
 }
 
@@ -321,6 +353,53 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
                         .unwrap_or_default()
                 );
             }
+        }
+        Command::Policy(PolicyCmd::Show { tenant }) => {
+            let (policy, version) = core(&config)?.get_policy(&actor, &tenant).await?;
+            let json = serde_json::to_string_pretty(&policy)
+                .map_err(|e| CliError::Usage(format!("cannot print the policy: {e}")))?;
+            println!("{json}");
+            eprintln!("version {version}");
+        }
+        Command::Policy(PolicyCmd::Propose {
+            tenant,
+            admin,
+            file,
+        }) => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
+            let policy = serde_json::from_str(&text).map_err(|e| {
+                CliError::Usage(format!(
+                    "{} is not a policy ({e}); start from `twofold policy show`",
+                    file.display()
+                ))
+            })?;
+            let (proposal, receipt) = core(&config)?
+                .propose_policy(&actor, &meta, &tenant, &admin, policy)
+                .await?;
+            for w in &proposal.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!(
+                "proposal {} sent a code to {}; confirm within 10 minutes with \
+                 `twofold policy confirm --tenant {tenant} --proposal {} --code CODE`",
+                proposal.id, receipt.destination, proposal.id
+            );
+        }
+        Command::Policy(PolicyCmd::Confirm {
+            tenant,
+            proposal,
+            code,
+        }) => {
+            let verdict = core(&config)?
+                .confirm_proposal(&actor, &meta, &tenant, &proposal, &code)
+                .await?;
+            if !verdict.is_accepted() {
+                return Err(CliError::Usage(
+                    "the code is wrong, expired or used; nothing changed".into(),
+                ));
+            }
+            println!("settings of {tenant} changed");
         }
         Command::Outbox(OutboxCmd::Retry { id }) => {
             core(&config)?.retry_message(&actor, &meta, id).await?;

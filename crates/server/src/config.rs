@@ -36,6 +36,50 @@ pub struct Config {
     pub templates_dir: Option<PathBuf>,
     /// `[codes]`: one-time code lifetime, resend cooldown and sending caps.
     pub codes: CodesConfig,
+    /// `[sessions]`: session and pending-login lifetimes.
+    pub sessions: SessionsConfig,
+}
+
+/// Session lifetimes. Integrators tie their own sessions to Twofold's and introspect them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct SessionsConfig {
+    /// Absolute lifetime of a session.
+    pub ttl_hours: u32,
+    /// A session unused this long is dead.
+    pub idle_minutes: u32,
+    /// How long a login waits for its second step.
+    pub pending_minutes: u32,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        let l = twofold_core::service::LoginConfig::default();
+        Self {
+            ttl_hours: (l.session_ttl_ms / 3_600_000) as u32,
+            idle_minutes: (l.session_idle_ms / 60_000) as u32,
+            pending_minutes: (l.pending_ttl_ms / 60_000) as u32,
+        }
+    }
+}
+
+impl SessionsConfig {
+    pub fn to_core(&self) -> Result<twofold_core::service::LoginConfig, String> {
+        if !(1..=24 * 90).contains(&self.ttl_hours)
+            || !(1..=24 * 60).contains(&self.idle_minutes)
+            || !(1..=60).contains(&self.pending_minutes)
+        {
+            return Err("sessions: ttl_hours must be 1-2160, idle_minutes 1-1440, \
+                        pending_minutes 1-60"
+                .into());
+        }
+        Ok(twofold_core::service::LoginConfig {
+            session_ttl_ms: i64::from(self.ttl_hours) * 3_600_000,
+            session_idle_ms: i64::from(self.idle_minutes) * 60_000,
+            pending_ttl_ms: i64::from(self.pending_minutes) * 60_000,
+            ..Default::default()
+        })
+    }
 }
 
 /// Limits on one-time codes. On by default with conservative numbers: SMS pumping costs money.
@@ -105,6 +149,7 @@ impl std::fmt::Debug for Config {
             .field("delivery", &self.delivery)
             .field("templates_dir", &self.templates_dir)
             .field("codes", &self.codes)
+            .field("sessions", &self.sessions)
             .finish()
     }
 }
@@ -126,6 +171,7 @@ impl Default for Config {
             delivery: WorkerConfig::default(),
             templates_dir: None,
             codes: CodesConfig::default(),
+            sessions: SessionsConfig::default(),
         }
     }
 }

@@ -64,6 +64,10 @@ impl From<CoreError> for ApiError {
                     "factor" => "factor_not_found",
                     "api_key" => "api_key_not_found",
                     "phone_change" => "phone_change_not_found",
+                    "proposal" => "proposal_not_found",
+                    "session" => "session_not_found",
+                    "device" => "device_not_found",
+                    "webhook" => "webhook_not_found",
                     _ => "not_found",
                 };
                 Self::new(StatusCode::NOT_FOUND, code, format!("{kind} not found"))

@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 
-use crate::api::{self, dto, messaging as m};
+use crate::api::{self, dto, login as l, messaging as m, webhooks as w};
 use crate::error::{ErrorBody, ErrorDetail};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -24,6 +24,11 @@ use utoipa::{Modify, OpenApi};
         m::resend_phone_change, m::invite_user, m::get_messaging, m::put_messaging,
         m::list_tenant_outbox, m::tenant_outbox_stats, m::list_outbox, m::outbox_stats,
         m::retry_message,
+        l::get_policy, l::propose, l::propose_admin, l::confirm_proposal, l::decide, l::login_send_code,
+        w::create_webhook, w::list_webhooks, w::delete_webhook,
+        l::login_verify, l::login_skip, l::login_enroll_totp, l::login_enroll_sms,
+        l::login_enroll_email, l::login_enroll_confirm, l::introspect, l::list_sessions, l::revoke_session,
+        l::sign_out_everywhere, l::list_devices, l::revoke_device,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, dto::CreateTenant, dto::TenantDto, dto::CreatedTenant,
@@ -35,7 +40,11 @@ use utoipa::{Modify, OpenApi};
         m::ContactEnrollment, m::SendCodeBody, m::DisableBody, m::DisableResult,
         m::StartPhoneChange, m::PhoneChangeDto, m::PhoneChangeStarted, m::PhoneChangeConfirmed,
         m::InviteBody, m::MessageDto, m::MessagePage, m::OutboxStatsDto, m::MessagingSettings,
-        m::MessagingSettingsDto,
+        m::MessagingSettingsDto, l::PolicyDto, l::ProposeBody, l::ProposeAdminBody, l::ProposalDto, l::ConfirmedDto,
+        w::CreateWebhook, w::WebhookDto, w::CreatedWebhook, w::WebhookList,
+        l::LoginBody, l::LoginEnrollContact, l::LoginEnrollConfirm, l::TokenDto, l::DecisionDto, l::PendingBody, l::LoginSendCode,
+        l::LoginVerify, l::StepDto, l::IntrospectBody, l::SessionDto, l::IntrospectDto,
+        l::SessionList, l::DeviceDto, l::DeviceList,
     )),
     modifiers(&BearerAuth)
 )]

@@ -13,7 +13,8 @@ use twofold_core::throttle::ThrottleState;
 pub(crate) const TENANT_COLS: &str = "id, slug, name, created_at, sender_name, sms_countries";
 
 pub(crate) const USER_COLS: &str =
-    "id, tenant_id, external_id, email, phone, profile, is_admin, created_at";
+    "id, tenant_id, external_id, email, phone, profile, is_admin, created_at, generation,
+     skip_until";
 
 pub(crate) const KEY_COLS: &str = "key_id, tenant_id, label, secret_hash, created_at, revoked_at";
 
@@ -29,6 +30,29 @@ pub(crate) const MESSAGE_COLS: &str =
 
 pub(crate) const PHONE_CHANGE_COLS: &str =
     "id, tenant_id, user_id, factor_id, new_phone, state, created_at, expires_at, updated_at";
+
+pub(crate) const POLICY_COLS: &str = "tenant_id, json, version, updated_at";
+
+pub(crate) const PROPOSAL_COLS: &str =
+    "id, tenant_id, admin_user_id, payload, payload_hash, base_version, state, created_at,
+     expires_at";
+
+pub(crate) const LOGIN_COLS: &str =
+    "id, token_hash, tenant_id, user_id, generation, decision, primary_method, client_id, ip,
+     user_agent, created_at, expires_at, completed_at";
+
+pub(crate) const SESSION_COLS: &str =
+    "id, token_hash, tenant_id, user_id, generation, amr, second_factor, client_id, ip,
+     created_at, last_seen_at, expires_at, revoked_at, revoke_reason";
+
+pub(crate) const DEVICE_COLS: &str =
+    "id, token_hash, tenant_id, user_id, generation, label, created_at, expires_at,
+     last_used_at, revoked_at";
+
+pub(crate) const JOB_COLS: &str =
+    "id, tenant_id, kind, payload, cursor, run_at, done_at, processed, created_at";
+
+pub(crate) const WEBHOOK_COLS: &str = "id, tenant_id, url, sealed_secret, events, created_at";
 
 /// The head of the audit listing; each backend adds its filters (the tenant one spelled so
 /// that its index is used).
@@ -105,6 +129,8 @@ pub(crate) fn user_rows(id: i64, u: NewUser, mut audit: AuditRecord) -> (User, A
         profile: u.profile,
         is_admin: u.is_admin,
         created_at: u.created_at,
+        generation: 0,
+        skip_until: None,
     };
     (user, audit)
 }

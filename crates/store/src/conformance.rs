@@ -7,7 +7,11 @@ use twofold_core::model::*;
 use twofold_core::ports::*;
 use twofold_core::throttle::{BACKOFF_AFTER, LOCK_AFTER, MAX_BACKOFF_MS};
 
+mod jobs;
+mod logins;
 mod messaging;
+pub use jobs::*;
+pub use logins::*;
 pub use messaging::*;
 
 pub type DynStore = Arc<dyn Store>;
@@ -633,7 +637,25 @@ macro_rules! conformance_tests {
             prune_removes_finished_and_dead_rows,
             delete_and_unlock_queue_their_notices,
             tenant_messaging_settings_round_trip,
-            factor_destination_round_trips
+            factor_destination_round_trips,
+            generation_and_skip_are_kept_on_the_user,
+            admins_are_listed_per_tenant,
+            policy_versions_move_one_at_a_time,
+            a_new_proposal_supersedes_the_pending_one,
+            a_proposal_moves_only_from_its_state_before_expiry,
+            a_code_for_a_proposal_confirms_it_once,
+            a_pending_login_completes_once,
+            parallel_completions_mint_one_session,
+            sessions_round_trip_and_revoke_once,
+            devices_round_trip_and_revoke_once,
+            webhooks_round_trip_per_tenant_and_delete_once,
+            touch_moves_last_seen_forward_only,
+            a_failed_apply_changes_nothing,
+            jobs_are_due_from_run_at_until_done,
+            a_job_advances_once_per_cursor,
+            parallel_advances_from_one_cursor_succeed_once,
+            revoking_sessions_without_2fa_spares_the_rest,
+            the_admin_flag_round_trips
         );
     };
     (@each $make:expr; $($name:ident),*) => {

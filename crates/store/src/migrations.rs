@@ -32,6 +32,18 @@ pub const SQLITE: &[(&str, &str)] = &[
         "0002_messaging",
         include_str!("../migrations/sqlite/0002_messaging.sql"),
     ),
+    (
+        "0003_logins",
+        include_str!("../migrations/sqlite/0003_logins.sql"),
+    ),
+    (
+        "0004_jobs",
+        include_str!("../migrations/sqlite/0004_jobs.sql"),
+    ),
+    (
+        "0005_webhooks",
+        include_str!("../migrations/sqlite/0005_webhooks.sql"),
+    ),
 ];
 
 /// The same versions as [`SQLITE`], in PostgreSQL's dialect.
@@ -216,7 +228,12 @@ mod tests {
         let pending = pending(Backend::Sqlite, &["0001_init".to_string()]).unwrap();
         assert_eq!(
             pending.iter().map(|(v, _)| *v).collect::<Vec<_>>(),
-            vec!["0002_messaging"]
+            vec![
+                "0002_messaging",
+                "0003_logins",
+                "0004_jobs",
+                "0005_webhooks"
+            ]
         );
     }
 }

@@ -10,13 +10,18 @@
 //! This file holds the writer, the connections and the [`Store`] impl, which only routes each
 //! call to the right connection; the SQL lives beside it by concern: `rows` (column lists, row
 //! mappers, shared inserts), `factors` (enrolment, TOTP attempts, failure charging), `codes`
-//! (one-time codes), `effects` (changes riding on a code or attempt) and `outbox`.
+//! (one-time codes), `effects` (changes riding on a code or attempt, or applied alone),
+//! `logins` (policies, proposals, pending logins, sessions, remembered devices), `jobs`
+//! (background jobs over a tenant's users) and `outbox`.
 
 mod codes;
 mod effects;
 mod factors;
+mod jobs;
+mod logins;
 mod outbox;
 mod rows;
+mod webhooks;
 
 use crate::migrations::{self, Backend};
 use async_trait::async_trait;
@@ -26,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{oneshot, Semaphore};
+use twofold_core::login::*;
 use twofold_core::messaging::*;
 use twofold_core::model::*;
 use twofold_core::ports::*;
@@ -43,13 +49,14 @@ trait WriteJob: Send {
     fn finish(self: Box<Self>, commit: Result<(), StoreError>);
 }
 
-struct Job<F, R> {
+/// A queued write: the closure, its result once run, and where to send that after COMMIT.
+struct QueuedWrite<F, R> {
     f: Option<F>,
     result: Option<Result<R, StoreError>>,
     reply: oneshot::Sender<Result<R, StoreError>>,
 }
 
-impl<F, R> WriteJob for Job<F, R>
+impl<F, R> WriteJob for QueuedWrite<F, R>
 where
     F: FnOnce(&Connection) -> Result<R, StoreError> + Send,
     R: Send,
@@ -284,7 +291,7 @@ impl SqliteStore {
         R: Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
-        let job: Box<dyn WriteJob> = Box::new(Job {
+        let job: Box<dyn WriteJob> = Box::new(QueuedWrite {
             f: Some(f),
             result: None,
             reply,
@@ -706,6 +713,120 @@ impl Store for SqliteStore {
 
     async fn ping(&self) -> StoreResult<()> {
         self.write(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(backend))
+            .await
+    }
+
+    async fn apply(&self, effects: Vec<Effect>, audit: AuditRecord) -> StoreResult<()> {
+        self.write(move |c| {
+            effects::apply_effects(c, effects)?;
+            insert_audit(c, &audit)
+        })
+        .await
+    }
+
+    async fn policy(&self, tenant_id: i64) -> StoreResult<Option<StoredPolicy>> {
+        self.point_read(move |c| logins::policy(c, tenant_id)).await
+    }
+
+    async fn user_by_id(&self, user_id: i64) -> StoreResult<Option<User>> {
+        self.point_read(move |c| {
+            c.prepare_cached(&format!("SELECT {USER_COLS} FROM users WHERE id = ?1"))
+                .and_then(|mut s| s.query_row(params![user_id], user_row).optional())
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn admins_of(&self, tenant_id: i64) -> StoreResult<Vec<User>> {
+        self.read(move |c| {
+            let mut s = c
+                .prepare_cached(&format!(
+                    "SELECT {USER_COLS} FROM users WHERE tenant_id = ?1 AND is_admin <> 0
+                     ORDER BY id"
+                ))
+                .map_err(backend)?;
+            let rows = s.query_map(params![tenant_id], user_row).map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn proposal(&self, id: &str) -> StoreResult<Option<Proposal>> {
+        let id = id.to_string();
+        self.point_read(move |c| logins::proposal(c, &id)).await
+    }
+
+    async fn start_login(&self, login: PendingLogin, audit: AuditRecord) -> StoreResult<()> {
+        self.write(move |c| {
+            logins::insert_login(c, &login)?;
+            insert_audit(c, &audit)
+        })
+        .await
+    }
+
+    async fn pending_login(&self, token_hash: &[u8]) -> StoreResult<Option<PendingLogin>> {
+        let token_hash = token_hash.to_vec();
+        self.point_read(move |c| logins::pending_login(c, &token_hash))
+            .await
+    }
+
+    async fn session(&self, token_hash: &[u8]) -> StoreResult<Option<Session>> {
+        let token_hash = token_hash.to_vec();
+        self.point_read(move |c| logins::session(c, &token_hash))
+            .await
+    }
+
+    async fn sessions_of(&self, user_id: i64) -> StoreResult<Vec<Session>> {
+        // Not a point read: revoked sessions are kept, so the list has no fixed bound.
+        self.read(move |c| logins::sessions_of(c, user_id)).await
+    }
+
+    async fn touch_session(&self, id: &str, at: i64) -> StoreResult<bool> {
+        let id = id.to_string();
+        self.write(move |c| logins::touch_session(c, &id, at)).await
+    }
+
+    async fn device(&self, token_hash: &[u8]) -> StoreResult<Option<TrustedDevice>> {
+        let token_hash = token_hash.to_vec();
+        self.point_read(move |c| logins::device(c, &token_hash))
+            .await
+    }
+
+    async fn devices_of(&self, user_id: i64) -> StoreResult<Vec<TrustedDevice>> {
+        self.read(move |c| logins::devices_of(c, user_id)).await
+    }
+
+    async fn due_jobs(&self, now: i64, limit: u32) -> StoreResult<Vec<Job>> {
+        self.read(move |c| jobs::due(c, now, limit)).await
+    }
+
+    async fn advance_job(
+        &self,
+        job_id: i64,
+        from_cursor: i64,
+        to_cursor: i64,
+        processed: i64,
+        done: bool,
+        effects: Vec<Effect>,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let step = jobs::Advance {
+            job_id,
+            from_cursor,
+            to_cursor,
+            processed,
+            done,
+            now,
+        };
+        self.write(move |c| jobs::advance(c, &step, effects)).await
+    }
+
+    async fn job(&self, job_id: i64) -> StoreResult<Option<Job>> {
+        self.point_read(move |c| jobs::job(c, job_id)).await
+    }
+
+    async fn webhooks_of(&self, tenant_id: i64) -> StoreResult<Vec<Webhook>> {
+        self.point_read(move |c| webhooks::of_tenant(c, tenant_id))
             .await
     }
 

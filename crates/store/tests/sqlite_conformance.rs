@@ -88,4 +88,7 @@ async fn a_0001_database_upgrades_in_place() {
     let factors = s.factors_of(1).await.unwrap();
     assert_eq!(factors.len(), 1);
     assert_eq!(factors[0].destination, None);
+    let alice = s.user(t.id, "alice").await.unwrap().unwrap();
+    assert_eq!((alice.generation, alice.skip_until), (0, None));
+    assert_eq!(s.policy(t.id).await.unwrap(), None);
 }

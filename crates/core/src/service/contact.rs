@@ -66,13 +66,13 @@ impl ContactKind {
             ContactKind::Email => "email",
         }
     }
-    fn channel(&self) -> Channel {
+    pub(crate) fn channel(&self) -> Channel {
         match self {
             ContactKind::Sms => Channel::Sms,
             ContactKind::Email => Channel::Email,
         }
     }
-    fn of(f: &Factor) -> Option<Self> {
+    pub(crate) fn of(f: &Factor) -> Option<Self> {
         match f.kind.as_str() {
             "sms" => Some(Self::Sms),
             "email" => Some(Self::Email),
@@ -302,7 +302,7 @@ impl Twofold {
     /// Sends a code: one store transaction checks cooldown and caps, supersedes older codes,
     /// stores the code's hash, queues the message and applies `effects`.
     #[allow(clippy::too_many_arguments)]
-    async fn send_code_to(
+    pub(crate) async fn send_code_to(
         &self,
         tenant: &Tenant,
         user: &User,
@@ -348,7 +348,7 @@ impl Twofold {
 
     /// Checks a code in one store transaction (INV-02); `on_success` happens only with it.
     #[allow(clippy::too_many_arguments)]
-    async fn consume(
+    pub(crate) async fn consume(
         &self,
         on: &On<'_>,
         factor: &Factor,
@@ -527,7 +527,9 @@ impl Twofold {
         .await
     }
 
-    /// Confirms a pending SMS or email factor with its enrolment code.
+    /// Confirms a pending SMS or email factor with its enrolment code; `extra` effects ride
+    /// along with the activation.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn confirm_contact(
         &self,
         actor: &Actor,
@@ -536,6 +538,7 @@ impl Twofold {
         user: &User,
         factor: &Factor,
         code: &OtpCode,
+        extra: Vec<Effect>,
     ) -> Result<Verdict, CoreError> {
         let on = On {
             actor,
@@ -570,6 +573,7 @@ impl Twofold {
         )? {
             effects.push(Effect::Enqueue(n));
         }
+        effects.extend(extra);
         self.consume(&on, factor, CodePurpose::Enrol, None, code, effects, audit)
             .await
     }
@@ -659,6 +663,25 @@ impl Twofold {
             message: "removing an active factor needs a fresh code from it or another active one"
                 .into(),
         })?;
+        // While 2FA is required for the user, their last usable factor stays.
+        let (policy, _) = self.policy_of(&tenant).await?;
+        let usable_left = factors
+            .iter()
+            .filter(|f| f.id != target.id && f.status == FactorStatus::Active)
+            .filter(|f| {
+                crate::policy::Method::parse(&f.kind).is_some_and(|m| policy.methods.contains(&m))
+            })
+            .count();
+        if usable_left == 0
+            && policy.enforcement != crate::policy::Enforcement::Off
+            && policy.required_for(user.profile.as_deref())
+        {
+            return Err(CoreError::conflict(
+                "last_factor",
+                "two-step verification is required for this user: enrol another method before \
+                 removing this one",
+            ));
+        }
         let prover_id = match code_factor_id {
             Some(id) => FactorId::parse(id).map_err(|_| CoreError::Invalid {
                 field: "code_factor_id",
@@ -673,12 +696,18 @@ impl Twofold {
                 field: "code_factor_id",
                 message: "must name an active factor of this user".into(),
             })?;
+        // Removing a factor kills the user's sessions and remembered devices (INV-06).
         let mut effects = vec![
             Effect::DeleteFactor {
                 factor_id: target.id.clone(),
             },
+            Effect::BumpGeneration { user_id: user.id },
             Effect::Audit(removal),
         ];
+        let data = serde_json::json!({
+            "user": user.external_id, "factor_id": target.id, "kind": target.kind, "by": "user",
+        });
+        effects.extend(self.event_effects(&tenant, "factor.removed", data).await?);
         if let Some(n) = self.notice(
             &on,
             "a two-step verification method was removed",
@@ -871,6 +900,7 @@ impl Twofold {
                 factor_id: factor.id.clone(),
                 destination: change.new_phone.clone(),
             });
+            effects.push(Effect::BumpGeneration { user_id: user.id });
             let mut done = self.audit(actor, meta, "factor.phone_change", Some(tenant.id));
             done.user_id = Some(user.id);
             done.factor_id = Some(factor.id.clone());

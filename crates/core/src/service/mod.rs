@@ -16,11 +16,20 @@ use twofold_otp::{base32, qr, uri::KeyUri, uri::OtpKind, Algorithm, OtpParams};
 use zeroize::Zeroizing;
 
 mod contact;
+mod jobs;
+mod login;
 pub mod notices;
 mod outbox;
+mod webhooks;
 
 pub use contact::{ContactKind, MessagingConfig, PhoneChangeView, SendReceipt};
+pub use jobs::JOB_BATCH;
+pub use login::{
+    DeviceView, IssuedToken, LoginConfig, LoginOutcome, LoginRequest, ProposalView, SessionView,
+    StepOutcome,
+};
 pub use outbox::{parse_countries, MessageView, RefusalCounts};
+pub use webhooks::{WebhookView, EVENTS};
 
 /// Who is acting. Everything an API key does is audited as done by that key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +89,7 @@ pub struct TwofoldConfig {
     pub cache_ttl_ms: i64,
     pub cache_max_entries: usize,
     pub messaging: MessagingConfig,
+    pub login: LoginConfig,
 }
 
 impl Default for TwofoldConfig {
@@ -89,6 +99,7 @@ impl Default for TwofoldConfig {
             cache_ttl_ms: 30_000,
             cache_max_entries: 500_000,
             messaging: MessagingConfig::default(),
+            login: LoginConfig::default(),
         }
     }
 }
@@ -289,6 +300,8 @@ pub struct Twofold {
     epoch: AtomicU64,
     /// Called after something was queued in the outbox, to wake the delivery worker.
     on_queued: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// Called after a rollout job was created, to wake the job runner.
+    on_jobs: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
     refusals: RefusalCounts,
 }
 
@@ -347,6 +360,7 @@ impl Twofold {
             api_keys: TtlCache::new(ttl.min(10_000), 100_000),
             epoch: AtomicU64::new(0),
             on_queued: std::sync::OnceLock::new(),
+            on_jobs: std::sync::OnceLock::new(),
             refusals: RefusalCounts::default(),
             config,
         }
@@ -599,6 +613,14 @@ impl Twofold {
         input: NewUserInput,
     ) -> Result<User, CoreError> {
         let tenant = self.tenant_for(actor, slug).await?;
+        // An admin confirms the organisation's 2FA changes: the integrator's key alone must
+        // not be able to create one (and with it, a mailbox that receives those codes).
+        if input.is_admin && !actor.is_operator() {
+            return Err(CoreError::Forbidden(
+                "admins are appointed by an operator, or confirmed by an existing admin: \
+                 POST /v1/tenants/{tenant}/users/{user}/admin-proposals",
+            ));
+        }
         let external_id = ExternalId::parse(&input.external_id)?;
         let email = input
             .email
@@ -866,12 +888,32 @@ impl Twofold {
         } else {
             None
         };
-        // A tenant key withdraws only a pending factor, even if it was confirmed meanwhile.
-        let only_if = (!actor.is_operator()).then_some(FactorStatus::Pending);
-        let deleted = self
-            .store
-            .delete_factor(&factor.id, only_if, audit, notice)
-            .await?;
+        let deleted = if actor.is_operator() {
+            // A reset kills the user's sessions and remembered devices (INV-06).
+            let mut effects = vec![
+                Effect::DeleteFactor {
+                    factor_id: factor.id.clone(),
+                },
+                Effect::BumpGeneration { user_id: user.id },
+            ];
+            effects.extend(notice.map(Effect::Enqueue));
+            let data = serde_json::json!({
+                "user": user.external_id, "factor_id": factor.id, "kind": factor.kind,
+                "by": "operator",
+            });
+            effects.extend(self.event_effects(&tenant, "factor.removed", data).await?);
+            match self.store.apply(effects, audit).await {
+                Ok(()) => true,
+                Err(StoreError::Conflict("state_changed")) => false,
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            // A tenant key withdraws only a pending factor, even if it was confirmed
+            // meanwhile.
+            self.store
+                .delete_factor(&factor.id, Some(FactorStatus::Pending), audit, notice)
+                .await?
+        };
         self.queued();
         self.forget_user(tenant.id, external_id);
         if !deleted {
@@ -1085,24 +1127,49 @@ impl Twofold {
         let (user, factor) = self
             .user_and_factor(&tenant, external_id, factor_id.as_str())
             .await?;
+        self.confirm_with(actor, meta, &tenant, &user, &factor, &code, Vec::new())
+            .await
+    }
+
+    /// Confirms `factor` with `code`; `extra` effects ride along only when a pending factor
+    /// is activated (e.g. completing the login it was enrolled in).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn confirm_with(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        tenant: &Tenant,
+        user: &User,
+        factor: &Factor,
+        code: &OtpCode,
+        mut extra: Vec<Effect>,
+    ) -> Result<Verdict, CoreError> {
+        if factor.status == FactorStatus::Pending {
+            let data = serde_json::json!({
+                "user": user.external_id, "factor_id": factor.id, "kind": factor.kind,
+            });
+            extra.extend(self.event_effects(tenant, "factor.enrolled", data).await?);
+        }
         if factor.kind != "totp" {
             return self
-                .confirm_contact(actor, meta, &tenant, &user, &factor, &code)
+                .confirm_contact(actor, meta, tenant, user, factor, code, extra)
                 .await;
         }
+        let external_id = user.external_id.as_str();
+        let factor_id = FactorId::parse(&factor.id)?;
         let added = self.notice(
             &On {
                 actor,
                 meta,
-                tenant: &tenant,
-                user: &user,
+                tenant,
+                user,
             },
             "a two-step verification method was added",
-            Some(&factor),
+            Some(factor),
         )?;
         let audit = self.audit(actor, meta, "factor.confirm", Some(tenant.id));
         let ok = self
-            .attempt_with(&tenant, external_id, audit, |user, now| {
+            .attempt_with(tenant, external_id, audit, |user, now| {
                 let f = user.factor(&factor_id)?;
                 // Confirming an active factor again is judged like a verification, so a
                 // replayed confirmation code answers exactly like a wrong one (INV-11).
@@ -1113,7 +1180,10 @@ impl Twofold {
                 } else {
                     let m = totp::verify_confirmation(&f.secret, code.as_str(), &f.params, now)
                         .map(|(step, drift)| f.step_match(step, drift, true));
-                    (m, added.clone().map(Effect::Enqueue).into_iter().collect())
+                    let mut effects: Vec<Effect> =
+                        added.clone().map(Effect::Enqueue).into_iter().collect();
+                    effects.extend(extra.iter().cloned());
+                    (m, effects)
                 };
                 Ok(Picked {
                     factors: vec![f.as_ref()],

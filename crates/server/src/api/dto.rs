@@ -211,6 +211,18 @@ pub struct EnrollmentDto {
     pub factor: FactorDto,
 }
 
+impl From<twofold_core::service::Enrollment> for EnrollmentDto {
+    fn from(e: twofold_core::service::Enrollment) -> Self {
+        Self {
+            factor_id: e.factor.id.clone(),
+            secret: e.secret,
+            otpauth_uri: e.otpauth_uri,
+            qr_svg: e.qr_svg,
+            factor: e.factor.into(),
+        }
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FactorList {
     pub factors: Vec<FactorDto>,

@@ -115,6 +115,15 @@ pub struct ContactEnrollment {
     pub code_sent: SendReceiptDto,
 }
 
+impl ContactEnrollment {
+    pub fn new(factor: twofold_core::service::FactorView, receipt: SendReceipt) -> Self {
+        Self {
+            factor: factor.into(),
+            code_sent: receipt.into(),
+        }
+    }
+}
+
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendCodeBody {
@@ -322,10 +331,7 @@ async fn enroll_contact(
         .core
         .enroll_contact(actor, meta, &tenant, &user, kind, destination)
         .await?;
-    Ok(created(ContactEnrollment {
-        factor: factor.into(),
-        code_sent: receipt.into(),
-    }))
+    Ok(created(ContactEnrollment::new(factor, receipt)))
 }
 
 /// Enrol a phone: the factor is created `pending` and a code is texted to the number.

@@ -1,7 +1,9 @@
 //! The REST API under `/v1`. Handlers are thin: parse, call the core, map the result.
 
 pub mod dto;
+pub mod login;
 pub mod messaging;
+pub mod webhooks;
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Auth, Json, Meta, Path, Query};
@@ -59,6 +61,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/tenants/{tenant}/users/{user}/verify", post(verify))
         .route("/v1/tenants/{tenant}/audit", get(list_audit))
         .merge(messaging::routes())
+        .merge(login::routes())
+        .merge(webhooks::routes())
 }
 
 pub(crate) type Created<T> = (StatusCode, axum::Json<T>);
@@ -296,13 +300,7 @@ pub async fn enroll_totp(
         .core
         .enroll_totp(&actor, &meta, &tenant, &user, opts)
         .await?;
-    Ok(created(EnrollmentDto {
-        factor_id: e.factor.id.clone(),
-        secret: e.secret,
-        otpauth_uri: e.otpauth_uri,
-        qr_svg: e.qr_svg,
-        factor: e.factor.into(),
-    }))
+    Ok(created(e.into()))
 }
 
 /// Confirm a pending factor with a code from the app. A wrong code leaves it pending.

@@ -4,8 +4,8 @@ use super::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 use twofold_core::messaging::*;
 
-const TTL: i64 = 10 * 60 * 1000;
-const COOLDOWN: i64 = 30_000;
+pub(super) const TTL: i64 = 10 * 60 * 1000;
+pub(super) const COOLDOWN: i64 = 30_000;
 const MINUTE: i64 = 60_000;
 const HOUR: i64 = 60 * MINUTE;
 const DAY: i64 = 24 * HOUR;
@@ -111,16 +111,16 @@ async fn enrol(s: &DynStore, t: &Tenant, f: Factor) {
         .unwrap();
 }
 
-async fn issue_code(s: &DynStore, i: IssueCode) -> IssueOutcome {
+pub(super) async fn issue_code(s: &DynStore, i: IssueCode) -> IssueOutcome {
     s.issue_code(i).await.unwrap()
 }
 
 /// Issues `i`, which must be sent.
-async fn assert_issued(s: &DynStore, i: IssueCode) {
+pub(super) async fn assert_issued(s: &DynStore, i: IssueCode) {
     assert_eq!(issue_code(s, i).await, IssueOutcome::Issued);
 }
 
-async fn consume_code(s: &DynStore, c: ConsumeCode) -> AttemptOutcome {
+pub(super) async fn consume_code(s: &DynStore, c: ConsumeCode) -> AttemptOutcome {
     s.consume_code(c).await.unwrap()
 }
 
@@ -128,7 +128,7 @@ fn code_hash(code: u8) -> Vec<u8> {
     vec![code; 32]
 }
 
-fn issue(
+pub(super) fn issue(
     t: &Tenant,
     u: &User,
     factor_id: &str,
@@ -156,7 +156,7 @@ fn issue(
     }
 }
 
-fn consume(
+pub(super) fn consume(
     t: &Tenant,
     u: &User,
     factor_id: &str,
@@ -188,7 +188,7 @@ fn verify(t: &Tenant, u: &User, code: u8, now: i64) -> ConsumeCode {
     consume(t, u, "fac_s", CodePurpose::Verify, code, now)
 }
 
-fn accepted_by(factor_id: &str) -> AttemptOutcome {
+pub(super) fn accepted_by(factor_id: &str) -> AttemptOutcome {
     AttemptOutcome::Accepted {
         factor_id: factor_id.into(),
     }
@@ -231,7 +231,11 @@ async fn message_by_id(s: &DynStore, id: i64) -> OutboxMessage {
 }
 
 /// (outcome, reason) of the audit rows with `action`, newest first.
-async fn audit_trail(s: &DynStore, t: &Tenant, action: &str) -> Vec<(String, Option<String>)> {
+pub(super) async fn audit_trail(
+    s: &DynStore,
+    t: &Tenant,
+    action: &str,
+) -> Vec<(String, Option<String>)> {
     s.list_audit(AuditQuery {
         tenant_id: Some(t.id),
         action: Some(action.into()),
@@ -245,7 +249,7 @@ async fn audit_trail(s: &DynStore, t: &Tenant, action: &str) -> Vec<(String, Opt
     .collect()
 }
 
-fn row(outcome: &str, reason: Option<&str>) -> (String, Option<String>) {
+pub(super) fn row(outcome: &str, reason: Option<&str>) -> (String, Option<String>) {
     (outcome.into(), reason.map(Into::into))
 }
 

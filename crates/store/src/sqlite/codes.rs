@@ -93,7 +93,8 @@ fn refusal(
     limits: &[SendLimit],
 ) -> Result<Option<(SendRefusal, i64)>, StoreError> {
     let now = code.created_at;
-    // A factor that does not exist yet (enrolment creates it with this code) is not locked.
+    // A factor that does not exist yet (enrolment creates it with this code), or a subject
+    // that is no factor at all (a proposal), is not locked.
     let throttle = factor_throttle(c, code.tenant_id, code.user_id, &code.factor_id)?;
     let prev = newest_code(
         c,
@@ -209,16 +210,17 @@ pub(super) fn consume_code(c: &Connection, k: ConsumeCode) -> Result<AttemptOutc
         mut on_lock,
         audit,
     } = k;
-    // No such factor (of this user): nothing to check against and nothing to charge.
-    let Some(throttle) = factor_throttle(c, tenant_id, user_id, &factor_id)? else {
-        return deny(c, audit, RejectReason::NoCode);
-    };
+    // The subject may be no factor of this user (e.g. a proposal): then the code's own try
+    // limit is the only one, and there is no factor to charge or clear.
+    let throttle = factor_throttle(c, tenant_id, user_id, &factor_id)?;
     // Attempt limits first, without looking at the code, and not counted (like TOTP).
-    if throttle.is_locked() {
-        return deny(c, audit, RejectReason::Locked);
-    }
-    if throttle.is_blocked(now) {
-        return deny(c, audit, RejectReason::Throttled);
+    if let Some(t) = &throttle {
+        if t.is_locked() {
+            return deny(c, audit, RejectReason::Locked);
+        }
+        if t.is_blocked(now) {
+            return deny(c, audit, RejectReason::Throttled);
+        }
     }
     let code = newest_code(c, tenant_id, user_id, &factor_id, purpose)?;
     let reason = match check_code(code.as_ref(), &presented_hash, &action_hash, now) {
@@ -234,11 +236,13 @@ pub(super) fn consume_code(c: &Connection, k: ConsumeCode) -> Result<AttemptOutc
                 .and_then(|mut s| s.execute(params![now, id, CODE_MAX_ATTEMPTS]))
                 .map_err(backend)?;
             if used == 1 {
-                c.prepare_cached(
-                    "UPDATE factors SET failures = 0, blocked_until = NULL WHERE id = ?1",
-                )
-                .and_then(|mut s| s.execute(params![factor_id]))
-                .map_err(backend)?;
+                if throttle.is_some() {
+                    c.prepare_cached(
+                        "UPDATE factors SET failures = 0, blocked_until = NULL WHERE id = ?1",
+                    )
+                    .and_then(|mut s| s.execute(params![factor_id]))
+                    .map_err(backend)?;
+                }
                 apply_effects(c, on_success)?;
                 insert_audit(c, &ok(audit))?;
                 return Ok(AttemptOutcome::Accepted { factor_id });
@@ -252,7 +256,9 @@ pub(super) fn consume_code(c: &Connection, k: ConsumeCode) -> Result<AttemptOutc
             .and_then(|mut s| s.execute(params![row.id]))
             .map_err(backend)?;
     }
-    charge_failure(c, &factor_id, throttle, now, &audit, &mut on_lock)?;
+    if let Some(t) = throttle {
+        charge_failure(c, &factor_id, t, now, &audit, &mut on_lock)?;
+    }
     deny(c, audit, reason)
 }
 

@@ -1,9 +1,11 @@
-//! [`Effect`]s: the changes that ride on an issued code, a consumed code or an accepted TOTP
-//! attempt. Each is applied inside the caller's job; a precondition that no longer holds is an
+//! [`Effect`]s: the changes that ride on an issued code, a consumed code, an accepted TOTP
+//! attempt or a plain [`Store::apply`](twofold_core::ports::Store::apply). Each is applied inside the caller's job; a precondition that no longer holds is an
 //! error, so the job's savepoint rolls back everything it did (the code stays unconsumed, no
 //! message is queued).
 
 use super::factors::{delete_factor_rows, insert_factor_row};
+use super::jobs::insert_job;
+use super::logins::{insert_device, insert_proposal, insert_session};
 use super::rows::*;
 use rusqlite::{params, Connection};
 use twofold_core::messaging::*;
@@ -105,5 +107,113 @@ fn apply(c: &Connection, effect: Effect) -> Result<(), StoreError> {
         ),
         Effect::Enqueue(message) => insert_message(c, &message),
         Effect::Audit(audit) => insert_audit(c, &audit),
+        Effect::InsertProposal(p) => {
+            // Only the newest proposal can be confirmed: an older code must not apply a
+            // payload the admin has since replaced.
+            c.prepare_cached(
+                "UPDATE proposals SET state = 'superseded'
+                 WHERE tenant_id = ?1 AND state = 'pending' AND id <> ?2",
+            )
+            .and_then(|mut s| s.execute(params![p.tenant_id, p.id]))
+            .map_err(backend)?;
+            insert_proposal(c, &p)
+        }
+        Effect::SetProposalState { id, from, to, at } => changed_one(
+            c,
+            "UPDATE proposals SET state = ?1 WHERE id = ?2 AND state = ?3 AND expires_at > ?4",
+            params![to.as_str(), id, from.as_str(), at],
+        ),
+        Effect::SetPolicy {
+            tenant_id,
+            json,
+            expected_version,
+            at,
+        } => {
+            let version = expected_version.checked_add(1).ok_or(STATE_CHANGED)?;
+            if expected_version == 0 {
+                // "No policy yet": a row stored meanwhile (by a parallel first write) wins.
+                changed_one(
+                    c,
+                    "INSERT INTO tenant_policies (tenant_id, json, version, updated_at)
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (tenant_id) DO NOTHING",
+                    params![tenant_id, json, version, at],
+                )
+            } else {
+                changed_one(
+                    c,
+                    "UPDATE tenant_policies SET json = ?1, version = ?2, updated_at = ?3
+                     WHERE tenant_id = ?4 AND version = ?5",
+                    params![json, version, at, tenant_id, expected_version],
+                )
+            }
+        }
+        // INV-02/04/06: the one statement that spends a pending token. Single use, live, and
+        // of the user's current generation, or no session is minted in this transaction.
+        Effect::CompleteLogin { login_id, at } => changed_one(
+            c,
+            "UPDATE pending_logins SET completed_at = ?1
+             WHERE id = ?2 AND completed_at IS NULL AND expires_at > ?1
+               AND generation = (SELECT generation FROM users WHERE id = pending_logins.user_id)",
+            params![at, login_id],
+        ),
+        Effect::InsertSession(session) => insert_session(c, &session),
+        Effect::RevokeSession {
+            id,
+            user_id,
+            at,
+            reason,
+        } => changed_one(
+            c,
+            "UPDATE sessions SET revoked_at = ?1, revoke_reason = ?2
+             WHERE id = ?3 AND user_id = ?4 AND revoked_at IS NULL",
+            params![at, reason, id, user_id],
+        ),
+        Effect::InsertDevice(device) => insert_device(c, &device),
+        Effect::RevokeDevice { id, user_id, at } => changed_one(
+            c,
+            "UPDATE trusted_devices SET revoked_at = ?1
+             WHERE id = ?2 AND user_id = ?3 AND revoked_at IS NULL",
+            params![at, id, user_id],
+        ),
+        Effect::BumpGeneration { user_id } => changed_one(
+            c,
+            "UPDATE users SET generation = generation + 1 WHERE id = ?1",
+            params![user_id],
+        ),
+        // A missing user is a failed precondition like any other.
+        Effect::SetSkip { user_id, until } => changed_one(
+            c,
+            "UPDATE users SET skip_until = ?1 WHERE id = ?2",
+            params![until, user_id],
+        ),
+        // The id is the database's to assign, like any other row id.
+        Effect::InsertJob(job) => insert_job(c, &job),
+        // A batch step of the `revoke_sessions` job: the user may have no such session (or
+        // none left), which is not a failed precondition.
+        Effect::RevokeSessionsWithout2fa {
+            user_id,
+            created_before,
+            at,
+        } => c
+            .prepare_cached(
+                "UPDATE sessions SET revoked_at = ?1, revoke_reason = '2fa_required'
+                 WHERE user_id = ?2 AND second_factor = 0 AND revoked_at IS NULL
+                   AND created_at < ?3",
+            )
+            .and_then(|mut s| s.execute(params![at, user_id, created_before]))
+            .map(|_| ())
+            .map_err(backend),
+        // Setting the flag it already has still matches the row, so only a missing user fails.
+        Effect::SetAdmin { user_id, is_admin } => changed_one(
+            c,
+            "UPDATE users SET is_admin = ?1 WHERE id = ?2",
+            params![is_admin, user_id],
+        ),
+        Effect::InsertWebhook(w) => super::webhooks::insert(c, &w),
+        Effect::DeleteWebhook { id, tenant_id } => changed_one(
+            c,
+            "DELETE FROM webhooks WHERE id = ?1 AND tenant_id = ?2",
+            params![id, tenant_id],
+        ),
     }
 }

@@ -2,6 +2,7 @@
 
 pub(super) use crate::common::*;
 use rusqlite::{params, Connection, Row};
+use twofold_core::login::*;
 use twofold_core::messaging::*;
 use twofold_core::model::*;
 use twofold_core::ports::*;
@@ -98,6 +99,8 @@ pub(super) fn user_row(r: &Row) -> rusqlite::Result<User> {
         profile: r.get(5)?,
         is_admin: r.get(6)?,
         created_at: r.get(7)?,
+        generation: r.get(8)?,
+        skip_until: r.get(9)?,
     })
 }
 
@@ -220,4 +223,80 @@ pub(super) fn insert_message(c: &Connection, m: &NewMessage) -> Result<(), Store
     })
     .map(|_| ())
     .map_err(conflict_on_duplicate("message_exists"))
+}
+
+pub(super) fn policy_row(r: &Row) -> rusqlite::Result<StoredPolicy> {
+    Ok(StoredPolicy {
+        tenant_id: r.get(0)?,
+        json: r.get(1)?,
+        version: r.get(2)?,
+        updated_at: r.get(3)?,
+    })
+}
+
+pub(super) fn proposal_row(r: &Row) -> rusqlite::Result<Proposal> {
+    let state: String = r.get(6)?;
+    Ok(Proposal {
+        id: r.get(0)?,
+        tenant_id: r.get(1)?,
+        admin_user_id: r.get(2)?,
+        payload: r.get(3)?,
+        payload_hash: r.get(4)?,
+        base_version: r.get(5)?,
+        state: ProposalState::parse(&state).ok_or_else(|| unknown(6, "state", &state))?,
+        created_at: r.get(7)?,
+        expires_at: r.get(8)?,
+    })
+}
+
+pub(super) fn login_row(r: &Row) -> rusqlite::Result<PendingLogin> {
+    Ok(PendingLogin {
+        id: r.get(0)?,
+        token_hash: r.get(1)?,
+        tenant_id: r.get(2)?,
+        user_id: r.get(3)?,
+        generation: r.get(4)?,
+        decision: r.get(5)?,
+        primary: r.get(6)?,
+        client_id: r.get(7)?,
+        ip: r.get(8)?,
+        user_agent: r.get(9)?,
+        created_at: r.get(10)?,
+        expires_at: r.get(11)?,
+        completed_at: r.get(12)?,
+    })
+}
+
+pub(super) fn session_row(r: &Row) -> rusqlite::Result<Session> {
+    Ok(Session {
+        id: r.get(0)?,
+        token_hash: r.get(1)?,
+        tenant_id: r.get(2)?,
+        user_id: r.get(3)?,
+        generation: r.get(4)?,
+        amr: r.get(5)?,
+        second_factor: r.get(6)?,
+        client_id: r.get(7)?,
+        ip: r.get(8)?,
+        created_at: r.get(9)?,
+        last_seen_at: r.get(10)?,
+        expires_at: r.get(11)?,
+        revoked_at: r.get(12)?,
+        revoke_reason: r.get(13)?,
+    })
+}
+
+pub(super) fn device_row(r: &Row) -> rusqlite::Result<TrustedDevice> {
+    Ok(TrustedDevice {
+        id: r.get(0)?,
+        token_hash: r.get(1)?,
+        tenant_id: r.get(2)?,
+        user_id: r.get(3)?,
+        generation: r.get(4)?,
+        label: r.get(5)?,
+        created_at: r.get(6)?,
+        expires_at: r.get(7)?,
+        last_used_at: r.get(8)?,
+        revoked_at: r.get(9)?,
+    })
 }

@@ -1,0 +1,686 @@
+//! An organisation's two-step verification policy, and the login decision it leads to.
+//!
+//! Everything here is pure: the decision takes the policy, what is known about the user and
+//! the login, and `now`, and returns what the integrator must do next. The service gathers
+//! those inputs fresh from the store at the moment of each login (SECURITY.md INV-10), so a
+//! policy change or a removed factor is in force at the very next login.
+//!
+//! ```text
+//!  enforcement off ─────────────────────────────────────────────▶ allow (not_required)
+//!  SSO login and SSO exempt ────────────────────────────────────▶ allow (sso_exempt)
+//!  2FA applies to this user? ── no ─────────────────────────────▶ allow (not_required)
+//!        │ yes (required for them, optional, or they enrolled)
+//!        ▼
+//!  has a usable factor (an active factor of an enabled method)?
+//!        │ yes                                     │ no
+//!        ▼                                         ▼
+//!  all locked ──▶ deny (locked)             required and past the deadline (or none)?
+//!  client can't do 2FA ──▶ deny                 yes ─▶ client can't do 2FA ─▶ deny
+//!  trusted device ──▶ allow (trusted_device)        └──▶ enroll_required
+//!  otherwise ──▶ challenge                      in the reminder window, or optional
+//!                                                   ─▶ skipped today ─▶ allow (skipped)
+//!                                                   └──▶ enroll_offered (deadline, days left)
+//!                                               before the reminder window
+//!                                                   ─▶ allow (not_required_yet)
+//! ```
+
+use crate::error::CoreError;
+use serde::{Deserialize, Serialize};
+
+pub const DAY_MS: i64 = 86_400_000;
+const HOUR_MS: i64 = 3_600_000;
+
+/// A second-factor method an organisation can enable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// An authenticator app (TOTP). Offered first whenever it is enabled.
+    Totp,
+    Sms,
+    Email,
+}
+
+impl Method {
+    pub const ALL: [Method; 3] = [Method::Totp, Method::Sms, Method::Email];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Method::Totp => "totp",
+            Method::Sms => "sms",
+            Method::Email => "email",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum Enforcement {
+    Off,
+    /// Users may enrol; those who have are challenged.
+    Optional,
+    /// Required for users whose profile is listed; optional for nobody else.
+    RequiredForProfiles {
+        profiles: Vec<String>,
+    },
+    RequiredForAll,
+}
+
+/// An application of the integrator that users sign in through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientApp {
+    pub id: String,
+    /// False for clients that cannot show a second step (old desktop apps, IMAP, …).
+    pub supports_2fa: bool,
+}
+
+/// A tenant's 2FA settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    pub methods: Vec<Method>,
+    pub enforcement: Enforcement,
+    /// From when 2FA is mandatory (Unix ms, UTC); `None`: from the next login.
+    pub mandatory_from: Option<i64>,
+    /// Days before `mandatory_from` in which users are reminded at login.
+    pub reminder_days: u32,
+    /// "Remember this device" lifetime; `None`: not offered.
+    pub remember_device_days: Option<u32>,
+    pub sso_exempt: bool,
+    /// Hours after which sessions of users newly required to use 2FA are revoked, unless they
+    /// completed 2FA.
+    pub revoke_sessions_after_hours: u32,
+    /// How long a "later" at the reminder is remembered.
+    pub skip_hours: u32,
+    pub clients: Vec<ClientApp>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            methods: vec![Method::Totp],
+            enforcement: Enforcement::Off,
+            mandatory_from: None,
+            reminder_days: 14,
+            remember_device_days: None,
+            sso_exempt: true,
+            revoke_sessions_after_hours: 24,
+            skip_hours: 24,
+            clients: Vec::new(),
+        }
+    }
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> CoreError {
+    CoreError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+impl Policy {
+    /// Checks the settings and puts them in canonical form (methods in offering order, no
+    /// duplicates), so that equal policies hash equal. Returns warnings for the admin.
+    pub fn validate(mut self) -> Result<(Self, Vec<String>), CoreError> {
+        self.methods.sort();
+        self.methods.dedup();
+        if self.enforcement != Enforcement::Off && self.methods.is_empty() {
+            return Err(invalid(
+                "methods",
+                "enable at least one method while two-step verification is on",
+            ));
+        }
+        if let Enforcement::RequiredForProfiles { profiles } = &mut self.enforcement {
+            for p in profiles.iter() {
+                crate::types::Profile::parse(p)?;
+            }
+            profiles.sort();
+            profiles.dedup();
+            if profiles.is_empty() || profiles.len() > 100 {
+                return Err(invalid("profiles", "name 1 to 100 profiles"));
+            }
+        }
+        if self.reminder_days > 365 {
+            return Err(invalid("reminder_days", "must be at most 365"));
+        }
+        if let Some(d) = self.remember_device_days {
+            if !(1..=365).contains(&d) {
+                return Err(invalid("remember_device_days", "must be 1 to 365"));
+            }
+        }
+        if self.revoke_sessions_after_hours > 24 * 90 {
+            return Err(invalid(
+                "revoke_sessions_after_hours",
+                "must be at most 2160 (90 days)",
+            ));
+        }
+        if !(1..=24 * 30).contains(&self.skip_hours) {
+            return Err(invalid("skip_hours", "must be 1 to 720"));
+        }
+        if self.mandatory_from.is_some_and(|t| t < 0) {
+            return Err(invalid("mandatory_from", "must be a date after 1970"));
+        }
+        self.clients.sort_by(|a, b| a.id.cmp(&b.id));
+        if self.clients.windows(2).any(|w| w[0].id == w[1].id) {
+            return Err(invalid("clients", "client ids must be unique"));
+        }
+        if self.clients.len() > 100 {
+            return Err(invalid("clients", "at most 100 client apps"));
+        }
+        for c in &self.clients {
+            let ok = (1..=64).contains(&c.id.len())
+                && c.id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            if !ok {
+                return Err(invalid(
+                    "clients",
+                    "a client id is 1 to 64 characters of A-Z a-z 0-9 - _ .",
+                ));
+            }
+        }
+        let mut warnings = Vec::new();
+        if self.enforcement != Enforcement::Off && !self.methods.contains(&Method::Totp) {
+            warnings.push(
+                "only SMS and/or email are enabled: these are the weakest methods (codes can be \
+                 intercepted or phished); enable the authenticator app as well"
+                    .to_string(),
+            );
+        }
+        Ok((self, warnings))
+    }
+
+    /// Whether 2FA is mandatory for a user with this profile (at some date).
+    pub fn required_for(&self, profile: Option<&str>) -> bool {
+        match &self.enforcement {
+            Enforcement::RequiredForAll => true,
+            Enforcement::RequiredForProfiles { profiles } => {
+                profile.is_some_and(|p| profiles.iter().any(|q| q == p))
+            }
+            _ => false,
+        }
+    }
+
+    pub fn client(&self, id: &str) -> Option<&ClientApp> {
+        self.clients.iter().find(|c| c.id == id)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrimaryMethod {
+    Password,
+    Sso,
+}
+
+impl PrimaryMethod {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "password" => Some(Self::Password),
+            "sso" => Some(Self::Sso),
+            _ => None,
+        }
+    }
+}
+
+/// What the decision needs to know about the user and this login.
+#[derive(Debug, Clone)]
+pub struct LoginFacts<'a> {
+    pub profile: Option<&'a str>,
+    /// (method, locked) of each active factor.
+    pub factors: Vec<(Method, bool)>,
+    pub primary: PrimaryMethod,
+    /// `None` when the integrator named no client app.
+    pub client_supports_2fa: Option<bool>,
+    /// A valid "remember this device" token for this user and credential generation.
+    pub trusted_device: bool,
+    /// Until when an earlier "later" at the reminder holds.
+    pub skipped_until: Option<i64>,
+    pub now: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AllowReason {
+    NotRequired,
+    /// Required later; the reminder window has not begun.
+    NotRequiredYet,
+    SsoExempt,
+    TrustedDevice,
+    /// The user chose "later" at the reminder.
+    Skipped,
+    /// The second step was completed.
+    SecondFactor,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DenyReason {
+    ClientUnsupported,
+    Locked,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    Allow {
+        reason: AllowReason,
+    },
+    Challenge {
+        methods: Vec<Method>,
+    },
+    EnrollRequired {
+        methods: Vec<Method>,
+    },
+    EnrollOffered {
+        methods: Vec<Method>,
+        deadline: Option<i64>,
+        days_left: Option<i64>,
+    },
+    Deny {
+        reason: DenyReason,
+    },
+}
+
+impl AllowReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AllowReason::NotRequired => "not_required",
+            AllowReason::NotRequiredYet => "not_required_yet",
+            AllowReason::SsoExempt => "sso_exempt",
+            AllowReason::TrustedDevice => "trusted_device",
+            AllowReason::Skipped => "skipped",
+            AllowReason::SecondFactor => "second_factor",
+        }
+    }
+}
+
+impl DenyReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DenyReason::ClientUnsupported => "client_unsupported",
+            DenyReason::Locked => "locked",
+        }
+    }
+}
+
+impl Decision {
+    /// Why an `allow` or `deny`, for the answer and the audit row.
+    pub fn reason(&self) -> Option<String> {
+        match self {
+            Decision::Allow { reason } => Some(reason.as_str().into()),
+            Decision::Deny { reason } => Some(reason.as_str().into()),
+            _ => None,
+        }
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self {
+            Decision::Allow { .. } => "allow",
+            Decision::Challenge { .. } => "challenge",
+            Decision::EnrollRequired { .. } => "enroll_required",
+            Decision::EnrollOffered { .. } => "enroll_offered",
+            Decision::Deny { .. } => "deny",
+        }
+    }
+}
+
+/// Where a user stands against the mandatory date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    NotRequired,
+    BeforeReminder,
+    Reminder { deadline: i64 },
+    Required,
+}
+
+pub fn phase(policy: &Policy, profile: Option<&str>, now: i64) -> Phase {
+    if !policy.required_for(profile) {
+        return Phase::NotRequired;
+    }
+    match policy.mandatory_from {
+        None => Phase::Required,
+        Some(deadline) if now >= deadline => Phase::Required,
+        Some(deadline) if now >= deadline - i64::from(policy.reminder_days) * DAY_MS => {
+            Phase::Reminder { deadline }
+        }
+        Some(_) => Phase::BeforeReminder,
+    }
+}
+
+/// The login decision; see the module's diagram.
+pub fn decide(policy: &Policy, facts: &LoginFacts<'_>) -> Decision {
+    use Decision::*;
+    if policy.enforcement == Enforcement::Off {
+        return Allow {
+            reason: AllowReason::NotRequired,
+        };
+    }
+    if facts.primary == PrimaryMethod::Sso && policy.sso_exempt {
+        return Allow {
+            reason: AllowReason::SsoExempt,
+        };
+    }
+    let usable: Vec<(Method, bool)> = facts
+        .factors
+        .iter()
+        .copied()
+        .filter(|(m, _)| policy.methods.contains(m))
+        .collect();
+    let phase = phase(policy, facts.profile, facts.now);
+    let optional = policy.enforcement == Enforcement::Optional;
+    let client_ok = facts.client_supports_2fa != Some(false);
+    if !usable.is_empty() {
+        if usable.iter().all(|(_, locked)| *locked) {
+            return Deny {
+                reason: DenyReason::Locked,
+            };
+        }
+        // A client that cannot show the second step must not become the way around it.
+        if !client_ok {
+            return Deny {
+                reason: DenyReason::ClientUnsupported,
+            };
+        }
+        if facts.trusted_device && policy.remember_device_days.is_some() {
+            return Allow {
+                reason: AllowReason::TrustedDevice,
+            };
+        }
+        let mut methods: Vec<Method> = usable
+            .iter()
+            .filter(|(_, locked)| !locked)
+            .map(|(m, _)| *m)
+            .collect();
+        methods.sort();
+        methods.dedup();
+        return Challenge { methods };
+    }
+    let skipped = facts.skipped_until.is_some_and(|t| t > facts.now);
+    match phase {
+        Phase::Required if !client_ok => Deny {
+            reason: DenyReason::ClientUnsupported,
+        },
+        Phase::Required => EnrollRequired {
+            methods: policy.methods.clone(),
+        },
+        Phase::Reminder { .. } | Phase::NotRequired if skipped => Allow {
+            reason: AllowReason::Skipped,
+        },
+        // Offering enrolment needs a client that can show it.
+        Phase::Reminder { .. } | Phase::NotRequired if !client_ok => Allow {
+            reason: if matches!(phase, Phase::Reminder { .. }) {
+                AllowReason::NotRequiredYet
+            } else {
+                AllowReason::NotRequired
+            },
+        },
+        Phase::Reminder { deadline } => EnrollOffered {
+            methods: policy.methods.clone(),
+            deadline: Some(deadline),
+            days_left: Some((deadline - facts.now + DAY_MS - 1) / DAY_MS),
+        },
+        Phase::NotRequired if optional => EnrollOffered {
+            methods: policy.methods.clone(),
+            deadline: None,
+            days_left: None,
+        },
+        Phase::NotRequired => Allow {
+            reason: AllowReason::NotRequired,
+        },
+        Phase::BeforeReminder => Allow {
+            reason: AllowReason::NotRequiredYet,
+        },
+    }
+}
+
+/// Whether "later" may be chosen now: never once 2FA is mandatory for the user.
+pub fn may_skip(policy: &Policy, profile: Option<&str>, now: i64) -> bool {
+    !matches!(phase(policy, profile, now), Phase::Required)
+}
+
+/// When a skip chosen at `now` stops holding.
+pub fn skip_until(policy: &Policy, now: i64) -> i64 {
+    now + i64::from(policy.skip_hours) * HOUR_MS
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use AllowReason::*;
+    use Decision::*;
+
+    const NOW: i64 = 1_795_651_200_000;
+
+    fn policy(enforcement: Enforcement, mandatory_from: Option<i64>) -> Policy {
+        Policy {
+            methods: vec![Method::Totp, Method::Sms],
+            enforcement,
+            mandatory_from,
+            remember_device_days: Some(30),
+            ..Policy::default()
+        }
+    }
+
+    /// The enforcement × profile × phase × SSO × client × device × factors table.
+    #[test]
+    fn the_decision_table() {
+        let all = Enforcement::RequiredForAll;
+        let admins = Enforcement::RequiredForProfiles {
+            profiles: vec!["admin".into()],
+        };
+        let deadline_past = Some(NOW - DAY_MS);
+        let in_window = Some(NOW + 3 * DAY_MS + 1);
+        let far = Some(NOW + 60 * DAY_MS);
+        let totp = vec![(Method::Totp, false)];
+        let locked = vec![(Method::Totp, true)];
+        let email_only = vec![(Method::Email, false)];
+        let none: Vec<(Method, bool)> = vec![];
+        let challenge = Challenge {
+            methods: vec![Method::Totp],
+        };
+        let enroll = EnrollRequired {
+            methods: vec![Method::Totp, Method::Sms],
+        };
+        let offered = |deadline: Option<i64>, days: Option<i64>| EnrollOffered {
+            methods: vec![Method::Totp, Method::Sms],
+            deadline,
+            days_left: days,
+        };
+        let deny_client = Deny {
+            reason: DenyReason::ClientUnsupported,
+        };
+        use PrimaryMethod::{Password as Pw, Sso};
+        // (enforcement, mandatory_from, profile, primary, client 2fa, trusted, skipped, factors) → decision
+        type Row<'a> = (
+            Enforcement,
+            Option<i64>,
+            Option<&'a str>,
+            PrimaryMethod,
+            Option<bool>,
+            bool,
+            bool,
+            &'a Vec<(Method, bool)>,
+            Decision,
+        );
+        let allow = |reason| Allow { reason };
+        #[rustfmt::skip]
+        let rows: Vec<Row> = vec![
+            // Off: nobody is asked, even with factors.
+            (Enforcement::Off, None, None, Pw, None, false, false, &totp, allow(NotRequired)),
+            // Required for all, deadline passed or none.
+            (all.clone(), None, None, Pw, None, false, false, &totp, challenge.clone()),
+            (all.clone(), deadline_past, None, Pw, None, false, false, &none, enroll.clone()),
+            (all.clone(), None, None, Pw, Some(true), false, false, &none, enroll.clone()),
+            (all.clone(), None, None, Pw, Some(false), false, false, &none, deny_client.clone()),
+            (all.clone(), None, None, Pw, Some(false), false, false, &totp, deny_client.clone()),
+            (all.clone(), None, None, Pw, None, true, false, &totp, allow(TrustedDevice)),
+            (all.clone(), None, None, Pw, None, true, false, &none, enroll.clone()),
+            (all.clone(), None, None, Pw, None, false, false, &locked, Deny { reason: DenyReason::Locked }),
+            (all.clone(), None, None, Pw, None, false, true, &none, enroll.clone()),
+            // A factor of a method switched off does not count.
+            (all.clone(), None, None, Pw, None, false, false, &email_only, enroll.clone()),
+            // SSO exempt.
+            (all.clone(), None, None, Sso, None, false, false, &none, allow(SsoExempt)),
+            (all.clone(), None, None, Sso, Some(false), false, false, &totp, allow(SsoExempt)),
+            // Reminder window: offered with the days left, skippable; a client without 2FA
+            // passes for now.
+            (all.clone(), in_window, None, Pw, None, false, false, &none, offered(in_window, Some(4))),
+            (all.clone(), in_window, None, Pw, None, false, true, &none, allow(Skipped)),
+            (all.clone(), in_window, None, Pw, Some(false), false, false, &none, allow(NotRequiredYet)),
+            (all.clone(), in_window, None, Pw, None, false, false, &totp, challenge.clone()),
+            // Before the reminder window.
+            (all.clone(), far, None, Pw, None, false, false, &none, allow(NotRequiredYet)),
+            (all.clone(), far, None, Pw, None, false, false, &totp, challenge.clone()),
+            // Required for profiles.
+            (admins.clone(), None, Some("admin"), Pw, None, false, false, &none, enroll.clone()),
+            (admins.clone(), None, Some("staff"), Pw, None, false, false, &none, allow(NotRequired)),
+            (admins.clone(), None, None, Pw, None, false, false, &none, allow(NotRequired)),
+            (admins.clone(), None, Some("staff"), Pw, None, false, false, &totp, challenge.clone()),
+            (admins.clone(), None, Some("staff"), Pw, Some(false), false, false, &none, allow(NotRequired)),
+            // Optional.
+            (Enforcement::Optional, None, None, Pw, None, false, false, &none, offered(None, None)),
+            (Enforcement::Optional, None, None, Pw, None, false, true, &none, allow(Skipped)),
+            (Enforcement::Optional, None, None, Pw, None, false, false, &totp, challenge.clone()),
+            (Enforcement::Optional, None, None, Pw, Some(false), false, false, &totp, deny_client.clone()),
+            (Enforcement::Optional, None, None, Pw, Some(false), false, false, &none, allow(NotRequired)),
+        ];
+        for (
+            i,
+            (
+                enforcement,
+                mandatory_from,
+                profile,
+                primary,
+                client,
+                trusted,
+                skipped,
+                factors,
+                want,
+            ),
+        ) in rows.into_iter().enumerate()
+        {
+            let p = policy(enforcement, mandatory_from);
+            let facts = LoginFacts {
+                profile,
+                factors: factors.clone(),
+                primary,
+                client_supports_2fa: client,
+                trusted_device: trusted,
+                skipped_until: skipped.then_some(NOW + HOUR_MS),
+                now: NOW,
+            };
+            assert_eq!(decide(&p, &facts), want, "row {i}: {facts:?}");
+        }
+    }
+
+    #[test]
+    fn phases_turn_at_the_exact_millisecond() {
+        let deadline = NOW + 14 * DAY_MS;
+        let p = policy(Enforcement::RequiredForAll, Some(deadline));
+        assert_eq!(phase(&p, None, NOW - 1), Phase::BeforeReminder);
+        assert_eq!(phase(&p, None, NOW), Phase::Reminder { deadline });
+        assert_eq!(phase(&p, None, deadline - 1), Phase::Reminder { deadline });
+        assert_eq!(phase(&p, None, deadline), Phase::Required);
+        assert!(may_skip(&p, None, deadline - 1));
+        assert!(!may_skip(&p, None, deadline));
+        // Days left round up: one millisecond before the deadline is "1 day".
+        let facts = |now| LoginFacts {
+            profile: None,
+            factors: vec![],
+            primary: PrimaryMethod::Password,
+            client_supports_2fa: None,
+            trusted_device: false,
+            skipped_until: None,
+            now,
+        };
+        assert!(matches!(
+            decide(&p, &facts(deadline - 1)),
+            Decision::EnrollOffered {
+                days_left: Some(1),
+                ..
+            }
+        ));
+        // Dates after 2038.
+        let late = 4_102_444_800_000; // 2100-01-01
+        let p = policy(Enforcement::RequiredForAll, Some(late));
+        assert_eq!(
+            phase(&p, None, late - 1),
+            Phase::Reminder { deadline: late }
+        );
+        assert_eq!(phase(&p, None, late), Phase::Required);
+    }
+
+    #[test]
+    fn trusted_devices_count_only_where_the_tenant_allows_them() {
+        let mut p = policy(Enforcement::RequiredForAll, None);
+        p.remember_device_days = None;
+        let facts = LoginFacts {
+            profile: None,
+            factors: vec![(Method::Totp, false)],
+            primary: PrimaryMethod::Password,
+            client_supports_2fa: None,
+            trusted_device: true,
+            skipped_until: None,
+            now: NOW,
+        };
+        assert!(matches!(decide(&p, &facts), Decision::Challenge { .. }));
+    }
+
+    #[test]
+    fn validation_canonicalises_and_warns() {
+        let (p, warnings) = Policy {
+            methods: vec![Method::Sms, Method::Sms],
+            enforcement: Enforcement::RequiredForProfiles {
+                profiles: vec!["b".into(), "a".into(), "a".into()],
+            },
+            ..Policy::default()
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(p.methods, vec![Method::Sms]);
+        assert_eq!(
+            p.enforcement,
+            Enforcement::RequiredForProfiles {
+                profiles: vec!["a".into(), "b".into()]
+            }
+        );
+        assert_eq!(warnings.len(), 1);
+        for bad in [
+            Policy {
+                methods: vec![],
+                enforcement: Enforcement::Optional,
+                ..Policy::default()
+            },
+            Policy {
+                enforcement: Enforcement::RequiredForProfiles { profiles: vec![] },
+                ..Policy::default()
+            },
+            Policy {
+                remember_device_days: Some(0),
+                ..Policy::default()
+            },
+            Policy {
+                skip_hours: 0,
+                ..Policy::default()
+            },
+            Policy {
+                clients: vec![
+                    ClientApp {
+                        id: "x".into(),
+                        supports_2fa: true,
+                    },
+                    ClientApp {
+                        id: "x".into(),
+                        supports_2fa: false,
+                    },
+                ],
+                ..Policy::default()
+            },
+        ] {
+            assert!(bad.clone().validate().is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,1265 @@
+//! The login decision and what follows it: pending logins completed by a second factor (or a
+//! skip), sessions the integrator can introspect and revoke, and remembered devices. Also the
+//! tenant's policy, changed only through a proposal confirmed by the code emailed to the
+//! proposing admin.
+//!
+//! Every decision reads the policy, the user and their factors fresh from the store (INV-10).
+//! A session is minted only in the transaction that consumes the code or completes the login
+//! (INV-02); a pending token is accepted only by the endpoints of its own login (INV-04);
+//! sessions and devices carry the user's credential generation and die with it (INV-06).
+
+use super::contact::ContactKind;
+use super::*;
+use crate::login::*;
+use crate::messaging::*;
+use crate::policy::{self, Decision, LoginFacts, Method, Policy, PrimaryMethod};
+
+#[derive(Debug, Clone)]
+pub struct LoginConfig {
+    /// How long a pending login waits for its second step.
+    pub pending_ttl_ms: i64,
+    /// Absolute session lifetime.
+    pub session_ttl_ms: i64,
+    /// A session unused this long is dead.
+    pub session_idle_ms: i64,
+    /// How long a proposal's emailed code may take to arrive and be typed.
+    pub proposal_ttl_ms: i64,
+}
+
+impl Default for LoginConfig {
+    fn default() -> Self {
+        Self {
+            pending_ttl_ms: 10 * 60 * 1000,
+            session_ttl_ms: 12 * 3600 * 1000,
+            session_idle_ms: 30 * 60 * 1000,
+            proposal_ttl_ms: 10 * 60 * 1000,
+        }
+    }
+}
+
+/// What the integrator passes to the login decision.
+#[derive(Debug, Clone, Default)]
+pub struct LoginRequest {
+    pub user: String,
+    /// `password` or `sso`.
+    pub primary: String,
+    pub client_id: Option<String>,
+    /// The end user's IP as the integrator saw it (its key is trusted, SECURITY.md INV-08).
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub device_token: Option<String>,
+}
+
+/// A token handed out once; only its hash is kept. No `Debug`: it holds the token.
+#[derive(Clone)]
+pub struct IssuedToken {
+    pub id: String,
+    pub token: String,
+    pub expires_at: i64,
+}
+
+/// The answer to a login decision. No `Debug`: it holds tokens.
+#[derive(Clone)]
+pub struct LoginOutcome {
+    pub decision: Decision,
+    /// For `challenge`, `enroll_required`, `enroll_offered`: accepted only by this login's
+    /// second-step endpoints.
+    pub pending: Option<IssuedToken>,
+    /// For `allow`.
+    pub session: Option<IssuedToken>,
+}
+
+/// The result of a second step. No `Debug`: it holds tokens.
+#[derive(Clone)]
+pub struct StepOutcome {
+    pub verdict: Verdict,
+    pub session: Option<IssuedToken>,
+    pub device: Option<IssuedToken>,
+}
+
+/// What an integrator learns about a session.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SessionView {
+    pub id: String,
+    pub active: bool,
+    pub user: String,
+    pub amr: Vec<String>,
+    pub second_factor: bool,
+    pub client_id: Option<String>,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeviceView {
+    pub id: String,
+    pub active: bool,
+    pub label: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ProposalView {
+    pub id: String,
+    pub state: ProposalState,
+    pub expires_at: i64,
+    pub warnings: Vec<String>,
+}
+
+impl ProposalView {
+    fn of(p: &Proposal, warnings: Vec<String>) -> Self {
+        Self {
+            id: p.id.clone(),
+            state: p.state,
+            expires_at: p.expires_at,
+            warnings,
+        }
+    }
+}
+
+/// What a proposal does once confirmed; stored as its JSON payload, which the code is bound to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ProposalAction {
+    Policy { policy: Policy },
+    MakeAdmin { user_id: i64, external_id: String },
+}
+
+impl ProposalAction {
+    fn kind(&self) -> &'static str {
+        match self {
+            ProposalAction::Policy { .. } => "policy",
+            ProposalAction::MakeAdmin { .. } => "make_admin",
+        }
+    }
+}
+
+const PENDING_PREFIX: &str = "tfl";
+const SESSION_PREFIX: &str = "tfs";
+const DEVICE_PREFIX: &str = "tfd";
+
+fn new_id(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}",
+        base32::encode(&twofold_crypto::random_bytes(16)).to_ascii_lowercase()
+    )
+}
+
+fn method_of(kind: &str) -> Option<Method> {
+    Method::parse(kind)
+}
+
+fn invalid_token() -> CoreError {
+    CoreError::conflict(
+        "invalid_login_token",
+        "the login token is unknown, used or expired: start the login again",
+    )
+}
+
+impl Twofold {
+    /// A fresh random token and the hash under which it is stored.
+    fn mint_token(&self, prefix: &'static str) -> (String, Vec<u8>) {
+        let token = format!("{prefix}_{}", twofold_crypto::random_token(32));
+        let hash = self.token_hash(prefix, &token);
+        (token, hash)
+    }
+
+    fn token_hash(&self, prefix: &'static str, token: &str) -> Vec<u8> {
+        self.hasher.hash(prefix, token.as_bytes()).0.to_vec()
+    }
+
+    // ------------------------------------------------------------ policy
+
+    /// The tenant's policy as stored now (never cached: INV-10), or the default (off).
+    pub async fn policy_of(&self, tenant: &Tenant) -> Result<(Policy, i64), CoreError> {
+        match self.store.policy(tenant.id).await? {
+            None => Ok((Policy::default(), 0)),
+            // A stored policy that does not parse must not read as "off" (INV-09).
+            Some(p) => serde_json::from_str(&p.json)
+                .map(|policy| (policy, p.version))
+                .map_err(|e| CoreError::Internal(format!("tenant {} policy: {e}", tenant.id))),
+        }
+    }
+
+    pub async fn get_policy(&self, actor: &Actor, slug: &str) -> Result<(Policy, i64), CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
+        self.policy_of(&tenant).await
+    }
+
+    fn proposal_hash(&self, tenant_id: i64, base_version: i64, json: &str) -> Vec<u8> {
+        self.action_hash(&[
+            "proposal",
+            &tenant_id.to_string(),
+            &base_version.to_string(),
+            json,
+        ])
+    }
+
+    /// Notices of a settings change to every admin of the tenant.
+    fn admin_notices(
+        &self,
+        tenant: &Tenant,
+        admins: &[User],
+        actor: &Actor,
+        meta: &RequestMeta,
+        change: &str,
+    ) -> Result<Vec<Effect>, CoreError> {
+        let mut effects = Vec::new();
+        for admin in admins {
+            let on = On {
+                actor,
+                meta,
+                tenant,
+                user: admin,
+            };
+            if let Some(n) = self.notice(&on, change, None)? {
+                effects.push(Effect::Enqueue(n));
+            }
+        }
+        Ok(effects)
+    }
+
+    /// The proposing admin: an admin of this tenant with an email address for the code.
+    async fn proposing_admin(
+        &self,
+        tenant: &Tenant,
+        admin: &str,
+    ) -> Result<(User, String), CoreError> {
+        let bad = || CoreError::Invalid {
+            field: "admin",
+            message: "must name an admin of this tenant with an email address".into(),
+        };
+        let admin = self.user_in(tenant, admin).await.map_err(|_| bad())?;
+        match (&admin.email, admin.is_admin) {
+            (Some(e), true) => {
+                let email = e.clone();
+                Ok((admin, email))
+            }
+            _ => Err(bad()),
+        }
+    }
+
+    /// Records a proposal and emails its code to the proposing admin; only that code (within
+    /// [`LoginConfig::proposal_ttl_ms`]) carries it out. The API key alone can propose, never
+    /// complete.
+    async fn propose(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        tenant: &Tenant,
+        admin: &str,
+        action: ProposalAction,
+        base_version: i64,
+    ) -> Result<(Proposal, SendReceipt), CoreError> {
+        let (admin, email) = self.proposing_admin(tenant, admin).await?;
+        let json = serde_json::to_string(&action)
+            .map_err(|e| CoreError::Internal(format!("proposal json: {e}")))?;
+        let now = self.now();
+        let proposal = Proposal {
+            id: new_id("prp"),
+            tenant_id: tenant.id,
+            admin_user_id: admin.id,
+            payload_hash: self.proposal_hash(tenant.id, base_version, &json),
+            payload: json,
+            base_version,
+            state: ProposalState::Pending,
+            created_at: now,
+            expires_at: now + self.config.login.proposal_ttl_ms,
+        };
+        let mut audit = self.audit(actor, meta, "proposal.create", Some(tenant.id));
+        audit.user_id = Some(admin.id);
+        audit.reason = Some(format!("{}:{}", action.kind(), proposal.id));
+        let receipt = self
+            .send_code_to(
+                tenant,
+                &admin,
+                &proposal.id,
+                Channel::Email,
+                &email,
+                CodePurpose::AdminConfirm,
+                Some(proposal.payload_hash.clone()),
+                vec![Effect::InsertProposal(proposal.clone())],
+                audit,
+            )
+            .await?;
+        Ok((proposal, receipt))
+    }
+
+    /// Proposes new 2FA settings on behalf of an admin (see [`Self::propose`]).
+    pub async fn propose_policy(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        admin: &str,
+        proposed: Policy,
+    ) -> Result<(ProposalView, SendReceipt), CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
+        let (proposed, warnings) = proposed.validate()?;
+        let (_, base_version) = self.policy_of(&tenant).await?;
+        let (p, receipt) = self
+            .propose(
+                actor,
+                meta,
+                &tenant,
+                admin,
+                ProposalAction::Policy { policy: proposed },
+                base_version,
+            )
+            .await?;
+        Ok((ProposalView::of(&p, warnings), receipt))
+    }
+
+    /// Proposes making a user an admin, to be confirmed by the proposing (existing) admin.
+    /// Operators appoint admins directly (`user create --admin`).
+    pub async fn propose_admin(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        admin: &str,
+        user: &str,
+    ) -> Result<(ProposalView, SendReceipt), CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
+        let target = self.user_in(&tenant, user).await?;
+        if target.is_admin {
+            return Err(CoreError::conflict(
+                "already_admin",
+                "the user is an admin already",
+            ));
+        }
+        let action = ProposalAction::MakeAdmin {
+            user_id: target.id,
+            external_id: target.external_id.clone(),
+        };
+        let (p, receipt) = self.propose(actor, meta, &tenant, admin, action, 0).await?;
+        Ok((ProposalView::of(&p, Vec::new()), receipt))
+    }
+
+    /// What a confirmed proposal changes, in the same transaction as its code is consumed.
+    async fn proposal_effects(
+        &self,
+        tenant: &Tenant,
+        proposal: &Proposal,
+        now: i64,
+    ) -> Result<(Vec<Effect>, String), CoreError> {
+        let action: ProposalAction = serde_json::from_str(&proposal.payload)
+            .map_err(|e| CoreError::Internal(format!("proposal {}: {e}", proposal.id)))?;
+        Ok(match action {
+            ProposalAction::Policy { policy } => {
+                let (old, _) = self.policy_of(tenant).await?;
+                let json = serde_json::to_string(&policy)
+                    .map_err(|e| CoreError::Internal(format!("policy json: {e}")))?;
+                let mut effects = vec![Effect::SetPolicy {
+                    tenant_id: tenant.id,
+                    json,
+                    expected_version: proposal.base_version,
+                    at: now,
+                }];
+                let data = serde_json::json!({ "version": proposal.base_version + 1 });
+                effects.extend(self.event_effects(tenant, "policy.changed", data).await?);
+                effects.extend(super::jobs::rollout_jobs(
+                    tenant.id,
+                    &tenant.slug,
+                    &old,
+                    &policy,
+                    now,
+                )?);
+                (
+                    effects,
+                    "the organisation's two-step verification settings were changed".into(),
+                )
+            }
+            ProposalAction::MakeAdmin {
+                user_id,
+                external_id,
+            } => (
+                vec![Effect::SetAdmin {
+                    user_id,
+                    is_admin: true,
+                }],
+                format!("{external_id} was made an administrator of the organisation"),
+            ),
+        })
+    }
+
+    /// Confirms a proposal with the code emailed to its admin; every admin is told.
+    pub async fn confirm_proposal(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        proposal_id: &str,
+        code: &str,
+    ) -> Result<Verdict, CoreError> {
+        let code = OtpCode::parse(code)?;
+        let tenant = self.tenant_for(actor, slug).await?;
+        let not_found = CoreError::NotFound("proposal");
+        if !proposal_id.starts_with("prp_") || proposal_id.len() != 30 {
+            return Err(not_found);
+        }
+        let proposal = self
+            .store
+            .proposal(proposal_id)
+            .await?
+            .filter(|p| p.tenant_id == tenant.id)
+            .ok_or(not_found)?;
+        let admin = self
+            .store
+            .user_by_id(proposal.admin_user_id)
+            .await?
+            .ok_or(CoreError::NotFound("user"))?;
+        let now = self.now();
+        let (changes, change_text) = self.proposal_effects(&tenant, &proposal, now).await?;
+        let mut change = self.audit(actor, meta, "proposal.apply", Some(tenant.id));
+        change.user_id = Some(admin.id);
+        change.reason = Some(proposal.id.clone());
+        let mut effects = vec![Effect::SetProposalState {
+            id: proposal.id.clone(),
+            from: ProposalState::Pending,
+            to: ProposalState::Confirmed,
+            at: now,
+        }];
+        effects.extend(changes);
+        effects.push(Effect::Audit(change));
+        let admins = self.store.admins_of(tenant.id).await?;
+        effects.extend(self.admin_notices(
+            &tenant,
+            &admins,
+            actor,
+            meta,
+            &format!("{change_text} (confirmed by {})", admin.external_id),
+        )?);
+        let mut audit = self.audit(actor, meta, "proposal.confirm", Some(tenant.id));
+        audit.at = now;
+        let on = On {
+            actor,
+            meta,
+            tenant: &tenant,
+            user: &admin,
+        };
+        // The code's subject is the proposal itself: it confirms this proposal and no other.
+        let subject = Factor::pending(proposal.id.clone(), tenant.id, admin.id, "proposal", now);
+        let verdict = self
+            .consume(
+                &on,
+                &subject,
+                CodePurpose::AdminConfirm,
+                Some(proposal.payload_hash.clone()),
+                &code,
+                effects,
+                audit,
+            )
+            .await
+            .map_err(|e| match e {
+                CoreError::Conflict {
+                    code: "state_changed",
+                    ..
+                } => CoreError::conflict(
+                    "proposal_outdated",
+                    "the settings changed or the proposal expired meanwhile; propose again",
+                ),
+                e => e,
+            })?;
+        if verdict.is_accepted() {
+            self.jobs_queued();
+        }
+        Ok(verdict)
+    }
+
+    // ------------------------------------------------------------ the decision
+
+    async fn trusted_device(&self, user: &User, token: &str, now: i64) -> Result<bool, CoreError> {
+        if !token.starts_with("tfd_") || token.len() > 100 {
+            return Ok(false);
+        }
+        let device = self
+            .store
+            .device(&self.token_hash(DEVICE_PREFIX, token))
+            .await?;
+        Ok(device.is_some_and(|d| {
+            d.user_id == user.id
+                && d.tenant_id == user.tenant_id
+                && d.generation == user.generation
+                && d.revoked_at.is_none()
+                && now < d.expires_at
+        }))
+    }
+
+    fn new_session(
+        &self,
+        user: &User,
+        amr: &[&str],
+        second_factor: bool,
+        client_id: Option<String>,
+        ip: Option<String>,
+        now: i64,
+    ) -> (Session, IssuedToken) {
+        let (token, token_hash) = self.mint_token(SESSION_PREFIX);
+        let session = Session {
+            id: new_id("ses"),
+            token_hash,
+            tenant_id: user.tenant_id,
+            user_id: user.id,
+            generation: user.generation,
+            amr: amr.join(","),
+            second_factor,
+            client_id,
+            ip,
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now + self.config.login.session_ttl_ms,
+            revoked_at: None,
+            revoke_reason: None,
+        };
+        let issued = IssuedToken {
+            id: session.id.clone(),
+            token,
+            expires_at: session.expires_at,
+        };
+        (session, issued)
+    }
+
+    /// The login decision, called by the integrator after the first factor.
+    pub async fn decide_login(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        req: LoginRequest,
+    ) -> Result<LoginOutcome, CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
+        let primary = PrimaryMethod::parse(&req.primary).ok_or(CoreError::Invalid {
+            field: "primary",
+            message: "must be password or sso".into(),
+        })?;
+        let ip = req
+            .ip
+            .as_deref()
+            .map(|ip| {
+                ip.parse::<std::net::IpAddr>()
+                    .map(|a| a.to_string())
+                    .map_err(|_| CoreError::Invalid {
+                        field: "ip",
+                        message: "must be an IPv4 or IPv6 address".into(),
+                    })
+            })
+            .transpose()?;
+        let user_agent = req
+            .user_agent
+            .map(|ua| ua.chars().take(256).collect::<String>());
+        known_shape(&req.user)?;
+        let (policy, _) = self.policy_of(&tenant).await?;
+        let client = match req.client_id.as_deref() {
+            None => None,
+            Some(id) => Some(policy.client(id).ok_or(CoreError::Invalid {
+                field: "client_id",
+                message: "is not a client app registered in the tenant's settings".into(),
+            })?),
+        };
+        let (user, factors) = self
+            .store
+            .user_with_factors(tenant.id, &req.user)
+            .await?
+            .ok_or(CoreError::NotFound("user"))?;
+        let now = self.now();
+        let trusted = match req.device_token.as_deref() {
+            Some(t) => self.trusted_device(&user, t, now).await?,
+            None => false,
+        };
+        let facts = LoginFacts {
+            profile: user.profile.as_deref(),
+            factors: factors
+                .iter()
+                .filter(|f| f.status == FactorStatus::Active)
+                .filter_map(|f| method_of(&f.kind).map(|m| (m, f.locked_at.is_some())))
+                .collect(),
+            primary,
+            client_supports_2fa: client.map(|c| c.supports_2fa),
+            trusted_device: trusted,
+            skipped_until: user.skip_until,
+            now,
+        };
+        let decision = policy::decide(&policy, &facts);
+        let mut audit = self.audit(actor, meta, "login.decide", Some(tenant.id));
+        audit.user_id = Some(user.id);
+        audit.at = now;
+        audit.ip = ip.clone().or(audit.ip);
+        audit.outcome = decision.label().into();
+        audit.reason = decision.reason();
+        let data = serde_json::json!({
+            "user": user.external_id,
+            "decision": decision.label(),
+            "reason": decision.reason(),
+            "client_id": req.client_id,
+        });
+        let events = self.event_messages(&tenant, "login.decided", data).await?;
+        let mut outcome = LoginOutcome {
+            decision: decision.clone(),
+            pending: None,
+            session: None,
+        };
+        let primary_amr = match primary {
+            PrimaryMethod::Password => "pwd",
+            PrimaryMethod::Sso => "sso",
+        };
+        match decision {
+            Decision::Allow { .. } => {
+                let mut amr = vec![primary_amr];
+                if trusted {
+                    amr.push("device");
+                }
+                let (session, issued) =
+                    self.new_session(&user, &amr, false, req.client_id.clone(), ip, now);
+                self.store
+                    .apply(vec![Effect::InsertSession(session)], audit)
+                    .await?;
+                outcome.session = Some(issued);
+            }
+            Decision::Deny { .. } => self.store.append_audit(audit).await?,
+            _ => {
+                let (token, token_hash) = self.mint_token(PENDING_PREFIX);
+                let login = PendingLogin {
+                    id: new_id("lgn"),
+                    token_hash,
+                    tenant_id: tenant.id,
+                    user_id: user.id,
+                    generation: user.generation,
+                    decision: decision.label().into(),
+                    primary: primary_amr.into(),
+                    client_id: req.client_id.clone(),
+                    ip,
+                    user_agent,
+                    created_at: now,
+                    expires_at: now + self.config.login.pending_ttl_ms,
+                    completed_at: None,
+                };
+                outcome.pending = Some(IssuedToken {
+                    id: login.id.clone(),
+                    token,
+                    expires_at: login.expires_at,
+                });
+                self.store.start_login(login, audit).await?;
+            }
+        }
+        if !events.is_empty() {
+            self.store.enqueue(events, None).await?;
+            self.queued();
+        }
+        Ok(outcome)
+    }
+
+    /// The live pending login of this tenant behind a token, or the one generic refusal.
+    async fn pending_login_for(
+        &self,
+        tenant: &Tenant,
+        token: &str,
+    ) -> Result<(PendingLogin, User), CoreError> {
+        if !token.starts_with("tfl_") || token.len() > 100 {
+            return Err(invalid_token());
+        }
+        let now = self.now();
+        let login = self
+            .store
+            .pending_login(&self.token_hash(PENDING_PREFIX, token))
+            .await?
+            .filter(|l| l.tenant_id == tenant.id && l.completed_at.is_none() && now < l.expires_at)
+            .ok_or_else(invalid_token)?;
+        let user = self
+            .store
+            .user_by_id(login.user_id)
+            .await?
+            .filter(|u| u.generation == login.generation)
+            .ok_or_else(invalid_token)?;
+        Ok((login, user))
+    }
+
+    /// Sends a sign-in code for this login to one of the user's SMS or email factors; the
+    /// code is bound to this login (INV-05).
+    pub async fn login_send_code(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        pending_token: &str,
+        factor_id: &str,
+    ) -> Result<SendReceipt, CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
+        let (login, user) = self.pending_login_for(&tenant, pending_token).await?;
+        if login.decision != "challenge" {
+            return Err(CoreError::conflict(
+                "not_a_challenge",
+                "this login is not waiting for a code",
+            ));
+        }
+        let factor = self.login_factor(&user, factor_id).await?;
+        let kind = ContactKind::of(&factor).ok_or_else(|| {
+            CoreError::conflict(
+                "not_a_code_factor",
+                "this factor is an authenticator app: its codes come from the app",
+            )
+        })?;
+        let destination = factor.destination.clone().unwrap_or_default();
+        let mut audit = self.audit(actor, meta, "code.send", Some(tenant.id));
+        audit.user_id = Some(user.id);
+        audit.factor_id = Some(factor.id.clone());
+        audit.reason = Some("login".into());
+        self.send_code_to(
+            &tenant,
+            &user,
+            &factor.id,
+            kind.channel(),
+            &destination,
+            CodePurpose::Verify,
+            Some(self.action_hash(&["login", &login.id])),
+            Vec::new(),
+            audit,
+        )
+        .await
+    }
+
+    async fn login_factor(&self, user: &User, factor_id: &str) -> Result<Factor, CoreError> {
+        let id = FactorId::parse(factor_id)?;
+        self.store
+            .factors_of(user.id)
+            .await?
+            .into_iter()
+            .find(|f| f.id == id.as_str() && f.status == FactorStatus::Active)
+            .ok_or(CoreError::NotFound("factor"))
+    }
+
+    /// Completes a challenge with a code: TOTP from any active authenticator (or the named
+    /// factor), or the SMS/email code sent for this login. The session (and, if asked and
+    /// allowed, a remembered device) is minted in the same transaction as the code is
+    /// consumed, and only then.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn login_verify(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        pending_token: &str,
+        code: &str,
+        factor_id: Option<&str>,
+        remember_device: bool,
+        device_label: Option<&str>,
+    ) -> Result<StepOutcome, CoreError> {
+        let code = OtpCode::parse(code)?;
+        let tenant = self.tenant_for(actor, slug).await?;
+        let (login, user) = self.pending_login_for(&tenant, pending_token).await?;
+        if login.decision != "challenge" {
+            return Err(CoreError::conflict(
+                "not_a_challenge",
+                "this login is not waiting for a code",
+            ));
+        }
+        let named = match factor_id {
+            Some(id) => Some(self.login_factor(&user, id).await?),
+            None => None,
+        };
+        let (policy, _) = self.policy_of(&tenant).await?;
+        let now = self.now();
+        let method = named
+            .as_ref()
+            .map(|f| f.kind.clone())
+            .unwrap_or("totp".into());
+        let amr_method = if method == "totp" {
+            "otp"
+        } else {
+            method.as_str()
+        };
+        let (session, issued) = self.new_session(
+            &user,
+            &[login.primary.as_str(), amr_method],
+            true,
+            login.client_id.clone(),
+            login.ip.clone(),
+            now,
+        );
+        let mut effects = vec![
+            Effect::CompleteLogin {
+                login_id: login.id.clone(),
+                at: now,
+            },
+            Effect::InsertSession(session),
+        ];
+        let mut device = None;
+        if let (true, Some(days)) = (remember_device, policy.remember_device_days) {
+            let (token, token_hash) = self.mint_token(DEVICE_PREFIX);
+            let d = TrustedDevice {
+                id: new_id("dev"),
+                token_hash,
+                tenant_id: tenant.id,
+                user_id: user.id,
+                generation: user.generation,
+                label: device_label
+                    .or(login.user_agent.as_deref())
+                    .unwrap_or("device")
+                    .chars()
+                    .take(64)
+                    .collect(),
+                created_at: now,
+                expires_at: now + i64::from(days) * policy::DAY_MS,
+                last_used_at: None,
+                revoked_at: None,
+            };
+            device = Some(IssuedToken {
+                id: d.id.clone(),
+                token,
+                expires_at: d.expires_at,
+            });
+            effects.push(Effect::InsertDevice(d));
+        }
+        let mut audit = self.audit(actor, meta, "login.verify", Some(tenant.id));
+        audit.at = now;
+        audit.ip = login.ip.clone().or(audit.ip);
+        let on = On {
+            actor,
+            meta,
+            tenant: &tenant,
+            user: &user,
+        };
+        let verdict = match &named {
+            Some(f) if f.kind != "totp" => {
+                self.consume(
+                    &on,
+                    f,
+                    CodePurpose::Verify,
+                    Some(self.action_hash(&["login", &login.id])),
+                    &code,
+                    effects,
+                    audit,
+                )
+                .await?
+            }
+            _ => {
+                let only = named.as_ref().map(|f| f.id.clone());
+                self.attempt_with(&tenant, &user.external_id, audit, |cached, now| {
+                    let active: Vec<&CachedFactor> = cached
+                        .factors
+                        .iter()
+                        .filter(|f| f.status == FactorStatus::Active)
+                        .filter(|f| only.as_ref().is_none_or(|id| *id == f.id))
+                        .collect();
+                    // Every candidate is evaluated, with no early exit (INV-07).
+                    let mut matched = None;
+                    for f in &active {
+                        if let Some(step) =
+                            totp::verify_use(&f.secret, code.as_str(), &f.params, f.drift, now)
+                        {
+                            matched = Some(f.step_match(step, f.drift, false));
+                        }
+                    }
+                    Ok(Picked {
+                        factors: active.iter().map(|f| f.as_ref()).collect(),
+                        matched,
+                        on_accept: effects.clone(),
+                    })
+                })
+                .await?
+            }
+        };
+        let accepted = verdict.is_accepted();
+        Ok(StepOutcome {
+            verdict,
+            session: accepted.then_some(issued),
+            device: device.filter(|_| accepted),
+        })
+    }
+
+    /// The pending login of an enrolment at login, for a user who has no active factor yet
+    /// (only then may a factor be added from a pending login: a stolen password must not be
+    /// able to add a second factor next to the user's own).
+    async fn enrolling_login(
+        &self,
+        tenant: &Tenant,
+        pending_token: &str,
+    ) -> Result<(PendingLogin, User), CoreError> {
+        let (login, user) = self.pending_login_for(tenant, pending_token).await?;
+        if !matches!(
+            login.decision.as_str(),
+            "enroll_required" | "enroll_offered"
+        ) {
+            return Err(CoreError::conflict(
+                "not_an_enrolment",
+                "this login is not waiting for an enrolment",
+            ));
+        }
+        let has_active = self
+            .store
+            .factors_of(user.id)
+            .await?
+            .iter()
+            .any(|f| f.status == FactorStatus::Active);
+        if has_active {
+            return Err(CoreError::conflict(
+                "already_enrolled",
+                "the user has an active factor: sign in with it instead",
+            ));
+        }
+        Ok((login, user))
+    }
+
+    /// Enrols an authenticator app from a pending login (enrol-at-login).
+    pub async fn login_enroll_totp(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        pending_token: &str,
+        opts: EnrollOptions,
+    ) -> Result<Enrollment, CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
+        let (_, user) = self.enrolling_login(&tenant, pending_token).await?;
+        self.enroll_totp(actor, meta, slug, &user.external_id, opts)
+            .await
+    }
+
+    /// Enrols a phone or email address from a pending login; a code is sent to it.
+    pub async fn login_enroll_contact(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        pending_token: &str,
+        kind: ContactKind,
+        destination: &str,
+    ) -> Result<(FactorView, SendReceipt), CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
+        let (_, user) = self.enrolling_login(&tenant, pending_token).await?;
+        self.enroll_contact(actor, meta, slug, &user.external_id, kind, destination)
+            .await
+    }
+
+    /// Confirms the factor enrolled at login with its first code; the same transaction
+    /// activates it, completes the login and mints the session.
+    pub async fn login_enroll_confirm(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        pending_token: &str,
+        factor_id: &str,
+        code: &str,
+    ) -> Result<StepOutcome, CoreError> {
+        let code = OtpCode::parse(code)?;
+        let tenant = self.tenant_for(actor, slug).await?;
+        let (login, user) = self.enrolling_login(&tenant, pending_token).await?;
+        let id = FactorId::parse(factor_id)?;
+        let factor = self
+            .store
+            .factors_of(user.id)
+            .await?
+            .into_iter()
+            .find(|f| f.id == id.as_str() && f.status == FactorStatus::Pending)
+            .ok_or(CoreError::NotFound("factor"))?;
+        let now = self.now();
+        let amr = if factor.kind == "totp" {
+            "otp"
+        } else {
+            factor.kind.as_str()
+        };
+        let (session, issued) = self.new_session(
+            &user,
+            &[login.primary.as_str(), amr],
+            true,
+            login.client_id.clone(),
+            login.ip.clone(),
+            now,
+        );
+        let extra = vec![
+            Effect::CompleteLogin {
+                login_id: login.id.clone(),
+                at: now,
+            },
+            Effect::InsertSession(session),
+        ];
+        let verdict = self
+            .confirm_with(actor, meta, &tenant, &user, &factor, &code, extra)
+            .await?;
+        self.forget_user(tenant.id, &user.external_id);
+        let accepted = verdict.is_accepted();
+        Ok(StepOutcome {
+            verdict,
+            session: accepted.then_some(issued),
+            device: None,
+        })
+    }
+
+    /// "Later" at the reminder: refused once 2FA is mandatory for the user (checked against
+    /// the policy as it is now); remembered for the tenant's `skip_hours`.
+    pub async fn login_skip(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        pending_token: &str,
+    ) -> Result<IssuedToken, CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
+        let (login, user) = self.pending_login_for(&tenant, pending_token).await?;
+        let (policy, _) = self.policy_of(&tenant).await?;
+        let now = self.now();
+        if login.decision != "enroll_offered"
+            || !policy::may_skip(&policy, user.profile.as_deref(), now)
+        {
+            return Err(CoreError::conflict(
+                "skip_not_allowed",
+                "two-step verification is mandatory now: enrol a method to sign in",
+            ));
+        }
+        let (session, issued) = self.new_session(
+            &user,
+            &[login.primary.as_str()],
+            false,
+            login.client_id.clone(),
+            login.ip.clone(),
+            now,
+        );
+        let mut audit = self.audit(actor, meta, "login.skip", Some(tenant.id));
+        audit.user_id = Some(user.id);
+        audit.at = now;
+        self.store
+            .apply(
+                vec![
+                    Effect::CompleteLogin {
+                        login_id: login.id,
+                        at: now,
+                    },
+                    Effect::SetSkip {
+                        user_id: user.id,
+                        until: policy::skip_until(&policy, now),
+                    },
+                    Effect::InsertSession(session),
+                ],
+                audit,
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict("state_changed") => invalid_token(),
+                e => e.into(),
+            })?;
+        Ok(issued)
+    }
+
+    // ------------------------------------------------------------ sessions and devices
+
+    fn session_view(&self, s: &Session, user: &User, now: i64) -> SessionView {
+        let cfg = &self.config.login;
+        let active = s.revoked_at.is_none()
+            && now < s.expires_at
+            && now < s.last_seen_at.saturating_add(cfg.session_idle_ms)
+            && s.generation == user.generation;
+        SessionView {
+            id: s.id.clone(),
+            active,
+            user: user.external_id.clone(),
+            amr: s
+                .amr
+                .split(',')
+                .filter(|a| !a.is_empty())
+                .map(String::from)
+                .collect(),
+            second_factor: s.second_factor,
+            client_id: s.client_id.clone(),
+            created_at: s.created_at,
+            last_seen_at: s.last_seen_at,
+            expires_at: s.expires_at,
+            revoked_at: s.revoked_at,
+        }
+    }
+
+    /// Introspection for the integrator: is this session token live, and whose is it. A live
+    /// session's idle timer restarts.
+    pub async fn introspect(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        token: &str,
+    ) -> Result<Option<SessionView>, CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
+        if !token.starts_with("tfs_") || token.len() > 100 {
+            return Ok(None);
+        }
+        let Some(s) = self
+            .store
+            .session(&self.token_hash(SESSION_PREFIX, token))
+            .await?
+            .filter(|s| s.tenant_id == tenant.id)
+        else {
+            return Ok(None);
+        };
+        let Some(user) = self.store.user_by_id(s.user_id).await? else {
+            return Ok(None);
+        };
+        let now = self.now();
+        let view = self.session_view(&s, &user, now);
+        if view.active {
+            self.store.touch_session(&s.id, now).await?;
+        }
+        Ok(Some(view))
+    }
+
+    pub async fn list_sessions(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        external_id: &str,
+    ) -> Result<Vec<SessionView>, CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
+        let user = self.user_in(&tenant, external_id).await?;
+        let now = self.now();
+        Ok(self
+            .store
+            .sessions_of(user.id)
+            .await?
+            .iter()
+            .map(|s| self.session_view(s, &user, now))
+            .collect())
+    }
+
+    /// Applies one effect to a user's own session or device, audited; a missing (or already
+    /// revoked, or someone else's) one answers `NotFound(what)`.
+    #[allow(clippy::too_many_arguments)]
+    async fn revoke_for_user(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        external_id: &str,
+        action: &str,
+        what: &'static str,
+        id: &str,
+        effects: impl FnOnce(i64, i64) -> Vec<Effect>,
+    ) -> Result<(), CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
+        let user = self.user_in(&tenant, external_id).await?;
+        let mut audit = self.audit(actor, meta, action, Some(tenant.id));
+        audit.user_id = Some(user.id);
+        audit.reason = Some(id.chars().take(40).collect());
+        self.store
+            .apply(effects(user.id, self.now()), audit)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict("state_changed") => CoreError::NotFound(what),
+                e => e.into(),
+            })
+    }
+
+    pub async fn revoke_session(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        external_id: &str,
+        session_id: &str,
+    ) -> Result<(), CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
+        let data = serde_json::json!({ "user": external_id, "session_id": session_id });
+        let events = self.event_effects(&tenant, "session.revoked", data).await?;
+        let effects = |user_id, at| {
+            let mut e = vec![Effect::RevokeSession {
+                id: session_id.to_string(),
+                user_id,
+                at,
+                reason: "revoked".into(),
+            }];
+            e.extend(events);
+            e
+        };
+        self.revoke_for_user(
+            actor,
+            meta,
+            slug,
+            external_id,
+            "session.revoke",
+            "session",
+            session_id,
+            effects,
+        )
+        .await?;
+        self.queued();
+        Ok(())
+    }
+
+    /// Every session and remembered device of the user dies (INV-06).
+    pub async fn sign_out_everywhere(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        external_id: &str,
+    ) -> Result<(), CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
+        let user = self.user_in(&tenant, external_id).await?;
+        let mut audit = self.audit(actor, meta, "user.sign_out_everywhere", Some(tenant.id));
+        audit.user_id = Some(user.id);
+        let data = serde_json::json!({ "user": external_id, "all": true });
+        let mut effects = vec![Effect::BumpGeneration { user_id: user.id }];
+        effects.extend(self.event_effects(&tenant, "session.revoked", data).await?);
+        self.store.apply(effects, audit).await?;
+        self.queued();
+        self.forget_user(tenant.id, external_id);
+        Ok(())
+    }
+
+    pub async fn list_devices(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        external_id: &str,
+    ) -> Result<Vec<DeviceView>, CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
+        let user = self.user_in(&tenant, external_id).await?;
+        let now = self.now();
+        Ok(self
+            .store
+            .devices_of(user.id)
+            .await?
+            .into_iter()
+            .map(|d| DeviceView {
+                active: d.revoked_at.is_none()
+                    && now < d.expires_at
+                    && d.generation == user.generation,
+                id: d.id,
+                label: d.label,
+                created_at: d.created_at,
+                expires_at: d.expires_at,
+                last_used_at: d.last_used_at,
+                revoked_at: d.revoked_at,
+            })
+            .collect())
+    }
+
+    pub async fn revoke_device(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        external_id: &str,
+        device_id: &str,
+    ) -> Result<(), CoreError> {
+        let effect = |user_id, at| {
+            vec![Effect::RevokeDevice {
+                id: device_id.to_string(),
+                user_id,
+                at,
+            }]
+        };
+        self.revoke_for_user(
+            actor,
+            meta,
+            slug,
+            external_id,
+            "device.revoke",
+            "device",
+            device_id,
+            effect,
+        )
+        .await
+    }
+}
