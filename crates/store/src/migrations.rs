@@ -56,6 +56,18 @@ pub const POSTGRES: &[(&str, &str)] = &[
         "0002_messaging",
         include_str!("../migrations/postgres/0002_messaging.sql"),
     ),
+    (
+        "0003_logins",
+        include_str!("../migrations/postgres/0003_logins.sql"),
+    ),
+    (
+        "0004_jobs",
+        include_str!("../migrations/postgres/0004_jobs.sql"),
+    ),
+    (
+        "0005_webhooks",
+        include_str!("../migrations/postgres/0005_webhooks.sql"),
+    ),
 ];
 
 /// The key of the PostgreSQL advisory lock that migrating holds ("twofold" in ASCII), so two

@@ -22,13 +22,17 @@
 //! TLS to PostgreSQL is a follow-up (a rustls connector, no OpenSSL).
 //!
 //! The SQL lives beside this file by concern, mirroring the SQLite store: `rows`, `factors`,
-//! `codes`, `effects` and `outbox`; the rules both stores share are in `crate::common`.
+//! `codes`, `effects`, `logins`, `jobs`, `webhooks` and `outbox`; the rules both stores share
+//! are in `crate::common`.
 
 mod codes;
 mod effects;
 mod factors;
+mod jobs;
+mod logins;
 mod outbox;
 mod rows;
+mod webhooks;
 
 use crate::migrations;
 use async_trait::async_trait;
@@ -37,6 +41,7 @@ pub(crate) use rows::pg;
 use rows::*;
 use std::time::Duration;
 use tokio_postgres::NoTls;
+use twofold_core::login::*;
 use twofold_core::messaging::*;
 use twofold_core::model::*;
 use twofold_core::ports::*;
@@ -177,7 +182,7 @@ impl Store for PgStore {
                     &client,
                     &format!(
                         "SELECT {KEY_COLS} FROM api_keys WHERE tenant_id = $1
-                         ORDER BY created_at, key_id"
+                         ORDER BY created_at, key_id COLLATE \"C\""
                     ),
                     &[&id],
                 )
@@ -188,7 +193,7 @@ impl Store for PgStore {
                     &client,
                     &format!(
                         "SELECT {KEY_COLS} FROM api_keys WHERE tenant_id IS NULL
-                         ORDER BY created_at, key_id"
+                         ORDER BY created_at, key_id COLLATE \"C\""
                     ),
                     &[],
                 )
@@ -291,7 +296,7 @@ impl Store for PgStore {
                    (SELECT {USER_COLS} FROM users WHERE tenant_id = $1 AND external_id = $2) u
                  LEFT JOIN LATERAL
                    (SELECT {FACTOR_COLS} FROM factors WHERE user_id = u.id) f ON TRUE
-                 ORDER BY f.created_at, f.id"
+                 ORDER BY f.created_at, f.id COLLATE \"C\""
             ),
             &[&tenant_id, &external_id],
         )
@@ -482,6 +487,123 @@ impl Store for PgStore {
                 return Ok(total);
             }
         }
+    }
+
+    async fn apply(&self, effects: Vec<Effect>, audit: AuditRecord) -> StoreResult<()> {
+        in_tx!(self, |tx| async {
+            effects::apply_effects(&tx, effects).await?;
+            insert_audit(&tx, &audit).await
+        }
+        .await)
+    }
+
+    async fn policy(&self, tenant_id: i64) -> StoreResult<Option<StoredPolicy>> {
+        let client = self.client().await?;
+        logins::policy(&client, tenant_id).await
+    }
+
+    async fn user_by_id(&self, user_id: i64) -> StoreResult<Option<User>> {
+        let client = self.client().await?;
+        query_opt(
+            &client,
+            &format!("SELECT {USER_COLS} FROM users WHERE id = $1"),
+            &[&user_id],
+        )
+        .await?
+        .as_ref()
+        .map(user_row)
+        .transpose()
+    }
+
+    async fn admins_of(&self, tenant_id: i64) -> StoreResult<Vec<User>> {
+        let client = self.client().await?;
+        let rows = query(
+            &client,
+            &format!("SELECT {USER_COLS} FROM users WHERE tenant_id = $1 AND is_admin ORDER BY id"),
+            &[&tenant_id],
+        )
+        .await?;
+        all(rows, user_row)
+    }
+
+    async fn proposal(&self, id: &str) -> StoreResult<Option<Proposal>> {
+        let client = self.client().await?;
+        logins::proposal(&client, id).await
+    }
+
+    async fn start_login(&self, login: PendingLogin, audit: AuditRecord) -> StoreResult<()> {
+        in_tx!(self, |tx| async {
+            logins::insert_login(&tx, &login).await?;
+            insert_audit(&tx, &audit).await
+        }
+        .await)
+    }
+
+    async fn pending_login(&self, token_hash: &[u8]) -> StoreResult<Option<PendingLogin>> {
+        let client = self.client().await?;
+        logins::pending_login(&client, token_hash).await
+    }
+
+    async fn session(&self, token_hash: &[u8]) -> StoreResult<Option<Session>> {
+        let client = self.client().await?;
+        logins::session(&client, token_hash).await
+    }
+
+    async fn sessions_of(&self, user_id: i64) -> StoreResult<Vec<Session>> {
+        let client = self.client().await?;
+        logins::sessions_of(&client, user_id).await
+    }
+
+    async fn touch_session(&self, id: &str, at: i64) -> StoreResult<bool> {
+        // One statement: its own transaction.
+        let client = self.client().await?;
+        logins::touch_session(&client, id, at).await
+    }
+
+    async fn device(&self, token_hash: &[u8]) -> StoreResult<Option<TrustedDevice>> {
+        let client = self.client().await?;
+        logins::device(&client, token_hash).await
+    }
+
+    async fn devices_of(&self, user_id: i64) -> StoreResult<Vec<TrustedDevice>> {
+        let client = self.client().await?;
+        logins::devices_of(&client, user_id).await
+    }
+
+    async fn due_jobs(&self, now: i64, limit: u32) -> StoreResult<Vec<Job>> {
+        let client = self.client().await?;
+        jobs::due(&client, now, limit).await
+    }
+
+    async fn advance_job(
+        &self,
+        job_id: i64,
+        from_cursor: i64,
+        to_cursor: i64,
+        processed: i64,
+        done: bool,
+        effects: Vec<Effect>,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let step = jobs::Advance {
+            job_id,
+            from_cursor,
+            to_cursor,
+            processed,
+            done,
+            now,
+        };
+        in_tx!(self, |tx| jobs::advance(&tx, &step, effects).await)
+    }
+
+    async fn job(&self, job_id: i64) -> StoreResult<Option<Job>> {
+        let client = self.client().await?;
+        jobs::job(&client, job_id).await
+    }
+
+    async fn webhooks_of(&self, tenant_id: i64) -> StoreResult<Vec<Webhook>> {
+        let client = self.client().await?;
+        webhooks::of_tenant(&client, tenant_id).await
     }
 
     async fn append_audit(&self, audit: AuditRecord) -> StoreResult<()> {

@@ -188,6 +188,51 @@ async fn two_nodes_accept_a_step_and_a_code_once() {
     conformance::two_handles_accept_a_step_and_a_code_once(a, b).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_advance_a_job_once() {
+    let db = TestDb::create().await;
+    let (a, b): (DynStore, DynStore) = (Arc::new(db.store().await), Arc::new(db.store().await));
+    conformance::two_handles_advance_a_job_once(a, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_complete_a_login_once() {
+    let db = TestDb::create().await;
+    let (a, b): (DynStore, DynStore) = (Arc::new(db.store().await), Arc::new(db.store().await));
+    conformance::two_handles_complete_a_login_once(a, b).await;
+}
+
+/// A database of the first released PostgreSQL schema (0001 and 0002) takes the later
+/// migrations in place: existing users get generation 0 and no skip, no policy.
+#[tokio::test]
+async fn a_0002_database_upgrades_in_place() {
+    use twofold_core::ports::Store;
+    let db = TestDb::create().await;
+    {
+        let client = admin_client(&db.url).await;
+        for (_, sql) in &twofold_store::migrations::POSTGRES[..2] {
+            client.batch_execute(sql).await.unwrap();
+        }
+        client
+            .batch_execute(
+                "CREATE TABLE schema_migrations (version TEXT PRIMARY KEY, applied_at BIGINT NOT NULL);
+                 INSERT INTO schema_migrations VALUES ('0001_init', 0), ('0002_messaging', 0);
+                 INSERT INTO tenants (slug, name, created_at) VALUES ('acme', 'Acme', 1);
+                 INSERT INTO users (tenant_id, external_id, is_admin, created_at)
+                 VALUES (1, 'alice', TRUE, 2);",
+            )
+            .await
+            .unwrap();
+    }
+    let s = db.store().await;
+    assert_eq!(s.applied_migrations().await.unwrap(), versions());
+    let t = s.tenant_by_slug("acme").await.unwrap().unwrap();
+    let alice = s.user(t.id, "alice").await.unwrap().unwrap();
+    assert_eq!((alice.generation, alice.skip_until), (0, None));
+    assert_eq!(s.admins_of(t.id).await.unwrap(), vec![alice]);
+    assert_eq!(s.policy(t.id).await.unwrap(), None);
+}
+
 #[test]
 fn the_test_database_replaces_only_the_database_name() {
     assert_eq!(

@@ -62,6 +62,18 @@ async fn two_processes_accept_a_step_and_a_code_once() {
     conformance::two_handles_accept_a_step_and_a_code_once(a, b).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_advance_a_job_once() {
+    let (a, b, _dir) = two_handles();
+    conformance::two_handles_advance_a_job_once(a, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_complete_a_login_once() {
+    let (a, b, _dir) = two_handles();
+    conformance::two_handles_complete_a_login_once(a, b).await;
+}
+
 #[tokio::test]
 async fn a_0001_database_upgrades_in_place() {
     use twofold_core::ports::Store;

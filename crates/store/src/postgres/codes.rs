@@ -127,7 +127,8 @@ pub(super) async fn issue_code(tx: &Tx<'_>, issue: IssueCode) -> Result<IssueOut
     } = issue;
     let now = code.created_at;
     lock_user(tx, code.user_id).await?;
-    // A factor that does not exist yet (enrolment creates it with this code) is not locked.
+    // A factor that does not exist yet (enrolment creates it with this code), or a subject
+    // that is no factor at all (a proposal), is not locked.
     let throttle = factor_throttle(tx, code.tenant_id, code.user_id, &code.factor_id).await?;
     let prev = newest_code(
         tx,
@@ -219,16 +220,17 @@ pub(super) async fn consume_code(
         audit,
     } = k;
     lock_user(tx, user_id).await?;
-    // No such factor (of this user): nothing to check against and nothing to charge.
-    let Some(throttle) = factor_throttle(tx, tenant_id, user_id, &factor_id).await? else {
-        return deny(tx, audit, RejectReason::NoCode).await;
-    };
+    // The subject may be no factor of this user (e.g. a proposal): then the code's own try
+    // limit is the only one, and there is no factor to charge or clear.
+    let throttle = factor_throttle(tx, tenant_id, user_id, &factor_id).await?;
     // Attempt limits first, without looking at the code, and not counted (like TOTP).
-    if throttle.is_locked() {
-        return deny(tx, audit, RejectReason::Locked).await;
-    }
-    if throttle.is_blocked(now) {
-        return deny(tx, audit, RejectReason::Throttled).await;
+    if let Some(t) = &throttle {
+        if t.is_locked() {
+            return deny(tx, audit, RejectReason::Locked).await;
+        }
+        if t.is_blocked(now) {
+            return deny(tx, audit, RejectReason::Throttled).await;
+        }
     }
     let code = newest_code(tx, tenant_id, user_id, &factor_id, purpose).await?;
     let reason = match check_code(code.as_ref(), &presented_hash, &action_hash, now) {
@@ -244,12 +246,14 @@ pub(super) async fn consume_code(
             )
             .await?;
             if used == 1 {
-                exec(
-                    tx,
-                    "UPDATE factors SET failures = 0, blocked_until = NULL WHERE id = $1",
-                    &[&factor_id],
-                )
-                .await?;
+                if throttle.is_some() {
+                    exec(
+                        tx,
+                        "UPDATE factors SET failures = 0, blocked_until = NULL WHERE id = $1",
+                        &[&factor_id],
+                    )
+                    .await?;
+                }
                 apply_effects(tx, on_success).await?;
                 insert_audit(tx, &ok(audit)).await?;
                 return Ok(AttemptOutcome::Accepted { factor_id });
@@ -266,7 +270,9 @@ pub(super) async fn consume_code(
         )
         .await?;
     }
-    charge_failure(tx, &factor_id, throttle, now, &audit, &mut on_lock).await?;
+    if let Some(t) = throttle {
+        charge_failure(tx, &factor_id, t, now, &audit, &mut on_lock).await?;
+    }
     deny(tx, audit, reason).await
 }
 

@@ -6,6 +6,7 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::Row;
+use twofold_core::login::*;
 use twofold_core::messaging::*;
 use twofold_core::model::*;
 use twofold_core::ports::*;
@@ -273,6 +274,8 @@ pub(super) fn user_row(r: &Row) -> Result<User, StoreError> {
         profile: get(r, 5)?,
         is_admin: get(r, 6)?,
         created_at: get(r, 7)?,
+        generation: get(r, 8)?,
+        skip_until: get(r, 9)?,
     })
 }
 
@@ -288,7 +291,7 @@ pub(super) fn key_row(r: &Row) -> Result<ApiKey, StoreError> {
 }
 
 /// How many columns [`USER_COLS`] lists: where a factor starts in a user-and-factors row.
-pub(super) const USER_COLUMNS: usize = 8;
+pub(super) const USER_COLUMNS: usize = 10;
 
 pub(super) fn factor_row(r: &Row) -> Result<Factor, StoreError> {
     factor_row_at(r, 0)
@@ -334,7 +337,7 @@ pub(super) async fn factors_of(
 ) -> Result<Vec<Factor>, StoreError> {
     let rows = query(
         c,
-        &format!("SELECT {FACTOR_COLS} FROM factors WHERE user_id = $1 ORDER BY created_at, id"),
+        &format!("SELECT {FACTOR_COLS} FROM factors WHERE user_id = $1 ORDER BY created_at, id COLLATE \"C\""),
         &[&user_id],
     )
     .await?;
@@ -403,5 +406,110 @@ pub(super) fn audit_row(r: &Row) -> Result<AuditEvent, StoreError> {
             request_id: get(r, 10)?,
         },
         user_external_id: get(r, 11)?,
+    })
+}
+
+pub(super) fn policy_row(r: &Row) -> Result<StoredPolicy, StoreError> {
+    Ok(StoredPolicy {
+        tenant_id: get(r, 0)?,
+        json: get(r, 1)?,
+        version: get(r, 2)?,
+        updated_at: get(r, 3)?,
+    })
+}
+
+pub(super) fn proposal_row(r: &Row) -> Result<Proposal, StoreError> {
+    Ok(Proposal {
+        id: get(r, 0)?,
+        tenant_id: get(r, 1)?,
+        admin_user_id: get(r, 2)?,
+        payload: get(r, 3)?,
+        payload_hash: get(r, 4)?,
+        base_version: get(r, 5)?,
+        state: parsed(r, 6, "state", ProposalState::parse)?,
+        created_at: get(r, 7)?,
+        expires_at: get(r, 8)?,
+    })
+}
+
+pub(super) fn login_row(r: &Row) -> Result<PendingLogin, StoreError> {
+    Ok(PendingLogin {
+        id: get(r, 0)?,
+        token_hash: get(r, 1)?,
+        tenant_id: get(r, 2)?,
+        user_id: get(r, 3)?,
+        generation: get(r, 4)?,
+        decision: get(r, 5)?,
+        primary: get(r, 6)?,
+        client_id: get(r, 7)?,
+        ip: get(r, 8)?,
+        user_agent: get(r, 9)?,
+        created_at: get(r, 10)?,
+        expires_at: get(r, 11)?,
+        completed_at: get(r, 12)?,
+    })
+}
+
+pub(super) fn session_row(r: &Row) -> Result<Session, StoreError> {
+    Ok(Session {
+        id: get(r, 0)?,
+        token_hash: get(r, 1)?,
+        tenant_id: get(r, 2)?,
+        user_id: get(r, 3)?,
+        generation: get(r, 4)?,
+        amr: get(r, 5)?,
+        second_factor: get(r, 6)?,
+        client_id: get(r, 7)?,
+        ip: get(r, 8)?,
+        created_at: get(r, 9)?,
+        last_seen_at: get(r, 10)?,
+        expires_at: get(r, 11)?,
+        revoked_at: get(r, 12)?,
+        revoke_reason: get(r, 13)?,
+    })
+}
+
+pub(super) fn device_row(r: &Row) -> Result<TrustedDevice, StoreError> {
+    Ok(TrustedDevice {
+        id: get(r, 0)?,
+        token_hash: get(r, 1)?,
+        tenant_id: get(r, 2)?,
+        user_id: get(r, 3)?,
+        generation: get(r, 4)?,
+        label: get(r, 5)?,
+        created_at: get(r, 6)?,
+        expires_at: get(r, 7)?,
+        last_used_at: get(r, 8)?,
+        revoked_at: get(r, 9)?,
+    })
+}
+
+pub(super) fn job_row(r: &Row) -> Result<Job, StoreError> {
+    Ok(Job {
+        id: get(r, 0)?,
+        tenant_id: get(r, 1)?,
+        kind: get(r, 2)?,
+        payload: get(r, 3)?,
+        cursor: get(r, 4)?,
+        run_at: get(r, 5)?,
+        done_at: get(r, 6)?,
+        processed: get(r, 7)?,
+        created_at: get(r, 8)?,
+    })
+}
+
+pub(super) fn webhook_row(r: &Row) -> Result<Webhook, StoreError> {
+    let events: String = get(r, 4)?;
+    Ok(Webhook {
+        id: get(r, 0)?,
+        tenant_id: get(r, 1)?,
+        url: get(r, 2)?,
+        sealed_secret: get(r, 3)?,
+        events: events
+            .split(',')
+            .filter(|e| !e.is_empty())
+            .map(String::from)
+            .collect(),
+        created_at: get(r, 5)?,
     })
 }
