@@ -158,8 +158,15 @@ impl Policy {
         if !(1..=24 * 30).contains(&self.skip_hours) {
             return Err(invalid("skip_hours", "must be 1 to 720"));
         }
-        if self.mandatory_from.is_some_and(|t| t < 0) {
-            return Err(invalid("mandatory_from", "must be a date after 1970"));
+        // Year 9999 at the latest: later dates only overflow the arithmetic built on them.
+        if self
+            .mandatory_from
+            .is_some_and(|t| !(0..=253_402_300_799_000).contains(&t))
+        {
+            return Err(invalid(
+                "mandatory_from",
+                "must be a date between 1970 and 9999 (Unix milliseconds)",
+            ));
         }
         self.clients.sort_by(|a, b| a.id.cmp(&b.id));
         if self.clients.windows(2).any(|w| w[0].id == w[1].id) {

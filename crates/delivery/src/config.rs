@@ -639,6 +639,9 @@ pub struct WorkerConfig {
     pub poll_interval_ms: u64,
     /// Messages delivered at the same time.
     pub concurrency: usize,
+    /// Let webhooks reach loopback and private addresses (development and tests only; in
+    /// production that is server-side request forgery).
+    pub allow_private_webhooks: bool,
 }
 
 impl Default for WorkerConfig {
@@ -651,6 +654,7 @@ impl Default for WorkerConfig {
             backoff_max_secs: 3600,
             poll_interval_ms: 1000,
             concurrency: 8,
+            allow_private_webhooks: false,
         }
     }
 }

@@ -359,24 +359,97 @@ pub(crate) async fn post_signed(
     if status.is_success() {
         return Ok(());
     }
-    let text = response.text().await.unwrap_or_default();
-    Err(classify_status(
-        status,
-        format!("{who} {status}: {}", snippet(&text)),
-    ))
+    // A webhook's answer is the integrator's (or whoever the URL reaches): keep only the status,
+    // so the outbox never relays a body from an internal service back to the tenant.
+    let detail = if who == "webhook" {
+        format!("{who} {status}")
+    } else {
+        let text = response.text().await.unwrap_or_default();
+        format!("{who} {status}: {}", snippet(&text))
+    };
+    Err(classify_status(status, detail))
+}
+
+/// Whether an address is on the public internet: webhooks must not reach loopback, private,
+/// link-local (cloud metadata), shared or multicast addresses (server-side request forgery).
+pub fn is_public(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (64..128).contains(&o[1])))
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_public(IpAddr::V4(v4)),
+            None => {
+                let seg = v6.segments()[0];
+                !(v6.is_loopback()
+                    || v6.is_unspecified()
+                    || v6.is_multicast()
+                    || (seg & 0xfe00) == 0xfc00
+                    || (seg & 0xffc0) == 0xfe80)
+            }
+        },
+    }
 }
 
 /// Delivers webhook events (`Channel::Webhook`): the body is the event's JSON, signed with the
 /// webhook's own secret, which travels sealed in the message's parameters.
 pub struct EventPoster {
     client: Result<reqwest::Client, String>,
+    timeout: Duration,
+    /// Development and tests only: let webhooks reach this machine and private networks.
+    allow_private: bool,
 }
 
 impl EventPoster {
-    pub fn new(timeout: Duration) -> Self {
+    pub fn new(timeout: Duration, allow_private: bool) -> Self {
         Self {
             client: http_client(timeout),
+            timeout,
+            allow_private,
         }
+    }
+
+    /// A client pinned to the addresses just checked, so a DNS answer that changes between
+    /// the check and the connection (rebinding) cannot redirect the request inward.
+    async fn checked_client(&self, url: &str) -> Result<reqwest::Client, SendError> {
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| SendError::Permanent(format!("webhook URL: {e}")))?;
+        let host = parsed
+            .host_str()
+            .ok_or_else(|| SendError::Permanent("webhook URL has no host".into()))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = parsed.port_or_known_default().unwrap_or(443);
+        let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|e| SendError::Transient(format!("webhook host: {e}")))?
+            .collect();
+        if addrs.is_empty() || addrs.iter().any(|a| !is_public(a.ip())) {
+            return Err(SendError::Permanent(
+                "webhook host resolves to a non-public address; refused".into(),
+            ));
+        }
+        let mut builder = reqwest::Client::builder()
+            .timeout(self.timeout)
+            .connect_timeout(self.timeout)
+            .redirect(reqwest::redirect::Policy::none());
+        for a in &addrs {
+            builder = builder.resolve(&host, *a);
+        }
+        builder
+            .build()
+            .map_err(|e| SendError::Transient(format!("webhook client: {e}")))
     }
 
     pub async fn send(
@@ -387,10 +460,15 @@ impl EventPoster {
         event: &str,
         payload: &str,
     ) -> Result<(), SendError> {
-        let client = self
-            .client
-            .as_ref()
-            .map_err(|e| SendError::Transient(format!("webhook client: {e}")))?;
+        let checked;
+        let client = if self.allow_private {
+            self.client
+                .as_ref()
+                .map_err(|e| SendError::Transient(format!("webhook client: {e}")))?
+        } else {
+            checked = self.checked_client(url).await?;
+            &checked
+        };
         post_signed(
             client,
             url,
@@ -447,6 +525,29 @@ impl SmsTransport for DevSms {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn webhooks_only_reach_public_addresses() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "224.0.0.1",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in ["93.184.216.34", "2606:4700::6810:84e5", "8.8.8.8"] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+    }
 
     #[test]
     fn signature_matches_an_independent_computation() {

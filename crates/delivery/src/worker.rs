@@ -119,6 +119,10 @@ impl DeliveryWorker {
         from_address: String,
         metrics: Arc<DeliveryMetrics>,
     ) -> Self {
+        let events = crate::sms::EventPoster::new(
+            std::time::Duration::from_secs(10),
+            config.allow_private_webhooks,
+        );
         Self {
             store,
             keyring,
@@ -131,7 +135,7 @@ impl DeliveryWorker {
             metrics,
             owner: new_owner_id(),
             notify: Arc::new(Notify::new()),
-            events: crate::sms::EventPoster::new(std::time::Duration::from_secs(10)),
+            events,
         }
     }
 

@@ -55,7 +55,13 @@ async fn set_policy(app: &TestApp, e: &Enrolled, policy: Value) {
         (StatusCode::OK, Some(true)),
         "{c}"
     );
-    app.next_notice("boss@example.com").await;
+    notice_with(app, "boss@example.com", "settings were changed").await;
+}
+
+/// The next notice to `to` that says `what` (admins also hear of each proposal).
+async fn notice_with(app: &TestApp, to: &str, what: &str) -> DevMessage {
+    app.next_message_where(to, |m| m.code().is_none() && m.text.contains(what))
+        .await
 }
 
 fn required(extra: Value) -> Value {
@@ -218,12 +224,10 @@ async fn policy_changes_need_the_code_emailed_to_the_proposing_admin() {
         ),
         (Some(1), Some("required_for_all"))
     );
-    let notice = app.next_notice("boss@example.com").await;
-    assert!(
-        notice.text.contains("settings were changed"),
-        "{}",
-        notice.text
-    );
+    let notice = notice_with(&app, "boss@example.com", "settings were changed").await;
+    assert!(notice.text.contains("confirmed by boss"), "{}", notice.text);
+    let proposed = notice_with(&app, "boss@example.com", "was proposed").await;
+    assert!(proposed.text.contains("methods: sms"), "{}", proposed.text);
 
     // An expired code.
     app.advance_secs(31);
@@ -558,6 +562,19 @@ async fn sms_codes_at_login_are_bound_to_that_login() {
     assert_eq!(r["verified"], true, "{r}");
     let s = introspect(&app, &e, &r["session"]["token"]).await;
     assert_eq!(s["session"]["amr"], json!(["pwd", "sms"]));
+    // Once the organisation switches SMS off, an SMS factor completes no login.
+    app.advance_secs(60);
+    set_policy(&app, &e, required(json!({"methods": ["totp"]}))).await;
+    let d = login(&app, &e, "alice", json!({})).await;
+    assert_eq!(d["methods"], json!(["totp"]));
+    let (s, _) = app
+        .post(
+            "/v1/tenants/acme/logins/send-code",
+            &e.key,
+            json!({"pending_token": d["pending"]["token"], "factor_id": sms}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
@@ -611,12 +628,7 @@ async fn admins_are_appointed_by_operators_or_confirmed_by_an_admin() {
     assert_eq!(r["confirmed"], true, "{r}");
     let (_, u) = app.get("/v1/tenants/acme/users/bob", &e.key).await;
     assert_eq!(u["is_admin"], true);
-    let notice = app.next_notice("boss@example.com").await;
-    assert!(
-        notice.text.contains("bob was made an administrator"),
-        "{}",
-        notice.text
-    );
+    notice_with(&app, "boss@example.com", "bob was made an administrator").await;
     let (s, r) = app
         .post(
             "/v1/tenants/acme/users/bob/admin-proposals",
@@ -816,7 +828,12 @@ async fn enrolling_at_login_completes_it_and_is_only_for_users_without_a_factor(
 async fn webhooks_receive_signed_events_through_the_outbox_with_retries() {
     let receiver = twofold_testkit::MockHttp::start().await;
     receiver.answer(503, "{}");
-    let app = spawn_app_with(|c| c.delivery.poll_interval_ms = 50).await;
+    let app = spawn_app_with(|c| {
+        c.delivery.poll_interval_ms = 50;
+        // The receiver runs on this machine; production refuses that (see the next test).
+        c.delivery.allow_private_webhooks = true;
+    })
+    .await;
     let e = setup(&app).await;
     for (body, want) in [
         (
@@ -981,4 +998,43 @@ async fn a_pending_token_is_refused_everywhere_but_its_second_step() {
     let code = app.code_at_offset(&e.secret, &e.params, 0);
     let r = step(&app, &e, &d, &code, json!({})).await;
     assert_eq!(r["verified"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_cannot_reach_private_addresses() {
+    let receiver = twofold_testkit::MockHttp::start().await;
+    let app = spawn_app_with(|c| c.delivery.poll_interval_ms = 50).await;
+    let e = setup(&app).await;
+    let (s, _) = app
+        .post(
+            "/v1/tenants/acme/webhooks",
+            &e.key,
+            json!({"url": format!("{}/hook", receiver.base_url), "events": ["login.decided"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    login(&app, &e, "alice", json!({})).await;
+    let mut failed = Value::Null;
+    for _ in 0..200 {
+        let (_, page) = app
+            .get("/v1/tenants/acme/outbox?status=failed", &e.key)
+            .await;
+        if let Some(m) = page["messages"].as_array().and_then(|m| m.first()) {
+            failed = m.clone();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(failed["channel"], "webhook", "{failed}");
+    assert!(
+        failed["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("non-public"),
+        "{failed}"
+    );
+    assert!(
+        receiver.requests().is_empty(),
+        "nothing reached the private address"
+    );
 }

@@ -253,12 +253,18 @@ impl Twofold {
         purpose: CodePurpose,
         action_hash: Option<Vec<u8>>,
         now: i64,
+        detail: Option<&str>,
     ) -> Result<(NewCode, NewMessage), CoreError> {
         let ttl = self.config.messaging.code_ttl_ms;
         let code = new_code();
         let mut params = MessageParams::new();
         params.insert("code".into(), code.to_string());
-        params.insert("purpose".into(), purpose.describe().into());
+        // An admin must see what exactly the code would confirm.
+        let what = match detail {
+            Some(d) => format!("{}: {d}", purpose.describe()),
+            None => purpose.describe().to_string(),
+        };
+        params.insert("purpose".into(), what);
         params.insert("minutes".into(), (ttl / 60_000).to_string());
         let message = self.message(
             tenant,
@@ -313,6 +319,7 @@ impl Twofold {
         action_hash: Option<Vec<u8>>,
         effects: Vec<Effect>,
         audit: AuditRecord,
+        detail: Option<&str>,
     ) -> Result<SendReceipt, CoreError> {
         let now = self.now();
         let limits = self.send_limits(tenant, user.id, channel, destination)?;
@@ -325,6 +332,7 @@ impl Twofold {
             purpose,
             action_hash,
             now,
+            detail,
         )?;
         let issue = IssueCode {
             code,
@@ -459,6 +467,7 @@ impl Twofold {
                     max_per_user: MAX_FACTORS_PER_USER,
                 }],
                 audit,
+                None,
             )
             .await?;
         self.forget_user(tenant.id, external_id);
@@ -523,6 +532,7 @@ impl Twofold {
             action_hash,
             Vec::new(),
             audit,
+            None,
         )
         .await
     }
@@ -804,6 +814,7 @@ impl Twofold {
                 Some(self.phone_change_hash(&change)),
                 vec![Effect::StartPhoneChange(change.clone())],
                 audit,
+                None,
             )
             .await?;
         Ok((PhoneChangeView::of(&change, now), receipt))
@@ -928,6 +939,7 @@ impl Twofold {
                 CodePurpose::PhoneNew,
                 Some(self.phone_change_hash(&change)),
                 now,
+                None,
             )?;
             effects.push(Effect::InsertCode {
                 code,
@@ -988,6 +1000,7 @@ impl Twofold {
             Some(self.phone_change_hash(change)),
             Vec::new(),
             audit,
+            None,
         )
         .await
     }

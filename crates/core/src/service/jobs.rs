@@ -90,18 +90,26 @@ pub(crate) fn rollout_jobs(
             now,
         )?));
     }
-    let newly_required = matches!(
+    let required_now = matches!(
         new.enforcement,
         Enforcement::RequiredForAll | Enforcement::RequiredForProfiles { .. }
-    ) && new.enforcement != old.enforcement;
-    if newly_required {
+    );
+    // A new scope, or a moved deadline, schedules the revocation for the new date.
+    if required_now
+        && (new.enforcement != old.enforcement || new.mandatory_from != old.mandatory_from)
+    {
         // Sessions are revoked only once 2FA is actually mandatory, and the configured hours
         // after that.
         let from = new.mandatory_from.unwrap_or(now).max(now);
-        let run_at = from + i64::from(new.revoke_sessions_after_hours) * 3_600_000;
+        let run_at = from.saturating_add(i64::from(new.revoke_sessions_after_hours) * 3_600_000);
         let payload = JobPayload::RevokeSessions {
             new: new.enforcement.clone(),
-            old: old.enforcement.clone(),
+            // A moved deadline concerns everyone required, not only the newly required.
+            old: if new.enforcement == old.enforcement {
+                Enforcement::Off
+            } else {
+                old.enforcement.clone()
+            },
             created_before: run_at,
         };
         effects.push(Effect::InsertJob(job(
@@ -134,9 +142,14 @@ impl Twofold {
             let mut job = job;
             while batches < max_batches {
                 batches += 1;
-                match self.job_batch(&job).await? {
-                    Some(next) if next.done_at.is_none() => job = next,
-                    _ => break,
+                // One broken job must not hold up the others (revocations are due on time).
+                match self.job_batch(&job).await {
+                    Ok(Some(next)) if next.done_at.is_none() => job = next,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::error!(job = job.id, error = %e, "rollout job batch failed");
+                        break;
+                    }
                 }
             }
         }

@@ -137,6 +137,31 @@ impl ProposalAction {
             ProposalAction::MakeAdmin { .. } => "make_admin",
         }
     }
+
+    /// What the change does, in words an admin checks before typing the code.
+    fn summary(&self) -> String {
+        match self {
+            ProposalAction::Policy { policy } => {
+                let mode = match &policy.enforcement {
+                    crate::policy::Enforcement::Off => "two-step verification off".to_string(),
+                    crate::policy::Enforcement::Optional => "optional for everyone".to_string(),
+                    crate::policy::Enforcement::RequiredForAll => "required for everyone".into(),
+                    crate::policy::Enforcement::RequiredForProfiles { profiles } => {
+                        format!("required for {}", profiles.join(", "))
+                    }
+                };
+                let methods: Vec<&str> = policy.methods.iter().map(|m| m.as_str()).collect();
+                let from = policy
+                    .mandatory_from
+                    .map(|t| format!(" from {}", notices::human_utc(t)))
+                    .unwrap_or_default();
+                format!("{mode}{from}, methods: {}", methods.join(", "))
+            }
+            ProposalAction::MakeAdmin { external_id, .. } => {
+                format!("make {external_id} an administrator")
+            }
+        }
+    }
 }
 
 const PENDING_PREFIX: &str = "tfl";
@@ -274,6 +299,22 @@ impl Twofold {
         let mut audit = self.audit(actor, meta, "proposal.create", Some(tenant.id));
         audit.user_id = Some(admin.id);
         audit.reason = Some(format!("{}:{}", action.kind(), proposal.id));
+        // Every admin hears of a proposal when it is made, not only once it is confirmed: a
+        // leaked key proposing something no admin asked for is noticed in time.
+        let summary = action.summary();
+        let admins = self.store.admins_of(tenant.id).await?;
+        let mut effects = vec![Effect::InsertProposal(proposal.clone())];
+        effects.extend(self.admin_notices(
+            tenant,
+            &admins,
+            actor,
+            meta,
+            &format!(
+                "a change was proposed on behalf of {}: {summary}; it takes effect only with the \
+                 code emailed to them",
+                admin.external_id
+            ),
+        )?);
         let receipt = self
             .send_code_to(
                 tenant,
@@ -283,8 +324,9 @@ impl Twofold {
                 &email,
                 CodePurpose::AdminConfirm,
                 Some(proposal.payload_hash.clone()),
-                vec![Effect::InsertProposal(proposal.clone())],
+                effects,
                 audit,
+                Some(&summary),
             )
             .await?;
         Ok((proposal, receipt))
@@ -409,11 +451,18 @@ impl Twofold {
             .await?
             .filter(|p| p.tenant_id == tenant.id)
             .ok_or(not_found)?;
+        // The proposer must still be an admin when the change is made.
         let admin = self
             .store
             .user_by_id(proposal.admin_user_id)
             .await?
-            .ok_or(CoreError::NotFound("user"))?;
+            .filter(|a| a.is_admin)
+            .ok_or_else(|| {
+                CoreError::conflict(
+                    "proposal_outdated",
+                    "the proposing user is no longer an admin; propose again",
+                )
+            })?;
         let now = self.now();
         let (changes, change_text) = self.proposal_effects(&tenant, &proposal, now).await?;
         let mut change = self.audit(actor, meta, "proposal.apply", Some(tenant.id));
@@ -697,7 +746,7 @@ impl Twofold {
                 "this login is not waiting for a code",
             ));
         }
-        let factor = self.login_factor(&user, factor_id).await?;
+        let factor = self.login_factor(&tenant, &user, factor_id).await?;
         let kind = ContactKind::of(&factor).ok_or_else(|| {
             CoreError::conflict(
                 "not_a_code_factor",
@@ -719,17 +768,27 @@ impl Twofold {
             Some(self.action_hash(&["login", &login.id])),
             Vec::new(),
             audit,
+            None,
         )
         .await
     }
 
-    async fn login_factor(&self, user: &User, factor_id: &str) -> Result<Factor, CoreError> {
+    /// An active factor of the user whose method the tenant's current policy enables: a
+    /// method switched off must not complete a login.
+    async fn login_factor(
+        &self,
+        tenant: &Tenant,
+        user: &User,
+        factor_id: &str,
+    ) -> Result<Factor, CoreError> {
         let id = FactorId::parse(factor_id)?;
+        let (policy, _) = self.policy_of(tenant).await?;
         self.store
             .factors_of(user.id)
             .await?
             .into_iter()
             .find(|f| f.id == id.as_str() && f.status == FactorStatus::Active)
+            .filter(|f| method_of(&f.kind).is_some_and(|m| policy.methods.contains(&m)))
             .ok_or(CoreError::NotFound("factor"))
     }
 
@@ -759,7 +818,7 @@ impl Twofold {
             ));
         }
         let named = match factor_id {
-            Some(id) => Some(self.login_factor(&user, id).await?),
+            Some(id) => Some(self.login_factor(&tenant, &user, id).await?),
             None => None,
         };
         let (policy, _) = self.policy_of(&tenant).await?;
@@ -837,6 +896,12 @@ impl Twofold {
                 )
                 .await?
             }
+            _ if !policy.methods.contains(&Method::Totp) => {
+                return Err(CoreError::conflict(
+                    "method_disabled",
+                    "authenticator apps are not enabled for this organisation",
+                ))
+            }
             _ => {
                 let only = named.as_ref().map(|f| f.id.clone());
                 self.attempt_with(&tenant, &user.external_id, audit, |cached, now| {
@@ -879,8 +944,16 @@ impl Twofold {
         &self,
         tenant: &Tenant,
         pending_token: &str,
+        method: Method,
     ) -> Result<(PendingLogin, User), CoreError> {
         let (login, user) = self.pending_login_for(tenant, pending_token).await?;
+        let (policy, _) = self.policy_of(tenant).await?;
+        if !policy.methods.contains(&method) {
+            return Err(CoreError::conflict(
+                "method_disabled",
+                "this method is not enabled for this organisation",
+            ));
+        }
         if !matches!(
             login.decision.as_str(),
             "enroll_required" | "enroll_offered"
@@ -915,7 +988,9 @@ impl Twofold {
         opts: EnrollOptions,
     ) -> Result<Enrollment, CoreError> {
         let tenant = self.tenant_for(actor, slug).await?;
-        let (_, user) = self.enrolling_login(&tenant, pending_token).await?;
+        let (_, user) = self
+            .enrolling_login(&tenant, pending_token, Method::Totp)
+            .await?;
         self.enroll_totp(actor, meta, slug, &user.external_id, opts)
             .await
     }
@@ -931,7 +1006,11 @@ impl Twofold {
         destination: &str,
     ) -> Result<(FactorView, SendReceipt), CoreError> {
         let tenant = self.tenant_for(actor, slug).await?;
-        let (_, user) = self.enrolling_login(&tenant, pending_token).await?;
+        let method = match kind {
+            ContactKind::Sms => Method::Sms,
+            ContactKind::Email => Method::Email,
+        };
+        let (_, user) = self.enrolling_login(&tenant, pending_token, method).await?;
         self.enroll_contact(actor, meta, slug, &user.external_id, kind, destination)
             .await
     }
@@ -949,15 +1028,17 @@ impl Twofold {
     ) -> Result<StepOutcome, CoreError> {
         let code = OtpCode::parse(code)?;
         let tenant = self.tenant_for(actor, slug).await?;
-        let (login, user) = self.enrolling_login(&tenant, pending_token).await?;
         let id = FactorId::parse(factor_id)?;
+        let (_, probe) = self.pending_login_for(&tenant, pending_token).await?;
         let factor = self
             .store
-            .factors_of(user.id)
+            .factors_of(probe.id)
             .await?
             .into_iter()
             .find(|f| f.id == id.as_str() && f.status == FactorStatus::Pending)
             .ok_or(CoreError::NotFound("factor"))?;
+        let method = method_of(&factor.kind).ok_or(CoreError::NotFound("factor"))?;
+        let (login, user) = self.enrolling_login(&tenant, pending_token, method).await?;
         let now = self.now();
         let amr = if factor.kind == "totp" {
             "otp"
@@ -1004,7 +1085,14 @@ impl Twofold {
         let (login, user) = self.pending_login_for(&tenant, pending_token).await?;
         let (policy, _) = self.policy_of(&tenant).await?;
         let now = self.now();
+        let enrolled = self
+            .store
+            .factors_of(user.id)
+            .await?
+            .iter()
+            .any(|f| f.status == FactorStatus::Active);
         if login.decision != "enroll_offered"
+            || enrolled
             || !policy::may_skip(&policy, user.profile.as_deref(), now)
         {
             return Err(CoreError::conflict(

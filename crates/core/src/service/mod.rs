@@ -1173,6 +1173,14 @@ impl Twofold {
                 let f = user.factor(&factor_id)?;
                 // Confirming an active factor again is judged like a verification, so a
                 // replayed confirmation code answers exactly like a wrong one (INV-11).
+                // What rides on an activation (completing a login) must not be answered as
+                // done when the factor turned out to be active already.
+                if f.status == FactorStatus::Active && !extra.is_empty() {
+                    return Err(CoreError::conflict(
+                        "already_enrolled",
+                        "the factor was confirmed meanwhile: sign in with it",
+                    ));
+                }
                 let (matched, on_accept) = if f.status == FactorStatus::Active {
                     let m = totp::verify_use(&f.secret, code.as_str(), &f.params, f.drift, now)
                         .map(|step| f.step_match(step, f.drift, false));
