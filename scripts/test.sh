@@ -2,7 +2,9 @@
 # The whole test suite, on a fresh machine or a used one:
 #   1. installs what the tests need and nobody here wrote: oathtool, zbarimg (zbar-tools),
 #      Python's pyotp, openapi-spec-validator and aiosmtpd (the SMTP server the delivery tests
-#      send real mail to);
+#      send real mail to), and PostgreSQL (the store conformance suite runs against it): started
+#      if installed, installed with apt-get if not, with trust auth for loopback TCP. Set
+#      TWOFOLD_TEST_PG_URL to test against another server instead (then nothing is started);
 #   2. checks formatting and lints (cargo fmt, cargo clippy -D warnings);
 #   3. runs every test of the workspace (cargo test);
 #   4. builds the cargo-fuzz targets and runs each for a few seconds (FUZZ_SECONDS, default 5).
@@ -16,6 +18,10 @@ step() { printf '\n==> %s\n' "$*"; }
 need_apt=()
 command -v oathtool >/dev/null 2>&1 || need_apt+=(oathtool)
 command -v zbarimg >/dev/null 2>&1 || need_apt+=(zbar-tools)
+# With TWOFOLD_TEST_PG_URL the server is elsewhere, but psql still reports its version.
+if [ -n "${TWOFOLD_TEST_PG_URL:-}" ] && ! command -v psql >/dev/null 2>&1; then
+    need_apt+=(postgresql-client)
+fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
     step "installing ${need_apt[*]} (apt-get)"
     if [ "$(id -u)" -ne 0 ]; then
@@ -33,10 +39,51 @@ if [ "${#need_pip[@]}" -gt 0 ]; then
     step "installing ${need_pip[*]} (pip)"
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${need_pip[@]}"
 fi
+
+# PostgreSQL for crates/store/tests/postgres_conformance.rs, which creates a database per test.
+pg_url="${TWOFOLD_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+pg_cluster() { pg_lsclusters --no-header 2>/dev/null | awk 'NR == 1 { print $1, $2 }'; }
+pg_query() { psql "$pg_url" -w -XAtq -c "$1" 2>&1; }
+if [ -z "${TWOFOLD_TEST_PG_URL:-}" ] && ! pg_isready -q -h 127.0.0.1 -p 5432 >/dev/null 2>&1; then
+    if [ -z "$(pg_cluster)" ]; then
+        step "installing postgresql (apt-get)"
+        if [ "$(id -u)" -ne 0 ]; then
+            echo "need root to apt-get install postgresql; install it and run again" >&2
+            exit 1
+        fi
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    fi
+    read -r pg_version pg_name <<<"$(pg_cluster)" || true
+    if [ -z "${pg_version:-}" ]; then
+        echo "postgresql is installed but has no cluster; create one (pg_createcluster) and run again" >&2
+        exit 1
+    fi
+    step "starting PostgreSQL ${pg_version}/${pg_name}"
+    pg_ctlcluster --skip-systemctl-redirect "$pg_version" "$pg_name" start || true
+    for _ in $(seq 30); do
+        pg_isready -q -h 127.0.0.1 -p 5432 >/dev/null 2>&1 && break
+        sleep 1
+    done
+fi
+if [ -z "${TWOFOLD_TEST_PG_URL:-}" ] && [[ "$(pg_query 'SELECT 1')" == *password* ]]; then
+    # A fresh install asks for a password over TCP; the test databases hold nothing, so trust
+    # loopback connections as the development machines do.
+    step "trusting loopback TCP connections to PostgreSQL (pg_hba.conf)"
+    hba="$(runuser -u postgres -- psql -XAtq -c 'SHOW hba_file')"
+    sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+    runuser -u postgres -- psql -XAtq -c 'SELECT pg_reload_conf()' >/dev/null
+fi
+if ! pg_version="$(pg_query 'SHOW server_version')"; then
+    echo "PostgreSQL does not answer at ${TWOFOLD_TEST_PG_URL:+TWOFOLD_TEST_PG_URL}${TWOFOLD_TEST_PG_URL:-127.0.0.1:5432}: ${pg_version}" >&2
+    exit 1
+fi
+
 echo "oathtool: $(oathtool --version | head -n1)"
 echo "zbarimg:  $(zbarimg --version 2>&1 | head -n1)"
 echo "pyotp:    $(python3 -c 'import pyotp; print(pyotp.__version__ if hasattr(pyotp, "__version__") else "installed")')"
 echo "aiosmtpd: $(python3 -c 'import aiosmtpd; print(aiosmtpd.__version__)')"
+echo "postgres: PostgreSQL ${pg_version}"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -45,10 +92,12 @@ step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 step "cargo test (workspace)"
-cargo test --workspace --no-fail-fast 2>&1 | tee target/test-output.txt
+log="${CARGO_TARGET_DIR:-target}/test-output.txt"
+mkdir -p "$(dirname "$log")"
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
 test_status="${PIPESTATUS[0]}"
 if [ "$test_status" -ne 0 ]; then
-    echo "tests failed; see the 'FAILED' lines above (full log: target/test-output.txt)" >&2
+    echo "tests failed; see the 'FAILED' lines above (full log: $log)" >&2
     exit "$test_status"
 fi
 
@@ -57,7 +106,7 @@ if [ "${SKIP_FUZZ:-0}" != "1" ]; then
     scripts/fuzz.sh "${FUZZ_SECONDS:-5}"
 fi
 
-passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' target/test-output.txt | awk '{s+=$4} END {print s+0}')
-failed=$(grep -Eo '[0-9]+ failed' target/test-output.txt | awk '{s+=$1} END {print s+0}')
+passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 step "all checks passed"
 echo "tests: ${passed} passed, ${failed} failed"

@@ -592,8 +592,10 @@ pub async fn audit_is_pruned_by_age(s: DynStore) {
     );
 }
 
-/// Generates one `#[tokio::test]` per conformance check; `$make` is an async expression
-/// yielding a fresh [`DynStore`] (and anything that must live as long as it).
+/// Generates one `#[tokio::test]` per conformance check; `$make` is an expression (it may
+/// `.await`) yielding a fresh [`DynStore`] and anything that must live as long as it (a temporary
+/// directory, a database dropped at the end). The checks that need two handles on one database
+/// (`two_handles_*`) are called by each backend's tests directly.
 #[macro_export]
 macro_rules! conformance_tests {
     ($make:expr) => {

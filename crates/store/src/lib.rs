@@ -1,11 +1,15 @@
 //! Store implementations for Twofold.
 //!
 //! - [`SqliteStore`]: the embedded default (WAL, `synchronous=FULL`, group-commit writer).
-//! - [`conformance`]: the suite every backend must pass, so PostgreSQL can be added later and
-//!   proved against the same behaviour.
+//! - [`PgStore`]: PostgreSQL, for several nodes sharing one database (pooled `tokio-postgres`,
+//!   conditional writes and row locks instead of a single writer).
+//! - [`conformance`]: the suite every backend must pass, run against both.
 
+mod common;
 pub mod conformance;
 pub mod migrations;
+mod postgres;
 mod sqlite;
 
+pub use postgres::{PgStore, POOL_SIZE};
 pub use sqlite::{SqliteStore, MAX_BATCH};

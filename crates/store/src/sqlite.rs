@@ -375,42 +375,19 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_tenant(&self, t: NewTenant, audit: AuditRecord) -> StoreResult<Tenant> {
-        let NewTenant {
-            slug,
-            name,
-            created_at: now,
-            first_key,
-        } = t;
         self.write(move |c| {
             c.execute(
                 "INSERT INTO tenants (slug, name, created_at) VALUES (?1, ?2, ?3)",
-                params![slug, name, now],
+                params![t.slug, t.name, t.created_at],
             )
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    StoreError::Conflict("tenant_exists")
-                } else {
-                    backend(e)
-                }
-            })?;
-            let id = c.last_insert_rowid();
-            let mut audit = audit;
-            audit.tenant_id = Some(id);
-            insert_audit(c, &audit)?;
-            if let Some(mut key) = first_key {
-                key.tenant_id = Some(id);
-                insert_key(c, &key)?;
-                audit.action = "apikey.create".into();
-                insert_audit(c, &audit)?;
+            .map_err(conflict_on_duplicate("tenant_exists"))?;
+            let rows = tenant_rows(c.last_insert_rowid(), t, audit);
+            insert_audit(c, &rows.audit)?;
+            if let Some((key, key_audit)) = &rows.first_key {
+                insert_key(c, key)?;
+                insert_audit(c, key_audit)?;
             }
-            Ok(Tenant {
-                id,
-                slug,
-                name,
-                created_at: now,
-                sender_name: None,
-                sms_countries: None,
-            })
+            Ok(rows.tenant)
         })
         .await
     }
@@ -502,29 +479,10 @@ impl Store for SqliteStore {
                     user.created_at
                 ],
             )
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    StoreError::Conflict("user_exists")
-                } else {
-                    backend(e)
-                }
-            })?;
-            let id = c.last_insert_rowid();
-            let mut audit = audit;
-            audit.user_id = Some(id);
+            .map_err(conflict_on_duplicate("user_exists"))?;
+            let (user, audit) = user_rows(c.last_insert_rowid(), user, audit);
             insert_audit(c, &audit)?;
-            Ok(User {
-                id,
-                tenant_id: user.tenant_id,
-                external_id: user.external_id,
-                email: user.email,
-                phone: user.phone,
-                profile: user.profile,
-                is_admin: user.is_admin,
-                created_at: user.created_at,
-                generation: 0,
-                skip_until: None,
-            })
+            Ok(user)
         })
         .await
     }
@@ -879,16 +837,14 @@ impl Store for SqliteStore {
     async fn list_audit(&self, q: AuditQuery) -> StoreResult<Vec<AuditEvent>> {
         self.read(move |c| {
             let mut s = c
-                .prepare_cached(
-                    "SELECT a.id, a.tenant_id, a.at, a.actor, a.action, a.user_id, a.factor_id,
-                            a.outcome, a.reason, a.ip, a.request_id, u.external_id
-                     FROM audit_events a LEFT JOIN users u ON u.id = a.user_id
+                .prepare_cached(&format!(
+                    "{AUDIT_SELECT}
                      WHERE a.tenant_id IS ?1
                        AND (?2 IS NULL OR a.user_id = ?2)
                        AND (?3 IS NULL OR a.action = ?3)
                        AND a.id < ?4
-                     ORDER BY a.id DESC LIMIT ?5",
-                )
+                     ORDER BY a.id DESC LIMIT ?5"
+                ))
                 .map_err(backend)?;
             let rows = s
                 .query_map(

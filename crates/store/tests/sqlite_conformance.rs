@@ -2,7 +2,7 @@
 //! The conformance suite against the embedded SQLite store, plus SQLite-specific checks.
 
 use std::sync::Arc;
-use twofold_store::conformance::{acme_tenant, DynStore};
+use twofold_store::conformance::{self, acme_tenant, DynStore};
 use twofold_store::SqliteStore;
 
 twofold_store::conformance_tests!({
@@ -27,27 +27,6 @@ async fn migrations_are_recorded_and_reopening_is_idempotent() {
 }
 
 #[tokio::test]
-async fn migration_files_match_the_embedded_list() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
-    let mut files: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            e.unwrap()
-                .file_name()
-                .to_string_lossy()
-                .trim_end_matches(".sql")
-                .to_string()
-        })
-        .collect();
-    files.sort();
-    let embedded: Vec<&str> = twofold_store::migrations::SQLITE
-        .iter()
-        .map(|(v, _)| *v)
-        .collect();
-    assert_eq!(files, embedded);
-}
-
-#[tokio::test]
 async fn backup_is_a_consistent_copy() {
     use twofold_core::ports::Store;
     let dir = tempfile::tempdir().unwrap();
@@ -62,52 +41,37 @@ async fn backup_is_a_consistent_copy() {
     );
 }
 
-/// Two handles on one file behave like two processes: each has its own writer thread, and a
-/// message is still claimed by one of them only.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_processes_never_claim_the_same_message() {
-    use twofold_core::messaging::*;
-    use twofold_core::ports::Store;
+/// Two handles on one file behave like two processes: each has its own writer thread.
+fn two_handles() -> (DynStore, DynStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("twofold.db");
-    let a = SqliteStore::open(&path).unwrap();
-    let b = SqliteStore::open(&path).unwrap();
-    let t = acme_tenant(&a, 1).await;
-    let messages: Vec<NewMessage> = (0..200)
-        .map(|i| NewMessage {
-            message_id: format!("m{i}@test"),
-            tenant_id: t.id,
-            user_id: None,
-            channel: Channel::Email,
-            destination: "a@example.com".into(),
-            template: TemplateKind::Invitation,
-            sealed_params: vec![1; 8],
-            created_at: 10,
-        })
-        .collect();
-    b.enqueue(messages, None).await.unwrap();
-    let mut tasks = Vec::new();
-    for (i, store) in [a.clone(), b.clone(), a, b].into_iter().enumerate() {
-        tasks.push(tokio::spawn(async move {
-            let owner = format!("w{i}");
-            let mut got = Vec::new();
-            loop {
-                let claimed = store.claim_messages(&owner, 100, 60_000, 3).await.unwrap();
-                if claimed.is_empty() {
-                    return got;
-                }
-                got.extend(claimed.into_iter().map(|m| m.id));
-            }
-        }));
-    }
-    let mut ids = Vec::new();
-    for task in tasks {
-        ids.extend(task.await.unwrap());
-    }
-    let n = ids.len();
-    ids.sort();
-    ids.dedup();
-    assert_eq!((n, ids.len()), (200, 200));
+    let a: DynStore = Arc::new(SqliteStore::open(&path).unwrap());
+    let b: DynStore = Arc::new(SqliteStore::open(&path).unwrap());
+    (a, b, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_never_claim_the_same_message() {
+    let (a, b, _dir) = two_handles();
+    conformance::two_handles_never_claim_the_same_message(a, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_accept_a_step_and_a_code_once() {
+    let (a, b, _dir) = two_handles();
+    conformance::two_handles_accept_a_step_and_a_code_once(a, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_advance_a_job_once() {
+    let (a, b, _dir) = two_handles();
+    conformance::two_handles_advance_a_job_once(a, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_complete_a_login_once() {
+    let (a, b, _dir) = two_handles();
+    conformance::two_handles_complete_a_login_once(a, b).await;
 }
 
 #[tokio::test]

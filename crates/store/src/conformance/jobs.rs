@@ -426,3 +426,35 @@ async fn audit_trail_len(s: &DynStore, t: &Tenant) -> usize {
         .await
         .len()
 }
+
+// ------------------------------------------------------------ two handles on one database
+//
+// Not in `conformance_tests!`: like the `two_handles_*` checks in `messaging`, this needs two
+// independent handles on the same database (two processes, or two nodes).
+
+/// Runners on two handles advance one job from the same cursor: one batch is done, once.
+pub async fn two_handles_advance_a_job_once(a: DynStore, b: DynStore) {
+    let t = tenant(&a, "acme").await;
+    let alice = user(&a, &t, "alice").await;
+    let j = insert(&a, &t, job(&t, "invitations", 1_000, 1_000)).await;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let (t, alice) = (t.clone(), alice.clone());
+        tasks.push(tokio::spawn(async move {
+            let effects = vec![mail(&t, &alice, &format!("p{i}"), 2_000)];
+            s.advance_job(j.id, 0, alice.id, 1, false, effects, 2_000)
+                .await
+        }));
+    }
+    let mut won = 0;
+    for task in tasks {
+        if task.await.unwrap().unwrap() {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1);
+    assert_eq!(queued(&b, &t).await.len(), 1);
+    let now = b.job(j.id).await.unwrap().unwrap();
+    assert_eq!((now.cursor, now.processed), (alice.id, 1));
+}

@@ -942,3 +942,87 @@ pub async fn webhooks_round_trip_per_tenant_and_delete_once(s: DynStore) {
     assert_eq!(s.webhooks_of(t.id).await.unwrap(), vec![b]);
     assert_eq!(s.webhooks_of(other.id).await.unwrap().len(), 1);
 }
+
+// ------------------------------------------------------------ two handles on one database
+//
+// Not in `conformance_tests!`: like the `two_handles_*` checks in `messaging`, this needs two
+// independent handles on the same database (two processes, or two nodes).
+
+/// Completions of one pending login through two handles mint one session; a completion racing
+/// a generation bump on the other handle either commits (before the bump) or is refused, and
+/// after the bump nothing completes it.
+pub async fn two_handles_complete_a_login_once(a: DynStore, b: DynStore) {
+    let t = tenant(&a, "acme").await;
+    let u = user(&a, &t, "alice").await;
+    start(&a, &t, pending(&t, &u, "lgn_1", 0, 1_000)).await;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let (t, u) = (t.clone(), u.clone());
+        tasks.push(tokio::spawn(async move {
+            let at = 2_000 + i64::from(i);
+            let effects = vec![
+                complete("lgn_1", at),
+                Effect::InsertSession(session(&t, &u, i, at)),
+            ];
+            apply(&s, &t, effects, at).await
+        }));
+    }
+    let mut ok = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(e) => assert_eq!(e, STATE_CHANGED),
+        }
+    }
+    assert_eq!(ok, 1);
+    assert_eq!(b.sessions_of(u.id).await.unwrap().len(), 1);
+
+    // Each round: a login of the current generation, completed through one handle while the
+    // other bumps the generation.
+    for round in 0..10u32 {
+        let generation = the_user(&a, &u).await.generation;
+        let id = format!("lgn_r{round}");
+        let at = 10_000 + i64::from(round) * 100;
+        let login = PendingLogin {
+            token_hash: token(&id, round),
+            ..pending(&t, &u, &id, generation, at)
+        };
+        start(&a, &t, login.clone()).await;
+        let (first, second) = if round % 2 == 0 {
+            (a.clone(), b.clone())
+        } else {
+            (b.clone(), a.clone())
+        };
+        let (tc, tb, user_id) = (t.clone(), t.clone(), u.id);
+        let complete_it =
+            tokio::spawn(
+                async move { apply(&first, &tc, vec![complete(&id, at + 1)], at + 1).await },
+            );
+        let bump = tokio::spawn(async move {
+            apply(
+                &second,
+                &tb,
+                vec![Effect::BumpGeneration { user_id }],
+                at + 1,
+            )
+            .await
+        });
+        let completed = complete_it.await.unwrap();
+        bump.await.unwrap().unwrap();
+        let now = a.pending_login(&login.token_hash).await.unwrap().unwrap();
+        match completed {
+            Ok(()) => assert_eq!(now.completed_at, Some(at + 1)),
+            Err(e) => {
+                assert_eq!(e, STATE_CHANGED);
+                assert_eq!(now.completed_at, None);
+            }
+        }
+        assert_eq!(the_user(&b, &u).await.generation, generation + 1);
+        // Completing after the bump is refused, through either handle.
+        assert_eq!(
+            apply(&b, &t, vec![complete(&login.id, at + 2)], at + 2).await,
+            Err(STATE_CHANGED)
+        );
+    }
+}

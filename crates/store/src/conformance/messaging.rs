@@ -1544,3 +1544,89 @@ pub async fn factor_destination_round_trips(s: DynStore) {
     }
     assert_eq!(s.factors_of(u.id).await.unwrap(), vec![sms, email]);
 }
+
+// ------------------------------------------------------------ two handles on one database
+//
+// Not in `conformance_tests!`: these need two independent handles on the same database (two
+// processes, or two nodes), which only the backend's own tests know how to open.
+
+/// Four workers on two handles drain one queue; no message is claimed twice.
+pub async fn two_handles_never_claim_the_same_message(a: DynStore, b: DynStore) {
+    let t = acme_tenant(&*a, 1).await;
+    let batch: Vec<NewMessage> = (0..200)
+        .map(|i| message(&t, None, TemplateKind::Invitation, 10 + i % 7))
+        .collect();
+    b.enqueue(batch, None).await.unwrap();
+    let mut tasks = Vec::new();
+    for (i, store) in [a.clone(), b.clone(), a, b].into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let owner = format!("w{i}");
+            let mut got = Vec::new();
+            loop {
+                let claimed = store.claim_messages(&owner, 100, 60_000, 3).await.unwrap();
+                if claimed.is_empty() {
+                    return got;
+                }
+                got.extend(claimed.into_iter().map(|m| m.id));
+            }
+        }));
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.extend(task.await.unwrap());
+    }
+    let n = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((n, ids.len()), (200, 200));
+}
+
+/// One TOTP step and one SMS code, each presented in parallel through two handles, are each
+/// accepted once; wrong codes through both handles are all counted (INV-01..03 across nodes).
+pub async fn two_handles_accept_a_step_and_a_code_once(a: DynStore, b: DynStore) {
+    let (t, u) = setup(&a).await;
+    enrol(&a, &t, sms_factor(&t, &u, "fac_s", FactorStatus::Active)).await;
+    issue_code(&b, verify_code(&t, &u, 7, 1_000)).await;
+    let mut steps = Vec::new();
+    let mut codes = Vec::new();
+    for i in 0..20 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let s2 = s.clone();
+        steps.push(tokio::spawn(async move {
+            s.attempt(attempt(1_000 + i, Some(77), 1)).await
+        }));
+        let (t, u) = (t.clone(), u.clone());
+        codes.push(tokio::spawn(async move {
+            s2.consume_code(verify(&t, &u, 7, 2_000 + i)).await
+        }));
+    }
+    let mut ok = (0, 0);
+    for task in steps {
+        if task.await.unwrap().unwrap() == accepted() {
+            ok.0 += 1;
+        }
+    }
+    for task in codes {
+        if task.await.unwrap().unwrap() == accepted_by("fac_s") {
+            ok.1 += 1;
+        }
+    }
+    assert_eq!(ok, (1, 1));
+    // The replays above were charged; start the count afresh.
+    assert!(unlock(&b, &t, "fac_a", 3_000, notice(&t, &u, 3_000)).await);
+    let mut wrong = Vec::new();
+    for i in 0..(2 * BACKOFF_AFTER) {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        wrong.push(tokio::spawn(async move {
+            s.attempt(attempt(5_000, None, 1)).await
+        }));
+    }
+    for task in wrong {
+        task.await.unwrap().unwrap();
+    }
+    let f = factor_by_id(&a, &u, "fac_a").await.unwrap();
+    assert_eq!(
+        f.failures, BACKOFF_AFTER,
+        "every failure counted, none while blocked"
+    );
+}

@@ -9,23 +9,12 @@ use super::effects::apply_effects;
 use super::factors::charge_failure;
 use super::rows::*;
 use rusqlite::{params, Connection, OptionalExtension};
-use subtle::ConstantTimeEq;
 use twofold_core::messaging::*;
 use twofold_core::model::AuditRecord;
 use twofold_core::ports::*;
 use twofold_core::throttle::ThrottleState;
 
 /// The newest code for (tenant, user, factor, purpose).
-struct CodeRow {
-    id: i64,
-    action_hash: Option<Vec<u8>>,
-    code_hash: Vec<u8>,
-    attempts: i32,
-    created_at: i64,
-    expires_at: i64,
-    used_at: Option<i64>,
-}
-
 fn newest_code(
     c: &Connection,
     tenant_id: i64,
@@ -83,27 +72,6 @@ fn factor_throttle(
     .map_err(backend)
 }
 
-/// Equal in constant time (for equal lengths; a length is no secret).
-fn same(a: &[u8], b: &[u8]) -> bool {
-    bool::from(a.ct_eq(b))
-}
-
-fn same_action(stored: &Option<Vec<u8>>, presented: &Option<Vec<u8>>) -> bool {
-    match (stored, presented) {
-        (None, None) => true,
-        (Some(a), Some(b)) => same(a, b),
-        _ => false,
-    }
-}
-
-/// The start of the fixed window of `window_ms` holding `now`.
-fn window_start(now: i64, window_ms: i64) -> Result<i64, StoreError> {
-    now.checked_rem_euclid(window_ms)
-        .filter(|_| window_ms > 0)
-        .map(|r| now - r)
-        .ok_or_else(|| StoreError::Backend(format!("send limit window of {window_ms} ms")))
-}
-
 fn counter(c: &Connection, l: &SendLimit, start: i64) -> Result<i64, StoreError> {
     c.prepare_cached(
         "SELECT count FROM send_counters
@@ -127,35 +95,21 @@ fn refusal(
     let now = code.created_at;
     // A factor that does not exist yet (enrolment creates it with this code), or a subject
     // that is no factor at all (a proposal), is not locked.
-    if let Some(t) = factor_throttle(c, code.tenant_id, code.user_id, &code.factor_id)? {
-        if t.is_locked() {
-            // Waiting does not help: only an operator unlock does.
-            return Ok(Some((SendRefusal::Locked, i64::MAX)));
-        }
-    }
-    if let Some(prev) = newest_code(
+    let throttle = factor_throttle(c, code.tenant_id, code.user_id, &code.factor_id)?;
+    let prev = newest_code(
         c,
         code.tenant_id,
         code.user_id,
         &code.factor_id,
         code.purpose,
-    )? {
-        let cooldown_end = prev.created_at.saturating_add(cooldown_ms);
-        if now < cooldown_end {
-            return Ok(Some((SendRefusal::Cooldown, cooldown_end)));
-        }
-        let live = prev.used_at.is_none() && now < prev.expires_at;
-        if live && prev.attempts >= CODE_MAX_ATTEMPTS {
-            return Ok(Some((SendRefusal::Exhausted, prev.expires_at)));
-        }
+    )?;
+    if let Some(refused) = refusal_before_limits(throttle, prev.as_ref(), now, cooldown_ms) {
+        return Ok(Some(refused));
     }
     for l in limits {
         let start = window_start(now, l.window_ms)?;
         if counter(c, l, start)? >= i64::from(l.max) {
-            return Ok(Some((
-                SendRefusal::Limit(l.kind().to_string()),
-                start.saturating_add(l.window_ms),
-            )));
+            return Ok(Some(limit_refusal(l, start)));
         }
     }
     Ok(None)
@@ -169,12 +123,10 @@ pub(super) fn issue_code(c: &Connection, issue: IssueCode) -> Result<IssueOutcom
         cooldown_ms,
         limits,
         effects,
-        mut audit,
+        audit,
     } = issue;
     if let Some((reason, retry_at)) = refusal(c, &code, cooldown_ms, &limits)? {
-        audit.outcome = "denied".into();
-        audit.reason = Some(reason.label());
-        insert_audit(c, &audit)?;
+        insert_audit(c, &denied(audit, &reason.label()))?;
         return Ok(IssueOutcome::Refused { reason, retry_at });
     }
     count_sends(c, &limits, code.created_at)?;
@@ -182,8 +134,7 @@ pub(super) fn issue_code(c: &Connection, issue: IssueCode) -> Result<IssueOutcom
     apply_effects(c, effects)?;
     insert_code(c, &code)?;
     insert_message(c, &message)?;
-    audit.outcome = "ok".into();
-    insert_audit(c, &audit)?;
+    insert_audit(c, &ok(audit))?;
     Ok(IssueOutcome::Issued)
 }
 
@@ -238,12 +189,10 @@ pub(super) fn insert_code(c: &Connection, code: &NewCode) -> Result<(), StoreErr
 
 fn deny(
     c: &Connection,
-    mut audit: AuditRecord,
+    audit: AuditRecord,
     reason: RejectReason,
 ) -> Result<AttemptOutcome, StoreError> {
-    audit.outcome = "denied".into();
-    audit.reason = Some(reason.as_str().into());
-    insert_audit(c, &audit)?;
+    insert_audit(c, &denied(audit, reason.as_str()))?;
     Ok(AttemptOutcome::Rejected { reason })
 }
 
@@ -259,7 +208,7 @@ pub(super) fn consume_code(c: &Connection, k: ConsumeCode) -> Result<AttemptOutc
         now,
         on_success,
         mut on_lock,
-        mut audit,
+        audit,
     } = k;
     // The subject may be no factor of this user (e.g. a proposal): then the code's own try
     // limit is the only one, and there is no factor to charge or clear.
@@ -274,48 +223,31 @@ pub(super) fn consume_code(c: &Connection, k: ConsumeCode) -> Result<AttemptOutc
         }
     }
     let code = newest_code(c, tenant_id, user_id, &factor_id, purpose)?;
-    let reason = match &code {
-        None => RejectReason::NoCode,
-        Some(row) => {
-            let hash_ok = same(&row.code_hash, &presented_hash);
-            if row.used_at.is_some() {
-                if hash_ok {
-                    RejectReason::Replayed
-                } else {
-                    RejectReason::WrongCode
-                }
-            } else if now >= row.expires_at {
-                RejectReason::Expired
-            } else if row.attempts >= CODE_MAX_ATTEMPTS {
-                RejectReason::NoCode
-            } else if !(hash_ok & same_action(&row.action_hash, &action_hash)) {
-                RejectReason::WrongCode
-            } else {
-                // INV-02: the one consume statement; everything checked above is re-checked
-                // by its condition, and "one row changed" is the success.
-                let used = c
-                    .prepare_cached(
-                        "UPDATE otp_codes SET used_at = ?1
-                         WHERE id = ?2 AND used_at IS NULL AND expires_at > ?1
-                           AND attempts < ?3",
+    let reason = match check_code(code.as_ref(), &presented_hash, &action_hash, now) {
+        Err(reason) => reason,
+        Ok(id) => {
+            // INV-02: the one consume statement; everything checked above is re-checked by its
+            // condition, and "one row changed" is the success.
+            let used = c
+                .prepare_cached(
+                    "UPDATE otp_codes SET used_at = ?1
+                     WHERE id = ?2 AND used_at IS NULL AND expires_at > ?1 AND attempts < ?3",
+                )
+                .and_then(|mut s| s.execute(params![now, id, CODE_MAX_ATTEMPTS]))
+                .map_err(backend)?;
+            if used == 1 {
+                if throttle.is_some() {
+                    c.prepare_cached(
+                        "UPDATE factors SET failures = 0, blocked_until = NULL WHERE id = ?1",
                     )
-                    .and_then(|mut s| s.execute(params![now, row.id, CODE_MAX_ATTEMPTS]))
+                    .and_then(|mut s| s.execute(params![factor_id]))
                     .map_err(backend)?;
-                if used == 1 {
-                    if throttle.is_some() {
-                        c.prepare_cached(
-                            "UPDATE factors SET failures = 0, blocked_until = NULL WHERE id = ?1",
-                        )
-                        .and_then(|mut s| s.execute(params![factor_id]))
-                        .map_err(backend)?;
-                    }
-                    apply_effects(c, on_success)?;
-                    audit.outcome = "ok".into();
-                    insert_audit(c, &audit)?;
-                    return Ok(AttemptOutcome::Accepted { factor_id });
                 }
-                RejectReason::Replayed
+                apply_effects(c, on_success)?;
+                insert_audit(c, &ok(audit))?;
+                return Ok(AttemptOutcome::Accepted { factor_id });
             }
+            RejectReason::Replayed
         }
     };
     // Every counted rejection costs the code one try and the factor one failure.

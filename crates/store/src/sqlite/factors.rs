@@ -96,14 +96,6 @@ pub(super) fn unlock_factor_row(c: &Connection, factor_id: &str) -> Result<bool,
     Ok(n == 1)
 }
 
-/// What the failure path needs to know about one factor row.
-pub(super) struct AttemptRow {
-    pub status: String,
-    pub version: i64,
-    pub last_step: i64,
-    pub throttle: ThrottleState,
-}
-
 pub(super) fn attempt_row(c: &Connection, id: &str) -> Result<Option<AttemptRow>, StoreError> {
     c.prepare_cached(
         "SELECT status, version, last_step, failures, blocked_until, locked_at
@@ -154,12 +146,7 @@ pub(super) fn charge_failure(
     })
     .map_err(backend)?;
     if next.is_locked() && !throttle.is_locked() {
-        let mut lock = audit.clone();
-        lock.action = "factor.lock".into();
-        lock.factor_id = Some(factor_id.to_string());
-        lock.outcome = "ok".into();
-        lock.reason = Some(format!("{} consecutive failures", next.failures));
-        insert_audit(c, &lock)?;
+        insert_audit(c, &lock_audit(audit, factor_id, next.failures))?;
         if let Some(notice) = on_lock.take() {
             insert_message(c, &notice)?;
         }
@@ -173,7 +160,7 @@ pub(super) fn run_attempt(c: &Connection, a: Attempt) -> Result<AttemptOutcome, 
         factors,
         matched,
         now,
-        mut audit,
+        audit,
         on_accept,
         mut on_lock,
     } = a;
@@ -209,28 +196,14 @@ pub(super) fn run_attempt(c: &Connection, a: Attempt) -> Result<AttemptOutcome, 
         if changed == 1 {
             // A failing effect rolls the consumed step back with it (the job's savepoint).
             apply_effects(c, on_accept)?;
-            audit.outcome = "ok".into();
-            insert_audit(c, &audit)?;
+            insert_audit(c, &ok(audit))?;
             return Ok(AttemptOutcome::Accepted {
                 factor_id: m.factor_id.clone(),
             });
         }
-        match attempt_row(c, &m.factor_id)? {
-            Some(row)
-                if row.version == m.expected_version
-                    && row.status == m.expected_status.as_str() =>
-            {
-                reason = if row.throttle.is_locked() {
-                    RejectReason::Locked
-                } else if row.throttle.is_blocked(now) {
-                    RejectReason::Throttled
-                } else if row.last_step >= m.step {
-                    RejectReason::Replayed
-                } else {
-                    RejectReason::WrongCode
-                };
-            }
-            _ => return Ok(AttemptOutcome::Stale),
+        match unconsumed_reason(attempt_row(c, &m.factor_id)?.as_ref(), m, now) {
+            Some(why) => reason = why,
+            None => return Ok(AttemptOutcome::Stale),
         }
     }
     // Before anything is charged, every candidate must still be as the caller saw it: a
@@ -238,7 +211,7 @@ pub(super) fn run_attempt(c: &Connection, a: Attempt) -> Result<AttemptOutcome, 
     let mut rows = Vec::with_capacity(factors.len());
     for f in &factors {
         match attempt_row(c, &f.id)? {
-            Some(row) if row.version == f.version => rows.push((&f.id, row)),
+            Some(row) if row.version == f.version => rows.push((f.id.as_str(), row)),
             _ => return Ok(AttemptOutcome::Stale),
         }
     }
@@ -253,23 +226,10 @@ pub(super) fn run_attempt(c: &Connection, a: Attempt) -> Result<AttemptOutcome, 
         }
     }
     // Failure path: count one failure on every candidate that is open (INV-03).
-    for (id, row) in rows {
-        if row.throttle.is_locked() {
-            if reason == RejectReason::WrongCode {
-                reason = RejectReason::Locked;
-            }
-            continue;
-        }
-        if row.throttle.is_blocked(now) {
-            if reason == RejectReason::WrongCode {
-                reason = RejectReason::Throttled;
-            }
-            continue;
-        }
-        charge_failure(c, id, row.throttle, now, &audit, &mut on_lock)?;
+    let (reason, charge) = failures_to_charge(reason, rows, now);
+    for (id, throttle) in charge {
+        charge_failure(c, id, throttle, now, &audit, &mut on_lock)?;
     }
-    audit.outcome = "denied".into();
-    audit.reason = Some(reason.as_str().into());
-    insert_audit(c, &audit)?;
+    insert_audit(c, &denied(audit, reason.as_str()))?;
     Ok(AttemptOutcome::Rejected { reason })
 }

@@ -10,9 +10,6 @@ use twofold_core::login::Job;
 use twofold_core::messaging::Effect;
 use twofold_core::ports::StoreError;
 
-const JOB_COLS: &str =
-    "id, tenant_id, kind, payload, cursor, run_at, done_at, processed, created_at";
-
 fn job_row(r: &Row) -> rusqlite::Result<Job> {
     Ok(Job {
         id: r.get(0)?,

@@ -1,5 +1,6 @@
 //! Error mapping, column lists and row mappers shared by every part of the SQLite store.
 
+pub(super) use crate::common::*;
 use rusqlite::{params, Connection, Row};
 use twofold_core::login::*;
 use twofold_core::messaging::*;
@@ -74,8 +75,6 @@ pub(super) fn insert_key(c: &Connection, key: &ApiKey) -> Result<(), StoreError>
     .map_err(conflict_on_duplicate("api_key_exists"))
 }
 
-pub(super) const TENANT_COLS: &str = "id, slug, name, created_at, sender_name, sms_countries";
-
 pub(super) fn tenant_row(r: &Row) -> rusqlite::Result<Tenant> {
     let countries: Option<String> = r.get(5)?;
     Ok(Tenant {
@@ -84,30 +83,11 @@ pub(super) fn tenant_row(r: &Row) -> rusqlite::Result<Tenant> {
         name: r.get(2)?,
         created_at: r.get(3)?,
         sender_name: r.get(4)?,
-        sms_countries: countries
-            .map(|json| serde_json::from_str(&json))
-            .transpose()
-            .map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, e.into())
-            })?,
+        sms_countries: countries_from_json(countries).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, e.into())
+        })?,
     })
 }
-
-/// `sms_countries` as stored: a JSON array, so `Some(vec![])` (no country) stays distinct from
-/// `None` (the server default).
-pub(super) fn countries_json(
-    countries: &Option<Vec<String>>,
-) -> Result<Option<String>, StoreError> {
-    countries
-        .as_ref()
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(|e| StoreError::Backend(e.to_string()))
-}
-
-pub(super) const USER_COLS: &str =
-    "id, tenant_id, external_id, email, phone, profile, is_admin, created_at, generation,
-     skip_until";
 
 pub(super) fn user_row(r: &Row) -> rusqlite::Result<User> {
     Ok(User {
@@ -124,8 +104,6 @@ pub(super) fn user_row(r: &Row) -> rusqlite::Result<User> {
     })
 }
 
-pub(super) const KEY_COLS: &str = "key_id, tenant_id, label, secret_hash, created_at, revoked_at";
-
 pub(super) fn key_row(r: &Row) -> rusqlite::Result<ApiKey> {
     Ok(ApiKey {
         key_id: r.get(0)?,
@@ -136,11 +114,6 @@ pub(super) fn key_row(r: &Row) -> rusqlite::Result<ApiKey> {
         revoked_at: r.get(5)?,
     })
 }
-
-pub(super) const FACTOR_COLS: &str =
-    "id, tenant_id, user_id, kind, status, sealed_secret, algorithm, digits,
-     period, last_step, drift, version, failures, blocked_until, locked_at, created_at,
-     confirmed_at, drift_hint_step, drift_hint_dir, destination";
 
 pub(super) fn factor_row(r: &Row) -> rusqlite::Result<Factor> {
     let status: String = r.get(4)?;
@@ -185,14 +158,9 @@ fn unknown(idx: usize, what: &str, value: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
         idx,
         rusqlite::types::Type::Text,
-        format!("unknown {what} {value:?}").into(),
+        crate::common::unknown(what, value).into(),
     )
 }
-
-pub(super) const MESSAGE_COLS: &str =
-    "id, message_id, tenant_id, user_id, channel, destination, template,
-     sealed_params, status, attempts, next_attempt_at, lease_owner, lease_until, last_error,
-     created_at, sent_at";
 
 pub(super) fn message_row(r: &Row) -> rusqlite::Result<OutboxMessage> {
     let channel: String = r.get(4)?;
@@ -218,9 +186,6 @@ pub(super) fn message_row(r: &Row) -> rusqlite::Result<OutboxMessage> {
         sent_at: r.get(15)?,
     })
 }
-
-pub(super) const PHONE_CHANGE_COLS: &str =
-    "id, tenant_id, user_id, factor_id, new_phone, state, created_at, expires_at, updated_at";
 
 pub(super) fn phone_change_row(r: &Row) -> rusqlite::Result<PhoneChange> {
     let state: String = r.get(5)?;
@@ -260,8 +225,6 @@ pub(super) fn insert_message(c: &Connection, m: &NewMessage) -> Result<(), Store
     .map_err(conflict_on_duplicate("message_exists"))
 }
 
-pub(super) const POLICY_COLS: &str = "tenant_id, json, version, updated_at";
-
 pub(super) fn policy_row(r: &Row) -> rusqlite::Result<StoredPolicy> {
     Ok(StoredPolicy {
         tenant_id: r.get(0)?,
@@ -270,10 +233,6 @@ pub(super) fn policy_row(r: &Row) -> rusqlite::Result<StoredPolicy> {
         updated_at: r.get(3)?,
     })
 }
-
-pub(super) const PROPOSAL_COLS: &str =
-    "id, tenant_id, admin_user_id, payload, payload_hash, base_version, state, created_at,
-     expires_at";
 
 pub(super) fn proposal_row(r: &Row) -> rusqlite::Result<Proposal> {
     let state: String = r.get(6)?;
@@ -289,10 +248,6 @@ pub(super) fn proposal_row(r: &Row) -> rusqlite::Result<Proposal> {
         expires_at: r.get(8)?,
     })
 }
-
-pub(super) const LOGIN_COLS: &str =
-    "id, token_hash, tenant_id, user_id, generation, decision, primary_method, client_id, ip,
-     user_agent, created_at, expires_at, completed_at";
 
 pub(super) fn login_row(r: &Row) -> rusqlite::Result<PendingLogin> {
     Ok(PendingLogin {
@@ -312,10 +267,6 @@ pub(super) fn login_row(r: &Row) -> rusqlite::Result<PendingLogin> {
     })
 }
 
-pub(super) const SESSION_COLS: &str =
-    "id, token_hash, tenant_id, user_id, generation, amr, second_factor, client_id, ip,
-     created_at, last_seen_at, expires_at, revoked_at, revoke_reason";
-
 pub(super) fn session_row(r: &Row) -> rusqlite::Result<Session> {
     Ok(Session {
         id: r.get(0)?,
@@ -334,10 +285,6 @@ pub(super) fn session_row(r: &Row) -> rusqlite::Result<Session> {
         revoke_reason: r.get(13)?,
     })
 }
-
-pub(super) const DEVICE_COLS: &str =
-    "id, token_hash, tenant_id, user_id, generation, label, created_at, expires_at,
-     last_used_at, revoked_at";
 
 pub(super) fn device_row(r: &Row) -> rusqlite::Result<TrustedDevice> {
     Ok(TrustedDevice {

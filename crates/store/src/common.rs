@@ -1,0 +1,309 @@
+//! What every backend decides the same way: the column lists, the verdict on a presented
+//! one-time code (INV-02, INV-05), the order of send refusals, why a TOTP step was not consumed
+//! (INV-01), which factors a failure is charged to (INV-03) and the audit rows an attempt
+//! derives. Each backend keeps only its SQL (reading the rows, the conditional writes); the
+//! rules live here once, so SQLite and PostgreSQL cannot drift apart.
+
+use subtle::ConstantTimeEq;
+use twofold_core::messaging::*;
+use twofold_core::model::*;
+use twofold_core::ports::*;
+use twofold_core::throttle::ThrottleState;
+
+pub(crate) const TENANT_COLS: &str = "id, slug, name, created_at, sender_name, sms_countries";
+
+pub(crate) const USER_COLS: &str =
+    "id, tenant_id, external_id, email, phone, profile, is_admin, created_at, generation,
+     skip_until";
+
+pub(crate) const KEY_COLS: &str = "key_id, tenant_id, label, secret_hash, created_at, revoked_at";
+
+pub(crate) const FACTOR_COLS: &str =
+    "id, tenant_id, user_id, kind, status, sealed_secret, algorithm, digits,
+     period, last_step, drift, version, failures, blocked_until, locked_at, created_at,
+     confirmed_at, drift_hint_step, drift_hint_dir, destination";
+
+pub(crate) const MESSAGE_COLS: &str =
+    "id, message_id, tenant_id, user_id, channel, destination, template,
+     sealed_params, status, attempts, next_attempt_at, lease_owner, lease_until, last_error,
+     created_at, sent_at";
+
+pub(crate) const PHONE_CHANGE_COLS: &str =
+    "id, tenant_id, user_id, factor_id, new_phone, state, created_at, expires_at, updated_at";
+
+pub(crate) const POLICY_COLS: &str = "tenant_id, json, version, updated_at";
+
+pub(crate) const PROPOSAL_COLS: &str =
+    "id, tenant_id, admin_user_id, payload, payload_hash, base_version, state, created_at,
+     expires_at";
+
+pub(crate) const LOGIN_COLS: &str =
+    "id, token_hash, tenant_id, user_id, generation, decision, primary_method, client_id, ip,
+     user_agent, created_at, expires_at, completed_at";
+
+pub(crate) const SESSION_COLS: &str =
+    "id, token_hash, tenant_id, user_id, generation, amr, second_factor, client_id, ip,
+     created_at, last_seen_at, expires_at, revoked_at, revoke_reason";
+
+pub(crate) const DEVICE_COLS: &str =
+    "id, token_hash, tenant_id, user_id, generation, label, created_at, expires_at,
+     last_used_at, revoked_at";
+
+pub(crate) const JOB_COLS: &str =
+    "id, tenant_id, kind, payload, cursor, run_at, done_at, processed, created_at";
+
+pub(crate) const WEBHOOK_COLS: &str = "id, tenant_id, url, sealed_secret, events, created_at";
+
+/// The head of the audit listing; each backend adds its filters (the tenant one spelled so
+/// that its index is used).
+pub(crate) const AUDIT_SELECT: &str =
+    "SELECT a.id, a.tenant_id, a.at, a.actor, a.action, a.user_id, a.factor_id,
+            a.outcome, a.reason, a.ip, a.request_id, u.external_id
+     FROM audit_events a LEFT JOIN users u ON u.id = a.user_id";
+
+/// `sms_countries` as stored: a JSON array, so `Some(vec![])` (no country) stays distinct from
+/// `None` (the server default).
+pub(crate) fn countries_json(
+    countries: &Option<Vec<String>>,
+) -> Result<Option<String>, StoreError> {
+    countries
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+/// The inverse of [`countries_json`].
+pub(crate) fn countries_from_json(
+    json: Option<String>,
+) -> Result<Option<Vec<String>>, serde_json::Error> {
+    json.map(|j| serde_json::from_str(&j)).transpose()
+}
+
+/// The error text for a stored enum that this binary does not know: the database is newer or
+/// damaged.
+pub(crate) fn unknown(what: &str, value: &str) -> String {
+    format!("unknown {what} {value:?}")
+}
+
+/// What creating a tenant writes once its id is known: the `tenant.create` audit row, and the
+/// first key (if any) with the `apikey.create` row derived from the same record. Returns the
+/// tenant as created.
+pub(crate) struct TenantRows {
+    pub tenant: Tenant,
+    pub audit: AuditRecord,
+    pub first_key: Option<(ApiKey, AuditRecord)>,
+}
+
+pub(crate) fn tenant_rows(id: i64, t: NewTenant, mut audit: AuditRecord) -> TenantRows {
+    audit.tenant_id = Some(id);
+    let first_key = t.first_key.map(|mut key| {
+        key.tenant_id = Some(id);
+        let mut key_audit = audit.clone();
+        key_audit.action = "apikey.create".into();
+        (key, key_audit)
+    });
+    TenantRows {
+        tenant: Tenant {
+            id,
+            slug: t.slug,
+            name: t.name,
+            created_at: t.created_at,
+            sender_name: None,
+            sms_countries: None,
+        },
+        audit,
+        first_key,
+    }
+}
+
+/// The user as created with `id`, and its audit row naming it.
+pub(crate) fn user_rows(id: i64, u: NewUser, mut audit: AuditRecord) -> (User, AuditRecord) {
+    audit.user_id = Some(id);
+    let user = User {
+        id,
+        tenant_id: u.tenant_id,
+        external_id: u.external_id,
+        email: u.email,
+        phone: u.phone,
+        profile: u.profile,
+        is_admin: u.is_admin,
+        created_at: u.created_at,
+        generation: 0,
+        skip_until: None,
+    };
+    (user, audit)
+}
+
+/// The newest code for (tenant, user, factor, purpose), as a backend reads it.
+pub(crate) struct CodeRow {
+    pub id: i64,
+    pub action_hash: Option<Vec<u8>>,
+    pub code_hash: Vec<u8>,
+    pub attempts: i32,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
+/// Equal in constant time (for equal lengths; a length is no secret).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    bool::from(a.ct_eq(b))
+}
+
+fn same_action(stored: &Option<Vec<u8>>, presented: &Option<Vec<u8>>) -> bool {
+    match (stored, presented) {
+        (None, None) => true,
+        (Some(a), Some(b)) => same(a, b),
+        _ => false,
+    }
+}
+
+/// The verdict on a presented code: `Ok(id)` of the row to consume (by the backend's one
+/// conditional update, which re-checks all of this), or why it is rejected. The hash and the
+/// action are both compared before either result is looked at (INV-07).
+pub(crate) fn check_code(
+    code: Option<&CodeRow>,
+    presented_hash: &[u8],
+    action_hash: &Option<Vec<u8>>,
+    now: i64,
+) -> Result<i64, RejectReason> {
+    let Some(row) = code else {
+        return Err(RejectReason::NoCode);
+    };
+    let hash_ok = same(&row.code_hash, presented_hash);
+    if row.used_at.is_some() {
+        Err(if hash_ok {
+            RejectReason::Replayed
+        } else {
+            RejectReason::WrongCode
+        })
+    } else if now >= row.expires_at {
+        Err(RejectReason::Expired)
+    } else if row.attempts >= CODE_MAX_ATTEMPTS {
+        Err(RejectReason::NoCode)
+    } else if !(hash_ok & same_action(&row.action_hash, action_hash)) {
+        Err(RejectReason::WrongCode)
+    } else {
+        Ok(row.id)
+    }
+}
+
+/// The start of the fixed window of `window_ms` holding `now`.
+pub(crate) fn window_start(now: i64, window_ms: i64) -> Result<i64, StoreError> {
+    now.checked_rem_euclid(window_ms)
+        .filter(|_| window_ms > 0)
+        .map(|r| now - r)
+        .ok_or_else(|| StoreError::Backend(format!("send limit window of {window_ms} ms")))
+}
+
+/// The refusals checked before the sending caps, in the documented order: a locked factor
+/// (`throttle`, `None` when the factor does not exist yet), then the cooldown and the
+/// exhaustion of the previous code.
+pub(crate) fn refusal_before_limits(
+    throttle: Option<ThrottleState>,
+    prev: Option<&CodeRow>,
+    now: i64,
+    cooldown_ms: i64,
+) -> Option<(SendRefusal, i64)> {
+    if throttle.is_some_and(|t| t.is_locked()) {
+        // Waiting does not help: only an operator unlock does.
+        return Some((SendRefusal::Locked, i64::MAX));
+    }
+    let prev = prev?;
+    let cooldown_end = prev.created_at.saturating_add(cooldown_ms);
+    if now < cooldown_end {
+        return Some((SendRefusal::Cooldown, cooldown_end));
+    }
+    let live = prev.used_at.is_none() && now < prev.expires_at;
+    if live && prev.attempts >= CODE_MAX_ATTEMPTS {
+        return Some((SendRefusal::Exhausted, prev.expires_at));
+    }
+    None
+}
+
+/// The refusal for a reached cap whose current window starts at `start`.
+pub(crate) fn limit_refusal(l: &SendLimit, start: i64) -> (SendRefusal, i64) {
+    (
+        SendRefusal::Limit(l.kind().to_string()),
+        start.saturating_add(l.window_ms),
+    )
+}
+
+/// What the failure path of a TOTP attempt needs to know about one factor row.
+pub(crate) struct AttemptRow {
+    pub status: String,
+    pub version: i64,
+    pub last_step: i64,
+    pub throttle: ThrottleState,
+}
+
+/// Why the consume statement changed no row, read from the factor as it is now; `None` when
+/// the factor is gone or changed under the caller's copy (the outcome is then `Stale`).
+pub(crate) fn unconsumed_reason(
+    row: Option<&AttemptRow>,
+    m: &StepMatch,
+    now: i64,
+) -> Option<RejectReason> {
+    let row = row?;
+    if row.version != m.expected_version || row.status != m.expected_status.as_str() {
+        return None;
+    }
+    Some(if row.throttle.is_locked() {
+        RejectReason::Locked
+    } else if row.throttle.is_blocked(now) {
+        RejectReason::Throttled
+    } else if row.last_step >= m.step {
+        RejectReason::Replayed
+    } else {
+        RejectReason::WrongCode
+    })
+}
+
+/// The failure path of a TOTP attempt (INV-03): every candidate that is open is charged one
+/// failure; a locked or blocked one is not, and turns a plain wrong code into `Locked` or
+/// `Throttled`. Returns the final reason and the factors to charge.
+pub(crate) fn failures_to_charge(
+    mut reason: RejectReason,
+    rows: Vec<(&str, AttemptRow)>,
+    now: i64,
+) -> (RejectReason, Vec<(&str, ThrottleState)>) {
+    let mut charge = Vec::with_capacity(rows.len());
+    for (id, row) in rows {
+        if row.throttle.is_locked() {
+            if reason == RejectReason::WrongCode {
+                reason = RejectReason::Locked;
+            }
+        } else if row.throttle.is_blocked(now) {
+            if reason == RejectReason::WrongCode {
+                reason = RejectReason::Throttled;
+            }
+        } else {
+            charge.push((id, row.throttle));
+        }
+    }
+    (reason, charge)
+}
+
+/// The `factor.lock` row written when a failure locks a factor, derived from the attempt's.
+pub(crate) fn lock_audit(audit: &AuditRecord, factor_id: &str, failures: i32) -> AuditRecord {
+    let mut lock = audit.clone();
+    lock.action = "factor.lock".into();
+    lock.factor_id = Some(factor_id.to_string());
+    lock.outcome = "ok".into();
+    lock.reason = Some(format!("{failures} consecutive failures"));
+    lock
+}
+
+/// The attempt's audit row for a success.
+pub(crate) fn ok(mut audit: AuditRecord) -> AuditRecord {
+    audit.outcome = "ok".into();
+    audit
+}
+
+/// The attempt's audit row for a refusal, with the real reason.
+pub(crate) fn denied(mut audit: AuditRecord, reason: &str) -> AuditRecord {
+    audit.outcome = "denied".into();
+    audit.reason = Some(reason.to_string());
+    audit
+}

@@ -1,0 +1,286 @@
+//! [`Effect`]s: the changes that ride on an issued code, a consumed code, an accepted TOTP
+//! attempt, a job's batch or a plain [`Store::apply`](twofold_core::ports::Store::apply). Each
+//! is applied inside the caller's transaction; a precondition that no longer holds is an error,
+//! so the whole transaction rolls back (the code stays unconsumed, no message is queued).
+//!
+//! Where SQLite's single writer makes a read-then-write safe, a row lock does it here: the
+//! user's row before completing a login (its generation must not move until COMMIT), the
+//! tenant's row before inserting a proposal (only one may stay pending).
+
+use super::codes::{count_sends, insert_code};
+use super::factors::{delete_factor_rows, insert_factor_row};
+use super::jobs::insert_job;
+use super::logins::{insert_device, insert_proposal, insert_session};
+use super::rows::*;
+use super::webhooks::insert_webhook;
+use twofold_core::messaging::*;
+use twofold_core::ports::StoreError;
+
+const STATE_CHANGED: StoreError = StoreError::Conflict("state_changed");
+
+/// Applies `effects` in order; the first failure stops (and, through the transaction, undoes)
+/// the whole operation.
+pub(super) async fn apply_effects(tx: &Tx<'_>, effects: Vec<Effect>) -> Result<(), StoreError> {
+    for effect in effects {
+        apply(tx, effect).await?;
+    }
+    Ok(())
+}
+
+/// Runs a conditional write; no row changed means the precondition failed.
+async fn changed_one(tx: &Tx<'_>, sql: &str, params: Params<'_>) -> Result<(), StoreError> {
+    if exec(tx, sql, params).await? == 1 {
+        Ok(())
+    } else {
+        Err(STATE_CHANGED)
+    }
+}
+
+async fn apply(tx: &Tx<'_>, effect: Effect) -> Result<(), StoreError> {
+    match effect {
+        Effect::InsertFactor {
+            factor,
+            max_per_user,
+        } => insert_factor_row(tx, &factor, max_per_user).await,
+        Effect::ActivateFactor { factor_id, at } => {
+            changed_one(
+                tx,
+                "UPDATE factors
+                 SET status = 'active', confirmed_at = $1, version = version + 1, failures = 0,
+                     blocked_until = NULL
+                 WHERE id = $2 AND status = 'pending'",
+                &[&at, &factor_id],
+            )
+            .await
+        }
+        Effect::DeleteFactor { factor_id } => {
+            if delete_factor_rows(tx, &factor_id, None).await? {
+                Ok(())
+            } else {
+                Err(STATE_CHANGED)
+            }
+        }
+        Effect::SetDestination {
+            factor_id,
+            destination,
+        } => {
+            changed_one(
+                tx,
+                "UPDATE factors SET destination = $1, version = version + 1 WHERE id = $2",
+                &[&destination, &factor_id],
+            )
+            .await?;
+            // Codes already sent to the old number must not outlive the swap.
+            exec(
+                tx,
+                "DELETE FROM otp_codes WHERE factor_id = $1 AND used_at IS NULL",
+                &[&factor_id],
+            )
+            .await
+            .map(|_| ())
+        }
+        Effect::InsertCode { code, limits } => {
+            count_sends(tx, &limits, code.created_at).await?;
+            insert_code(tx, &code).await
+        }
+        Effect::StartPhoneChange(pc) => {
+            exec(
+                tx,
+                "UPDATE phone_changes SET state = 'cancelled', updated_at = $1
+                 WHERE factor_id = $2 AND state IN ('awaiting_old', 'awaiting_new')",
+                &[&pc.created_at, &pc.factor_id],
+            )
+            .await?;
+            insert(
+                tx,
+                &format!(
+                    "INSERT INTO phone_changes ({PHONE_CHANGE_COLS})
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                ),
+                &[
+                    &pc.id,
+                    &pc.tenant_id,
+                    &pc.user_id,
+                    &pc.factor_id,
+                    &pc.new_phone,
+                    &pc.state.as_str(),
+                    &pc.created_at,
+                    &pc.expires_at,
+                    &pc.updated_at,
+                ],
+                "phone_change_exists",
+            )
+            .await
+            .map(|_| ())
+        }
+        Effect::MovePhoneChange { id, from, to, at } => {
+            changed_one(
+                tx,
+                "UPDATE phone_changes SET state = $1, updated_at = $2
+                 WHERE id = $3 AND state = $4 AND expires_at > $2",
+                &[&to.as_str(), &at, &id, &from.as_str()],
+            )
+            .await
+        }
+        Effect::Enqueue(message) => insert_message(tx, &message).await,
+        Effect::Audit(audit) => insert_audit(tx, &audit).await,
+        Effect::InsertProposal(p) => {
+            // Only the newest proposal can be confirmed: an older code must not apply a
+            // payload the admin has since replaced. The tenant's row lock makes "supersede the
+            // others, then insert" one step across nodes, so two parallel proposals cannot
+            // both stay pending. (`FOR NO KEY UPDATE` does not block the foreign-key checks
+            // of rows that merely reference the tenant.)
+            exec(
+                tx,
+                "SELECT id FROM tenants WHERE id = $1 FOR NO KEY UPDATE",
+                &[&p.tenant_id],
+            )
+            .await?;
+            exec(
+                tx,
+                "UPDATE proposals SET state = 'superseded'
+                 WHERE tenant_id = $1 AND state = 'pending' AND id <> $2",
+                &[&p.tenant_id, &p.id],
+            )
+            .await?;
+            insert_proposal(tx, &p).await
+        }
+        Effect::SetProposalState { id, from, to, at } => {
+            changed_one(
+                tx,
+                "UPDATE proposals SET state = $1 WHERE id = $2 AND state = $3 AND expires_at > $4",
+                &[&to.as_str(), &id, &from.as_str(), &at],
+            )
+            .await
+        }
+        Effect::SetPolicy {
+            tenant_id,
+            json,
+            expected_version,
+            at,
+        } => {
+            let version = expected_version.checked_add(1).ok_or(STATE_CHANGED)?;
+            if expected_version == 0 {
+                // "No policy yet": a row stored meanwhile (by a parallel first write, which
+                // this insert waits for) wins.
+                changed_one(
+                    tx,
+                    "INSERT INTO tenant_policies (tenant_id, json, version, updated_at)
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id) DO NOTHING",
+                    &[&tenant_id, &json, &version, &at],
+                )
+                .await
+            } else {
+                changed_one(
+                    tx,
+                    "UPDATE tenant_policies SET json = $1, version = $2, updated_at = $3
+                     WHERE tenant_id = $4 AND version = $5",
+                    &[&json, &version, &at, &tenant_id, &expected_version],
+                )
+                .await
+            }
+        }
+        // INV-02/04/06: the one statement that spends a pending token. Single use, live, and
+        // of the user's current generation, or no session is minted in this transaction. The
+        // user's row lock comes first: a generation bump on another node then either
+        // committed before (and this update sees it) or waits until this transaction ends, so
+        // a login can never complete under a generation that is already gone.
+        Effect::CompleteLogin { login_id, at } => {
+            exec(
+                tx,
+                "SELECT id FROM users
+                 WHERE id = (SELECT user_id FROM pending_logins WHERE id = $1)
+                 FOR NO KEY UPDATE",
+                &[&login_id],
+            )
+            .await?;
+            changed_one(
+                tx,
+                "UPDATE pending_logins SET completed_at = $1
+                 WHERE id = $2 AND completed_at IS NULL AND expires_at > $1
+                   AND generation =
+                       (SELECT generation FROM users WHERE id = pending_logins.user_id)",
+                &[&at, &login_id],
+            )
+            .await
+        }
+        Effect::InsertSession(session) => insert_session(tx, &session).await,
+        Effect::RevokeSession {
+            id,
+            user_id,
+            at,
+            reason,
+        } => {
+            changed_one(
+                tx,
+                "UPDATE sessions SET revoked_at = $1, revoke_reason = $2
+                 WHERE id = $3 AND user_id = $4 AND revoked_at IS NULL",
+                &[&at, &reason, &id, &user_id],
+            )
+            .await
+        }
+        Effect::InsertDevice(device) => insert_device(tx, &device).await,
+        Effect::RevokeDevice { id, user_id, at } => {
+            changed_one(
+                tx,
+                "UPDATE trusted_devices SET revoked_at = $1
+                 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
+                &[&at, &id, &user_id],
+            )
+            .await
+        }
+        Effect::BumpGeneration { user_id } => {
+            changed_one(
+                tx,
+                "UPDATE users SET generation = generation + 1 WHERE id = $1",
+                &[&user_id],
+            )
+            .await
+        }
+        // A missing user is a failed precondition like any other.
+        Effect::SetSkip { user_id, until } => {
+            changed_one(
+                tx,
+                "UPDATE users SET skip_until = $1 WHERE id = $2",
+                &[&until, &user_id],
+            )
+            .await
+        }
+        // The id is the database's to assign, like any other row id.
+        Effect::InsertJob(job) => insert_job(tx, &job).await,
+        // A batch step of the `revoke_sessions` job: the user may have no such session (or
+        // none left), which is not a failed precondition.
+        Effect::RevokeSessionsWithout2fa {
+            user_id,
+            created_before,
+            at,
+        } => exec(
+            tx,
+            "UPDATE sessions SET revoked_at = $1, revoke_reason = '2fa_required'
+             WHERE user_id = $2 AND NOT second_factor AND revoked_at IS NULL
+               AND created_at < $3",
+            &[&at, &user_id, &created_before],
+        )
+        .await
+        .map(|_| ()),
+        // Setting the flag it already has still matches the row (PostgreSQL counts matched
+        // rows), so only a missing user fails.
+        Effect::SetAdmin { user_id, is_admin } => {
+            changed_one(
+                tx,
+                "UPDATE users SET is_admin = $1 WHERE id = $2",
+                &[&is_admin, &user_id],
+            )
+            .await
+        }
+        Effect::InsertWebhook(w) => insert_webhook(tx, &w).await,
+        Effect::DeleteWebhook { id, tenant_id } => {
+            changed_one(
+                tx,
+                "DELETE FROM webhooks WHERE id = $1 AND tenant_id = $2",
+                &[&id, &tenant_id],
+            )
+            .await
+        }
+    }
+}
