@@ -2,7 +2,7 @@
 //! in tests) and returns something to run until shutdown; `router` can be driven directly.
 
 use crate::api;
-use crate::config::Config;
+use crate::config::{Config, Database};
 use crate::error::ApiError;
 use crate::extract::Auth;
 use crate::metrics::Metrics;
@@ -20,11 +20,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use twofold_core::ports::{Clock, SystemClock};
+use twofold_core::ports::{Clock, Store, StoreError, SystemClock};
 use twofold_core::{Actor, Twofold, TwofoldConfig};
 use twofold_crypto::Keyring;
 use twofold_delivery::{DeliveryMetrics, DeliveryWorker, Renderer};
-use twofold_store::SqliteStore;
+use twofold_store::{PgStore, SqliteStore};
 use utoipa::OpenApi;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +32,10 @@ pub enum StartupError {
     #[error(transparent)]
     Keys(#[from] crate::keys::KeyError),
     #[error("cannot open the database: {0}")]
-    Store(#[from] twofold_core::ports::StoreError),
+    Store(#[from] StoreError),
+    /// `url` has no password (see [`PgStore::redacted_url`]).
+    #[error("cannot open the PostgreSQL database {url}: {reason}")]
+    Postgres { url: String, reason: String },
     #[error("config: {0}")]
     Config(String),
     #[error("delivery settings: {0}")]
@@ -44,20 +47,45 @@ pub enum StartupError {
     },
 }
 
-/// Opens the embedded store and keys for a data directory; shared by `serve` and the CLI.
-pub fn open_core(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Twofold>, StartupError> {
-    Ok(open_parts(config, clock)?.0)
+/// Opens the store (embedded SQLite, or PostgreSQL with `database_url`) and the keys; shared
+/// by `serve` and the CLI.
+pub async fn open_core(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<Twofold>, StartupError> {
+    Ok(open_parts(config, clock).await?.0)
+}
+
+/// Opens the configured database and applies pending migrations.
+async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartupError> {
+    match config.database().map_err(StartupError::Config)? {
+        Database::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path)?)),
+        Database::Postgres(url) => {
+            match PgStore::connect_pooled(&url, config.database_pool_size).await {
+                Ok(store) => Ok(Arc::new(store)),
+                Err(e) => Err(StartupError::Postgres {
+                    url: PgStore::redacted_url(&url),
+                    reason: match e {
+                        StoreError::Busy => "the server is unreachable or refuses connections; \
+                                             is it running, and may this user log in?"
+                            .into(),
+                        other => other.to_string(),
+                    },
+                }),
+            }
+        }
+    }
 }
 
 /// The core, plus the master keyring the delivery worker needs to unseal message parameters.
-fn open_parts(
+async fn open_parts(
     config: &Config,
     clock: Arc<dyn Clock>,
 ) -> Result<(Arc<Twofold>, Keyring), StartupError> {
     let (keyring, hasher) = crate::keys::load(config)?;
-    let store = SqliteStore::open(config.data_dir.join("twofold.db"))?;
+    let store = open_store(config).await?;
     let core = Twofold::new(
-        Arc::new(store),
+        store,
         clock,
         keyring.clone(),
         hasher,
@@ -117,7 +145,7 @@ impl Application {
         config: &Config,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
-        let (core, keyring) = open_parts(config, clock.clone())?;
+        let (core, keyring) = open_parts(config, clock.clone()).await?;
         let delivery = Arc::new(DeliveryMetrics::new());
         let worker = delivery_worker(config, &core, keyring, clock, delivery.clone())?;
         let jobs_wake = Arc::new(tokio::sync::Notify::new());
@@ -291,7 +319,8 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready when the store can commit a write (the writer thread is alive and not blocked).
+/// Ready when the store can commit a write (SQLite: the writer thread is alive and not blocked;
+/// PostgreSQL: a pooled connection answers from a primary, not a standby).
 async fn readyz(State(s): State<AppState>) -> Response {
     match s.core.store().ping().await {
         Ok(_) => "ready".into_response(),

@@ -1,8 +1,9 @@
-//! The `twofold` command line. Every command takes the same `--config` and `--data-dir` as
-//! `serve`, so an operator can run them beside a running server on the embedded store.
+//! The `twofold` command line. Every command takes the same `--config`, `--data-dir` and
+//! `--database-url` as `serve`, so an operator can run them beside a running server, on the
+//! embedded store or on the PostgreSQL database the nodes share.
 
 use crate::app::{open_core, Application};
-use crate::config::Config;
+use crate::config::{Config, Database};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,6 +24,10 @@ pub struct Cli {
     /// Data directory for the embedded database and keys [default: ./twofold-data].
     #[arg(long, global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// PostgreSQL database shared by several nodes [default: SQLite in the data directory].
+    /// Other users of the machine can read flags: prefer TWOFOLD_DATABASE_URL for a password.
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -55,7 +60,8 @@ pub enum Command {
     /// The organisation's 2FA settings: show, propose, confirm with the emailed code.
     #[command(subcommand)]
     Policy(PolicyCmd),
-    /// Write a consistent copy of the live database to FILE (safe while serving).
+    /// Write a consistent copy of the live SQLite database to FILE (safe while serving); on
+    /// PostgreSQL use pg_dump.
     Backup {
         #[arg(long, value_name = "FILE")]
         to: PathBuf,
@@ -241,6 +247,9 @@ pub fn load_config(cli: &Cli) -> Result<(Config, Vec<String>), CliError> {
     if let Some(dir) = &cli.data_dir {
         config.data_dir = dir.clone();
     }
+    if let Some(url) = &cli.database_url {
+        config.database_url = Some(url.clone());
+    }
     if let Command::Serve {
         listen: Some(listen),
     } = &cli.command
@@ -250,8 +259,13 @@ pub fn load_config(cli: &Cli) -> Result<(Config, Vec<String>), CliError> {
     Ok((config, warnings))
 }
 
-fn core(config: &Config) -> Result<Arc<Twofold>, CliError> {
-    Ok(open_core(config, Arc::new(SystemClock))?)
+async fn core(config: &Config) -> Result<Arc<Twofold>, CliError> {
+    Ok(open_core(config, Arc::new(SystemClock)).await?)
+}
+
+/// The database `config` names, or a usage error saying what is wrong with `database_url`.
+fn database(config: &Config) -> Result<Database, CliError> {
+    config.database().map_err(CliError::Usage)
 }
 
 pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
@@ -266,17 +280,19 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
             tracing::info!(
                 addr = %app.local_addr(),
                 data_dir = %config.data_dir.display(),
+                database = %database(&config)?.describe(),
                 "twofold listening"
             );
             app.run_until(shutdown_signal()).await?;
             tracing::info!("twofold stopped");
         }
         Command::Migrate => {
-            core(&config)?;
-            println!("database in {} is up to date", config.data_dir.display());
+            core(&config).await?;
+            println!("database {} is up to date", database(&config)?.describe());
         }
         Command::Tenant(TenantCmd::Create { slug, name }) => {
-            let (tenant, key) = core(&config)?
+            let (tenant, key) = core(&config)
+                .await?
                 .create_tenant(&actor, &meta, &slug, &name)
                 .await?;
             println!("created tenant {} ({})", tenant.slug, tenant.name);
@@ -288,7 +304,7 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
             sms_countries,
             default_sms_countries,
         }) => {
-            let core = core(&config)?;
+            let core = core(&config).await?;
             let countries = match (&sms_countries, default_sms_countries) {
                 (_, true) => Some(None),
                 (Some(list), false) => Some(Some(list.as_slice())),
@@ -311,7 +327,8 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
             );
         }
         Command::Outbox(OutboxCmd::Stats { tenant }) => {
-            let s = core(&config)?
+            let s = core(&config)
+                .await?
                 .outbox_stats(&actor, tenant.as_deref())
                 .await?;
             println!(
@@ -330,7 +347,8 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
             status,
             limit,
         }) => {
-            let (messages, _) = core(&config)?
+            let (messages, _) = core(&config)
+                .await?
                 .list_messages(
                     &actor,
                     tenant.as_deref(),
@@ -355,7 +373,7 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
             }
         }
         Command::Policy(PolicyCmd::Show { tenant }) => {
-            let (policy, version) = core(&config)?.get_policy(&actor, &tenant).await?;
+            let (policy, version) = core(&config).await?.get_policy(&actor, &tenant).await?;
             let json = serde_json::to_string_pretty(&policy)
                 .map_err(|e| CliError::Usage(format!("cannot print the policy: {e}")))?;
             println!("{json}");
@@ -374,7 +392,8 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
                     file.display()
                 ))
             })?;
-            let (proposal, receipt) = core(&config)?
+            let (proposal, receipt) = core(&config)
+                .await?
                 .propose_policy(&actor, &meta, &tenant, &admin, policy)
                 .await?;
             for w in &proposal.warnings {
@@ -391,7 +410,8 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
             proposal,
             code,
         }) => {
-            let verdict = core(&config)?
+            let verdict = core(&config)
+                .await?
                 .confirm_proposal(&actor, &meta, &tenant, &proposal, &code)
                 .await?;
             if !verdict.is_accepted() {
@@ -402,7 +422,10 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
             println!("settings of {tenant} changed");
         }
         Command::Outbox(OutboxCmd::Retry { id }) => {
-            core(&config)?.retry_message(&actor, &meta, id).await?;
+            core(&config)
+                .await?
+                .retry_message(&actor, &meta, id)
+                .await?;
             println!("message {id} queued again");
         }
         Command::Apikey(ApiKeyCmd::Create {
@@ -413,14 +436,16 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
             if tenant.is_none() && !operator {
                 return Err(CliError::Usage("pass --tenant SLUG or --operator".into()));
             }
-            let key = core(&config)?
+            let key = core(&config)
+                .await?
                 .create_api_key(&actor, &meta, tenant.as_deref(), &label)
                 .await?;
             println!("key id: {}", key.key_id);
             println!("API key (shown once, store it now): {}", key.token);
         }
         Command::Apikey(ApiKeyCmd::List { tenant }) => {
-            for k in core(&config)?
+            for k in core(&config)
+                .await?
                 .list_api_keys(&actor, tenant.as_deref())
                 .await?
             {
@@ -433,7 +458,8 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
             }
         }
         Command::Apikey(ApiKeyCmd::Revoke { key_id }) => {
-            core(&config)?
+            core(&config)
+                .await?
                 .revoke_api_key(&actor, &meta, &key_id)
                 .await?;
             println!("revoked {key_id}");
@@ -446,7 +472,8 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
             profile,
             admin,
         }) => {
-            let user = core(&config)?
+            let user = core(&config)
+                .await?
                 .create_user(
                     &actor,
                     &meta,
@@ -463,7 +490,8 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
             println!("created user {}", user.external_id);
         }
         Command::Factor(FactorCmd::List { who }) => {
-            for f in core(&config)?
+            for f in core(&config)
+                .await?
                 .list_factors(&actor, &who.tenant, &who.user)
                 .await?
             {
@@ -482,7 +510,8 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
             }
         }
         Command::Factor(FactorCmd::Unlock { who, factor }) => {
-            core(&config)?
+            core(&config)
+                .await?
                 .unlock_factor(&actor, &meta, &who.tenant, &who.user, &factor)
                 .await?;
             println!("unlocked {factor}");
@@ -511,10 +540,22 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
                     to.display()
                 )));
             }
+            let path = match database(&config)? {
+                Database::Sqlite(path) => path,
+                Database::Postgres(_) => {
+                    return Err(CliError::Usage(
+                        "twofold backup copies the embedded SQLite database, and this server \
+                         uses PostgreSQL (database_url): back it up with PostgreSQL's own tools, \
+                         e.g. `pg_dump --format=custom --file=FILE DATABASE`, and keep \
+                         master.key and hashing.key with it (see docs/OPERATIONS.md)"
+                            .into(),
+                    ))
+                }
+            };
             crate::keys::ensure_data_dir(&config.data_dir)
                 .map_err(crate::app::StartupError::from)?;
-            let store = twofold_store::SqliteStore::open(config.data_dir.join("twofold.db"))
-                .map_err(crate::app::StartupError::from)?;
+            let store =
+                twofold_store::SqliteStore::open(path).map_err(crate::app::StartupError::from)?;
             store
                 .backup_to(to.clone())
                 .await
@@ -522,7 +563,7 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
             println!("backup written to {}", to.display());
         }
         Command::Audit(AuditCmd::Prune) => {
-            let n = core(&config)?.prune_audit().await?;
+            let n = core(&config).await?.prune_audit().await?;
             println!("pruned {n} audit rows");
         }
     }

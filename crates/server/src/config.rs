@@ -5,14 +5,47 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use twofold_delivery::{EmailConfig, SmsConfig, WorkerConfig};
+use twofold_store::PgStore;
+
+/// Where the data lives, from `database_url`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    /// The embedded SQLite file, for one node.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL (it may hold a password: log [`Database::describe`] instead).
+    Postgres(String),
+}
+
+impl Database {
+    /// For logs and messages: the file, or the URL without its password.
+    pub fn describe(&self) -> String {
+        match self {
+            Database::Sqlite(path) => format!("SQLite {}", path.display()),
+            Database::Postgres(url) => PgStore::redacted_url(url),
+        }
+    }
+}
+
+/// The password never shows, not even in a debug print.
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
 
 #[derive(Clone, Deserialize)]
 #[serde(default)]
 pub struct Config {
     /// Address the HTTP server listens on.
     pub listen: SocketAddr,
-    /// Where the embedded database and generated keys live; created on first start.
+    /// Where the embedded database, generated keys and development outbox live; created on
+    /// first start.
     pub data_dir: PathBuf,
+    /// `postgres://user:password@host:port/database`: the PostgreSQL database several nodes
+    /// share. Unset: the embedded SQLite database `<data_dir>/twofold.db`.
+    pub database_url: Option<String>,
+    /// Connections each node opens to PostgreSQL at most.
+    pub database_pool_size: usize,
     /// 64 hex characters; when unset, `<data_dir>/master.key` is used (created if missing).
     pub master_key: Option<String>,
     /// 64 hex characters; when unset, `<data_dir>/hashing.key` is used (created if missing).
@@ -137,6 +170,11 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(PgStore::redacted_url),
+            )
+            .field("database_pool_size", &self.database_pool_size)
             .field("master_key", &redact(&self.master_key))
             .field("hashing_key", &redact(&self.hashing_key))
             .field("audit_retention_days", &self.audit_retention_days)
@@ -159,6 +197,8 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./twofold-data"),
+            database_url: None,
+            database_pool_size: twofold_store::POOL_SIZE,
             master_key: None,
             hashing_key: None,
             audit_retention_days: 90,
@@ -193,6 +233,8 @@ pub enum ConfigError {
 const ENV_KEYS: &[&str] = &[
     "LISTEN",
     "DATA_DIR",
+    "DATABASE_URL",
+    "DATABASE_POOL_SIZE",
     "MASTER_KEY",
     "HASHING_KEY",
     "AUDIT_RETENTION_DAYS",
@@ -269,6 +311,8 @@ impl Config {
                     .map_err(|_| format!("`{value}` is not an address like 127.0.0.1:8080"))?
             }
             "DATA_DIR" => self.data_dir = PathBuf::from(value),
+            "DATABASE_URL" => self.database_url = Some(value.to_string()),
+            "DATABASE_POOL_SIZE" => self.database_pool_size = num(value)?,
             "MASTER_KEY" => self.master_key = Some(value.to_string()),
             "HASHING_KEY" => self.hashing_key = Some(value.to_string()),
             "AUDIT_RETENTION_DAYS" => self.audit_retention_days = num(value)?,
@@ -286,6 +330,26 @@ impl Config {
         Ok(())
     }
 
+    /// The database to open: PostgreSQL for a `postgres://` URL, the embedded SQLite file when
+    /// `database_url` is unset or empty.
+    pub fn database(&self) -> Result<Database, String> {
+        let url = self.database_url.as_deref().map(str::trim).unwrap_or("");
+        if url.is_empty() {
+            return Ok(Database::Sqlite(self.data_dir.join("twofold.db")));
+        }
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(
+                "database_url must be a postgres:// URL; leave it unset for the \
+                        embedded SQLite database in data_dir"
+                    .into(),
+            );
+        }
+        if self.database_pool_size == 0 {
+            return Err("database_pool_size must be at least 1".into());
+        }
+        Ok(Database::Postgres(url.to_string()))
+    }
+
     /// Warnings about settings that weaken security or will not work.
     pub fn insecure_warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
@@ -297,6 +361,15 @@ impl Config {
         }
         if self.master_key.is_some() {
             w.push("master key taken from config/environment: keep that source secret".into());
+        }
+        if let Ok(Database::Postgres(_)) = self.database() {
+            if self.master_key.is_none() || self.hashing_key.is_none() {
+                w.push(format!(
+                    "keys come from files in {}: every node on this database must use the same \
+                     master.key and hashing.key (copy them before a new node first starts)",
+                    self.data_dir.display()
+                ));
+            }
         }
         w.extend(self.email.warnings(&self.data_dir));
         w.extend(self.sms.warnings(&self.data_dir));
@@ -346,5 +419,30 @@ mod tests {
             Config::load_from(Some(&path), &[]),
             Err(ConfigError::Parse { .. })
         ));
+    }
+
+    #[test]
+    fn database_url_selects_postgres_and_its_password_is_never_shown() {
+        let (c, _) = Config::load_from(None, &[]).unwrap();
+        assert_eq!(
+            c.database().unwrap(),
+            Database::Sqlite(PathBuf::from("./twofold-data/twofold.db"))
+        );
+        let url = "postgres://app:hunter2@db:5432/twofold";
+        let env = vec![("TWOFOLD_DATABASE_URL".to_string(), url.to_string())];
+        let (c, warnings) = Config::load_from(None, &env).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let db = c.database().unwrap();
+        assert_eq!(db, Database::Postgres(url.into()));
+        for shown in [format!("{c:?}"), format!("{db:?}"), db.describe()] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("postgres://app@db:5432/twofold"), "{shown}");
+        }
+        let empty = vec![("TWOFOLD_DATABASE_URL".to_string(), String::new())];
+        let (c, _) = Config::load_from(None, &empty).unwrap();
+        assert!(matches!(c.database(), Ok(Database::Sqlite(_))));
+        let mysql = vec![("TWOFOLD_DATABASE_URL".to_string(), "mysql://h/db".into())];
+        let err = Config::load_from(None, &mysql).unwrap().0.database();
+        assert!(err.unwrap_err().contains("postgres://"));
     }
 }

@@ -5,7 +5,14 @@ use tracing_subscriber::EnvFilter;
 use twofold_server::cli::{self, Cli, Command};
 
 fn init_logging(format: &str, level: &str) {
-    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // The PostgreSQL driver logs each statement with its parameters (hashes, addresses, phone
+    // numbers) at debug level: only a filter that names it explicitly turns that on.
+    if !level.contains("tokio_postgres") {
+        if let Ok(quiet) = "tokio_postgres=info".parse() {
+            filter = filter.add_directive(quiet);
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -78,6 +78,12 @@ impl PgStore {
     /// `key=value` form) and applies pending migrations. The URL is never echoed in errors: it
     /// may hold a password.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_pooled(url, POOL_SIZE).await
+    }
+
+    /// The same with at most `max_connections` connections from this process (at least one):
+    /// all nodes together must stay below the server's `max_connections`.
+    pub async fn connect_pooled(url: &str, max_connections: usize) -> Result<Self, StoreError> {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|_| StoreError::Backend("invalid PostgreSQL connection URL".into()))?;
@@ -93,7 +99,7 @@ impl PgStore {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
+            .max_size(max_connections.max(1))
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(WAIT_TIMEOUT))
             .create_timeout(Some(CONNECT_TIMEOUT))
@@ -104,6 +110,38 @@ impl PgStore {
         migrations::apply_postgres(&mut client).await?;
         drop(client);
         Ok(store)
+    }
+
+    /// `url` without its password, for logs and messages: only the user, hosts, ports and
+    /// database the driver would use, so nothing else in the URL can leak.
+    pub fn redacted_url(url: &str) -> String {
+        let Ok(config) = url.parse::<tokio_postgres::Config>() else {
+            return "<invalid PostgreSQL URL>".into();
+        };
+        let hosts: Vec<String> = config
+            .get_hosts()
+            .iter()
+            .enumerate()
+            .map(|(i, host)| {
+                let host = match host {
+                    tokio_postgres::config::Host::Tcp(h) => h.clone(),
+                    #[cfg(unix)]
+                    tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+                };
+                let ports = config.get_ports();
+                let port = ports.get(i).or(ports.first()).unwrap_or(&5432);
+                format!("{host}:{port}")
+            })
+            .collect();
+        format!(
+            "postgres://{}{}/{}",
+            config
+                .get_user()
+                .map(|u| format!("{u}@"))
+                .unwrap_or_default(),
+            hosts.join(","),
+            config.get_dbname().unwrap_or_default()
+        )
     }
 
     /// The migration versions applied to this database, in order.

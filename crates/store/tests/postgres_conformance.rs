@@ -1,113 +1,22 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The conformance suite against PostgreSQL, plus PostgreSQL-specific checks. Each test gets a
-//! database of its own (`twofold_t_<random>`), created through the server named by
-//! `TWOFOLD_TEST_PG_URL` (default [`DEFAULT_URL`]) and dropped when the test ends. These tests
-//! never skip: without a reachable server they fail and say how to get one.
+//! database of its own from [`PgDatabase::fresh`] (the server named by `TWOFOLD_TEST_PG_URL`),
+//! dropped when the test ends. These tests never skip: without a reachable server they fail and
+//! say how to get one.
 
 use std::sync::Arc;
-use std::time::Duration;
-use tokio_postgres::NoTls;
 use twofold_core::ports::StoreError;
 use twofold_store::conformance::{self, DynStore};
 use twofold_store::PgStore;
+use twofold_testkit::PgDatabase;
 
-const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-fn admin_url() -> String {
-    std::env::var("TWOFOLD_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_URL.to_string())
-}
-
-/// A connection to the server's admin database, or a failure that says what to do.
-async fn admin_client(url: &str) -> tokio_postgres::Client {
-    let mut config: tokio_postgres::Config = url
-        .parse()
-        .unwrap_or_else(|e| panic!("TWOFOLD_TEST_PG_URL is not a PostgreSQL URL: {e}"));
-    config.connect_timeout(Duration::from_secs(5));
-    match config.connect(NoTls).await {
-        Ok((client, connection)) => {
-            tokio::spawn(connection);
-            client
-        }
-        Err(e) => panic!(
-            "PostgreSQL is not reachable at {hosts:?} port {ports:?} ({e}; {cause}).\n\
-             These tests need a PostgreSQL server where this user may CREATE DATABASE:\n\
-             run scripts/test.sh (it installs and starts one), or start the installed cluster\n\
-             (`pg_ctlcluster --skip-systemctl-redirect <version> main start`), or set\n\
-             TWOFOLD_TEST_PG_URL (default {DEFAULT_URL}) to a server that is running.",
-            hosts = config.get_hosts(),
-            ports = config.get_ports(),
-            cause = std::error::Error::source(&e)
-                .map(|c| c.to_string())
-                .unwrap_or_default(),
-        ),
-    }
-}
-
-/// `url` pointing at database `name` instead (URL or `key=value` form).
-fn with_database(url: &str, name: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let (rest, params) = match rest.split_once('?') {
-                Some((rest, params)) => (rest, format!("?{params}")),
-                None => (rest, String::new()),
-            };
-            let authority = rest.split('/').next().unwrap_or(rest);
-            format!("{scheme}://{authority}/{name}{params}")
-        }
-        None => format!("{url} dbname={name}"),
-    }
-}
-
-/// A database created for one test, dropped (with any connection still open to it) when this
-/// value is dropped.
-struct TestDb {
-    name: String,
-    url: String,
-}
-
-impl TestDb {
-    async fn create() -> Self {
-        let admin = admin_url();
-        let client = admin_client(&admin).await;
-        let name = format!("twofold_t_{:016x}", rand::random::<u64>());
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap_or_else(|e| panic!("cannot CREATE DATABASE {name}: {e:?}"));
-        Self {
-            url: with_database(&admin, &name),
-            name,
-        }
-    }
-
-    async fn store(&self) -> PgStore {
-        PgStore::connect(&self.url).await.unwrap()
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        // Drop runs on the test's runtime, which cannot block on a future: a short-lived
-        // thread with a runtime of its own does it.
-        let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async { admin_client(&admin_url()).await.batch_execute(&sql).await })
-                .ok()
-        })
-        .join();
-        if !matches!(dropped, Ok(Some(()))) {
-            eprintln!("could not drop test database {}", self.name);
-        }
-    }
+async fn store(db: &PgDatabase) -> PgStore {
+    PgStore::connect(&db.url).await.unwrap()
 }
 
 twofold_store::conformance_tests!({
-    let db = TestDb::create().await;
-    let store: DynStore = Arc::new(db.store().await);
+    let db = PgDatabase::fresh().await;
+    let store: DynStore = Arc::new(store(&db).await);
     (store, db)
 });
 
@@ -120,11 +29,11 @@ fn versions() -> Vec<String> {
 
 #[tokio::test]
 async fn migrations_are_recorded_and_reconnecting_is_idempotent() {
-    let db = TestDb::create().await;
-    let s = db.store().await;
+    let db = PgDatabase::fresh().await;
+    let s = store(&db).await;
     assert_eq!(s.applied_migrations().await.unwrap(), versions());
     drop(s);
-    let s = db.store().await;
+    let s = store(&db).await;
     assert_eq!(s.applied_migrations().await.unwrap(), versions());
 }
 
@@ -132,7 +41,7 @@ async fn migrations_are_recorded_and_reconnecting_is_idempotent() {
 /// migrate while the others wait, then find nothing to do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_starting_together_migrate_once() {
-    let db = TestDb::create().await;
+    let db = PgDatabase::fresh().await;
     let mut tasks = Vec::new();
     for _ in 0..4 {
         let url = db.url.clone();
@@ -146,9 +55,9 @@ async fn nodes_starting_together_migrate_once() {
 
 #[tokio::test]
 async fn a_database_from_a_newer_twofold_is_refused() {
-    let db = TestDb::create().await;
-    drop(db.store().await);
-    let client = admin_client(&db.url).await;
+    let db = PgDatabase::fresh().await;
+    drop(store(&db).await);
+    let client = db.client().await;
     client
         .batch_execute("INSERT INTO schema_migrations VALUES ('9999_future', 0)")
         .await
@@ -176,29 +85,29 @@ async fn an_unreachable_server_is_busy_and_a_bad_url_is_refused() {
 /// Two pools on one database behave like two nodes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_never_claim_the_same_message() {
-    let db = TestDb::create().await;
-    let (a, b): (DynStore, DynStore) = (Arc::new(db.store().await), Arc::new(db.store().await));
+    let db = PgDatabase::fresh().await;
+    let (a, b): (DynStore, DynStore) = (Arc::new(store(&db).await), Arc::new(store(&db).await));
     conformance::two_handles_never_claim_the_same_message(a, b).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_accept_a_step_and_a_code_once() {
-    let db = TestDb::create().await;
-    let (a, b): (DynStore, DynStore) = (Arc::new(db.store().await), Arc::new(db.store().await));
+    let db = PgDatabase::fresh().await;
+    let (a, b): (DynStore, DynStore) = (Arc::new(store(&db).await), Arc::new(store(&db).await));
     conformance::two_handles_accept_a_step_and_a_code_once(a, b).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_advance_a_job_once() {
-    let db = TestDb::create().await;
-    let (a, b): (DynStore, DynStore) = (Arc::new(db.store().await), Arc::new(db.store().await));
+    let db = PgDatabase::fresh().await;
+    let (a, b): (DynStore, DynStore) = (Arc::new(store(&db).await), Arc::new(store(&db).await));
     conformance::two_handles_advance_a_job_once(a, b).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_complete_a_login_once() {
-    let db = TestDb::create().await;
-    let (a, b): (DynStore, DynStore) = (Arc::new(db.store().await), Arc::new(db.store().await));
+    let db = PgDatabase::fresh().await;
+    let (a, b): (DynStore, DynStore) = (Arc::new(store(&db).await), Arc::new(store(&db).await));
     conformance::two_handles_complete_a_login_once(a, b).await;
 }
 
@@ -207,9 +116,9 @@ async fn two_nodes_complete_a_login_once() {
 #[tokio::test]
 async fn a_0002_database_upgrades_in_place() {
     use twofold_core::ports::Store;
-    let db = TestDb::create().await;
+    let db = PgDatabase::fresh().await;
     {
-        let client = admin_client(&db.url).await;
+        let client = db.client().await;
         for (_, sql) in &twofold_store::migrations::POSTGRES[..2] {
             client.batch_execute(sql).await.unwrap();
         }
@@ -224,7 +133,7 @@ async fn a_0002_database_upgrades_in_place() {
             .await
             .unwrap();
     }
-    let s = db.store().await;
+    let s = store(&db).await;
     assert_eq!(s.applied_migrations().await.unwrap(), versions());
     let t = s.tenant_by_slug("acme").await.unwrap().unwrap();
     let alice = s.user(t.id, "alice").await.unwrap().unwrap();
@@ -234,14 +143,25 @@ async fn a_0002_database_upgrades_in_place() {
 }
 
 #[test]
-fn the_test_database_replaces_only_the_database_name() {
+fn a_redacted_url_never_shows_the_password() {
+    for (url, want) in [
+        (
+            "postgres://app:s3cret@db.internal:6432/twofold?sslmode=disable",
+            "postgres://app@db.internal:6432/twofold",
+        ),
+        (
+            "postgresql://app@h1,h2/twofold?password=s3cret",
+            "postgres://app@h1:5432,h2:5432/twofold",
+        ),
+        (
+            "host=h user=app password=s3cret dbname=twofold",
+            "postgres://app@h:5432/twofold",
+        ),
+    ] {
+        assert_eq!(PgStore::redacted_url(url), want);
+    }
     assert_eq!(
-        with_database("postgres://u:p@h:5/postgres?sslmode=disable", "t1"),
-        "postgres://u:p@h:5/t1?sslmode=disable"
-    );
-    assert_eq!(with_database("postgresql://h", "t1"), "postgresql://h/t1");
-    assert_eq!(
-        with_database("host=h user=u", "t1"),
-        "host=h user=u dbname=t1"
+        PgStore::redacted_url("postgres://app:s3cret@h:notaport/x"),
+        "<invalid PostgreSQL URL>"
     );
 }

@@ -1,6 +1,7 @@
-//! The test kit: real components for the delivery and server tests. A real SMTP server
+//! The test kit: real components for the store, delivery and server tests. A real SMTP server
 //! process (Python's aiosmtpd, `fixtures/smtp_sink.py`), a private CA and server certificate,
-//! and a scriptable local HTTP server speaking whatever an SMS provider speaks.
+//! a scriptable local HTTP server speaking whatever an SMS provider speaks, and a fresh
+//! PostgreSQL database per test ([`PgDatabase`]).
 //!
 //! Test support only (a dev-dependency): it fails loudly instead of returning errors.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -338,4 +339,123 @@ async fn record(
         [("content-type", "application/json")],
         body,
     )
+}
+
+// -------------------------------------------------------------------------------- PostgreSQL
+
+/// The server test databases are created on when `TWOFOLD_TEST_PG_URL` is unset.
+pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+fn pg_admin_url() -> String {
+    std::env::var("TWOFOLD_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_string())
+}
+
+/// A connection to `url`, or a failure (never a skip) that says how to get a server.
+pub async fn pg_client(url: &str) -> tokio_postgres::Client {
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .unwrap_or_else(|e| panic!("TWOFOLD_TEST_PG_URL is not a PostgreSQL URL: {e}"));
+    config.connect_timeout(Duration::from_secs(5));
+    match config.connect(tokio_postgres::NoTls).await {
+        Ok((client, connection)) => {
+            tokio::spawn(connection);
+            client
+        }
+        Err(e) => panic!(
+            "PostgreSQL is not reachable at {hosts:?} port {ports:?} ({e}; {cause}).\n\
+             These tests need a PostgreSQL server where this user may CREATE DATABASE:\n\
+             run scripts/test.sh (it installs and starts one), or start the installed cluster\n\
+             (`pg_ctlcluster --skip-systemctl-redirect <version> main start`), or set\n\
+             TWOFOLD_TEST_PG_URL (default {DEFAULT_PG_URL}) to a server that is running.",
+            hosts = config.get_hosts(),
+            ports = config.get_ports(),
+            cause = std::error::Error::source(&e)
+                .map(|c| c.to_string())
+                .unwrap_or_default(),
+        ),
+    }
+}
+
+/// `url` pointing at database `name` instead (URL or `key=value` form).
+fn with_database(url: &str, name: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (rest, params) = match rest.split_once('?') {
+                Some((rest, params)) => (rest, format!("?{params}")),
+                None => (rest, String::new()),
+            };
+            let authority = rest.split('/').next().unwrap_or(rest);
+            format!("{scheme}://{authority}/{name}{params}")
+        }
+        None => format!("{url} dbname={name}"),
+    }
+}
+
+/// An empty database of its own for one test (`twofold_t_<random>`), created through the
+/// server named by `TWOFOLD_TEST_PG_URL` (default [`DEFAULT_PG_URL`]) and dropped, with any
+/// connection still open to it, when this value is dropped. Without a reachable server it
+/// fails and says how to get one: these tests never skip.
+pub struct PgDatabase {
+    pub name: String,
+    /// The database's URL, for `PgStore::connect` or a server's `database_url`.
+    pub url: String,
+}
+
+impl PgDatabase {
+    pub async fn fresh() -> Self {
+        let admin = pg_admin_url();
+        let client = pg_client(&admin).await;
+        let name = format!("twofold_t_{:016x}", rand::random::<u64>());
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap_or_else(|e| panic!("cannot CREATE DATABASE {name}: {e:?}"));
+        Self {
+            url: with_database(&admin, &name),
+            name,
+        }
+    }
+
+    /// A plain connection to this database, for SQL a test runs behind the store's back.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        pg_client(&self.url).await
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        // Drop runs on the test's runtime, which cannot block on a future: a short-lived
+        // thread with a runtime of its own does it.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async { pg_client(&pg_admin_url()).await.batch_execute(&sql).await })
+                .ok()
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(()))) {
+            eprintln!("could not drop test database {}", self.name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn the_test_database_replaces_only_the_database_name() {
+        assert_eq!(
+            with_database("postgres://u:p@h:5/postgres?sslmode=disable", "t1"),
+            "postgres://u:p@h:5/t1?sslmode=disable"
+        );
+        assert_eq!(with_database("postgresql://h", "t1"), "postgresql://h/t1");
+        assert_eq!(
+            with_database("host=h user=u", "t1"),
+            "host=h user=u dbname=t1"
+        );
+    }
 }

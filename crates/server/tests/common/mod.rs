@@ -2,6 +2,8 @@
 //! controls, plus an operator key.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod logins;
+
 use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -400,6 +402,15 @@ impl TestApp {
             .await;
         assert_eq!(s, StatusCode::OK, "{body}");
         body["events"].as_array().unwrap().clone()
+    }
+
+    /// `[outcome, reason]` of each audit event `query` selects, newest first.
+    pub async fn audit_outcomes(&self, e: &Enrolled, query: &str) -> Vec<Value> {
+        self.audit(e, query)
+            .await
+            .iter()
+            .map(|ev| json!([ev["outcome"], ev["reason"]]))
+            .collect()
     }
 }
 
