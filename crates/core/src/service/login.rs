@@ -820,13 +820,9 @@ impl Twofold {
         user: &User,
         factor_id: &str,
     ) -> Result<Factor, CoreError> {
-        let id = FactorId::parse(factor_id)?;
         let (policy, _) = self.policy_of(tenant).await?;
-        self.store
-            .factors_of(user.id)
-            .await?
-            .into_iter()
-            .find(|f| f.id == id.as_str() && f.status == FactorStatus::Active)
+        Some(self.factor_of(user, factor_id).await?)
+            .filter(|f| f.status == FactorStatus::Active)
             .filter(|f| method_of(&f.kind).is_some_and(|m| policy.methods.contains(&m)))
             .ok_or(CoreError::NotFound("factor"))
     }
@@ -950,15 +946,7 @@ impl Twofold {
                         .filter(|f| f.status == FactorStatus::Active)
                         .filter(|f| only.as_ref().is_none_or(|id| *id == f.id))
                         .collect();
-                    // Every candidate is evaluated, with no early exit (INV-07).
-                    let mut matched = None;
-                    for f in &active {
-                        if let Some(step) =
-                            totp::verify_use(&f.secret, code.as_str(), &f.params, f.drift, now)
-                        {
-                            matched = Some(f.step_match(step, f.drift, false));
-                        }
-                    }
+                    let matched = window_match(&active, &code, now);
                     Ok(Picked {
                         factors: active.iter().map(|f| f.as_ref()).collect(),
                         matched,
@@ -1256,15 +1244,14 @@ impl Twofold {
         &self,
         actor: &Actor,
         meta: &RequestMeta,
-        slug: &str,
+        tenant: &Tenant,
         external_id: &str,
         action: &str,
         what: &'static str,
         id: &str,
         effects: impl FnOnce(i64, i64) -> Vec<Effect>,
     ) -> Result<(), CoreError> {
-        let tenant = self.tenant_for(actor, slug).await?;
-        let user = self.user_in(&tenant, external_id).await?;
+        let user = self.user_in(tenant, external_id).await?;
         let mut audit = self.audit(actor, meta, action, Some(tenant.id));
         audit.user_id = Some(user.id);
         audit.reason = Some(id.chars().take(40).collect());
@@ -1301,7 +1288,7 @@ impl Twofold {
         self.revoke_for_user(
             actor,
             meta,
-            slug,
+            &tenant,
             external_id,
             "session.revoke",
             "session",
@@ -1370,6 +1357,7 @@ impl Twofold {
         external_id: &str,
         device_id: &str,
     ) -> Result<(), CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
         let effect = |user_id, at| {
             vec![Effect::RevokeDevice {
                 id: device_id.to_string(),
@@ -1380,7 +1368,7 @@ impl Twofold {
         self.revoke_for_user(
             actor,
             meta,
-            slug,
+            &tenant,
             external_id,
             "device.revoke",
             "device",

@@ -226,6 +226,18 @@ impl CachedFactor {
     }
 }
 
+/// The step a code matches in the usual window of any of `active`. Every candidate is
+/// evaluated, with no early exit (INV-07); the last match wins.
+fn window_match(active: &[&CachedFactor], code: &OtpCode, now: i64) -> Option<StepMatch> {
+    let mut matched = None;
+    for f in active {
+        if let Some(step) = totp::verify_use(&f.secret, code.as_str(), &f.params, f.drift, now) {
+            matched = Some(f.step_match(step, f.drift, false));
+        }
+    }
+    matched
+}
+
 impl CachedUser {
     fn factor(&self, id: &FactorId) -> Result<&CachedFactor, CoreError> {
         self.factors
@@ -1082,26 +1094,20 @@ impl Twofold {
                     ),
                 });
             }
-            let mut matched = None;
+            let matched = window_match(&active, &code, now);
+            // Neighbours only matter when the window did not match; skipping them then tells
+            // nothing the answer itself does not.
             let mut neighbour = None;
-            for f in &active {
-                if let Some(step) =
-                    totp::verify_use(&f.secret, code.as_str(), &f.params, f.drift, now)
-                {
-                    matched = Some(f.step_match(step, f.drift, false));
-                }
-                // Neighbours only matter when the window did not match; skipping them then
-                // tells nothing the answer itself does not.
-                let neighbour_match = if matched.is_none() {
-                    totp::verify_neighbour(&f.secret, code.as_str(), &f.params, f.drift, now)
-                } else {
-                    None
-                };
-                if let Some((step, dir)) = neighbour_match {
-                    neighbour = Some(StepMatch {
-                        hint_dir: Some(dir),
-                        ..f.step_match(step, f.drift + dir, false)
-                    });
+            if matched.is_none() {
+                for f in &active {
+                    if let Some((step, dir)) =
+                        totp::verify_neighbour(&f.secret, code.as_str(), &f.params, f.drift, now)
+                    {
+                        neighbour = Some(StepMatch {
+                            hint_dir: Some(dir),
+                            ..f.step_match(step, f.drift + dir, false)
+                        });
+                    }
                 }
             }
             let ids = active.iter().map(|f| f.as_ref()).collect();
