@@ -209,16 +209,20 @@ pub enum CodePurpose {
     /// An admin confirms a proposed change of the organisation's settings (the action hash
     /// is the proposal's).
     AdminConfirm,
+    /// The user confirms a sensitive change of their own settings with a fresh second factor
+    /// (the action hash names which: new recovery codes, an app password).
+    Sensitive,
 }
 
 impl CodePurpose {
-    pub const ALL: [CodePurpose; 6] = [
+    pub const ALL: [CodePurpose; 7] = [
         Self::Enrol,
         Self::Verify,
         Self::Disable,
         Self::PhoneOld,
         Self::PhoneNew,
         Self::AdminConfirm,
+        Self::Sensitive,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -229,6 +233,7 @@ impl CodePurpose {
             CodePurpose::PhoneOld => "phone_old",
             CodePurpose::PhoneNew => "phone_new",
             CodePurpose::AdminConfirm => "admin_confirm",
+            CodePurpose::Sensitive => "sensitive",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -245,6 +250,7 @@ impl CodePurpose {
             CodePurpose::AdminConfirm => {
                 "confirm a change to your organisation's two-step verification settings"
             }
+            CodePurpose::Sensitive => "confirm a change to your two-step verification settings",
         }
     }
 }
@@ -440,6 +446,65 @@ pub enum Effect {
         id: String,
         tenant_id: i64,
     },
+    /// Replaces the user's recovery codes with these keyed hashes: every earlier code dies.
+    ReplaceRecoveryCodes {
+        tenant_id: i64,
+        user_id: i64,
+        hashes: Vec<Vec<u8>>,
+        hash_key_id: String,
+        at: i64,
+    },
+    /// Spends one unused recovery code of the user by a conditional update (INV-02); no
+    /// unused code with this hash is `state_changed`.
+    UseRecoveryCode {
+        user_id: i64,
+        code_hash: Vec<u8>,
+        at: i64,
+    },
+    /// Counts one failure in the current window of each limit (no check).
+    CountFailure {
+        limits: Vec<SendLimit>,
+        at: i64,
+    },
+    /// Removes every factor of the user (with their codes and phone changes) and their
+    /// recovery codes. Not an error when there are none.
+    DeleteAllFactors {
+        user_id: i64,
+    },
+    InsertRevertLink(crate::security::RevertLink),
+    /// Spends a "this wasn't me" link: only if unused and live at `at`.
+    UseRevertLink {
+        id: String,
+        at: i64,
+    },
+    /// Freezes the user's 2FA settings (`Some(at)`) or lifts the freeze (`None`).
+    SetFrozen {
+        user_id: i64,
+        frozen_at: Option<i64>,
+    },
+    /// Puts a removed factor back; `state_changed` if a factor with its id exists.
+    RestoreFactor(crate::model::Factor),
+    /// Sets an SMS factor's number back to `phone`, only while it is still `expected` (a
+    /// later legitimate change is not undone); kills unused codes sent to the number it
+    /// replaces.
+    RestorePhone {
+        factor_id: String,
+        expected: String,
+        phone: String,
+    },
+    InsertAppPassword(crate::security::AppPassword),
+    /// Revokes one of the user's app passwords (if not revoked yet).
+    RevokeAppPassword {
+        id: String,
+        user_id: i64,
+        at: i64,
+    },
+    /// Records use of an app password; `state_changed` if it was revoked meanwhile.
+    TouchAppPassword {
+        id: String,
+        at: i64,
+    },
+    InsertLoginRecord(crate::security::LoginRecord),
 }
 
 /// Issue a one-time code: refuse if the newest code for the same (user, factor, purpose) was
@@ -519,6 +584,15 @@ pub struct ConsumeCode {
     pub presented_hash: Vec<u8>,
     pub now: i64,
     pub on_success: Vec<Effect>,
-    pub on_lock: Option<NewMessage>,
+    /// Applied if this attempt locks a factor that was not locked before.
+    pub on_lock: Vec<Effect>,
+    /// Applied if this attempt is the one that starts the factor's backoff (the
+    /// [`crate::throttle::BACKOFF_AFTER`]th failure in a row): the user hears of repeated
+    /// failures before the lock.
+    pub on_backoff: Vec<Effect>,
+    /// Limits on failures beyond the factor's own (per IP, per tenant): if any window is full
+    /// the attempt is refused as `Throttled` without being judged or counted; a failure
+    /// counts one in each.
+    pub budgets: Vec<SendLimit>,
     pub audit: crate::model::AuditRecord,
 }

@@ -39,6 +39,9 @@ pub struct User {
     pub generation: i64,
     /// Until when a "later" at the 2FA reminder holds.
     pub skip_until: Option<i64>,
+    /// Set when the user said "this wasn't me": their 2FA settings stay as they are until an
+    /// admin or operator lifts the freeze.
+    pub frozen_at: Option<i64>,
 }
 
 #[derive(Debug, Clone)]

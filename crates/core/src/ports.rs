@@ -4,6 +4,7 @@
 use crate::login::*;
 use crate::messaging::*;
 use crate::model::*;
+use crate::security::*;
 use async_trait::async_trait;
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -79,8 +80,12 @@ pub struct Attempt {
     /// Applied in the same transaction when the attempt is accepted (e.g. the "factor added"
     /// notice when confirming, or removing a factor confirmed by this code).
     pub on_accept: Vec<Effect>,
-    /// Queued if this attempt locks a factor that was not locked before.
-    pub on_lock: Option<NewMessage>,
+    /// Applied if this attempt locks a factor that was not locked before.
+    pub on_lock: Vec<Effect>,
+    /// See [`ConsumeCode::on_backoff`].
+    pub on_backoff: Vec<Effect>,
+    /// See [`ConsumeCode::budgets`].
+    pub budgets: Vec<SendLimit>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -298,6 +303,26 @@ pub trait Store: Send + Sync + 'static {
     async fn job(&self, job_id: i64) -> StoreResult<Option<Job>>;
     /// The tenant's webhooks, oldest first.
     async fn webhooks_of(&self, tenant_id: i64) -> StoreResult<Vec<Webhook>>;
+
+    // ------------------------------------------------------------ recovery, undo, app passwords
+
+    /// How many unused recovery codes the user has.
+    async fn recovery_codes_left(&self, user_id: i64) -> StoreResult<u32>;
+    /// The counts in the current window (at `now`) of each limit, in order.
+    async fn counts(&self, limits: Vec<SendLimit>, now: i64) -> StoreResult<Vec<i64>>;
+    async fn revert_link(&self, token_hash: &[u8]) -> StoreResult<Option<RevertLink>>;
+    async fn app_password(&self, token_hash: &[u8]) -> StoreResult<Option<AppPassword>>;
+    /// A user's app passwords, newest first, revoked ones included.
+    async fn app_passwords_of(&self, user_id: i64) -> StoreResult<Vec<AppPassword>>;
+    /// A user's successful logins at or after `since`, newest first, at most `limit`.
+    async fn login_history(
+        &self,
+        user_id: i64,
+        since: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<LoginRecord>>;
+    /// Deletes login records older than `before`; returns how many.
+    async fn prune_login_history(&self, before: i64) -> StoreResult<u64>;
 
     async fn append_audit(&self, audit: AuditRecord) -> StoreResult<()>;
     async fn list_audit(&self, query: AuditQuery) -> StoreResult<Vec<AuditEvent>>;

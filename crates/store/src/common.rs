@@ -14,7 +14,7 @@ pub(crate) const TENANT_COLS: &str = "id, slug, name, created_at, sender_name, s
 
 pub(crate) const USER_COLS: &str =
     "id, tenant_id, external_id, email, phone, profile, is_admin, created_at, generation,
-     skip_until";
+     skip_until, frozen_at";
 
 pub(crate) const KEY_COLS: &str = "key_id, tenant_id, label, secret_hash, created_at, revoked_at";
 
@@ -131,6 +131,7 @@ pub(crate) fn user_rows(id: i64, u: NewUser, mut audit: AuditRecord) -> (User, A
         created_at: u.created_at,
         generation: 0,
         skip_until: None,
+        frozen_at: None,
     };
     (user, audit)
 }

@@ -44,6 +44,10 @@ pub const SQLITE: &[(&str, &str)] = &[
         "0005_webhooks",
         include_str!("../migrations/sqlite/0005_webhooks.sql"),
     ),
+    (
+        "0006_security",
+        include_str!("../migrations/sqlite/0006_security.sql"),
+    ),
 ];
 
 /// The same versions as [`SQLITE`], in PostgreSQL's dialect.
@@ -67,6 +71,10 @@ pub const POSTGRES: &[(&str, &str)] = &[
     (
         "0005_webhooks",
         include_str!("../migrations/postgres/0005_webhooks.sql"),
+    ),
+    (
+        "0006_security",
+        include_str!("../migrations/postgres/0006_security.sql"),
     ),
 ];
 
@@ -244,7 +252,8 @@ mod tests {
                 "0002_messaging",
                 "0003_logins",
                 "0004_jobs",
-                "0005_webhooks"
+                "0005_webhooks",
+                "0006_security"
             ]
         );
     }

@@ -387,7 +387,9 @@ impl Twofold {
                 presented_hash: self.code_hash(code.as_str()),
                 now,
                 on_success,
-                on_lock,
+                on_lock: on_lock.map(Effect::Enqueue).into_iter().collect(),
+                on_backoff: Vec::new(),
+                budgets: Vec::new(),
                 audit,
             })
             .await;

@@ -1026,7 +1026,9 @@ impl Twofold {
                     now,
                     audit: audit.clone(),
                     on_accept,
-                    on_lock,
+                    on_lock: on_lock.map(Effect::Enqueue).into_iter().collect(),
+                    on_backoff: Vec::new(),
+                    budgets: Vec::new(),
                 })
                 .await?;
             self.queued();

@@ -276,6 +276,7 @@ pub(super) fn user_row(r: &Row) -> Result<User, StoreError> {
         created_at: get(r, 7)?,
         generation: get(r, 8)?,
         skip_until: get(r, 9)?,
+        frozen_at: get(r, 10)?,
     })
 }
 

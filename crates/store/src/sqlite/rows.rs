@@ -101,6 +101,7 @@ pub(super) fn user_row(r: &Row) -> rusqlite::Result<User> {
         created_at: r.get(7)?,
         generation: r.get(8)?,
         skip_until: r.get(9)?,
+        frozen_at: r.get(10)?,
     })
 }
 
