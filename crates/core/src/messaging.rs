@@ -505,6 +505,11 @@ pub enum Effect {
         at: i64,
     },
     InsertLoginRecord(crate::security::LoginRecord),
+    /// Clears failures, backoff and locks of all the user's factors (a recovery code proved
+    /// who they are). Not an error when nothing was locked.
+    UnlockUserFactors {
+        user_id: i64,
+    },
 }
 
 /// Issue a one-time code: refuse if the newest code for the same (user, factor, purpose) was

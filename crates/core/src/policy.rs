@@ -74,6 +74,10 @@ pub struct ClientApp {
     pub id: String,
     /// False for clients that cannot show a second step (old desktop apps, IMAP, …).
     pub supports_2fa: bool,
+    /// Users may create app passwords for this client (only for one that cannot show a
+    /// second step): its way in while 2FA is required.
+    #[serde(default)]
+    pub app_passwords: bool,
 }
 
 /// A tenant's 2FA settings.
@@ -176,6 +180,13 @@ impl Policy {
             return Err(invalid("clients", "at most 100 client apps"));
         }
         for c in &self.clients {
+            if c.app_passwords && c.supports_2fa {
+                return Err(invalid(
+                    "clients",
+                    "app passwords are only for client apps that cannot show a second step \
+                     (supports_2fa false)",
+                ));
+            }
             let ok = (1..=64).contains(&c.id.len())
                 && c.id
                     .bytes()
@@ -259,6 +270,8 @@ pub enum AllowReason {
     Skipped,
     /// The second step was completed.
     SecondFactor,
+    /// A client that cannot show a second step presented the user's app password for it.
+    AppPassword,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -266,6 +279,8 @@ pub enum AllowReason {
 pub enum DenyReason {
     ClientUnsupported,
     Locked,
+    /// An app password was presented that is not a live one of this user for this client.
+    AppPasswordInvalid,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -299,6 +314,7 @@ impl AllowReason {
             AllowReason::TrustedDevice => "trusted_device",
             AllowReason::Skipped => "skipped",
             AllowReason::SecondFactor => "second_factor",
+            AllowReason::AppPassword => "app_password",
         }
     }
 }
@@ -308,6 +324,7 @@ impl DenyReason {
         match self {
             DenyReason::ClientUnsupported => "client_unsupported",
             DenyReason::Locked => "locked",
+            DenyReason::AppPasswordInvalid => "app_password_invalid",
         }
     }
 }
@@ -678,12 +695,22 @@ mod tests {
                     ClientApp {
                         id: "x".into(),
                         supports_2fa: true,
+                        app_passwords: false,
                     },
                     ClientApp {
                         id: "x".into(),
                         supports_2fa: false,
+                        app_passwords: false,
                     },
                 ],
+                ..Policy::default()
+            },
+            Policy {
+                clients: vec![ClientApp {
+                    id: "web".into(),
+                    supports_2fa: true,
+                    app_passwords: true,
+                }],
                 ..Policy::default()
             },
         ] {

@@ -155,6 +155,7 @@ pub trait Store: Send + Sync + 'static {
     /// `apikey.create` derived from the same record).
     async fn create_tenant(&self, tenant: NewTenant, audit: AuditRecord) -> StoreResult<Tenant>;
     async fn tenant_by_slug(&self, slug: &str) -> StoreResult<Option<Tenant>>;
+    async fn tenant_by_id(&self, id: i64) -> StoreResult<Option<Tenant>>;
 
     async fn insert_api_key(&self, key: ApiKey, audit: AuditRecord) -> StoreResult<()>;
     async fn api_key(&self, key_id: &str) -> StoreResult<Option<ApiKey>>;
@@ -200,12 +201,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     async fn attempt(&self, attempt: Attempt) -> StoreResult<AttemptOutcome>;
     /// Clears failures, backoff and lock. Returns false when the factor does not exist.
-    /// Queues `notice` in the same transaction.
+    /// Applies `notice` (the notice and its undo link) in the same transaction.
     async fn unlock_factor(
         &self,
         factor_id: &str,
         audit: AuditRecord,
-        notice: Option<NewMessage>,
+        notice: Vec<Effect>,
     ) -> StoreResult<bool>;
 
     /// Sets the tenant's sender name and allowed SMS calling codes (`None`: the server default).

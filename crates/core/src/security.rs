@@ -19,7 +19,30 @@ pub const REVERT_TTL_MS: i64 = 7 * 86_400_000;
 /// A fresh recovery code: 80 random bits as 16 base32 letters in four groups,
 /// `abcd-efgh-ijkl-mnop`. Base32 has no 0/1/8/9, so nothing reads as O, I, L or B.
 pub fn new_recovery_code() -> String {
-    let raw = twofold_otp::base32::encode(&twofold_crypto::random_bytes(RECOVERY_BITS / 8))
+    grouped_secret(RECOVERY_BITS)
+}
+
+/// The canonical form of a typed recovery code (lower case, no separators), or `None` when it
+/// cannot be one.
+pub fn normalize_recovery_code(typed: &str) -> Option<String> {
+    normalize_grouped(typed, RECOVERY_BITS / 5)
+}
+
+/// Random bits per app password: typed once into an old client, so readable, and long enough
+/// that guessing is hopeless even online.
+pub const APP_PASSWORD_BITS: usize = 100;
+
+pub fn new_app_password() -> String {
+    grouped_secret(APP_PASSWORD_BITS)
+}
+
+pub fn normalize_app_password(typed: &str) -> Option<String> {
+    normalize_grouped(typed, APP_PASSWORD_BITS / 5)
+}
+
+/// `bits` (a multiple of 40) of randomness as lower-case base32 in groups of four.
+fn grouped_secret(bits: usize) -> String {
+    let raw = twofold_otp::base32::encode(&twofold_crypto::random_bytes(bits / 8))
         .to_ascii_lowercase();
     raw.as_bytes()
         .chunks(4)
@@ -28,15 +51,14 @@ pub fn new_recovery_code() -> String {
         .join("-")
 }
 
-/// The canonical form of a typed recovery code (lower case, no separators), or `None` when it
-/// cannot be one. Spaces and dashes are where people put them; look-alike digits are mapped
-/// to the letters they are mistaken for (`0`→`o`, `1`→`l`, `8`→`b`) because codes never
-/// contain those digits.
-pub fn normalize_recovery_code(typed: &str) -> Option<String> {
-    if typed.len() > 64 {
+/// Lower case without separators, if `typed` holds exactly `len` base32 characters. Spaces
+/// and dashes are where people put them; look-alike digits are mapped to the letters they are
+/// mistaken for (`0`→`o`, `1`→`l`, `8`→`b`) because secrets never contain those digits.
+fn normalize_grouped(typed: &str, len: usize) -> Option<String> {
+    if typed.len() > 4 * len {
         return None;
     }
-    let mut out = String::with_capacity(16);
+    let mut out = String::with_capacity(len);
     for c in typed.chars() {
         match c {
             ' ' | '-' | '\t' => continue,
@@ -48,7 +70,7 @@ pub fn normalize_recovery_code(typed: &str) -> Option<String> {
             _ => return None,
         }
     }
-    (out.len() == RECOVERY_BITS / 5).then_some(out)
+    (out.len() == len).then_some(out)
 }
 
 /// What a "this wasn't me" link can undo. Stored as JSON in the link's row; the link's
@@ -230,6 +252,10 @@ mod tests {
             Some(n)
         );
         assert_ne!(new_recovery_code(), a);
+        let p = new_app_password();
+        assert_eq!(p.len(), 24);
+        assert_eq!(normalize_app_password(&p).unwrap().len(), 20);
+        assert_eq!(normalize_app_password(&a), None);
     }
 
     #[test]

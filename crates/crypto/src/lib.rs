@@ -281,6 +281,12 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
     v
 }
 
+/// Equality of two byte strings in time that depends only on their lengths (for tokens of a
+/// fixed, public length, such as CSRF tokens).
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
 /// A random token for bearer use: URL-safe base64 without padding.
 pub fn random_token(bytes: usize) -> String {
     use base64::Engine;

@@ -94,6 +94,8 @@ async fn open_parts(
             cache_ttl_ms: config.cache_ttl_ms,
             messaging: config.codes.to_core().map_err(StartupError::Config)?,
             login: config.sessions.to_core().map_err(StartupError::Config)?,
+            public_url: config.public_url().map_err(StartupError::Config)?,
+            throttle: config.throttle.to_core().map_err(StartupError::Config)?,
             ..TwofoldConfig::default()
         },
     );
@@ -242,6 +244,7 @@ async fn prune_forever(state: AppState) {
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .merge(api::routes())
+        .merge(crate::pages::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

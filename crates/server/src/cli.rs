@@ -91,6 +91,15 @@ pub enum TenantCmd {
         #[arg(long)]
         default_sms_countries: bool,
     },
+    /// Switch 2FA off for the whole tenant: the policy goes off now, and a background job of
+    /// the running server removes every user's factors (emailing each).
+    Disable2fa {
+        #[arg(long)]
+        slug: String,
+        /// Required: this affects every user of the tenant.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -193,6 +202,17 @@ pub enum UserCmd {
         profile: Option<String>,
         #[arg(long)]
         admin: bool,
+    },
+    /// Switch 2FA off for one user: every factor and recovery code removed, signed out
+    /// everywhere, emailed, audited.
+    Disable2fa {
+        #[command(flatten)]
+        who: UserRef,
+    },
+    /// Lift the freeze a "this wasn't me" report put on the user's 2FA settings.
+    Unfreeze {
+        #[command(flatten)]
+        who: UserRef,
     },
 }
 
@@ -488,6 +508,40 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
                 )
                 .await?;
             println!("created user {}", user.external_id);
+        }
+        Command::User(UserCmd::Disable2fa { who }) => {
+            core(&config)
+                .await?
+                .disable_user_2fa(&actor, &meta, &who.tenant, &who.user)
+                .await?;
+            println!(
+                "two-step verification is off for {}: factors and recovery codes removed, \
+                 signed out everywhere, user emailed",
+                who.user
+            );
+        }
+        Command::User(UserCmd::Unfreeze { who }) => {
+            core(&config)
+                .await?
+                .unfreeze_user(&actor, &meta, &who.tenant, &who.user)
+                .await?;
+            println!("{} may change their two-step verification again", who.user);
+        }
+        Command::Tenant(TenantCmd::Disable2fa { slug, yes }) => {
+            if !yes {
+                return Err(CliError::Usage(format!(
+                    "this switches two-step verification off for every user of {slug}; run \
+                     again with --yes to do it"
+                )));
+            }
+            core(&config)
+                .await?
+                .disable_tenant_2fa(&actor, &meta, &slug)
+                .await?;
+            println!(
+                "two-step verification is off for {slug}; a running server removes every \
+                 user's factors in the background (progress in its log and the audit trail)"
+            );
         }
         Command::Factor(FactorCmd::List { who }) => {
             for f in core(&config)

@@ -71,6 +71,56 @@ pub struct Config {
     pub codes: CodesConfig,
     /// `[sessions]`: session and pending-login lifetimes.
     pub sessions: SessionsConfig,
+    /// Where users reach this server (links in emails, such as "this wasn't me"), e.g.
+    /// `https://2fa.example.com`. Unset: `http://` and the listen address, fine on one machine.
+    pub public_url: Option<String>,
+    /// `[throttle]`: wrong-code limits per end-user IP and per tenant.
+    pub throttle: ThrottleSection,
+}
+
+/// Failure limits beyond each factor's own (see `twofold_core::service::ThrottleConfig`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ThrottleSection {
+    pub ip_failures_per_hour: u32,
+    pub tenant_failures_per_hour: u32,
+}
+
+impl Default for ThrottleSection {
+    fn default() -> Self {
+        let d = twofold_core::service::ThrottleConfig::default();
+        Self {
+            ip_failures_per_hour: d.ip_failures_per_hour,
+            tenant_failures_per_hour: d.tenant_failures_per_hour,
+        }
+    }
+}
+
+impl ThrottleSection {
+    pub fn to_core(&self) -> Result<twofold_core::service::ThrottleConfig, String> {
+        if self.ip_failures_per_hour == 0 || self.tenant_failures_per_hour == 0 {
+            return Err("[throttle] limits must be at least 1".into());
+        }
+        Ok(twofold_core::service::ThrottleConfig {
+            ip_failures_per_hour: self.ip_failures_per_hour,
+            tenant_failures_per_hour: self.tenant_failures_per_hour,
+        })
+    }
+}
+
+impl Config {
+    /// The base URL of links in emails.
+    pub fn public_url(&self) -> Result<String, String> {
+        match self.public_url.as_deref().map(str::trim) {
+            None | Some("") => Ok(format!("http://{}", self.listen)),
+            Some(u) if u.starts_with("https://") || u.starts_with("http://") => {
+                Ok(u.trim_end_matches('/').to_string())
+            }
+            Some(u) => Err(format!(
+                "public_url `{u}` must start with https:// (or http:// for a local test)"
+            )),
+        }
+    }
 }
 
 /// Session lifetimes. Integrators tie their own sessions to Twofold's and introspect them.
@@ -188,6 +238,8 @@ impl std::fmt::Debug for Config {
             .field("templates_dir", &self.templates_dir)
             .field("codes", &self.codes)
             .field("sessions", &self.sessions)
+            .field("public_url", &self.public_url)
+            .field("throttle", &self.throttle)
             .finish()
     }
 }
@@ -212,6 +264,8 @@ impl Default for Config {
             templates_dir: None,
             codes: CodesConfig::default(),
             sessions: SessionsConfig::default(),
+            public_url: None,
+            throttle: ThrottleSection::default(),
         }
     }
 }
@@ -321,6 +375,7 @@ impl Config {
             "LOG_FORMAT" => self.log_format = value.to_string(),
             "LOG_LEVEL" => self.log_level = value.to_string(),
             "TEMPLATES_DIR" => self.templates_dir = Some(PathBuf::from(value)),
+            "PUBLIC_URL" => self.public_url = Some(value.to_string()),
             _ => {
                 if !self.email.apply_env(key, value)? {
                     self.sms.apply_env(key, value)?;

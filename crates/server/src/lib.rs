@@ -10,6 +10,7 @@ pub mod extract;
 pub mod keys;
 pub mod metrics;
 pub mod openapi;
+pub mod pages;
 pub mod state;
 
 pub use app::{router, Application};

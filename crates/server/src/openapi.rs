@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 
-use crate::api::{self, dto, login as l, messaging as m, webhooks as w};
+use crate::api::{self, dto, login as l, messaging as m, security as sec, webhooks as w};
 use crate::error::{ErrorBody, ErrorDetail};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -29,6 +29,9 @@ use utoipa::{Modify, OpenApi};
         l::login_verify, l::login_skip, l::login_enroll_totp, l::login_enroll_sms,
         l::login_enroll_email, l::login_enroll_confirm, l::introspect, l::list_sessions, l::revoke_session,
         l::sign_out_everywhere, l::list_devices, l::revoke_device,
+        sec::recovery_status, sec::regenerate_recovery_codes, sec::login_recover,
+        sec::create_app_password, sec::list_app_passwords, sec::revoke_app_password,
+        sec::unfreeze_user, sec::disable_user_2fa, sec::disable_tenant_2fa,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, dto::CreateTenant, dto::TenantDto, dto::CreatedTenant,
@@ -45,6 +48,8 @@ use utoipa::{Modify, OpenApi};
         l::LoginBody, l::LoginEnrollContact, l::LoginEnrollConfirm, l::TokenDto, l::DecisionDto, l::PendingBody, l::LoginSendCode,
         l::LoginVerify, l::StepDto, l::IntrospectBody, l::SessionDto, l::IntrospectDto,
         l::SessionList, l::DeviceDto, l::DeviceList,
+        sec::RecoveryStatusDto, sec::ProofBody, sec::RecoveryCodesDto, sec::RecoverBody,
+        sec::CreateAppPassword, sec::CreatedAppPassword, sec::AppPasswordDto, sec::AppPasswordList,
     )),
     modifiers(&BearerAuth)
 )]

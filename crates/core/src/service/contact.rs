@@ -10,6 +10,8 @@
 use super::*;
 use crate::messaging::*;
 use crate::phone_change::{self, PhoneChangeError, PHONE_CHANGE_TTL_MS};
+use crate::security::{StoredFactor, Undo};
+use super::recovery::Proof;
 use rand::Rng;
 
 /// Limits on sending codes. On by default: SMS pumping (toll fraud) costs real money.
@@ -169,6 +171,17 @@ fn refusal(reason: &SendRefusal, retry_after_ms: i64) -> CoreError {
         message,
         retry_after_ms: retry_after_ms.max(1000),
     }
+}
+
+/// What a code sent to an active SMS or email factor will confirm; the code is bound to it
+/// (INV-05).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeFor<'a> {
+    SignIn,
+    /// Removing this factor (by id).
+    Disable(&'a str),
+    RecoveryCodes,
+    AppPassword,
 }
 
 impl Twofold {
@@ -366,16 +379,14 @@ impl Twofold {
         on_success: Vec<Effect>,
         mut audit: AuditRecord,
     ) -> Result<Verdict, CoreError> {
-        let On { tenant, user, .. } = *on;
+        let On {
+            tenant, user, meta, ..
+        } = *on;
         // The time the effects were computed for is the time the code is judged at.
         let now = audit.at;
         audit.user_id = Some(user.id);
         audit.factor_id = Some(factor.id.clone());
-        let on_lock = self.notice(
-            on,
-            "a two-step verification method was locked after too many wrong codes",
-            Some(factor),
-        )?;
+        let (on_backoff, on_lock) = self.failure_notices(on, Some(factor))?;
         let outcome = self
             .store
             .consume_code(ConsumeCode {
@@ -387,9 +398,9 @@ impl Twofold {
                 presented_hash: self.code_hash(code.as_str()),
                 now,
                 on_success,
-                on_lock: on_lock.map(Effect::Enqueue).into_iter().collect(),
-                on_backoff: Vec::new(),
-                budgets: Vec::new(),
+                on_lock,
+                on_backoff,
+                budgets: self.budgets(tenant, meta),
                 audit,
             })
             .await;
@@ -445,6 +456,7 @@ impl Twofold {
             ContactKind::Email => EmailAddress::parse(destination)?.into_inner(),
         };
         let user = self.user_in(&tenant, external_id).await?;
+        super::undo::ensure_not_frozen(&user)?;
         let now = self.now();
         let id = FactorId::generate().into_inner();
         let factor = Factor {
@@ -485,7 +497,7 @@ impl Twofold {
         slug: &str,
         external_id: &str,
         factor_id: &str,
-        disable: Option<&str>,
+        code_for: CodeFor<'_>,
     ) -> Result<SendReceipt, CoreError> {
         let tenant = self.tenant_for(actor, slug).await?;
         let (user, factor) = self
@@ -500,16 +512,16 @@ impl Twofold {
         let destination = factor.destination.clone().ok_or_else(|| {
             CoreError::Internal(format!("factor {} has no destination", factor.id))
         })?;
-        let (purpose, action_hash) = match (factor.status, disable) {
-            (FactorStatus::Pending, None) => (CodePurpose::Enrol, None),
-            (FactorStatus::Pending, Some(_)) => {
+        let (purpose, action_hash) = match (factor.status, code_for) {
+            (FactorStatus::Pending, CodeFor::SignIn) => (CodePurpose::Enrol, None),
+            (FactorStatus::Pending, _) => {
                 return Err(CoreError::conflict(
                     "factor_pending",
                     "a pending factor cannot confirm anything; confirm it first",
                 ))
             }
-            (FactorStatus::Active, None) => (CodePurpose::Verify, None),
-            (FactorStatus::Active, Some(target)) => {
+            (FactorStatus::Active, CodeFor::SignIn) => (CodePurpose::Verify, None),
+            (FactorStatus::Active, CodeFor::Disable(target)) => {
                 let target = FactorId::parse(target).map_err(|_| CoreError::Invalid {
                     field: "disable_factor_id",
                     message: "is not a factor id".into(),
@@ -519,6 +531,14 @@ impl Twofold {
                     Some(self.action_hash(&["disable", target.as_str()])),
                 )
             }
+            (FactorStatus::Active, CodeFor::RecoveryCodes) => (
+                CodePurpose::Sensitive,
+                Some(self.action_hash(&super::recovery::SENSITIVE_RECOVERY)),
+            ),
+            (FactorStatus::Active, CodeFor::AppPassword) => (
+                CodePurpose::Sensitive,
+                Some(self.action_hash(&super::recovery::SENSITIVE_APP_PASSWORD)),
+            ),
         };
         let mut audit = self.audit(actor, meta, "code.send", Some(tenant.id));
         audit.user_id = Some(user.id);
@@ -578,13 +598,14 @@ impl Twofold {
             factor_id: factor.id.clone(),
             at: self.now(),
         }];
-        if let Some(n) = self.notice(
+        effects.extend(self.notice(
             &on,
             "a two-step verification method was added",
             Some(factor),
-        )? {
-            effects.push(Effect::Enqueue(n));
-        }
+            Undo::RemoveFactor {
+                factor_id: factor.id.clone(),
+            },
+        )?);
         effects.extend(extra);
         self.consume(&on, factor, CodePurpose::Enrol, None, code, effects, audit)
             .await
@@ -623,9 +644,9 @@ impl Twofold {
     }
 
     /// Removes a factor, proved by a fresh code from that factor or from another active one
-    /// (`code_factor_id`): a TOTP code, or an SMS/email code sent for this removal. A pending
-    /// factor proves nothing and needs no code to be withdrawn.
-    #[allow(clippy::too_many_arguments)]
+    /// (a TOTP code, or an SMS/email code sent for this removal), or by a recovery code: the
+    /// way back when the phone is lost. A pending factor proves nothing and needs no proof to
+    /// be withdrawn.
     pub async fn disable_factor(
         &self,
         actor: &Actor,
@@ -633,11 +654,9 @@ impl Twofold {
         slug: &str,
         external_id: &str,
         factor_id: &str,
-        code: Option<&str>,
-        code_factor_id: Option<&str>,
+        proof: Option<Proof<'_>>,
     ) -> Result<Verdict, CoreError> {
         let tenant = self.tenant_for(actor, slug).await?;
-        let code = code.map(OtpCode::parse).transpose()?;
         known_shape(external_id)?;
         let (user, factors) = self
             .store
@@ -670,9 +689,11 @@ impl Twofold {
                 Err(CoreError::NotFound("factor"))
             };
         }
-        let code = code.ok_or(CoreError::Invalid {
+        super::undo::ensure_not_frozen(&user)?;
+        let proof = proof.ok_or(CoreError::Invalid {
             field: "code",
-            message: "removing an active factor needs a fresh code from it or another active one"
+            message: "removing an active factor needs a fresh code from it or another active \
+                      one, or a recovery code"
                 .into(),
         })?;
         // While 2FA is required for the user, their last usable factor stays.
@@ -694,20 +715,6 @@ impl Twofold {
                  removing this one",
             ));
         }
-        let prover_id = match code_factor_id {
-            Some(id) => FactorId::parse(id).map_err(|_| CoreError::Invalid {
-                field: "code_factor_id",
-                message: "is not a factor id".into(),
-            })?,
-            None => target_id.clone(),
-        };
-        let prover = factors
-            .iter()
-            .find(|f| f.id == prover_id.as_str() && f.status == FactorStatus::Active)
-            .ok_or(CoreError::Invalid {
-                field: "code_factor_id",
-                message: "must name an active factor of this user".into(),
-            })?;
         // Removing a factor kills the user's sessions and remembered devices (INV-06).
         let mut effects = vec![
             Effect::DeleteFactor {
@@ -720,39 +727,27 @@ impl Twofold {
             "user": user.external_id, "factor_id": target.id, "kind": target.kind, "by": "user",
         });
         effects.extend(self.event_effects(&tenant, "factor.removed", data).await?);
-        if let Some(n) = self.notice(
+        effects.extend(self.notice(
             &on,
             "a two-step verification method was removed",
             Some(target),
-        )? {
-            effects.push(Effect::Enqueue(n));
-        }
+            Undo::RestoreFactor {
+                factor: Box::new(StoredFactor::of(target)),
+            },
+        )?);
         let audit = self.audit(actor, meta, "factor.disable", Some(tenant.id));
-        let verdict = if ContactKind::of(prover).is_some() {
-            self.consume(
+        let verdict = self
+            .with_proof(
                 &on,
-                prover,
-                CodePurpose::Disable,
-                Some(self.action_hash(&["disable", target.id.as_str()])),
-                &code,
+                &factors,
+                proof,
+                Some(target.id.as_str()),
+                (CodePurpose::Disable, &["disable", target.id.as_str()]),
+                "remove a two-step verification method",
                 effects,
                 audit,
             )
-            .await?
-        } else {
-            let prover_id = FactorId::parse(&prover.id)?;
-            self.attempt_with(&tenant, external_id, audit, |user, now| {
-                let f = user.factor(&prover_id)?;
-                let matched = totp::verify_use(&f.secret, code.as_str(), &f.params, f.drift, now)
-                    .map(|step| f.step_match(step, f.drift, false));
-                Ok(Picked {
-                    factors: vec![f.as_ref()],
-                    matched,
-                    on_accept: effects.clone(),
-                })
-            })
-            .await?
-        };
+            .await?;
         self.forget_user(tenant.id, external_id);
         Ok(verdict)
     }
@@ -775,6 +770,7 @@ impl Twofold {
         let (user, factor) = self
             .user_and_factor(&tenant, external_id, factor_id)
             .await?;
+        super::undo::ensure_not_frozen(&user)?;
         let old = match (factor.kind.as_str(), factor.status, &factor.destination) {
             ("sms", FactorStatus::Active, Some(old)) => old.clone(),
             _ => {
@@ -922,9 +918,16 @@ impl Twofold {
                 "the phone number for text-message codes was changed to {}",
                 notices::mask_phone(&change.new_phone)
             );
-            if let Some(n) = self.notice(&on, &change_text, Some(&factor))? {
-                effects.push(Effect::Enqueue(n));
-            }
+            effects.extend(self.notice(
+                &on,
+                &change_text,
+                Some(&factor),
+                Undo::RestorePhone {
+                    factor_id: factor.id.clone(),
+                    old_phone: factor.destination.clone().unwrap_or_default(),
+                    new_phone: change.new_phone.clone(),
+                },
+            )?);
         }
         // The old number agreeing earns the new number its code, stored and queued in the
         // same transaction as the move: a crash cannot leave the change waiting for a code

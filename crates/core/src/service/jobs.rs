@@ -33,6 +33,8 @@ enum JobPayload {
         old: Enforcement,
         created_before: i64,
     },
+    /// Switch 2FA off for every user of the tenant who has a factor (an operator did it).
+    Disable2fa { slug: String },
 }
 
 /// Whether a user with this profile is asked about 2FA at all under `e`.
@@ -66,6 +68,15 @@ fn job(tenant_id: i64, kind: &str, payload: &JobPayload, run_at: i64) -> Result<
         processed: 0,
         created_at: run_at,
     })
+}
+
+/// The job that removes every user's factors after an operator switched 2FA off for the
+/// tenant.
+pub(crate) fn disable_job(tenant_id: i64, slug: &str, now: i64) -> Result<Job, CoreError> {
+    let payload = JobPayload::Disable2fa {
+        slug: slug.to_string(),
+    };
+    job(tenant_id, "disable_2fa", &payload, now)
 }
 
 /// The jobs a policy change starts, to be inserted with the change itself.
@@ -245,6 +256,31 @@ impl Twofold {
                     }
                 }
                 ("sessions.revoke_2fa_required", n)
+            }
+            JobPayload::Disable2fa { slug } => {
+                let tenant = self
+                    .store
+                    .tenant_by_slug(slug)
+                    .await?
+                    .ok_or(CoreError::NotFound("tenant"))?;
+                let meta = RequestMeta::default();
+                let mut n = 0;
+                for u in &users {
+                    let has_factors = !self.store.factors_of(u.id).await?.is_empty();
+                    let has_codes = self.store.recovery_codes_left(u.id).await? > 0;
+                    if !has_factors && !has_codes {
+                        continue;
+                    }
+                    let on = On {
+                        actor: &Actor::System,
+                        meta: &meta,
+                        tenant: &tenant,
+                        user: u,
+                    };
+                    effects.extend(self.user_2fa_off_effects(&on).await?);
+                    n += 1;
+                }
+                ("user.2fa_disable", n)
             }
         };
         if processed > 0 {

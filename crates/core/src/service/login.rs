@@ -13,6 +13,7 @@ use super::*;
 use crate::login::*;
 use crate::messaging::*;
 use crate::policy::{self, Decision, LoginFacts, Method, Policy, PrimaryMethod};
+use crate::security::Undo;
 
 #[derive(Debug, Clone)]
 pub struct LoginConfig {
@@ -48,6 +49,9 @@ pub struct LoginRequest {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub device_token: Option<String>,
+    /// The app password a client that cannot show a second step was given, when the
+    /// integrator checks one instead of the user's password.
+    pub app_password: Option<String>,
 }
 
 /// A token handed out once; only its hash is kept. No `Debug`: it holds the token.
@@ -75,6 +79,8 @@ pub struct StepOutcome {
     pub verdict: Verdict,
     pub session: Option<IssuedToken>,
     pub device: Option<IssuedToken>,
+    /// Shown once, when the login enrolled the user's first factor.
+    pub recovery_codes: Option<RecoveryCodes>,
 }
 
 /// What an integrator learns about a session.
@@ -170,7 +176,7 @@ pub const ADMIN_CONFIRM_FAILURES: u32 = 20;
 const SESSION_PREFIX: &str = "tfs";
 const DEVICE_PREFIX: &str = "tfd";
 
-fn new_id(prefix: &str) -> String {
+pub(super) fn new_id(prefix: &str) -> String {
     format!(
         "{prefix}_{}",
         base32::encode(&twofold_crypto::random_bytes(16)).to_ascii_lowercase()
@@ -190,13 +196,13 @@ fn invalid_token() -> CoreError {
 
 impl Twofold {
     /// A fresh random token and the hash under which it is stored.
-    fn mint_token(&self, prefix: &'static str) -> (String, Vec<u8>) {
+    pub(super) fn mint_token(&self, prefix: &'static str) -> (String, Vec<u8>) {
         let token = format!("{prefix}_{}", twofold_crypto::random_token(32));
         let hash = self.token_hash(prefix, &token);
         (token, hash)
     }
 
-    fn token_hash(&self, prefix: &'static str, token: &str) -> Vec<u8> {
+    pub(super) fn token_hash(&self, prefix: &'static str, token: &str) -> Vec<u8> {
         self.hasher.hash(prefix, token.as_bytes()).0.to_vec()
     }
 
@@ -228,7 +234,7 @@ impl Twofold {
     }
 
     /// Notices of a settings change to every admin of the tenant.
-    fn admin_notices(
+    pub(super) fn admin_notices(
         &self,
         tenant: &Tenant,
         admins: &[User],
@@ -244,9 +250,7 @@ impl Twofold {
                 tenant,
                 user: admin,
             };
-            if let Some(n) = self.notice(&on, change, None)? {
-                effects.push(Effect::Enqueue(n));
-            }
+            effects.extend(self.notice(&on, change, None, Undo::Nothing)?);
         }
         Ok(effects)
     }
@@ -650,6 +654,18 @@ impl Twofold {
                 message: "is not a client app registered in the tenant's settings".into(),
             })?),
         };
+        let app_password = match (req.app_password.as_deref(), client) {
+            (None, _) => None,
+            (Some(typed), Some(c)) if c.app_passwords => Some((c.id.clone(), typed)),
+            (Some(_), _) => {
+                return Err(CoreError::Invalid {
+                    field: "app_password",
+                    message: "needs the client_id of a client app for which the tenant allows \
+                              app passwords"
+                        .into(),
+                })
+            }
+        };
         let (user, factors) = self
             .store
             .user_with_factors(tenant.id, &req.user)
@@ -673,7 +689,34 @@ impl Twofold {
             skipped_until: user.skip_until,
             now,
         };
-        let decision = policy::decide(&policy, &facts);
+        let mut decision = policy::decide(&policy, &facts);
+        // Every factor locked: the way back is a recovery code (SECURITY.md "until recovery
+        // or operator unlock"), so a user who has one is challenged for it.
+        if decision
+            == (Decision::Deny {
+                reason: policy::DenyReason::Locked,
+            })
+            && self.store.recovery_codes_left(user.id).await? > 0
+        {
+            decision = Decision::Challenge {
+                methods: Vec::new(),
+            };
+        }
+        // An app password stands in for the second step of its own client only.
+        let mut used_app_password = None;
+        if let Some((client_id, typed)) = app_password {
+            decision = match self.app_password_of(&user, &client_id, typed).await? {
+                Some(p) => {
+                    used_app_password = Some(p.id);
+                    Decision::Allow {
+                        reason: policy::AllowReason::AppPassword,
+                    }
+                }
+                None => Decision::Deny {
+                    reason: policy::DenyReason::AppPasswordInvalid,
+                },
+            };
+        }
         let mut audit = self.audit(actor, meta, "login.decide", Some(tenant.id));
         audit.user_id = Some(user.id);
         audit.at = now;
@@ -702,11 +745,22 @@ impl Twofold {
                 if trusted {
                     amr.push("device");
                 }
+                let mut effects = Vec::new();
+                if let Some(id) = used_app_password {
+                    amr = vec!["app"];
+                    audit.reason = Some(format!("app_password:{id}"));
+                    effects.push(Effect::TouchAppPassword { id, at: now });
+                }
                 let (session, issued) =
                     self.new_session(&user, &amr, false, req.client_id.clone(), ip, now);
-                self.store
-                    .apply(vec![Effect::InsertSession(session)], audit)
-                    .await?;
+                effects.push(Effect::InsertSession(session));
+                self.store.apply(effects, audit).await.map_err(|e| match e {
+                    // Revoked between the check and now.
+                    StoreError::Conflict("state_changed") => {
+                        CoreError::conflict("state_changed", "try again")
+                    }
+                    e => e.into(),
+                })?;
                 outcome.session = Some(issued);
             }
             Decision::Deny { .. } => self.store.append_audit(audit).await?,
@@ -852,6 +906,11 @@ impl Twofold {
                 "this login is not waiting for a code",
             ));
         }
+        // Failures count against the end user's IP as the integrator passed it (INV-08).
+        let meta = &RequestMeta {
+            client_ip: login.ip.clone(),
+            ..meta.clone()
+        };
         let named = match factor_id {
             Some(id) => Some(self.login_factor(&tenant, &user, id).await?),
             None => None,
@@ -939,7 +998,7 @@ impl Twofold {
             }
             _ => {
                 let only = named.as_ref().map(|f| f.id.clone());
-                self.attempt_with(&tenant, &user.external_id, audit, |cached, now| {
+                self.attempt_with(&tenant, &user.external_id, meta, audit, |cached, now| {
                     let active: Vec<&CachedFactor> = cached
                         .factors
                         .iter()
@@ -961,6 +1020,67 @@ impl Twofold {
             verdict,
             session: accepted.then_some(issued),
             device: device.filter(|_| accepted),
+            recovery_codes: None,
+        })
+    }
+
+    /// Completes a challenge with a recovery code (the phone is lost, or every factor is
+    /// locked): the session is minted in the transaction that spends the code, which also
+    /// lifts the locks of the user's factors. The user is emailed.
+    pub async fn login_recover(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        pending_token: &str,
+        recovery_code: &str,
+    ) -> Result<StepOutcome, CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
+        let (login, user) = self.pending_login_for(&tenant, pending_token).await?;
+        if login.decision != "challenge" {
+            return Err(CoreError::conflict(
+                "not_a_challenge",
+                "this login is not waiting for a code",
+            ));
+        }
+        let meta = &RequestMeta {
+            client_ip: login.ip.clone(),
+            ..meta.clone()
+        };
+        let now = self.now();
+        let (session, issued) = self.new_session(
+            &user,
+            &[login.primary.as_str(), "rcode"],
+            true,
+            login.client_id.clone(),
+            login.ip.clone(),
+            now,
+        );
+        let effects = vec![
+            Effect::CompleteLogin {
+                login_id: login.id.clone(),
+                at: now,
+            },
+            Effect::InsertSession(session),
+            Effect::UnlockUserFactors { user_id: user.id },
+        ];
+        let mut audit = self.audit(actor, meta, "login.recover", Some(tenant.id));
+        audit.ip = login.ip.clone().or(audit.ip);
+        let on = On {
+            actor,
+            meta,
+            tenant: &tenant,
+            user: &user,
+        };
+        let verdict = self
+            .use_recovery_code(&on, recovery_code, "sign in", effects, audit)
+            .await?;
+        let accepted = verdict.is_accepted();
+        Ok(StepOutcome {
+            verdict,
+            session: accepted.then_some(issued),
+            device: None,
+            recovery_codes: None,
         })
     }
 
@@ -1087,7 +1207,7 @@ impl Twofold {
             },
             Effect::InsertSession(session),
         ];
-        let verdict = self
+        let (verdict, recovery_codes) = self
             .confirm_with(actor, meta, &tenant, &user, &factor, &code, extra)
             .await?;
         self.forget_user(tenant.id, &user.external_id);
@@ -1096,6 +1216,7 @@ impl Twofold {
             verdict,
             session: accepted.then_some(issued),
             device: None,
+            recovery_codes,
         })
     }
 
@@ -1240,7 +1361,7 @@ impl Twofold {
     /// Applies one effect to a user's own session or device, audited; a missing (or already
     /// revoked, or someone else's) one answers `NotFound(what)`.
     #[allow(clippy::too_many_arguments)]
-    async fn revoke_for_user(
+    pub(super) async fn revoke_for_user(
         &self,
         actor: &Actor,
         meta: &RequestMeta,

@@ -7,6 +7,7 @@ use crate::messaging::Effect;
 use crate::model::*;
 use crate::ports::*;
 use crate::totp;
+use crate::security::{StoredFactor, Undo};
 use crate::types::*;
 use base64::Engine;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,20 +16,29 @@ use twofold_crypto::{Hasher, Keyring};
 use twofold_otp::{base32, qr, uri::KeyUri, uri::OtpKind, Algorithm, OtpParams};
 use zeroize::Zeroizing;
 
+mod app_passwords;
 mod contact;
+mod guard;
 mod jobs;
 mod login;
 pub mod notices;
+mod operator;
 mod outbox;
+mod recovery;
+mod undo;
 mod webhooks;
 
-pub use contact::{ContactKind, MessagingConfig, PhoneChangeView, SendReceipt};
+pub use app_passwords::{AppPasswordView, IssuedAppPassword, MAX_APP_PASSWORDS};
+pub use contact::{CodeFor, ContactKind, MessagingConfig, PhoneChangeView, SendReceipt};
+pub use guard::ThrottleConfig;
 pub use jobs::JOB_BATCH;
 pub use login::{
     DeviceView, IssuedToken, LoginConfig, LoginOutcome, LoginRequest, ProposalView, SessionView,
     StepOutcome,
 };
 pub use outbox::{parse_countries, MessageView, RefusalCounts};
+pub use recovery::{Proof, RecoveryCodes, RecoveryStatus};
+pub use undo::{RevertState, RevertView};
 pub use webhooks::{WebhookView, EVENTS};
 
 /// Who is acting. Everything an API key does is audited as done by that key.
@@ -77,8 +87,13 @@ pub(crate) struct On<'a> {
 /// Request context recorded in audit rows.
 #[derive(Debug, Clone, Default)]
 pub struct RequestMeta {
+    /// The caller's socket address: for the API, the integrator's back end.
     pub ip: Option<String>,
     pub request_id: Option<String>,
+    /// The end user's IP where it is known and vouched for (passed by the integrator for a
+    /// login, or from the socket / trusted proxies on the hosted pages, INV-08): what the
+    /// per-IP failure budget counts.
+    pub client_ip: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -90,6 +105,9 @@ pub struct TwofoldConfig {
     pub cache_max_entries: usize,
     pub messaging: MessagingConfig,
     pub login: LoginConfig,
+    /// Where users reach this server's pages (the "this wasn't me" links in notices).
+    pub public_url: String,
+    pub throttle: ThrottleConfig,
 }
 
 impl Default for TwofoldConfig {
@@ -100,6 +118,8 @@ impl Default for TwofoldConfig {
             cache_max_entries: 500_000,
             messaging: MessagingConfig::default(),
             login: LoginConfig::default(),
+            public_url: "http://localhost:8080".into(),
+            throttle: ThrottleConfig::default(),
         }
     }
 }
@@ -769,6 +789,7 @@ impl Twofold {
     ) -> Result<Enrollment, CoreError> {
         let tenant = self.tenant_for(actor, slug).await?;
         let user = self.user_in(&tenant, external_id).await?;
+        undo::ensure_not_frozen(&user)?;
         let params = OtpParams::new(opts.algorithm, opts.digits, opts.period).map_err(|e| {
             CoreError::Invalid {
                 field: "digits/period",
@@ -896,9 +917,12 @@ impl Twofold {
                 },
                 "a two-step verification method was removed by an administrator",
                 Some(&factor),
+                Undo::RestoreFactor {
+                    factor: Box::new(StoredFactor::of(&factor)),
+                },
             )?
         } else {
-            None
+            Vec::new()
         };
         let deleted = if actor.is_operator() {
             // A reset kills the user's sessions and remembered devices (INV-06).
@@ -908,7 +932,7 @@ impl Twofold {
                 },
                 Effect::BumpGeneration { user_id: user.id },
             ];
-            effects.extend(notice.map(Effect::Enqueue));
+            effects.extend(notice);
             let data = serde_json::json!({
                 "user": user.external_id, "factor_id": factor.id, "kind": factor.kind,
                 "by": "operator",
@@ -923,7 +947,7 @@ impl Twofold {
             // A tenant key withdraws only a pending factor, even if it was confirmed
             // meanwhile.
             self.store
-                .delete_factor(&factor.id, Some(FactorStatus::Pending), audit, notice)
+                .delete_factor(&factor.id, Some(FactorStatus::Pending), audit, None)
                 .await?
         };
         self.queued();
@@ -957,6 +981,7 @@ impl Twofold {
             },
             "a locked two-step verification method was unlocked",
             Some(&factor),
+            Undo::Nothing,
         )?;
         if !self.store.unlock_factor(&factor.id, audit, notice).await? {
             return Err(CoreError::NotFound("factor"));
@@ -973,6 +998,7 @@ impl Twofold {
         &self,
         tenant: &Tenant,
         external_id: &str,
+        meta: &RequestMeta,
         mut audit: AuditRecord,
         mut pick: F,
     ) -> Result<Verdict, CoreError>
@@ -997,20 +1023,18 @@ impl Twofold {
             };
             let learned_drift = matched.as_ref().is_some_and(|m| m.hint_dir.is_some());
             audit.user_id = Some(user.user.id);
-            // Only a failed attempt can lock a factor; the notice is built just for those.
-            let on_lock = if matched.is_none() {
-                self.notice(
-                    &On {
-                        actor: &Actor::System,
-                        meta: &RequestMeta::default(),
-                        tenant,
-                        user: &user.user,
-                    },
-                    "a two-step verification method was locked after too many wrong codes",
-                    None,
-                )?
+            // Only a failed attempt can start a backoff or lock a factor; the notices are
+            // built just for those.
+            let (on_backoff, on_lock) = if matched.is_none() {
+                let on = On {
+                    actor: &Actor::System,
+                    meta,
+                    tenant,
+                    user: &user.user,
+                };
+                self.failure_notices(&on, None)?
             } else {
-                None
+                (Vec::new(), Vec::new())
             };
             audit.factor_id = matched
                 .as_ref()
@@ -1026,9 +1050,9 @@ impl Twofold {
                     now,
                     audit: audit.clone(),
                     on_accept,
-                    on_lock: on_lock.map(Effect::Enqueue).into_iter().collect(),
-                    on_backoff: Vec::new(),
-                    budgets: Vec::new(),
+                    on_lock,
+                    on_backoff,
+                    budgets: self.budgets(tenant, meta),
                 })
                 .await?;
             self.queued();
@@ -1080,7 +1104,7 @@ impl Twofold {
             }
         }
         let audit = self.audit(actor, meta, "totp.verify", Some(tenant.id));
-        self.attempt_with(&tenant, external_id, audit, |user, now| {
+        self.attempt_with(&tenant, external_id, meta, audit, |user, now| {
             let active: Vec<&CachedFactor> = user
                 .factors
                 .iter()
@@ -1128,7 +1152,7 @@ impl Twofold {
         external_id: &str,
         factor_id: &str,
         code: &str,
-    ) -> Result<Verdict, CoreError> {
+    ) -> Result<(Verdict, Option<RecoveryCodes>), CoreError> {
         let code = OtpCode::parse(code)?;
         let factor_id = FactorId::parse(factor_id)?;
         let tenant = self.tenant_for(actor, slug).await?;
@@ -1140,7 +1164,9 @@ impl Twofold {
     }
 
     /// Confirms `factor` with `code`; `extra` effects ride along only when a pending factor
-    /// is activated (e.g. completing the login it was enrolled in).
+    /// is activated (e.g. completing the login it was enrolled in). Activating the user's
+    /// first factor also gives them recovery codes, stored in the same transaction and
+    /// returned only if the code was accepted.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn confirm_with(
         &self,
@@ -1151,13 +1177,42 @@ impl Twofold {
         factor: &Factor,
         code: &OtpCode,
         mut extra: Vec<Effect>,
-    ) -> Result<Verdict, CoreError> {
+    ) -> Result<(Verdict, Option<RecoveryCodes>), CoreError> {
+        let mut codes = None;
         if factor.status == FactorStatus::Pending {
             let data = serde_json::json!({
                 "user": user.external_id, "factor_id": factor.id, "kind": factor.kind,
             });
             extra.extend(self.event_effects(tenant, "factor.enrolled", data).await?);
+            let first = !self
+                .store
+                .factors_of(user.id)
+                .await?
+                .iter()
+                .any(|f| f.status == FactorStatus::Active && f.id != factor.id);
+            if first {
+                let (new, effect) = self.new_recovery_codes(user, self.now());
+                extra.push(effect);
+                codes = Some(new);
+            }
         }
+        let verdict = self
+            .confirm_activation(actor, meta, tenant, user, factor, code, extra)
+            .await?;
+        Ok((verdict, codes.filter(|_| verdict.is_accepted())))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn confirm_activation(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        tenant: &Tenant,
+        user: &User,
+        factor: &Factor,
+        code: &OtpCode,
+        extra: Vec<Effect>,
+    ) -> Result<Verdict, CoreError> {
         if factor.kind != "totp" {
             return self
                 .confirm_contact(actor, meta, tenant, user, factor, code, extra)
@@ -1174,10 +1229,13 @@ impl Twofold {
             },
             "a two-step verification method was added",
             Some(factor),
+            Undo::RemoveFactor {
+                factor_id: factor.id.clone(),
+            },
         )?;
         let audit = self.audit(actor, meta, "factor.confirm", Some(tenant.id));
         let ok = self
-            .attempt_with(tenant, external_id, audit, |user, now| {
+            .attempt_with(tenant, external_id, meta, audit, |user, now| {
                 let f = user.factor(&factor_id)?;
                 // Confirming an active factor again is judged like a verification, so a
                 // replayed confirmation code answers exactly like a wrong one (INV-11).
@@ -1197,7 +1255,7 @@ impl Twofold {
                     let m = totp::verify_confirmation(&f.secret, code.as_str(), &f.params, now)
                         .map(|(step, drift)| f.step_match(step, drift, true));
                     let mut effects: Vec<Effect> =
-                        added.clone().map(Effect::Enqueue).into_iter().collect();
+                        added.clone();
                     effects.extend(extra.iter().cloned());
                     (m, effects)
                 };
@@ -1230,7 +1288,7 @@ impl Twofold {
         let tenant = self.tenant_for(actor, slug).await?;
         let audit = self.audit(actor, meta, "totp.resync", Some(tenant.id));
         let ok = self
-            .attempt_with(&tenant, external_id, audit, |user, now| {
+            .attempt_with(&tenant, external_id, meta, audit, |user, now| {
                 let f = user
                     .factor(&factor_id)
                     .ok()

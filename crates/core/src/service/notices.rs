@@ -5,6 +5,7 @@ use super::{Actor, On, Twofold};
 use crate::error::CoreError;
 use crate::messaging::*;
 use crate::model::{Factor, Tenant};
+use crate::security::Undo;
 
 /// A phone number with all but its country prefix and last three digits hidden:
 /// `+447700900123` → `+44•••••••123`. Enough for a user to recognise their own number, not
@@ -113,14 +114,17 @@ impl Twofold {
         })
     }
 
-    /// A security notice to the user's email address, or `None` when they have none (the
-    /// change is still audited). `change` says what happened in plain words.
+    /// A security notice to the user's email address, with its "this wasn't me" link: the
+    /// effects that store the link and queue the message, to ride in the transaction of the
+    /// change itself. None when the user has no address (the change is still audited).
+    /// `change` says what happened in plain words; `undo` what the link puts back.
     pub(crate) fn notice(
         &self,
         on: &On<'_>,
         change: &str,
         factor: Option<&Factor>,
-    ) -> Result<Option<NewMessage>, CoreError> {
+        undo: Undo,
+    ) -> Result<Vec<Effect>, CoreError> {
         let On {
             actor,
             meta,
@@ -128,7 +132,7 @@ impl Twofold {
             user,
         } = *on;
         let Some(email) = user.email.as_deref() else {
-            return Ok(None);
+            return Ok(Vec::new());
         };
         let from = match actor {
             Actor::Operator { .. } | Actor::Cli => "an administrator of this service".to_string(),
@@ -138,22 +142,31 @@ impl Twofold {
                 None => "your organisation's application".to_string(),
             },
         };
+        let now = self.now();
+        let (link, token) = self.revert_link(tenant.id, user.id, change, &undo, now)?;
         let mut params = MessageParams::new();
         params.insert("change".into(), change.to_string());
-        params.insert("when".into(), human_utc(self.now()));
+        params.insert("when".into(), human_utc(now));
         params.insert("where".into(), from);
+        params.insert(
+            "revert_url".into(),
+            format!(
+                "{}/wasnt-me/{token}",
+                self.config.public_url.trim_end_matches('/')
+            ),
+        );
         if let Some(f) = factor {
             params.insert("factor".into(), describe_factor(f));
         }
-        self.message(
+        let message = self.message(
             tenant,
             Some(user.id),
             Channel::Email,
             email,
             TemplateKind::SecurityNotice,
             params,
-        )
-        .map(Some)
+        )?;
+        Ok(vec![Effect::InsertRevertLink(link), Effect::Enqueue(message)])
     }
 }
 

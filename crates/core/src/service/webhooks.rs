@@ -10,12 +10,14 @@ use crate::login::Webhook;
 use crate::messaging::*;
 
 /// The events one can subscribe to.
-pub const EVENTS: [&str; 5] = [
+pub const EVENTS: [&str; 7] = [
     "login.decided",
     "factor.enrolled",
     "factor.removed",
     "session.revoked",
     "policy.changed",
+    "user.reported",
+    "user.2fa_disabled",
 ];
 
 /// What an integrator sees of a webhook (never its secret after creation).

@@ -240,6 +240,9 @@ pub struct CodeBody {
 pub struct ConfirmResult {
     /// False for a wrong, replayed or throttled code; the factor then stays pending.
     pub confirmed: bool,
+    /// When this was the user's first factor: their recovery codes, shown this once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery_codes: Option<Vec<String>>,
 }
 
 /// No `Debug`: it carries a code or secret that must never reach a log.
@@ -249,6 +252,8 @@ pub struct VerifyBody {
     pub code: String,
     /// Check only this factor; by default every active TOTP factor of the user.
     pub factor_id: Option<String>,
+    /// The end user's IP as you saw it: wrong codes then also count against that IP.
+    pub ip: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -134,6 +134,10 @@ pub struct LoginBody {
     pub user_agent: Option<String>,
     /// The browser's remembered-device token, if it has one.
     pub device_token: Option<String>,
+    /// For a client app that cannot show a second step: the app password it was given
+    /// (needs `client_id`). Decides `allow` (reason `app_password`) or `deny`
+    /// (`app_password_invalid`) on its own.
+    pub app_password: Option<String>,
 }
 
 /// No `Debug`: it holds a token.
@@ -229,6 +233,9 @@ pub struct StepDto {
     pub session: Option<TokenDto>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<TokenDto>,
+    /// When the login enrolled the user's first factor: their recovery codes, shown once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery_codes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -443,6 +450,7 @@ pub async fn decide(
                 ip: body.ip,
                 user_agent: body.user_agent,
                 device_token: body.device_token,
+                app_password: body.app_password,
             },
         )
         .await?;
@@ -529,6 +537,7 @@ pub async fn login_verify(
         verified: out.verdict.is_accepted(),
         session: out.session.map(Into::into),
         device: out.device.map(Into::into),
+        recovery_codes: None,
     }))
 }
 
@@ -773,5 +782,6 @@ pub async fn login_enroll_confirm(
         verified: out.verdict.is_accepted(),
         session: out.session.map(Into::into),
         device: None,
+        recovery_codes: out.recovery_codes.map(|c| c.codes),
     }))
 }

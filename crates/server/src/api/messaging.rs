@@ -11,7 +11,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use twofold_core::messaging::OutboxStats;
-use twofold_core::service::{ContactKind, MessageView, PhoneChangeView, SendReceipt};
+use twofold_core::service::{CodeFor, ContactKind, MessageView, PhoneChangeView, SendReceipt};
+use twofold_core::CoreError;
 use utoipa::{IntoParams, ToSchema};
 
 use super::dto::{FactorDto, TenantDto};
@@ -129,6 +130,10 @@ impl ContactEnrollment {
 pub struct SendCodeBody {
     /// Ask for a code that can only remove this factor (of the same user).
     pub disable_factor_id: Option<String>,
+    /// Ask for a code that confirms only this change of the user's own settings:
+    /// `recovery_codes` (make new ones) or `app_password` (create one).
+    #[serde(rename = "for")]
+    pub purpose: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -139,6 +144,8 @@ pub struct DisableBody {
     pub code: Option<String>,
     /// Another active factor of the user that proves the removal.
     pub code_factor_id: Option<String>,
+    /// Instead of `code`: one of the user's recovery codes (the phone is lost).
+    pub recovery_code: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -388,16 +395,24 @@ pub async fn send_code(
     body: Option<Json<SendCodeBody>>,
 ) -> ApiResult<(StatusCode, axum::Json<SendReceiptDto>)> {
     let body = body.map(|b| b.0).unwrap_or_default();
+    let code_for = match (body.disable_factor_id.as_deref(), body.purpose.as_deref()) {
+        (None, None | Some("sign_in")) => CodeFor::SignIn,
+        (Some(target), None) => CodeFor::Disable(target),
+        (None, Some("recovery_codes")) => CodeFor::RecoveryCodes,
+        (None, Some("app_password")) => CodeFor::AppPassword,
+        _ => {
+            return Err(CoreError::Invalid {
+                field: "for",
+                message: "is sign_in, recovery_codes or app_password, and not given together \
+                          with disable_factor_id"
+                    .into(),
+            }
+            .into())
+        }
+    };
     let r = s
         .core
-        .send_code(
-            &actor,
-            &meta,
-            &tenant,
-            &user,
-            &factor,
-            body.disable_factor_id.as_deref(),
-        )
+        .send_code(&actor, &meta, &tenant, &user, &factor, code_for)
         .await?;
     Ok((StatusCode::ACCEPTED, axum::Json(r.into())))
 }
@@ -425,8 +440,11 @@ pub async fn disable_factor(
             &tenant,
             &user,
             &factor,
-            body.code.as_deref(),
-            body.code_factor_id.as_deref(),
+            super::security::proof_of(
+                body.code.as_deref(),
+                body.code_factor_id.as_deref(),
+                body.recovery_code.as_deref(),
+            )?,
         )
         .await?;
     s.metrics.observe_verification("disable", verdict.label());

@@ -3,6 +3,7 @@
 pub mod dto;
 pub mod login;
 pub mod messaging;
+pub mod security;
 pub mod webhooks;
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -63,6 +64,7 @@ pub fn routes() -> Router<AppState> {
         .merge(messaging::routes())
         .merge(login::routes())
         .merge(webhooks::routes())
+        .merge(security::routes())
 }
 
 pub(crate) type Created<T> = (StatusCode, axum::Json<T>);
@@ -318,13 +320,14 @@ pub async fn confirm_factor(
     Path((tenant, user, factor)): Path<(String, String, String)>,
     Json(body): Json<CodeBody>,
 ) -> ApiResult<axum::Json<ConfirmResult>> {
-    let verdict = s
+    let (verdict, codes) = s
         .core
         .confirm_factor(&actor, &meta, &tenant, &user, &factor, &body.code)
         .await?;
     s.metrics.observe_verification("confirm", verdict.label());
     Ok(axum::Json(ConfirmResult {
         confirmed: verdict.is_accepted(),
+        recovery_codes: codes.map(|c| c.codes),
     }))
 }
 
@@ -411,6 +414,7 @@ pub async fn verify(
     Path((tenant, user)): Path<(String, String)>,
     Json(body): Json<VerifyBody>,
 ) -> ApiResult<axum::Json<VerifyResult>> {
+    let meta = security::with_client_ip(meta, body.ip.as_deref())?;
     let verdict = s
         .core
         .verify(

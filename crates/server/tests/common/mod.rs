@@ -197,6 +197,8 @@ pub struct Enrolled {
     pub secret: Vec<u8>,
     pub params: OtpParams,
     pub enrolment: Value,
+    /// Given when this was the user's first factor.
+    pub recovery_codes: Vec<String>,
 }
 
 impl TestApp {
@@ -380,6 +382,7 @@ impl TestApp {
             secret,
             params,
             enrolment,
+            recovery_codes: Vec::new(),
         }
     }
 
@@ -388,10 +391,21 @@ impl TestApp {
     pub async fn enrolled(&self, slug: &str) -> Enrolled {
         let key = self.tenant(slug).await;
         self.user(slug, &key, "alice").await;
-        let e = self.pending(slug, &key, "alice").await;
+        let mut e = self.pending(slug, &key, "alice").await;
         let code = self.code_at_offset(&e.secret, &e.params, 0);
         let (s, body) = self.confirm(&e, &code).await;
-        assert_eq!((s, body), (StatusCode::OK, json!({"confirmed": true})));
+        assert_eq!(
+            (s, body["confirmed"].as_bool()),
+            (StatusCode::OK, Some(true)),
+            "{body}"
+        );
+        e.recovery_codes = body["recovery_codes"]
+            .as_array()
+            .expect("a first factor comes with recovery codes")
+            .iter()
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(e.recovery_codes.len(), 10);
         self.advance_secs(30);
         e
     }

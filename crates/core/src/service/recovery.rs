@@ -1,0 +1,308 @@
+//! Recovery codes and proving sensitive changes.
+//!
+//! A user gets [`RECOVERY_CODES`] codes of 80 random bits when their first factor is
+//! confirmed, shown once; only keyed hashes are stored, bound to the user. A code is spent by
+//! one conditional update in the transaction that carries what it proves (INV-02), so 30
+//! parallel uses of one code give one success. Each use is emailed, with a warning when
+//! [`RECOVERY_LOW`] or fewer are left. Wrong codes are counted per user in the store
+//! ([`RECOVERY_FAILURES_PER_HOUR`]); at 80 bits guessing is hopeless anyway, the limit keeps
+//! the attempts visible and cheap.
+//!
+//! Sensitive changes of the user's own settings (new recovery codes, an app password,
+//! removing a factor) need a fresh proof: a code of one of their active factors, or one of
+//! their recovery codes (the way back when the phone is lost).
+
+use super::contact::ContactKind;
+use super::*;
+use crate::messaging::*;
+use crate::security::*;
+
+const HOUR_MS: i64 = 3_600_000;
+const RECOVERY_HASH: &str = "recovery";
+
+/// How the user proves a sensitive change.
+#[derive(Debug, Clone, Copy)]
+pub enum Proof<'a> {
+    /// A code from one of the user's active factors: `factor_id` names it, or the change's
+    /// own factor is meant.
+    Code {
+        code: &'a str,
+        factor_id: Option<&'a str>,
+    },
+    Recovery(&'a str),
+}
+
+/// New recovery codes as shown to the user, once. No `Debug`: it holds the codes.
+#[derive(Clone)]
+pub struct RecoveryCodes {
+    pub codes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RecoveryStatus {
+    pub remaining: u32,
+}
+
+impl Twofold {
+    fn recovery_hash(&self, user_id: i64, normalized: &str) -> Vec<u8> {
+        self.hasher
+            .hash(RECOVERY_HASH, format!("{user_id}:{normalized}").as_bytes())
+            .0
+            .to_vec()
+    }
+
+    /// A fresh set for the user and the effect that stores it (replacing any earlier set).
+    pub(crate) fn new_recovery_codes(&self, user: &User, now: i64) -> (RecoveryCodes, Effect) {
+        let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
+        let hashes = codes
+            .iter()
+            .filter_map(|c| normalize_recovery_code(c))
+            .map(|n| self.recovery_hash(user.id, &n))
+            .collect();
+        let effect = Effect::ReplaceRecoveryCodes {
+            tenant_id: user.tenant_id,
+            user_id: user.id,
+            hashes,
+            hash_key_id: self.hasher.key_id().to_string(),
+            at: now,
+        };
+        (RecoveryCodes { codes }, effect)
+    }
+
+    fn recovery_budget(user_id: i64) -> SendLimit {
+        SendLimit {
+            scope: format!("fail-recovery:{user_id}"),
+            max: RECOVERY_FAILURES_PER_HOUR,
+            window_ms: HOUR_MS,
+        }
+    }
+
+    /// Spends one of the user's recovery codes and applies `effects` in the same transaction;
+    /// `used_for` says in the notice what it was used for. A wrong, used or malformed code,
+    /// and a full failure budget, are all the same rejection to the caller (INV-11).
+    pub(crate) async fn use_recovery_code(
+        &self,
+        on: &On<'_>,
+        typed: &str,
+        used_for: &str,
+        mut effects: Vec<Effect>,
+        mut audit: AuditRecord,
+    ) -> Result<Verdict, CoreError> {
+        let On {
+            tenant, user, meta, ..
+        } = *on;
+        let now = self.now();
+        audit.at = now;
+        audit.user_id = Some(user.id);
+        let mut budgets = self.budgets(tenant, meta);
+        budgets.push(Self::recovery_budget(user.id));
+        let counts = self.store.counts(budgets.clone(), now).await?;
+        if budgets
+            .iter()
+            .zip(&counts)
+            .any(|(b, n)| *n >= i64::from(b.max))
+        {
+            return self.reject_recovery(audit, RejectReason::Throttled, None).await;
+        }
+        let Some(normalized) = normalize_recovery_code(typed) else {
+            return self
+                .reject_recovery(audit, RejectReason::WrongCode, Some(budgets))
+                .await;
+        };
+        let left = self.store.recovery_codes_left(user.id).await?;
+        let after = left.saturating_sub(1);
+        let warning = if after <= RECOVERY_LOW {
+            format!("; only {after} recovery codes are left: make new ones")
+        } else {
+            String::new()
+        };
+        effects.insert(
+            0,
+            Effect::UseRecoveryCode {
+                user_id: user.id,
+                code_hash: self.recovery_hash(user.id, &normalized),
+                at: now,
+            },
+        );
+        effects.extend(self.notice(
+            on,
+            &format!("a recovery code was used to {used_for}{warning}"),
+            None,
+            Undo::Nothing,
+        )?);
+        audit.reason = Some(format!("recovery:{after}_left"));
+        match self.store.apply(effects, audit.clone()).await {
+            Ok(()) => {
+                self.queued();
+                self.forget_user(tenant.id, &user.external_id);
+                Ok(Verdict::Accepted)
+            }
+            // No unused code with this hash (or what it carries no longer applies): a failure.
+            Err(StoreError::Conflict("state_changed")) => {
+                audit.reason = None;
+                self.reject_recovery(audit, RejectReason::WrongCode, Some(budgets))
+                    .await
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn reject_recovery(
+        &self,
+        mut audit: AuditRecord,
+        reason: RejectReason,
+        count_in: Option<Vec<SendLimit>>,
+    ) -> Result<Verdict, CoreError> {
+        audit.outcome = "denied".into();
+        audit.reason = Some(format!("recovery:{}", reason.as_str()));
+        let effects = count_in
+            .map(|limits| {
+                vec![Effect::CountFailure {
+                    limits,
+                    at: audit.at,
+                }]
+            })
+            .unwrap_or_default();
+        self.store.apply(effects, audit).await?;
+        Ok(Verdict::Rejected(reason))
+    }
+
+    /// Runs `effects` only with a valid `proof`, in the same transaction. `own` is the
+    /// factor the change is about, the default prover for [`Proof::Code`]; `action` names the
+    /// change, and a code sent for it is bound to it (INV-05).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn with_proof(
+        &self,
+        on: &On<'_>,
+        factors: &[Factor],
+        proof: Proof<'_>,
+        own: Option<&str>,
+        (purpose, action): (CodePurpose, &[&str]),
+        used_for: &str,
+        effects: Vec<Effect>,
+        audit: AuditRecord,
+    ) -> Result<Verdict, CoreError> {
+        let (code, factor_id) = match proof {
+            Proof::Recovery(typed) => {
+                return self
+                    .use_recovery_code(on, typed, used_for, effects, audit)
+                    .await
+            }
+            Proof::Code { code, factor_id } => (OtpCode::parse(code)?, factor_id.or(own)),
+        };
+        let bad_prover = || CoreError::Invalid {
+            field: "code_factor_id",
+            message: "must name an active factor of this user".into(),
+        };
+        let prover_id = FactorId::parse(factor_id.ok_or_else(bad_prover)?)
+            .map_err(|_| bad_prover())?;
+        let prover = factors
+            .iter()
+            .find(|f| f.id == prover_id.as_str() && f.status == FactorStatus::Active)
+            .ok_or_else(bad_prover)?;
+        if ContactKind::of(prover).is_some() {
+            return self
+                .consume(
+                    on,
+                    prover,
+                    purpose,
+                    Some(self.action_hash(action)),
+                    &code,
+                    effects,
+                    audit,
+                )
+                .await;
+        }
+        self.attempt_with(
+            on.tenant,
+            &on.user.external_id,
+            on.meta,
+            audit,
+            |user, now| {
+                let f = user.factor(&prover_id)?;
+                let matched = totp::verify_use(&f.secret, code.as_str(), &f.params, f.drift, now)
+                    .map(|step| f.step_match(step, f.drift, false));
+                Ok(Picked {
+                    factors: vec![f.as_ref()],
+                    matched,
+                    on_accept: effects.clone(),
+                })
+            },
+        )
+        .await
+    }
+
+    pub async fn recovery_status(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        external_id: &str,
+    ) -> Result<RecoveryStatus, CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
+        let user = self.user_in(&tenant, external_id).await?;
+        Ok(RecoveryStatus {
+            remaining: self.store.recovery_codes_left(user.id).await?,
+        })
+    }
+
+    /// New recovery codes (the old ones die), proven by a fresh second factor or one of the
+    /// current recovery codes. The codes are returned only when the proof held.
+    pub async fn regenerate_recovery_codes(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        external_id: &str,
+        proof: Proof<'_>,
+    ) -> Result<(Verdict, Option<RecoveryCodes>), CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
+        known_shape(external_id)?;
+        let (user, factors) = self
+            .store
+            .user_with_factors(tenant.id, external_id)
+            .await?
+            .ok_or(CoreError::NotFound("user"))?;
+        undo::ensure_not_frozen(&user)?;
+        if !factors.iter().any(|f| f.status == FactorStatus::Active) {
+            return Err(CoreError::conflict(
+                "no_active_factor",
+                "recovery codes back up a sign-in method: enrol one first",
+            ));
+        }
+        let on = On {
+            actor,
+            meta,
+            tenant: &tenant,
+            user: &user,
+        };
+        let now = self.now();
+        let (codes, replace) = self.new_recovery_codes(&user, now);
+        let mut effects = vec![replace];
+        effects.extend(self.notice(
+            &on,
+            "new recovery codes were made; the old ones no longer work",
+            None,
+            Undo::Nothing,
+        )?);
+        let audit = self.audit(actor, meta, "recovery.regenerate", Some(tenant.id));
+        let verdict = self
+            .with_proof(
+                &on,
+                &factors,
+                proof,
+                None,
+                (CodePurpose::Sensitive, &SENSITIVE_RECOVERY),
+                "make new recovery codes",
+                effects,
+                audit,
+            )
+            .await?;
+        self.queued();
+        Ok((verdict, verdict.is_accepted().then_some(codes)))
+    }
+}
+
+/// The action a code sent "for new recovery codes" is bound to.
+pub(crate) const SENSITIVE_RECOVERY: [&str; 2] = ["sensitive", "recovery_codes"];
+/// The action a code sent "for an app password" is bound to.
+pub(crate) const SENSITIVE_APP_PASSWORD: [&str; 2] = ["sensitive", "app_password"];
