@@ -259,8 +259,9 @@ pub trait Store: Send + Sync + 'static {
     /// Puts a failed message back in the queue, due at `now`. False if it is not failed.
     async fn retry_message(&self, id: i64, now: i64, audit: AuditRecord) -> StoreResult<bool>;
     /// Deletes sent and failed messages created before `before`, codes expired before `now`,
-    /// finished or expired phone changes and send counters of past windows; returns how many
-    /// rows went.
+    /// finished or expired phone changes, send counters of past windows (failure budgets
+    /// included) and "this wasn't me" links expired more than a day before `now`; returns how
+    /// many rows went.
     async fn prune_messaging(&self, before: i64, now: i64) -> StoreResult<u64>;
 
     // ------------------------------------------------------------ policy and logins

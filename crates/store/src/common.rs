@@ -8,7 +8,7 @@ use subtle::ConstantTimeEq;
 use twofold_core::messaging::*;
 use twofold_core::model::*;
 use twofold_core::ports::*;
-use twofold_core::throttle::ThrottleState;
+use twofold_core::throttle::{ThrottleState, BACKOFF_AFTER};
 
 pub(crate) const TENANT_COLS: &str = "id, slug, name, created_at, sender_name, sms_countries";
 
@@ -53,6 +53,20 @@ pub(crate) const JOB_COLS: &str =
     "id, tenant_id, kind, payload, cursor, run_at, done_at, processed, created_at";
 
 pub(crate) const WEBHOOK_COLS: &str = "id, tenant_id, url, sealed_secret, events, created_at";
+
+pub(crate) const REVERT_LINK_COLS: &str =
+    "id, token_hash, tenant_id, user_id, undo, change, created_at, expires_at, used_at";
+
+pub(crate) const APP_PASSWORD_COLS: &str =
+    "id, token_hash, tenant_id, user_id, client_id, label, generation, created_at, last_used_at,
+     revoked_at";
+
+pub(crate) const LOGIN_RECORD_COLS: &str =
+    "tenant_id, user_id, at, ip, network, country, lat_e4, lon_e4, device, ua_family";
+
+/// How long an expired "this wasn't me" link is kept before `prune_messaging` deletes it: for
+/// a day its holder is told that the link expired rather than that it is unknown.
+pub(crate) const REVERT_LINK_GRACE_MS: i64 = 86_400_000;
 
 /// The head of the audit listing; each backend adds its filters (the tenant one spelled so
 /// that its index is used).
@@ -284,6 +298,62 @@ pub(crate) fn failures_to_charge(
         }
     }
     (reason, charge)
+}
+
+/// Whether the failure budgets of an attempt (`Attempt::budgets`, `ConsumeCode::budgets`: limits
+/// beyond the factor's own, per address or per tenant, kept in `send_counters` like the sending
+/// caps) are used up: some limit's current window (its count read by the backend, in the same
+/// order) already holds `max` failures. Such an attempt is refused as `Throttled` before
+/// anything else is looked at: not judged, no factor charged, nothing counted, even for a
+/// right code. Otherwise it is judged as usual, and a judged rejection (see
+/// [`failure_was_judged`]) counts one failure in each budget in the same transaction; a success
+/// counts nothing.
+///
+/// On SQLite the single writer runs the read, the judgment and the count of one attempt with
+/// nothing in between, so a budget is exact. On PostgreSQL parallel attempts on any number of
+/// nodes may all read a budget one short of full; a plain count afterwards would let them
+/// overshoot it by the number in flight. So PostgreSQL counts a failure with the checked upsert
+/// (`… DO UPDATE … WHERE count < max RETURNING`) and, when that finds the window full, rolls
+/// the attempt back to a savepoint taken before judging it and refuses it as `Throttled`:
+/// failures are exact there too. Only an accepted code in flight while a budget fills is let
+/// through, as if it had come first (the per-(user, factor) limits are exact on both).
+pub(crate) fn budgets_full(budgets: &[SendLimit], counts: &[i64]) -> bool {
+    budgets
+        .iter()
+        .zip(counts)
+        .any(|(l, &n)| n >= i64::from(l.max))
+}
+
+/// Whether a rejected TOTP attempt counts one failure in each of its budgets: it does when the
+/// code was judged, that is when some candidate factor was open to it (and was charged) or the
+/// rejection is about the code itself (wrong, replayed); not when the factors' own lock or
+/// backoff refused it unseen. (A one-time code is refused unseen only before it is judged, so
+/// every rejection that reaches its failure path counts.)
+pub(crate) fn failure_was_judged(reason: RejectReason, charged: usize) -> bool {
+    charged > 0 || !matches!(reason, RejectReason::Throttled | RejectReason::Locked)
+}
+
+/// The effects that ride on failures: `on_lock` when a failure locks a factor that was not
+/// locked, `on_backoff` when one starts a factor's backoff (its
+/// [`BACKOFF_AFTER`]th consecutive failure). Each list is taken when it falls due, so one
+/// operation applies it at most once however many factors it charges.
+pub(crate) struct OnFailure {
+    pub on_lock: Vec<Effect>,
+    pub on_backoff: Vec<Effect>,
+}
+
+impl OnFailure {
+    /// The effects due when one failure moves a factor from `before` to `after`.
+    pub fn due(&mut self, before: ThrottleState, after: ThrottleState) -> Vec<Effect> {
+        let mut due = Vec::new();
+        if after.failures == BACKOFF_AFTER && before.failures < BACKOFF_AFTER {
+            due.append(&mut self.on_backoff);
+        }
+        if after.is_locked() && !before.is_locked() {
+            due.append(&mut self.on_lock);
+        }
+        due
+    }
 }
 
 /// The `factor.lock` row written when a failure locks a factor, derived from the attempt's.

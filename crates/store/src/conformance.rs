@@ -10,9 +10,11 @@ use twofold_core::throttle::{BACKOFF_AFTER, LOCK_AFTER, MAX_BACKOFF_MS};
 mod jobs;
 mod logins;
 mod messaging;
+mod security;
 pub use jobs::*;
 pub use logins::*;
 pub use messaging::*;
+pub use security::*;
 
 pub type DynStore = Arc<dyn Store>;
 
@@ -119,7 +121,9 @@ fn attempt(now: i64, step: Option<i64>, version: i64) -> Attempt {
         now,
         audit: audit("totp.verify", None, now),
         on_accept: Vec::new(),
-        on_lock: None,
+        on_lock: Vec::new(),
+        on_backoff: Vec::new(),
+        budgets: Vec::new(),
     }
 }
 
@@ -655,7 +659,23 @@ macro_rules! conformance_tests {
             a_job_advances_once_per_cursor,
             parallel_advances_from_one_cursor_succeed_once,
             revoking_sessions_without_2fa_spares_the_rest,
-            the_admin_flag_round_trips
+            the_admin_flag_round_trips,
+            recovery_codes_are_replaced_and_used_once,
+            parallel_uses_of_one_recovery_code_succeed_once,
+            a_full_budget_throttles_even_a_right_code_uncharged,
+            judged_failures_count_in_every_budget,
+            parallel_failures_stay_within_a_budget,
+            backoff_effects_ride_on_the_fifth_totp_failure_only,
+            backoff_effects_ride_on_the_fifth_code_failure_only,
+            lock_effects_are_applied_once_at_the_lock,
+            all_factors_go_with_their_codes_and_recovery_codes,
+            a_removed_factor_is_restored_once_as_it_was,
+            a_phone_is_restored_only_while_it_is_expected,
+            revert_links_are_single_use_until_expiry_then_pruned,
+            app_passwords_round_trip_touch_and_revoke_once,
+            login_history_is_newest_first_and_pruned_by_age,
+            the_freeze_round_trips_on_the_user,
+            a_sensitive_code_confirms_only_its_purpose
         );
     };
     (@each $make:expr; $($name:ident),*) => {

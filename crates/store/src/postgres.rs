@@ -22,8 +22,8 @@
 //! TLS to PostgreSQL is a follow-up (a rustls connector, no OpenSSL).
 //!
 //! The SQL lives beside this file by concern, mirroring the SQLite store: `rows`, `factors`,
-//! `codes`, `effects`, `logins`, `jobs`, `webhooks` and `outbox`; the rules both stores share
-//! are in `crate::common`.
+//! `codes`, `effects`, `logins`, `jobs`, `webhooks`, `security` and `outbox`; the rules both
+//! stores share are in `crate::common`.
 
 mod codes;
 mod effects;
@@ -32,6 +32,7 @@ mod jobs;
 mod logins;
 mod outbox;
 mod rows;
+mod security;
 mod webhooks;
 
 use crate::migrations;
@@ -45,6 +46,7 @@ use twofold_core::login::*;
 use twofold_core::messaging::*;
 use twofold_core::model::*;
 use twofold_core::ports::*;
+use twofold_core::security::*;
 
 /// Connections per node. PostgreSQL's default `max_connections` is 100: several nodes fit.
 pub const POOL_SIZE: usize = 16;
@@ -152,6 +154,20 @@ impl PgStore {
 
     async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
         self.pool.get().await.map_err(pool_error)
+    }
+
+    /// Runs `delete` (`DELETE … WHERE id IN (SELECT id … WHERE at < $1 LIMIT $2)`) until it
+    /// deletes less than a chunk, each chunk its own transaction, so one prune never holds
+    /// many row locks for long. Returns how many rows went.
+    async fn prune_in_chunks(&self, delete: &str, before: i64) -> StoreResult<u64> {
+        let mut total = 0;
+        loop {
+            let n: u64 = in_tx!(self, |tx| exec(&tx, delete, &[&before, &PRUNE_CHUNK]).await)?;
+            total += n;
+            if n < PRUNE_CHUNK as u64 {
+                return Ok(total);
+            }
+        }
     }
 }
 
@@ -694,20 +710,55 @@ impl Store for PgStore {
     }
 
     async fn prune_audit(&self, before: i64) -> StoreResult<u64> {
-        // In chunks, so one prune never holds many row locks for long.
-        let mut total = 0;
-        loop {
-            let n: u64 = in_tx!(self, |tx| exec(
-                &tx,
-                "DELETE FROM audit_events WHERE id IN
-                   (SELECT id FROM audit_events WHERE at < $1 LIMIT $2)",
-                &[&before, &PRUNE_CHUNK],
-            )
-            .await)?;
-            total += n;
-            if n < PRUNE_CHUNK as u64 {
-                return Ok(total);
-            }
-        }
+        self.prune_in_chunks(
+            "DELETE FROM audit_events WHERE id IN
+               (SELECT id FROM audit_events WHERE at < $1 LIMIT $2)",
+            before,
+        )
+        .await
+    }
+
+    async fn recovery_codes_left(&self, user_id: i64) -> StoreResult<u32> {
+        let client = self.client().await?;
+        security::recovery_codes_left(&client, user_id).await
+    }
+
+    async fn counts(&self, limits: Vec<SendLimit>, now: i64) -> StoreResult<Vec<i64>> {
+        let client = self.client().await?;
+        codes::counts(&client, &limits, now).await
+    }
+
+    async fn revert_link(&self, token_hash: &[u8]) -> StoreResult<Option<RevertLink>> {
+        let client = self.client().await?;
+        security::revert_link(&client, token_hash).await
+    }
+
+    async fn app_password(&self, token_hash: &[u8]) -> StoreResult<Option<AppPassword>> {
+        let client = self.client().await?;
+        security::app_password(&client, token_hash).await
+    }
+
+    async fn app_passwords_of(&self, user_id: i64) -> StoreResult<Vec<AppPassword>> {
+        let client = self.client().await?;
+        security::app_passwords_of(&client, user_id).await
+    }
+
+    async fn login_history(
+        &self,
+        user_id: i64,
+        since: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<LoginRecord>> {
+        let client = self.client().await?;
+        security::login_history(&client, user_id, since, limit).await
+    }
+
+    async fn prune_login_history(&self, before: i64) -> StoreResult<u64> {
+        self.prune_in_chunks(
+            "DELETE FROM login_history WHERE id IN
+               (SELECT id FROM login_history WHERE at < $1 LIMIT $2)",
+            before,
+        )
+        .await
     }
 }

@@ -12,7 +12,8 @@
 //! mappers, shared inserts), `factors` (enrolment, TOTP attempts, failure charging), `codes`
 //! (one-time codes), `effects` (changes riding on a code or attempt, or applied alone),
 //! `logins` (policies, proposals, pending logins, sessions, remembered devices), `jobs`
-//! (background jobs over a tenant's users) and `outbox`.
+//! (background jobs over a tenant's users), `security` (recovery codes, "this wasn't me"
+//! links, app passwords, the login history) and `outbox`.
 
 mod codes;
 mod effects;
@@ -21,6 +22,7 @@ mod jobs;
 mod logins;
 mod outbox;
 mod rows;
+mod security;
 mod webhooks;
 
 use crate::migrations::{self, Backend};
@@ -35,6 +37,7 @@ use twofold_core::login::*;
 use twofold_core::messaging::*;
 use twofold_core::model::*;
 use twofold_core::ports::*;
+use twofold_core::security::*;
 
 /// Most jobs committed together; bounds how long one batch holds the write lock.
 pub const MAX_BATCH: usize = 512;
@@ -350,6 +353,28 @@ impl SqliteStore {
                 result
             }
             None => self.read(f).await,
+        }
+    }
+
+    /// Runs `delete` (`DELETE … WHERE id IN (SELECT id … WHERE at < ?1 LIMIT ?2)`) until it
+    /// deletes less than a chunk, each chunk its own write, so one prune never holds the
+    /// group-commit writer for long. Returns how many rows went.
+    async fn prune_in_chunks(&self, delete: &'static str, before: i64) -> StoreResult<u64> {
+        const CHUNK: u64 = 5_000;
+        let mut total = 0;
+        loop {
+            let n = self
+                .write(move |c| {
+                    c.prepare_cached(delete)
+                        .and_then(|mut s| s.execute(params![before, CHUNK]))
+                        .map(|n| n as u64)
+                        .map_err(backend)
+                })
+                .await?;
+            total += n;
+            if n < CHUNK {
+                return Ok(total);
+            }
         }
     }
 
@@ -881,25 +906,58 @@ impl Store for SqliteStore {
     }
 
     async fn prune_audit(&self, before: i64) -> StoreResult<u64> {
-        // In chunks, so one prune never holds the group-commit writer for long.
-        const CHUNK: u64 = 5_000;
-        let mut total = 0;
-        loop {
-            let n = self
-                .write(move |c| {
-                    c.execute(
-                        "DELETE FROM audit_events WHERE id IN
-                           (SELECT id FROM audit_events WHERE at < ?1 LIMIT ?2)",
-                        params![before, CHUNK],
-                    )
-                    .map(|n| n as u64)
-                    .map_err(backend)
-                })
-                .await?;
-            total += n;
-            if n < CHUNK {
-                return Ok(total);
-            }
-        }
+        self.prune_in_chunks(
+            "DELETE FROM audit_events WHERE id IN
+               (SELECT id FROM audit_events WHERE at < ?1 LIMIT ?2)",
+            before,
+        )
+        .await
+    }
+
+    async fn recovery_codes_left(&self, user_id: i64) -> StoreResult<u32> {
+        self.point_read(move |c| security::recovery_codes_left(c, user_id))
+            .await
+    }
+
+    async fn counts(&self, limits: Vec<SendLimit>, now: i64) -> StoreResult<Vec<i64>> {
+        self.point_read(move |c| codes::counts(c, &limits, now))
+            .await
+    }
+
+    async fn revert_link(&self, token_hash: &[u8]) -> StoreResult<Option<RevertLink>> {
+        let token_hash = token_hash.to_vec();
+        self.point_read(move |c| security::revert_link(c, &token_hash))
+            .await
+    }
+
+    async fn app_password(&self, token_hash: &[u8]) -> StoreResult<Option<AppPassword>> {
+        let token_hash = token_hash.to_vec();
+        self.point_read(move |c| security::app_password(c, &token_hash))
+            .await
+    }
+
+    async fn app_passwords_of(&self, user_id: i64) -> StoreResult<Vec<AppPassword>> {
+        // Not a point read: revoked ones are kept, so the list has no fixed bound.
+        self.read(move |c| security::app_passwords_of(c, user_id))
+            .await
+    }
+
+    async fn login_history(
+        &self,
+        user_id: i64,
+        since: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<LoginRecord>> {
+        self.read(move |c| security::login_history(c, user_id, since, limit))
+            .await
+    }
+
+    async fn prune_login_history(&self, before: i64) -> StoreResult<u64> {
+        self.prune_in_chunks(
+            "DELETE FROM login_history WHERE id IN
+               (SELECT id FROM login_history WHERE at < ?1 LIMIT ?2)",
+            before,
+        )
+        .await
     }
 }

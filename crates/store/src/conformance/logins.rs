@@ -81,7 +81,7 @@ async fn state_of(s: &DynStore, id: &str) -> ProposalState {
     s.proposal(id).await.unwrap().unwrap().state
 }
 
-fn token(tag: &str, n: u32) -> Vec<u8> {
+pub(super) fn token(tag: &str, n: u32) -> Vec<u8> {
     let mut t = format!("{tag}:{n}:").into_bytes();
     t.resize(32, b'.');
     t

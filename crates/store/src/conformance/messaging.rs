@@ -6,11 +6,11 @@ use twofold_core::messaging::*;
 
 pub(super) const TTL: i64 = 10 * 60 * 1000;
 pub(super) const COOLDOWN: i64 = 30_000;
-const MINUTE: i64 = 60_000;
-const HOUR: i64 = 60 * MINUTE;
-const DAY: i64 = 24 * HOUR;
-const PHONE: &str = "+447700900123";
-const NEW_PHONE: &str = "+447700900999";
+pub(super) const MINUTE: i64 = 60_000;
+pub(super) const HOUR: i64 = 60 * MINUTE;
+pub(super) const DAY: i64 = 24 * HOUR;
+pub(super) const PHONE: &str = "+447700900123";
+pub(super) const NEW_PHONE: &str = "+447700900999";
 const PHONE_CHANGE_TTL_MS: i64 = 30 * MINUTE;
 
 static NEXT_MESSAGE: AtomicU64 = AtomicU64::new(1);
@@ -41,11 +41,11 @@ fn message(t: &Tenant, u: Option<&User>, template: TemplateKind, at: i64) -> New
     }
 }
 
-fn notice(t: &Tenant, u: &User, at: i64) -> NewMessage {
+pub(super) fn notice(t: &Tenant, u: &User, at: i64) -> NewMessage {
     message(t, Some(u), TemplateKind::SecurityNotice, at)
 }
 
-fn sms_factor(t: &Tenant, u: &User, id: &str, status: FactorStatus) -> Factor {
+pub(super) fn sms_factor(t: &Tenant, u: &User, id: &str, status: FactorStatus) -> Factor {
     Factor {
         kind: "sms".into(),
         destination: Some(PHONE.into()),
@@ -55,12 +55,15 @@ fn sms_factor(t: &Tenant, u: &User, id: &str, status: FactorStatus) -> Factor {
 }
 
 /// A tenant, a user and one active SMS factor `fac_s`.
-async fn sms_setup(s: &DynStore) -> (Tenant, User) {
+pub(super) async fn sms_setup(s: &DynStore) -> (Tenant, User) {
     setup_with(s, |t, u| sms_factor(t, u, "fac_s", FactorStatus::Active)).await
 }
 
 /// A tenant `acme` and a user `alice` with one factor, which `make` builds for them.
-async fn setup_with(s: &DynStore, make: impl FnOnce(&Tenant, &User) -> Factor) -> (Tenant, User) {
+pub(super) async fn setup_with(
+    s: &DynStore,
+    make: impl FnOnce(&Tenant, &User) -> Factor,
+) -> (Tenant, User) {
     let t = tenant(s, "acme").await;
     let u = user(s, &t, "alice").await;
     enrol(s, &t, make(&t, &u)).await;
@@ -68,7 +71,7 @@ async fn setup_with(s: &DynStore, make: impl FnOnce(&Tenant, &User) -> Factor) -
 }
 
 /// `f` one failure away from being locked.
-fn nearly_locked(f: Factor) -> Factor {
+pub(super) fn nearly_locked(f: Factor) -> Factor {
     Factor {
         failures: LOCK_AFTER - 1,
         ..f
@@ -105,7 +108,7 @@ async fn unlock(s: &DynStore, t: &Tenant, factor_id: &str, at: i64, notice: NewM
 }
 
 /// Enrols `f` (at most ten factors per user).
-async fn enrol(s: &DynStore, t: &Tenant, f: Factor) {
+pub(super) async fn enrol(s: &DynStore, t: &Tenant, f: Factor) {
     s.insert_factor(f, 10, audit("factor.enrol", Some(t.id), 3))
         .await
         .unwrap();
@@ -124,7 +127,7 @@ pub(super) async fn consume_code(s: &DynStore, c: ConsumeCode) -> AttemptOutcome
     s.consume_code(c).await.unwrap()
 }
 
-fn code_hash(code: u8) -> Vec<u8> {
+pub(super) fn code_hash(code: u8) -> Vec<u8> {
     vec![code; 32]
 }
 
@@ -173,18 +176,20 @@ pub(super) fn consume(
         presented_hash: code_hash(code),
         now,
         on_success: Vec::new(),
-        on_lock: None,
+        on_lock: Vec::new(),
+        on_backoff: Vec::new(),
+        budgets: Vec::new(),
         audit: audit("code.verify", Some(t.id), now),
     }
 }
 
 /// Issues a Verify code for `fac_s`.
-fn verify_code(t: &Tenant, u: &User, code: u8, now: i64) -> IssueCode {
+pub(super) fn verify_code(t: &Tenant, u: &User, code: u8, now: i64) -> IssueCode {
     issue(t, u, "fac_s", CodePurpose::Verify, code, now)
 }
 
 /// Presents a Verify code for `fac_s`.
-fn verify(t: &Tenant, u: &User, code: u8, now: i64) -> ConsumeCode {
+pub(super) fn verify(t: &Tenant, u: &User, code: u8, now: i64) -> ConsumeCode {
     consume(t, u, "fac_s", CodePurpose::Verify, code, now)
 }
 
@@ -198,7 +203,7 @@ fn refused(reason: SendRefusal, retry_at: i64) -> IssueOutcome {
     IssueOutcome::Refused { reason, retry_at }
 }
 
-async fn factor_by_id(s: &DynStore, u: &User, id: &str) -> Option<Factor> {
+pub(super) async fn factor_by_id(s: &DynStore, u: &User, id: &str) -> Option<Factor> {
     s.factors_of(u.id)
         .await
         .unwrap()
@@ -207,7 +212,7 @@ async fn factor_by_id(s: &DynStore, u: &User, id: &str) -> Option<Factor> {
 }
 
 /// Every queued message of the tenant, newest first.
-async fn messages(s: &DynStore, t: &Tenant) -> Vec<OutboxMessage> {
+pub(super) async fn messages(s: &DynStore, t: &Tenant) -> Vec<OutboxMessage> {
     s.list_messages(MessageQuery {
         tenant_id: Some(t.id),
         limit: 1000,
@@ -754,7 +759,13 @@ pub async fn a_failed_effect_rolls_everything_back(s: DynStore) {
     );
 }
 
-fn phone_change(t: &Tenant, u: &User, id: &str, factor_id: &str, at: i64) -> PhoneChange {
+pub(super) fn phone_change(
+    t: &Tenant,
+    u: &User,
+    id: &str,
+    factor_id: &str,
+    at: i64,
+) -> PhoneChange {
     PhoneChange {
         id: id.into(),
         tenant_id: t.id,
@@ -887,7 +898,7 @@ pub async fn code_failures_charge_the_factor_and_queue_one_lock_notice(s: DynSto
     issue_code(&s, verify_code(&t, &u, 7, 1_000)).await;
     let lock_notice = notice(&t, &u, 2_000);
     let mut c = verify(&t, &u, 8, 2_000);
-    c.on_lock = Some(lock_notice.clone());
+    c.on_lock = vec![Effect::Enqueue(lock_notice.clone())];
     assert_eq!(consume_code(&s, c).await, rejected(RejectReason::WrongCode));
     let f = the_factor(&s, &u).await;
     assert_eq!((f.failures, f.locked_at), (LOCK_AFTER, Some(2_000)));
@@ -896,7 +907,7 @@ pub async fn code_failures_charge_the_factor_and_queue_one_lock_notice(s: DynSto
     assert_eq!(queued[0].message_id, lock_notice.message_id);
     for code in [8, 7] {
         let mut c = verify(&t, &u, code, 3_000);
-        c.on_lock = Some(notice(&t, &u, 3_000));
+        c.on_lock = vec![Effect::Enqueue(notice(&t, &u, 3_000))];
         assert_eq!(consume_code(&s, c).await, rejected(RejectReason::Locked));
     }
     assert_eq!(messages(&s, &t).await.len(), 2, "one lock, one notice");
@@ -911,7 +922,7 @@ pub async fn a_totp_lock_queues_its_notice_once(s: DynStore) {
     .await;
     for now in [1_000, 2_000] {
         let mut a = attempt(now, None, 1);
-        a.on_lock = Some(notice(&t, &u, now));
+        a.on_lock = vec![Effect::Enqueue(notice(&t, &u, now))];
         s.attempt(a).await.unwrap();
     }
     assert_eq!(the_factor(&s, &u).await.locked_at, Some(1_000));

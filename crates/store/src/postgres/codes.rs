@@ -8,7 +8,7 @@
 //! and is refused as a wrong code.
 
 use super::effects::apply_effects;
-use super::factors::charge_failure;
+use super::factors::{budgets_used_up, charge_failure, spend_budgets};
 use super::rows::*;
 use deadpool_postgres::GenericClient;
 use twofold_core::messaging::*;
@@ -70,12 +70,37 @@ async fn factor_throttle(
     }))
 }
 
+/// The count in the current window (at `now`) of each limit, in order.
+pub(super) async fn counts(
+    c: &impl GenericClient,
+    limits: &[SendLimit],
+    now: i64,
+) -> Result<Vec<i64>, StoreError> {
+    let mut counts = Vec::with_capacity(limits.len());
+    for l in limits {
+        let start = window_start(now, l.window_ms)?;
+        let count = match query_opt(
+            c,
+            "SELECT count FROM send_counters
+             WHERE scope = $1 AND window_ms = $2 AND window_start = $3",
+            &[&l.scope, &l.window_ms, &start],
+        )
+        .await?
+        {
+            Some(row) => get(&row, 0)?,
+            None => 0,
+        };
+        counts.push(count);
+    }
+    Ok(counts)
+}
+
 /// Counts one send against every limit at `now`, each by one upsert that locks its counter
 /// row. With `check`, a limit already at its cap is not counted and refuses the send: the
 /// check and the count are the same statement, so two nodes cannot both take the last send.
 /// Limits are counted in the order given (the same for every caller, so two sends never wait
 /// for each other crosswise); the first one at its cap is the refusal, as on SQLite.
-async fn count_sends_checked(
+pub(super) async fn count_sends_checked(
     c: &impl GenericClient,
     limits: &[SendLimit],
     now: i64,
@@ -193,7 +218,8 @@ pub(super) async fn insert_code(tx: &Tx<'_>, code: &NewCode) -> Result<(), Store
     .map(|_| ())
 }
 
-async fn deny(
+/// Refuses an attempt: its audit row with the real reason, and the outcome.
+pub(super) async fn deny(
     tx: &Tx<'_>,
     audit: AuditRecord,
     reason: RejectReason,
@@ -216,10 +242,16 @@ pub(super) async fn consume_code(
         presented_hash,
         now,
         on_success,
-        mut on_lock,
+        on_lock,
+        on_backoff,
+        budgets,
         audit,
     } = k;
     lock_user(tx, user_id).await?;
+    // The failure budgets first, as for TOTP: a full one refuses even a right code unjudged.
+    if budgets_used_up(tx, &budgets, now).await? {
+        return deny(tx, audit, RejectReason::Throttled).await;
+    }
     // The subject may be no factor of this user (e.g. a proposal): then the code's own try
     // limit is the only one, and there is no factor to charge or clear.
     let throttle = factor_throttle(tx, tenant_id, user_id, &factor_id).await?;
@@ -261,7 +293,12 @@ pub(super) async fn consume_code(
             RejectReason::Replayed
         }
     };
-    // Every counted rejection costs the code one try and the factor one failure.
+    // Every counted rejection costs each budget one failure (unless a parallel attempt took
+    // the last one: then this one is refused unjudged after all), the code one try and the
+    // factor one failure.
+    if !spend_budgets(tx, &budgets, now).await? {
+        return deny(tx, audit, RejectReason::Throttled).await;
+    }
     if let Some(row) = &code {
         exec(
             tx,
@@ -271,7 +308,11 @@ pub(super) async fn consume_code(
         .await?;
     }
     if let Some(t) = throttle {
-        charge_failure(tx, &factor_id, t, now, &audit, &mut on_lock).await?;
+        let mut reactions = OnFailure {
+            on_lock,
+            on_backoff,
+        };
+        charge_failure(tx, &factor_id, t, now, &audit, &mut reactions).await?;
     }
     deny(tx, audit, reason).await
 }

@@ -4,14 +4,17 @@
 //! so the whole transaction rolls back (the code stays unconsumed, no message is queued).
 //!
 //! Where SQLite's single writer makes a read-then-write safe, a row lock does it here: the
-//! user's row before completing a login (its generation must not move until COMMIT), the
-//! tenant's row before inserting a proposal (only one may stay pending).
+//! user's row before completing a login (its generation must not move until COMMIT), before
+//! replacing recovery codes (two parallel replacements must not both leave their set) and
+//! before putting back or removing all factors, the tenant's row before inserting a proposal
+//! (only one may stay pending).
 
 use super::codes::{count_sends, insert_code};
-use super::factors::{delete_factor_rows, insert_factor_row};
+use super::factors::{delete_all_factors, delete_factor_rows, insert_factor_row, write_factor_row};
 use super::jobs::insert_job;
 use super::logins::{insert_device, insert_proposal, insert_session};
 use super::rows::*;
+use super::security::*;
 use super::webhooks::insert_webhook;
 use twofold_core::messaging::*;
 use twofold_core::ports::StoreError;
@@ -70,14 +73,7 @@ async fn apply(tx: &Tx<'_>, effect: Effect) -> Result<(), StoreError> {
                 &[&destination, &factor_id],
             )
             .await?;
-            // Codes already sent to the old number must not outlive the swap.
-            exec(
-                tx,
-                "DELETE FROM otp_codes WHERE factor_id = $1 AND used_at IS NULL",
-                &[&factor_id],
-            )
-            .await
-            .map(|_| ())
+            kill_unused_codes(tx, &factor_id).await
         }
         Effect::InsertCode { code, limits } => {
             count_sends(tx, &limits, code.created_at).await?;
@@ -282,5 +278,100 @@ async fn apply(tx: &Tx<'_>, effect: Effect) -> Result<(), StoreError> {
             )
             .await
         }
+        Effect::ReplaceRecoveryCodes {
+            tenant_id,
+            user_id,
+            hashes,
+            hash_key_id,
+            at,
+        } => replace_recovery_codes(tx, tenant_id, user_id, &hashes, &hash_key_id, at).await,
+        // INV-02: the one statement that spends a recovery code. PostgreSQL re-checks
+        // `used_at IS NULL` on the newest row version, so parallel uses succeed once.
+        Effect::UseRecoveryCode {
+            user_id,
+            code_hash,
+            at,
+        } => {
+            changed_one(
+                tx,
+                "UPDATE recovery_codes SET used_at = $1
+                 WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL",
+                &[&at, &user_id, &code_hash],
+            )
+            .await
+        }
+        Effect::CountFailure { limits, at } => count_sends(tx, &limits, at).await,
+        Effect::DeleteAllFactors { user_id } => delete_all_factors(tx, user_id).await,
+        Effect::InsertRevertLink(link) => insert_revert_link(tx, &link).await,
+        Effect::UseRevertLink { id, at } => {
+            changed_one(
+                tx,
+                "UPDATE revert_links SET used_at = $1
+                 WHERE id = $2 AND used_at IS NULL AND expires_at > $1",
+                &[&at, &id],
+            )
+            .await
+        }
+        Effect::SetFrozen { user_id, frozen_at } => {
+            changed_one(
+                tx,
+                "UPDATE users SET frozen_at = $1 WHERE id = $2",
+                &[&frozen_at, &user_id],
+            )
+            .await
+        }
+        // Without the per-user cap: the factor counted when it was enrolled.
+        Effect::RestoreFactor(factor) => write_factor_row(tx, &factor).await.map_err(|e| match e {
+            StoreError::Conflict("factor_exists") => STATE_CHANGED,
+            other => other,
+        }),
+        Effect::RestorePhone {
+            factor_id,
+            expected,
+            phone,
+        } => {
+            changed_one(
+                tx,
+                "UPDATE factors SET destination = $1, version = version + 1
+                 WHERE id = $2 AND destination = $3",
+                &[&phone, &factor_id, &expected],
+            )
+            .await?;
+            kill_unused_codes(tx, &factor_id).await
+        }
+        Effect::InsertAppPassword(p) => insert_app_password(tx, &p).await,
+        Effect::RevokeAppPassword { id, user_id, at } => {
+            changed_one(
+                tx,
+                "UPDATE app_passwords SET revoked_at = $1
+                 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
+                &[&at, &id, &user_id],
+            )
+            .await
+        }
+        // Forward only (requests finish out of order), like a session's last_seen_at; the
+        // condition is re-checked on the newest row version, so a touch racing a revocation
+        // fails.
+        Effect::TouchAppPassword { id, at } => {
+            changed_one(
+                tx,
+                "UPDATE app_passwords SET last_used_at = GREATEST(last_used_at, $1)
+                 WHERE id = $2 AND revoked_at IS NULL",
+                &[&at, &id],
+            )
+            .await
+        }
+        Effect::InsertLoginRecord(record) => insert_login_record(tx, &record).await,
     }
+}
+
+/// Codes already sent to a factor's old number must not outlive a swap of the number.
+async fn kill_unused_codes(tx: &Tx<'_>, factor_id: &str) -> Result<(), StoreError> {
+    exec(
+        tx,
+        "DELETE FROM otp_codes WHERE factor_id = $1 AND used_at IS NULL",
+        &[&factor_id],
+    )
+    .await
+    .map(|_| ())
 }

@@ -1,11 +1,12 @@
 //! Factor writes: enrolment under the per-user cap, TOTP attempts (INV-01, INV-03), deletion
-//! and the failure charging shared with one-time codes. Each runs inside the caller's
-//! transaction after taking the owning user's row lock ([`lock_user`]).
+//! and the failure charging and failure budgets shared with one-time codes. Each runs inside
+//! the caller's transaction after taking the owning user's row lock ([`lock_user`]).
 
+use super::codes::{count_sends_checked, counts, deny};
 use super::effects::apply_effects;
 use super::rows::*;
 use tokio_postgres::Row;
-use twofold_core::messaging::NewMessage;
+use twofold_core::messaging::SendLimit;
 use twofold_core::model::*;
 use twofold_core::ports::*;
 use twofold_core::throttle::{after_failure, ThrottleState};
@@ -32,6 +33,19 @@ pub(super) async fn insert_factor_row(
     if count >= i64::try_from(max_per_user).unwrap_or(i64::MAX) {
         return Err(StoreError::Conflict("too_many_factors"));
     }
+    insert_row(tx, f).await
+}
+
+/// Inserts the factor row exactly as given, without the per-user cap (putting back a factor
+/// that was removed), under the user's row lock; a factor with its id is the conflict
+/// `factor_exists`.
+pub(super) async fn write_factor_row(tx: &Tx<'_>, f: &Factor) -> Result<(), StoreError> {
+    lock_user(tx, f.user_id).await?;
+    insert_row(tx, f).await
+}
+
+/// The factor's insert; the caller holds its user's row lock.
+async fn insert_row(tx: &Tx<'_>, f: &Factor) -> Result<(), StoreError> {
     insert(
         tx,
         &format!(
@@ -95,6 +109,18 @@ pub(super) async fn delete_factor_rows(
     Ok(true)
 }
 
+/// Removes every factor of the user as [`delete_factor_rows`] does, and their recovery codes,
+/// under the user's row lock (so no factor can be added meanwhile).
+pub(super) async fn delete_all_factors(tx: &Tx<'_>, user_id: i64) -> Result<(), StoreError> {
+    lock_user(tx, user_id).await?;
+    let rows = query(tx, "SELECT id FROM factors WHERE user_id = $1", &[&user_id]).await?;
+    for row in &rows {
+        let id: String = get(row, 0)?;
+        delete_factor_rows(tx, &id, None).await?;
+    }
+    super::security::delete_recovery_codes(tx, user_id).await
+}
+
 /// Clears failures, backoff and lock. Returns false when there is no such factor.
 pub(super) async fn unlock_factor_row(tx: &Tx<'_>, factor_id: &str) -> Result<bool, StoreError> {
     lock_owners(tx, &[factor_id]).await?;
@@ -135,15 +161,15 @@ async fn attempt_row(tx: &Tx<'_>, id: &str) -> Result<Option<AttemptRow>, StoreE
 
 /// Counts one failure on an open factor (INV-03); the caller holds the user's row lock, so
 /// `failures` is still what it read. If that locks the factor, writes a `factor.lock` audit
-/// row (derived from `audit`) and queues `on_lock`, which is taken so that one operation
-/// queues its lock notice at most once.
+/// row (derived from `audit`); the effects of `reactions` that fall due (the lock, the start
+/// of the backoff) are applied, each list at most once per operation.
 pub(super) async fn charge_failure(
     tx: &Tx<'_>,
     factor_id: &str,
     throttle: ThrottleState,
     now: i64,
     audit: &AuditRecord,
-    on_lock: &mut Option<NewMessage>,
+    reactions: &mut OnFailure,
 ) -> Result<(), StoreError> {
     let next = after_failure(throttle, now);
     exec(
@@ -161,11 +187,52 @@ pub(super) async fn charge_failure(
     .await?;
     if next.is_locked() && !throttle.is_locked() {
         insert_audit(tx, &lock_audit(audit, factor_id, next.failures)).await?;
-        if let Some(notice) = on_lock.take() {
-            insert_message(tx, &notice).await?;
-        }
     }
-    Ok(())
+    apply_effects(tx, reactions.due(throttle, next)).await
+}
+
+/// Before an attempt is judged: true if one of its failure budgets is used up (see
+/// [`budgets_full`]), and it is to be refused unjudged. Otherwise, if it has budgets, marks
+/// the savepoint that [`spend_budgets`] goes back to.
+///
+/// The read takes no lock, so parallel attempts on any number of nodes may all find a budget
+/// one short of full and all be judged; the count afterwards settles which of them really
+/// fit.
+pub(super) async fn budgets_used_up(
+    tx: &Tx<'_>,
+    budgets: &[SendLimit],
+    now: i64,
+) -> Result<bool, StoreError> {
+    if budgets.is_empty() {
+        return Ok(false);
+    }
+    if budgets_full(budgets, &counts(tx, budgets, now).await?) {
+        return Ok(true);
+    }
+    tx.batch_execute("SAVEPOINT budgets").await.map_err(pg)?;
+    Ok(false)
+}
+
+/// After an attempt was judged a failure, before anything is charged for it: counts one
+/// failure in each budget by the checked upsert of [`count_sends_checked`], which takes the
+/// counter's row lock and counts only below `max`, so the check and the count are one
+/// statement and the budgets stay exact across nodes. False when a parallel attempt took the
+/// last failure meanwhile: everything since [`budgets_used_up`] is then rolled back (this
+/// attempt's counts included) and the attempt is to be refused as `Throttled`, as it would
+/// have been had it come after that one. Only an accepted code can slip in while a budget
+/// fills, since success is never counted: as if it had come first.
+pub(super) async fn spend_budgets(
+    tx: &Tx<'_>,
+    budgets: &[SendLimit],
+    now: i64,
+) -> Result<bool, StoreError> {
+    if budgets.is_empty() || count_sends_checked(tx, budgets, now, true).await?.is_none() {
+        return Ok(true);
+    }
+    tx.batch_execute("ROLLBACK TO SAVEPOINT budgets")
+        .await
+        .map_err(pg)?;
+    Ok(false)
 }
 
 /// The body of [`Store::attempt`], inside one transaction.
@@ -176,11 +243,22 @@ pub(super) async fn run_attempt(tx: &Tx<'_>, a: Attempt) -> Result<AttemptOutcom
         now,
         audit,
         on_accept,
-        mut on_lock,
+        on_lock,
+        on_backoff,
+        budgets,
     } = a;
     let mut ids: Vec<&str> = factors.iter().map(|f| f.id.as_str()).collect();
     ids.extend(matched.iter().map(|m| m.factor_id.as_str()));
     lock_owners(tx, &ids).await?;
+    // The failure budgets first, before anything about the factors is looked at: a full one
+    // refuses even a right code, and nothing is judged or counted.
+    if budgets_used_up(tx, &budgets, now).await? {
+        return deny(tx, audit, RejectReason::Throttled).await;
+    }
+    let mut reactions = OnFailure {
+        on_lock,
+        on_backoff,
+    };
     let mut reason = RejectReason::WrongCode;
     if let Some(m) = &matched {
         // INV-01: the one consume statement. Replay, staleness, lock and backoff are all
@@ -245,9 +323,11 @@ pub(super) async fn run_attempt(tx: &Tx<'_>, a: Attempt) -> Result<AttemptOutcom
     }
     // Failure path: count one failure on every candidate that is open (INV-03).
     let (reason, charge) = failures_to_charge(reason, rows, now);
-    for (id, throttle) in charge {
-        charge_failure(tx, id, throttle, now, &audit, &mut on_lock).await?;
+    if failure_was_judged(reason, charge.len()) && !spend_budgets(tx, &budgets, now).await? {
+        return deny(tx, audit, RejectReason::Throttled).await;
     }
-    insert_audit(tx, &denied(audit, reason.as_str())).await?;
-    Ok(AttemptOutcome::Rejected { reason })
+    for (id, throttle) in charge {
+        charge_failure(tx, id, throttle, now, &audit, &mut reactions).await?;
+    }
+    deny(tx, audit, reason).await
 }

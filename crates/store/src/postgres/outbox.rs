@@ -182,7 +182,8 @@ pub(super) async fn prune_chunk(
 ) -> Result<(u64, bool), StoreError> {
     let mut total = 0;
     let mut more = false;
-    let deletes: [(&str, Params); 3] = [
+    let grace_end = now.saturating_sub(REVERT_LINK_GRACE_MS);
+    let deletes: [(&str, Params); 4] = [
         (
             "DELETE FROM outbox WHERE id IN
                (SELECT id FROM outbox
@@ -203,6 +204,12 @@ pub(super) async fn prune_chunk(
                    OR (state IN ('done', 'cancelled') AND updated_at < $1)
                 LIMIT $3)",
             &[&before, &now, &chunk],
+        ),
+        // Used or not, a "this wasn't me" link is kept for a grace period after it expired.
+        (
+            "DELETE FROM revert_links WHERE id IN
+               (SELECT id FROM revert_links WHERE expires_at <= $1 LIMIT $2)",
+            &[&grace_end, &chunk],
         ),
     ];
     for (sql, params) in deletes {

@@ -10,6 +10,7 @@ use twofold_core::login::*;
 use twofold_core::messaging::*;
 use twofold_core::model::*;
 use twofold_core::ports::*;
+use twofold_core::security::*;
 
 pub(super) type Tx<'a> = deadpool_postgres::Transaction<'a>;
 pub(super) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
@@ -292,7 +293,20 @@ pub(super) fn key_row(r: &Row) -> Result<ApiKey, StoreError> {
 }
 
 /// How many columns [`USER_COLS`] lists: where a factor starts in a user-and-factors row.
-pub(super) const USER_COLUMNS: usize = 10;
+pub(super) const USER_COLUMNS: usize = columns(USER_COLS);
+
+/// The number of columns in a comma-separated column list.
+const fn columns(list: &str) -> usize {
+    let bytes = list.as_bytes();
+    let (mut n, mut i) = (1, 0);
+    while i < bytes.len() {
+        if bytes[i] == b',' {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+}
 
 pub(super) fn factor_row(r: &Row) -> Result<Factor, StoreError> {
     factor_row_at(r, 0)
@@ -512,5 +526,49 @@ pub(super) fn webhook_row(r: &Row) -> Result<Webhook, StoreError> {
             .map(String::from)
             .collect(),
         created_at: get(r, 5)?,
+    })
+}
+
+pub(super) fn revert_link_row(r: &Row) -> Result<RevertLink, StoreError> {
+    Ok(RevertLink {
+        id: get(r, 0)?,
+        token_hash: get(r, 1)?,
+        tenant_id: get(r, 2)?,
+        user_id: get(r, 3)?,
+        undo: get(r, 4)?,
+        change: get(r, 5)?,
+        created_at: get(r, 6)?,
+        expires_at: get(r, 7)?,
+        used_at: get(r, 8)?,
+    })
+}
+
+pub(super) fn app_password_row(r: &Row) -> Result<AppPassword, StoreError> {
+    Ok(AppPassword {
+        id: get(r, 0)?,
+        token_hash: get(r, 1)?,
+        tenant_id: get(r, 2)?,
+        user_id: get(r, 3)?,
+        client_id: get(r, 4)?,
+        label: get(r, 5)?,
+        generation: get(r, 6)?,
+        created_at: get(r, 7)?,
+        last_used_at: get(r, 8)?,
+        revoked_at: get(r, 9)?,
+    })
+}
+
+pub(super) fn login_record_row(r: &Row) -> Result<LoginRecord, StoreError> {
+    Ok(LoginRecord {
+        tenant_id: get(r, 0)?,
+        user_id: get(r, 1)?,
+        at: get(r, 2)?,
+        ip: get(r, 3)?,
+        network: get(r, 4)?,
+        country: get(r, 5)?,
+        lat_e4: get(r, 6)?,
+        lon_e4: get(r, 7)?,
+        device: get(r, 8)?,
+        ua_family: get(r, 9)?,
     })
 }

@@ -6,7 +6,7 @@
 //! and is refused as a wrong code.
 
 use super::effects::apply_effects;
-use super::factors::charge_failure;
+use super::factors::{budgets_used_up, charge_failure};
 use super::rows::*;
 use rusqlite::{params, Connection, OptionalExtension};
 use twofold_core::messaging::*;
@@ -83,6 +83,18 @@ fn counter(c: &Connection, l: &SendLimit, start: i64) -> Result<i64, StoreError>
     })
     .map(|n| n.unwrap_or(0))
     .map_err(backend)
+}
+
+/// The count in the current window (at `now`) of each limit, in order.
+pub(super) fn counts(
+    c: &Connection,
+    limits: &[SendLimit],
+    now: i64,
+) -> Result<Vec<i64>, StoreError> {
+    limits
+        .iter()
+        .map(|l| counter(c, l, window_start(now, l.window_ms)?))
+        .collect()
 }
 
 /// Why the code may not be sent now, and until when; checked in the documented order.
@@ -187,7 +199,8 @@ pub(super) fn insert_code(c: &Connection, code: &NewCode) -> Result<(), StoreErr
     Ok(())
 }
 
-fn deny(
+/// Refuses an attempt: its audit row with the real reason, and the outcome.
+pub(super) fn deny(
     c: &Connection,
     audit: AuditRecord,
     reason: RejectReason,
@@ -207,9 +220,15 @@ pub(super) fn consume_code(c: &Connection, k: ConsumeCode) -> Result<AttemptOutc
         presented_hash,
         now,
         on_success,
-        mut on_lock,
+        on_lock,
+        on_backoff,
+        budgets,
         audit,
     } = k;
+    // The failure budgets first, as for TOTP: a full one refuses even a right code unjudged.
+    if budgets_used_up(c, &budgets, now)? {
+        return deny(c, audit, RejectReason::Throttled);
+    }
     // The subject may be no factor of this user (e.g. a proposal): then the code's own try
     // limit is the only one, and there is no factor to charge or clear.
     let throttle = factor_throttle(c, tenant_id, user_id, &factor_id)?;
@@ -250,14 +269,20 @@ pub(super) fn consume_code(c: &Connection, k: ConsumeCode) -> Result<AttemptOutc
             RejectReason::Replayed
         }
     };
-    // Every counted rejection costs the code one try and the factor one failure.
+    // Every counted rejection costs the code one try, the factor one failure and each budget
+    // one failure.
     if let Some(row) = &code {
         c.prepare_cached("UPDATE otp_codes SET attempts = attempts + 1 WHERE id = ?1")
             .and_then(|mut s| s.execute(params![row.id]))
             .map_err(backend)?;
     }
+    count_sends(c, &budgets, now)?;
     if let Some(t) = throttle {
-        charge_failure(c, &factor_id, t, now, &audit, &mut on_lock)?;
+        let mut reactions = OnFailure {
+            on_lock,
+            on_backoff,
+        };
+        charge_failure(c, &factor_id, t, now, &audit, &mut reactions)?;
     }
     deny(c, audit, reason)
 }

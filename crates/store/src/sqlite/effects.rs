@@ -3,10 +3,12 @@
 //! error, so the job's savepoint rolls back everything it did (the code stays unconsumed, no
 //! message is queued).
 
-use super::factors::{delete_factor_rows, insert_factor_row};
+use super::codes::count_sends;
+use super::factors::{delete_all_factors, delete_factor_rows, insert_factor_row, write_factor_row};
 use super::jobs::insert_job;
 use super::logins::{insert_device, insert_proposal, insert_session};
 use super::rows::*;
+use super::security::*;
 use rusqlite::{params, Connection};
 use twofold_core::messaging::*;
 use twofold_core::ports::StoreError;
@@ -62,14 +64,10 @@ fn apply(c: &Connection, effect: Effect) -> Result<(), StoreError> {
                 "UPDATE factors SET destination = ?1, version = version + 1 WHERE id = ?2",
                 params![destination, factor_id],
             )?;
-            // Codes already sent to the old number must not outlive the swap.
-            c.prepare_cached("DELETE FROM otp_codes WHERE factor_id = ?1 AND used_at IS NULL")
-                .and_then(|mut s| s.execute(params![factor_id]))
-                .map(|_| ())
-                .map_err(backend)
+            kill_unused_codes(c, &factor_id)
         }
         Effect::InsertCode { code, limits } => {
-            super::codes::count_sends(c, &limits, code.created_at)?;
+            count_sends(c, &limits, code.created_at)?;
             super::codes::insert_code(c, &code)
         }
         Effect::StartPhoneChange(pc) => {
@@ -215,5 +213,78 @@ fn apply(c: &Connection, effect: Effect) -> Result<(), StoreError> {
             "DELETE FROM webhooks WHERE id = ?1 AND tenant_id = ?2",
             params![id, tenant_id],
         ),
+        Effect::ReplaceRecoveryCodes {
+            tenant_id,
+            user_id,
+            hashes,
+            hash_key_id,
+            at,
+        } => replace_recovery_codes(c, tenant_id, user_id, &hashes, &hash_key_id, at),
+        // INV-02: the one statement that spends a recovery code.
+        Effect::UseRecoveryCode {
+            user_id,
+            code_hash,
+            at,
+        } => changed_one(
+            c,
+            "UPDATE recovery_codes SET used_at = ?1
+             WHERE user_id = ?2 AND code_hash = ?3 AND used_at IS NULL",
+            params![at, user_id, code_hash],
+        ),
+        Effect::CountFailure { limits, at } => count_sends(c, &limits, at),
+        Effect::DeleteAllFactors { user_id } => delete_all_factors(c, user_id),
+        Effect::InsertRevertLink(link) => insert_revert_link(c, &link),
+        Effect::UseRevertLink { id, at } => changed_one(
+            c,
+            "UPDATE revert_links SET used_at = ?1
+             WHERE id = ?2 AND used_at IS NULL AND expires_at > ?1",
+            params![at, id],
+        ),
+        Effect::SetFrozen { user_id, frozen_at } => changed_one(
+            c,
+            "UPDATE users SET frozen_at = ?1 WHERE id = ?2",
+            params![frozen_at, user_id],
+        ),
+        // Without the per-user cap: the factor counted when it was enrolled.
+        Effect::RestoreFactor(factor) => write_factor_row(c, &factor).map_err(|e| match e {
+            StoreError::Conflict("factor_exists") => STATE_CHANGED,
+            other => other,
+        }),
+        Effect::RestorePhone {
+            factor_id,
+            expected,
+            phone,
+        } => {
+            changed_one(
+                c,
+                "UPDATE factors SET destination = ?1, version = version + 1
+                 WHERE id = ?2 AND destination = ?3",
+                params![phone, factor_id, expected],
+            )?;
+            kill_unused_codes(c, &factor_id)
+        }
+        Effect::InsertAppPassword(p) => insert_app_password(c, &p),
+        Effect::RevokeAppPassword { id, user_id, at } => changed_one(
+            c,
+            "UPDATE app_passwords SET revoked_at = ?1
+             WHERE id = ?2 AND user_id = ?3 AND revoked_at IS NULL",
+            params![at, id, user_id],
+        ),
+        // Forward only (requests finish out of order), like a session's last_seen_at.
+        Effect::TouchAppPassword { id, at } => changed_one(
+            c,
+            "UPDATE app_passwords SET last_used_at = MAX(COALESCE(last_used_at, ?1), ?1)
+             WHERE id = ?2 AND revoked_at IS NULL",
+            params![at, id],
+        ),
+        Effect::InsertLoginRecord(record) => insert_login_record(c, &record),
     }
+}
+
+/// Codes already sent to a factor's old number must not outlive a swap of the number.
+fn kill_unused_codes(c: &Connection, factor_id: &str) -> Result<(), StoreError> {
+    c.prepare_cached("DELETE FROM otp_codes WHERE factor_id = ?1 AND used_at IS NULL")
+        .and_then(|mut s| s.execute(params![factor_id]))
+        .map(|_| ())
+        .map_err(backend)
 }

@@ -1,10 +1,11 @@
 //! Factor writes: enrolment under the per-user cap, TOTP attempts (INV-01, INV-03), deletion
-//! and the failure charging shared with one-time codes.
+//! and the failure charging and failure budgets shared with one-time codes.
 
+use super::codes::{count_sends, counts, deny};
 use super::effects::apply_effects;
 use super::rows::*;
 use rusqlite::{params, Connection, OptionalExtension};
-use twofold_core::messaging::NewMessage;
+use twofold_core::messaging::SendLimit;
 use twofold_core::model::*;
 use twofold_core::ports::*;
 use twofold_core::throttle::{after_failure, ThrottleState};
@@ -21,9 +22,15 @@ pub(super) fn insert_factor_row(
         .prepare_cached("SELECT COUNT(*) FROM factors WHERE user_id = ?1")
         .and_then(|mut s| s.query_row(params![f.user_id], |r| r.get(0)))
         .map_err(backend)?;
-    if count >= max_per_user as i64 {
+    if count >= i64::try_from(max_per_user).unwrap_or(i64::MAX) {
         return Err(StoreError::Conflict("too_many_factors"));
     }
+    write_factor_row(c, f)
+}
+
+/// Inserts the factor row exactly as given, without the per-user cap (putting back a factor
+/// that was removed); a factor with its id is the conflict `factor_exists`.
+pub(super) fn write_factor_row(c: &Connection, f: &Factor) -> Result<(), StoreError> {
     c.prepare_cached(&format!(
         "INSERT INTO factors ({FACTOR_COLS})
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
@@ -84,6 +91,20 @@ pub(super) fn delete_factor_rows(
     Ok(true)
 }
 
+/// Removes every factor of the user as [`delete_factor_rows`] does, and their recovery codes.
+pub(super) fn delete_all_factors(c: &Connection, user_id: i64) -> Result<(), StoreError> {
+    let ids: Vec<String> = all(
+        c,
+        "SELECT id FROM factors WHERE user_id = ?1",
+        params![user_id],
+        |r| r.get(0),
+    )?;
+    for id in &ids {
+        delete_factor_rows(c, id, None)?;
+    }
+    super::security::delete_recovery_codes(c, user_id)
+}
+
 /// Clears failures, backoff and lock. Returns false when there is no such factor.
 pub(super) fn unlock_factor_row(c: &Connection, factor_id: &str) -> Result<bool, StoreError> {
     let n = c
@@ -120,15 +141,15 @@ pub(super) fn attempt_row(c: &Connection, id: &str) -> Result<Option<AttemptRow>
 }
 
 /// Counts one failure on an open factor (INV-03). If that locks it, writes a `factor.lock`
-/// audit row (derived from `audit`) and queues `on_lock`, which is taken so that one
-/// operation queues its lock notice at most once.
+/// audit row (derived from `audit`); the effects of `reactions` that fall due (the lock, the
+/// start of the backoff) are applied, each list at most once per operation.
 pub(super) fn charge_failure(
     c: &Connection,
     factor_id: &str,
     throttle: ThrottleState,
     now: i64,
     audit: &AuditRecord,
-    on_lock: &mut Option<NewMessage>,
+    reactions: &mut OnFailure,
 ) -> Result<(), StoreError> {
     let next = after_failure(throttle, now);
     c.prepare_cached(
@@ -147,11 +168,19 @@ pub(super) fn charge_failure(
     .map_err(backend)?;
     if next.is_locked() && !throttle.is_locked() {
         insert_audit(c, &lock_audit(audit, factor_id, next.failures))?;
-        if let Some(notice) = on_lock.take() {
-            insert_message(c, &notice)?;
-        }
     }
-    Ok(())
+    apply_effects(c, reactions.due(throttle, next))
+}
+
+/// Whether the attempt's failure budgets are used up (see [`budgets_full`]), and it is to be
+/// refused unjudged. With one writer nothing comes between this read and the count of a
+/// failure, so the budgets are exact.
+pub(super) fn budgets_used_up(
+    c: &Connection,
+    budgets: &[SendLimit],
+    now: i64,
+) -> Result<bool, StoreError> {
+    Ok(budgets_full(budgets, &counts(c, budgets, now)?))
 }
 
 /// The body of [`Store::attempt`], run inside the writer's transaction.
@@ -162,8 +191,19 @@ pub(super) fn run_attempt(c: &Connection, a: Attempt) -> Result<AttemptOutcome, 
         now,
         audit,
         on_accept,
-        mut on_lock,
+        on_lock,
+        on_backoff,
+        budgets,
     } = a;
+    // The failure budgets first, before anything about the factors is looked at: a full one
+    // refuses even a right code, and nothing is judged or counted.
+    if budgets_used_up(c, &budgets, now)? {
+        return deny(c, audit, RejectReason::Throttled);
+    }
+    let mut reactions = OnFailure {
+        on_lock,
+        on_backoff,
+    };
     let mut reason = RejectReason::WrongCode;
     if let Some(m) = &matched {
         // INV-01: the one consume statement. Replay, staleness, lock and backoff are all
@@ -227,9 +267,11 @@ pub(super) fn run_attempt(c: &Connection, a: Attempt) -> Result<AttemptOutcome, 
     }
     // Failure path: count one failure on every candidate that is open (INV-03).
     let (reason, charge) = failures_to_charge(reason, rows, now);
-    for (id, throttle) in charge {
-        charge_failure(c, id, throttle, now, &audit, &mut on_lock)?;
+    if failure_was_judged(reason, charge.len()) {
+        count_sends(c, &budgets, now)?;
     }
-    insert_audit(c, &denied(audit, reason.as_str()))?;
-    Ok(AttemptOutcome::Rejected { reason })
+    for (id, throttle) in charge {
+        charge_failure(c, id, throttle, now, &audit, &mut reactions)?;
+    }
+    deny(c, audit, reason)
 }

@@ -7,7 +7,7 @@
 //! decide against current data (INV-10).
 
 use super::rows::*;
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection};
 use twofold_core::login::*;
 use twofold_core::ports::StoreError;
 
@@ -106,30 +106,6 @@ pub(super) fn insert_device(c: &Connection, d: &TrustedDevice) -> Result<(), Sto
     })
     .map(|_| ())
     .map_err(conflict_on_duplicate("device_exists"))
-}
-
-/// One row by a unique key, or none.
-fn one<T, P: rusqlite::Params>(
-    c: &Connection,
-    sql: &str,
-    p: P,
-    row: impl FnOnce(&Row) -> rusqlite::Result<T>,
-) -> Result<Option<T>, StoreError> {
-    c.prepare_cached(sql)
-        .and_then(|mut s| s.query_row(p, row).optional())
-        .map_err(backend)
-}
-
-/// Every row of a query, in its order.
-fn all<T, P: rusqlite::Params>(
-    c: &Connection,
-    sql: &str,
-    p: P,
-    row: impl FnMut(&Row) -> rusqlite::Result<T>,
-) -> Result<Vec<T>, StoreError> {
-    let mut s = c.prepare_cached(sql).map_err(backend)?;
-    let rows = s.query_map(p, row).map_err(backend)?;
-    rows.collect::<Result<_, _>>().map_err(backend)
 }
 
 pub(super) fn policy(c: &Connection, tenant_id: i64) -> Result<Option<StoredPolicy>, StoreError> {

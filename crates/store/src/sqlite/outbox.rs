@@ -161,23 +161,40 @@ pub(super) fn prune_chunk(
 ) -> Result<(u64, bool), StoreError> {
     let mut total = 0;
     let mut more = false;
-    for sql in [
-        "DELETE FROM outbox WHERE id IN
-           (SELECT id FROM outbox
-            WHERE status IN ('sent', 'failed') AND created_at < ?1 LIMIT ?3)",
-        "DELETE FROM otp_codes WHERE id IN
-           (SELECT id FROM otp_codes WHERE expires_at <= ?2 LIMIT ?3)",
+    let grace_end = now.saturating_sub(REVERT_LINK_GRACE_MS);
+    let deletes: [(&str, &[&dyn rusqlite::ToSql]); 4] = [
+        (
+            "DELETE FROM outbox WHERE id IN
+               (SELECT id FROM outbox
+                WHERE status IN ('sent', 'failed') AND created_at < ?1 LIMIT ?2)",
+            params![before, chunk],
+        ),
+        (
+            "DELETE FROM otp_codes WHERE id IN
+               (SELECT id FROM otp_codes WHERE expires_at <= ?1 LIMIT ?2)",
+            params![now, chunk],
+        ),
         // Expired changes are dead whatever their state; finished ones are kept as long as
         // messages are, so a client can still read how its change ended.
-        "DELETE FROM phone_changes WHERE id IN
-           (SELECT id FROM phone_changes
-            WHERE expires_at <= ?2
-               OR (state IN ('done', 'cancelled') AND updated_at < ?1)
-            LIMIT ?3)",
-    ] {
+        (
+            "DELETE FROM phone_changes WHERE id IN
+               (SELECT id FROM phone_changes
+                WHERE expires_at <= ?2
+                   OR (state IN ('done', 'cancelled') AND updated_at < ?1)
+                LIMIT ?3)",
+            params![before, now, chunk],
+        ),
+        // Used or not, a "this wasn't me" link is kept for a grace period after it expired.
+        (
+            "DELETE FROM revert_links WHERE id IN
+               (SELECT id FROM revert_links WHERE expires_at <= ?1 LIMIT ?2)",
+            params![grace_end, chunk],
+        ),
+    ];
+    for (sql, p) in deletes {
         let n = c
             .prepare_cached(sql)
-            .and_then(|mut s| s.execute(params![before, now, chunk]))
+            .and_then(|mut s| s.execute(p))
             .map_err(backend)? as u64;
         total += n;
         more |= n >= chunk;

@@ -1,11 +1,12 @@
 //! Error mapping, column lists and row mappers shared by every part of the SQLite store.
 
 pub(super) use crate::common::*;
-use rusqlite::{params, Connection, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 use twofold_core::login::*;
 use twofold_core::messaging::*;
 use twofold_core::model::*;
 use twofold_core::ports::*;
+use twofold_core::security::*;
 
 pub(super) fn backend(e: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode::*;
@@ -33,6 +34,30 @@ pub(super) fn conflict_on_duplicate(what: &'static str) -> impl Fn(rusqlite::Err
             backend(e)
         }
     }
+}
+
+/// One row by a unique key, or none.
+pub(super) fn one<T, P: rusqlite::Params>(
+    c: &Connection,
+    sql: &str,
+    p: P,
+    row: impl FnOnce(&Row) -> rusqlite::Result<T>,
+) -> Result<Option<T>, StoreError> {
+    c.prepare_cached(sql)
+        .and_then(|mut s| s.query_row(p, row).optional())
+        .map_err(backend)
+}
+
+/// Every row of a query, in its order.
+pub(super) fn all<T, P: rusqlite::Params>(
+    c: &Connection,
+    sql: &str,
+    p: P,
+    row: impl FnMut(&Row) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, StoreError> {
+    let mut s = c.prepare_cached(sql).map_err(backend)?;
+    let rows = s.query_map(p, row).map_err(backend)?;
+    rows.collect::<Result<_, _>>().map_err(backend)
 }
 
 pub(super) fn insert_audit(c: &Connection, a: &AuditRecord) -> Result<(), StoreError> {
@@ -299,5 +324,49 @@ pub(super) fn device_row(r: &Row) -> rusqlite::Result<TrustedDevice> {
         expires_at: r.get(7)?,
         last_used_at: r.get(8)?,
         revoked_at: r.get(9)?,
+    })
+}
+
+pub(super) fn revert_link_row(r: &Row) -> rusqlite::Result<RevertLink> {
+    Ok(RevertLink {
+        id: r.get(0)?,
+        token_hash: r.get(1)?,
+        tenant_id: r.get(2)?,
+        user_id: r.get(3)?,
+        undo: r.get(4)?,
+        change: r.get(5)?,
+        created_at: r.get(6)?,
+        expires_at: r.get(7)?,
+        used_at: r.get(8)?,
+    })
+}
+
+pub(super) fn app_password_row(r: &Row) -> rusqlite::Result<AppPassword> {
+    Ok(AppPassword {
+        id: r.get(0)?,
+        token_hash: r.get(1)?,
+        tenant_id: r.get(2)?,
+        user_id: r.get(3)?,
+        client_id: r.get(4)?,
+        label: r.get(5)?,
+        generation: r.get(6)?,
+        created_at: r.get(7)?,
+        last_used_at: r.get(8)?,
+        revoked_at: r.get(9)?,
+    })
+}
+
+pub(super) fn login_record_row(r: &Row) -> rusqlite::Result<LoginRecord> {
+    Ok(LoginRecord {
+        tenant_id: r.get(0)?,
+        user_id: r.get(1)?,
+        at: r.get(2)?,
+        ip: r.get(3)?,
+        network: r.get(4)?,
+        country: r.get(5)?,
+        lat_e4: r.get(6)?,
+        lon_e4: r.get(7)?,
+        device: r.get(8)?,
+        ua_family: r.get(9)?,
     })
 }
