@@ -133,7 +133,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Meta {
             // A client-chosen id lands in audit rows: keep it short and printable.
             .filter(|v| v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
             .map(str::to_string);
-        Ok(Meta(RequestMeta { ip, request_id }))
+        Ok(Meta(RequestMeta {
+            ip,
+            request_id,
+            client_ip: None,
+        }))
     }
 }
 

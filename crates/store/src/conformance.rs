@@ -423,7 +423,7 @@ pub async fn failures_back_off_then_lock(s: DynStore) {
         .unwrap();
     assert_eq!(locks.len(), 1);
     assert!(s
-        .unlock_factor("fac_a", audit("factor.unlock", Some(t.id), now), None)
+        .unlock_factor("fac_a", audit("factor.unlock", Some(t.id), now), vec![])
         .await
         .unwrap());
     assert_eq!(
@@ -431,7 +431,7 @@ pub async fn failures_back_off_then_lock(s: DynStore) {
         accepted()
     );
     assert!(!s
-        .unlock_factor("fac_missing", audit("factor.unlock", Some(t.id), now), None)
+        .unlock_factor("fac_missing", audit("factor.unlock", Some(t.id), now), vec![])
         .await
         .unwrap());
 }

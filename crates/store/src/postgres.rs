@@ -193,6 +193,19 @@ impl Store for PgStore {
         .await)
     }
 
+    async fn tenant_by_id(&self, id: i64) -> StoreResult<Option<Tenant>> {
+        let client = self.client().await?;
+        query_opt(
+            &client,
+            &format!("SELECT {TENANT_COLS} FROM tenants WHERE id = $1"),
+            &[&id],
+        )
+        .await?
+        .as_ref()
+        .map(tenant_row)
+        .transpose()
+    }
+
     async fn tenant_by_slug(&self, slug: &str) -> StoreResult<Option<Tenant>> {
         let client = self.client().await?;
         query_opt(
@@ -414,15 +427,13 @@ impl Store for PgStore {
         &self,
         factor_id: &str,
         audit: AuditRecord,
-        notice: Option<NewMessage>,
+        notice: Vec<Effect>,
     ) -> StoreResult<bool> {
         in_tx!(self, |tx| async {
             let unlocked = factors::unlock_factor_row(&tx, factor_id).await?;
             if unlocked {
                 insert_audit(&tx, &audit).await?;
-                if let Some(m) = &notice {
-                    insert_message(&tx, m).await?;
-                }
+                effects::apply_effects(&tx, notice).await?;
             }
             Ok(unlocked)
         }

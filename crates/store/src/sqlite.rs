@@ -417,6 +417,19 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn tenant_by_id(&self, id: i64) -> StoreResult<Option<Tenant>> {
+        self.point_read(move |c| {
+            c.query_row(
+                &format!("SELECT {TENANT_COLS} FROM tenants WHERE id = ?1"),
+                params![id],
+                tenant_row,
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
     async fn tenant_by_slug(&self, slug: &str) -> StoreResult<Option<Tenant>> {
         let slug = slug.to_string();
         self.point_read(move |c| {
@@ -617,14 +630,14 @@ impl Store for SqliteStore {
         &self,
         factor_id: &str,
         audit: AuditRecord,
-        notice: Option<NewMessage>,
+        notice: Vec<Effect>,
     ) -> StoreResult<bool> {
         let factor_id = factor_id.to_string();
         self.write(move |c| {
             let unlocked = factors::unlock_factor_row(c, &factor_id)?;
             if unlocked {
                 insert_audit(c, &audit)?;
-                notice.iter().try_for_each(|m| insert_message(c, m))?;
+                effects::apply_effects(c, notice)?;
             }
             Ok(unlocked)
         })

@@ -101,7 +101,7 @@ async fn unlock(s: &DynStore, t: &Tenant, factor_id: &str, at: i64, notice: NewM
     s.unlock_factor(
         factor_id,
         audit("factor.unlock", Some(t.id), at),
-        Some(notice),
+        vec![Effect::Enqueue(notice)],
     )
     .await
     .unwrap()

@@ -362,6 +362,14 @@ async fn apply(tx: &Tx<'_>, effect: Effect) -> Result<(), StoreError> {
             .await
         }
         Effect::InsertLoginRecord(record) => insert_login_record(tx, &record).await,
+        Effect::UnlockUserFactors { user_id } => exec(
+            tx,
+            "UPDATE factors SET failures = 0, blocked_until = NULL, locked_at = NULL
+             WHERE user_id = $1 AND (failures <> 0 OR locked_at IS NOT NULL)",
+            &[&user_id],
+        )
+        .await
+        .map(|_| ()),
     }
 }
 

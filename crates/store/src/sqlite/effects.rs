@@ -278,6 +278,14 @@ fn apply(c: &Connection, effect: Effect) -> Result<(), StoreError> {
             params![at, id],
         ),
         Effect::InsertLoginRecord(record) => insert_login_record(c, &record),
+        Effect::UnlockUserFactors { user_id } => c
+            .prepare_cached(
+                "UPDATE factors SET failures = 0, blocked_until = NULL, locked_at = NULL
+                 WHERE user_id = ?1 AND (failures <> 0 OR locked_at IS NOT NULL)",
+            )
+            .and_then(|mut s| s.execute(params![user_id]))
+            .map(|_| ())
+            .map_err(backend),
     }
 }
 
