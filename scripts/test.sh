@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a used one:
 #   1. installs what the tests need and nobody here wrote: oathtool, zbarimg (zbar-tools),
-#      Python's pyotp, openapi-spec-validator and aiosmtpd (the SMTP server the delivery tests
-#      send real mail to), and PostgreSQL (the store conformance suite runs against it): started
-#      if installed, installed with apt-get if not, with trust auth for loopback TCP. Set
+#      Python's pyotp, openapi-spec-validator, aiosmtpd (the SMTP server the delivery tests
+#      send real mail to) and mmdb-writer (writes the MaxMind DB the geo tests read), and
+#      PostgreSQL (the store conformance suite runs against it): started if installed,
+#      installed with apt-get if not, with trust auth for loopback TCP. Set
 #      TWOFOLD_TEST_PG_URL to test against another server instead (then nothing is started);
 #   2. checks formatting and lints (cargo fmt, cargo clippy -D warnings);
 #   3. runs every test of the workspace (cargo test);
@@ -35,6 +36,7 @@ need_pip=()
 python3 -c 'import pyotp' >/dev/null 2>&1 || need_pip+=(pyotp)
 python3 -c 'import openapi_spec_validator' >/dev/null 2>&1 || need_pip+=(openapi-spec-validator)
 python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need_pip+=(aiosmtpd)
+python3 -c 'import mmdb_writer' >/dev/null 2>&1 || need_pip+=(mmdb-writer)
 if [ "${#need_pip[@]}" -gt 0 ]; then
     step "installing ${need_pip[*]} (pip)"
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${need_pip[@]}"
@@ -83,6 +85,7 @@ echo "oathtool: $(oathtool --version | head -n1)"
 echo "zbarimg:  $(zbarimg --version 2>&1 | head -n1)"
 echo "pyotp:    $(python3 -c 'import pyotp; print(pyotp.__version__ if hasattr(pyotp, "__version__") else "installed")')"
 echo "aiosmtpd: $(python3 -c 'import aiosmtpd; print(aiosmtpd.__version__)')"
+echo "mmdb-writer: $(python3 -c 'import mmdb_writer; print(mmdb_writer.__version__)')"
 echo "postgres: PostgreSQL ${pg_version}"
 
 step "cargo fmt --check"

@@ -12,6 +12,7 @@ pub mod model;
 pub mod phone_change;
 pub mod policy;
 pub mod ports;
+pub mod risk;
 pub mod security;
 pub mod service;
 pub mod throttle;
