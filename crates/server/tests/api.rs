@@ -997,6 +997,7 @@ async fn enrolment_options_are_honoured() {
         secret: secret.clone(),
         params,
         enrolment: body,
+        recovery_codes: Vec::new(),
     };
     let code = app.code_at_offset(&secret, &params, 0);
     assert_eq!(code.len(), 8);
