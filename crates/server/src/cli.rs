@@ -61,10 +61,13 @@ pub enum Command {
     #[command(subcommand)]
     Policy(PolicyCmd),
     /// Write a consistent copy of the live SQLite database to FILE (safe while serving); on
-    /// PostgreSQL use pg_dump.
+    /// PostgreSQL use pg_dump. The copy holds no key: back up master.key and hashing.key too.
     Backup {
         #[arg(long, value_name = "FILE")]
         to: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -533,41 +536,121 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
             };
             println!("{code}");
         }
-        Command::Backup { to } => {
-            if to.exists() {
-                return Err(CliError::Usage(format!(
-                    "{} exists; choose a new file name",
-                    to.display()
-                )));
-            }
-            let path = match database(&config)? {
-                Database::Sqlite(path) => path,
-                Database::Postgres(_) => {
-                    return Err(CliError::Usage(
-                        "twofold backup copies the embedded SQLite database, and this server \
-                         uses PostgreSQL (database_url): back it up with PostgreSQL's own tools, \
-                         e.g. `pg_dump --format=custom --file=FILE DATABASE`, and keep \
-                         master.key and hashing.key with it (see docs/OPERATIONS.md)"
-                            .into(),
-                    ))
-                }
-            };
-            crate::keys::ensure_data_dir(&config.data_dir)
-                .map_err(crate::app::StartupError::from)?;
-            let store =
-                twofold_store::SqliteStore::open(path).map_err(crate::app::StartupError::from)?;
-            store
-                .backup_to(to.clone())
-                .await
-                .map_err(|e| CliError::Usage(format!("backup failed: {e}")))?;
-            println!("backup written to {}", to.display());
-        }
+        Command::Backup { to, force } => backup(&config, to, force).await?,
         Command::Audit(AuditCmd::Prune) => {
             let n = core(&config).await?.prune_audit().await?;
             println!("pruned {n} audit rows");
         }
     }
     Ok(())
+}
+
+/// `twofold backup`: the online copy (see `twofold_store::backup` for why it is consistent
+/// beside a running server), with progress on stderr for databases that take several steps.
+async fn backup(config: &Config, to: PathBuf, force: bool) -> Result<(), CliError> {
+    let path = match database(config)? {
+        Database::Sqlite(path) => path,
+        Database::Postgres(_) => {
+            return Err(CliError::Usage(
+                "twofold backup copies the embedded SQLite database, and this server \
+                 uses PostgreSQL (database_url): back it up with PostgreSQL's own tools, \
+                 e.g. `pg_dump --format=custom --file=FILE DATABASE`, and keep \
+                 master.key and hashing.key with it (see docs/DEPLOYMENT.md)"
+                    .into(),
+            ))
+        }
+    };
+    let opts = twofold_store::BackupOptions {
+        overwrite: force,
+        ..Default::default()
+    };
+    let dest = to.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        let mut shown = Progress::default();
+        twofold_store::backup(&path, &dest, &opts, &mut |p| {
+            shown.show("backup", p.pages_done, p.pages_total, "pages");
+        })
+    })
+    .await
+    .map_err(|e| CliError::Usage(format!("backup failed: {e}")))?
+    .map_err(|e| {
+        use twofold_store::BackupError;
+        CliError::Usage(match e {
+            BackupError::Exists(p) => format!(
+                "{} already exists; choose a new file name, or pass --force to replace it",
+                p.display()
+            ),
+            BackupError::NoSource(p) => format!(
+                "there is no database at {}; pass the server's --data-dir (or --config)",
+                p.display()
+            ),
+            other => format!("backup failed, nothing was written: {other}"),
+        })
+    })?;
+    println!(
+        "backup written to {} ({:.1} MiB, mode 0600)",
+        to.display(),
+        report.bytes as f64 / (1024.0 * 1024.0)
+    );
+    println!(
+        "IMPORTANT: the backup holds no key. Keep a copy of the master key ({}) and the \
+         hashing key ({}) apart from it: without the master key no TOTP seed in the backup can \
+         be unsealed, and without the hashing key no API key works.",
+        key_source(
+            config.master_key.is_some(),
+            &config.data_dir,
+            "master.key",
+            "TWOFOLD_MASTER_KEY"
+        ),
+        key_source(
+            config.hashing_key.is_some(),
+            &config.data_dir,
+            "hashing.key",
+            "TWOFOLD_HASHING_KEY"
+        ),
+    );
+    Ok(())
+}
+
+/// Where a key comes from, for messages: the environment/config, or its file.
+fn key_source(from_config: bool, data_dir: &std::path::Path, file: &str, env: &str) -> String {
+    if from_config {
+        format!("{env} or the config file")
+    } else {
+        data_dir.join(file).display().to_string()
+    }
+}
+
+/// Progress lines on stderr for long copies: shown only once the work takes more than one
+/// step, then at most once a second, and always at the end.
+#[derive(Default)]
+struct Progress {
+    steps: u64,
+    last: Option<std::time::Instant>,
+}
+
+impl Progress {
+    fn show(&mut self, what: &str, done: u64, total: u64, unit: &str) {
+        self.steps += 1;
+        if self.steps == 1 && done >= total {
+            return;
+        }
+        self.show_always(what, done, total, unit);
+    }
+
+    /// The same, but a piece of work done in one step gets its line too.
+    fn show_always(&mut self, what: &str, done: u64, total: u64, unit: &str) {
+        let finished = done >= total;
+        let due = match self.last {
+            None => true,
+            Some(t) => t.elapsed() >= std::time::Duration::from_secs(1),
+        };
+        if due || finished {
+            let pct = (done * 100).checked_div(total).unwrap_or(100);
+            eprintln!("{what}: {done}/{total} {unit} ({pct}%)");
+            self.last = Some(std::time::Instant::now());
+        }
+    }
 }
 
 async fn shutdown_signal() {

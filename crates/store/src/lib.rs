@@ -4,6 +4,7 @@
 //! - [`PgStore`]: PostgreSQL, for several nodes sharing one database (pooled `tokio-postgres`,
 //!   conditional writes and row locks instead of a single writer).
 //! - [`conformance`]: the suite every backend must pass, run against both.
+//! - [`backup`]: online copies of the SQLite database.
 
 mod common;
 pub mod conformance;
@@ -12,4 +13,5 @@ mod postgres;
 mod sqlite;
 
 pub use postgres::{PgStore, POOL_SIZE};
+pub use sqlite::backup::{backup, BackupError, BackupOptions, BackupProgress, BackupReport};
 pub use sqlite::{SqliteStore, MAX_BATCH};
