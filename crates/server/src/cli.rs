@@ -69,6 +69,17 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Copy an embedded (SQLite) install into an empty PostgreSQL database, verified by row
+    /// counts and checksums. Stop every server on the SQLite database first.
+    MigrateStore {
+        /// The SQLite database [default: sqlite://<data_dir>/twofold.db].
+        #[arg(long, value_name = "sqlite://PATH")]
+        from: Option<String>,
+        /// The empty PostgreSQL database [default: database_url, e.g. TWOFOLD_DATABASE_URL].
+        /// Other users of the machine can read flags: prefer the environment for a password.
+        #[arg(long, value_name = "postgres://URL")]
+        to: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -537,6 +548,7 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
             println!("{code}");
         }
         Command::Backup { to, force } => backup(&config, to, force).await?,
+        Command::MigrateStore { from, to } => migrate_store(&config, from, to).await?,
         Command::Audit(AuditCmd::Prune) => {
             let n = core(&config).await?.prune_audit().await?;
             println!("pruned {n} audit rows");
@@ -592,33 +604,112 @@ async fn backup(config: &Config, to: PathBuf, force: bool) -> Result<(), CliErro
         to.display(),
         report.bytes as f64 / (1024.0 * 1024.0)
     );
+    let [master, hashing] = key_sources(config);
     println!(
-        "IMPORTANT: the backup holds no key. Keep a copy of the master key ({}) and the \
-         hashing key ({}) apart from it: without the master key no TOTP seed in the backup can \
-         be unsealed, and without the hashing key no API key works.",
-        key_source(
-            config.master_key.is_some(),
-            &config.data_dir,
-            "master.key",
-            "TWOFOLD_MASTER_KEY"
-        ),
-        key_source(
-            config.hashing_key.is_some(),
-            &config.data_dir,
-            "hashing.key",
-            "TWOFOLD_HASHING_KEY"
-        ),
+        "IMPORTANT: the backup holds no key. Keep a copy of the master key ({master}) and the \
+         hashing key ({hashing}) apart from it: without the master key no TOTP seed in the \
+         backup can be unsealed, and without the hashing key no API key works."
     );
     Ok(())
 }
 
-/// Where a key comes from, for messages: the environment/config, or its file.
-fn key_source(from_config: bool, data_dir: &std::path::Path, file: &str, env: &str) -> String {
-    if from_config {
-        format!("{env} or the config file")
-    } else {
-        data_dir.join(file).display().to_string()
+/// `twofold migrate-store`: see `twofold_store::transfer` for how nothing is lost.
+async fn migrate_store(
+    config: &Config,
+    from: Option<String>,
+    to: Option<String>,
+) -> Result<(), CliError> {
+    let source = match from {
+        None => config.data_dir.join("twofold.db"),
+        Some(url) => match url.strip_prefix("sqlite://") {
+            Some(path) if !path.is_empty() => PathBuf::from(path),
+            _ => {
+                return Err(CliError::Usage(format!(
+                    "--from takes sqlite://PATH to the twofold.db file (sqlite:///var/lib/\
+                     twofold/twofold.db for an absolute path), not {url}"
+                )))
+            }
+        },
+    };
+    let target = match to {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => url,
+        Some(_) => {
+            return Err(CliError::Usage(
+                "--to takes a postgres://user:password@host:5432/database URL".into(),
+            ))
+        }
+        None => match config.database() {
+            Ok(Database::Postgres(url)) => url,
+            _ => {
+                return Err(CliError::Usage(
+                    "pass --to postgres://user@host:5432/database (or set database_url, e.g. \
+                     TWOFOLD_DATABASE_URL, to the PostgreSQL database)"
+                        .into(),
+                ))
+            }
+        },
+    };
+    let shown = twofold_store::PgStore::redacted_url(&target);
+    eprintln!(
+        "copying SQLite {} into PostgreSQL {shown}",
+        source.display()
+    );
+    let mut table = String::new();
+    let mut progress = Progress::default();
+    let reports = twofold_store::transfer::sqlite_to_postgres(&source, &target, &mut |p| {
+        if p.table != table {
+            table = p.table.to_string();
+            progress = Progress::default();
+        }
+        // A line when a table is done (or a second passes), none before its first batch.
+        if p.copied > 0 || p.total == 0 {
+            progress.show_always(p.table, p.copied, p.total, "rows");
+        }
+    })
+    .await
+    .map_err(|e| CliError::Usage(e.to_string()))?;
+    println!(
+        "copied and verified {} tables (row counts and SHA-256 checksums match):",
+        reports.len()
+    );
+    for r in &reports {
+        println!(
+            "  {:<18} {:>10} rows  sha256 {}",
+            r.table, r.rows, r.checksum
+        );
     }
+    let [master, hashing] = key_sources(config);
+    println!(
+        "next: start every node with database_url = \"{shown}\" (TWOFOLD_DATABASE_URL, with \
+         the password) and the same keys: master key {master}, hashing key {hashing}. The \
+         SQLite file is untouched: keep it until you are satisfied, but start no server on it \
+         again."
+    );
+    Ok(())
+}
+
+/// Where the master and hashing keys come from, for messages: their files, or the
+/// environment/config.
+fn key_sources(config: &Config) -> [String; 2] {
+    let source = |set: bool, file: &str, env: &str| {
+        if set {
+            format!("{env} or the config file")
+        } else {
+            config.data_dir.join(file).display().to_string()
+        }
+    };
+    [
+        source(
+            config.master_key.is_some(),
+            "master.key",
+            "TWOFOLD_MASTER_KEY",
+        ),
+        source(
+            config.hashing_key.is_some(),
+            "hashing.key",
+            "TWOFOLD_HASHING_KEY",
+        ),
+    ]
 }
 
 /// Progress lines on stderr for long copies: shown only once the work takes more than one
