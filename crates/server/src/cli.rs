@@ -61,10 +61,24 @@ pub enum Command {
     #[command(subcommand)]
     Policy(PolicyCmd),
     /// Write a consistent copy of the live SQLite database to FILE (safe while serving); on
-    /// PostgreSQL use pg_dump.
+    /// PostgreSQL use pg_dump. The copy holds no key: back up master.key and hashing.key too.
     Backup {
         #[arg(long, value_name = "FILE")]
         to: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Copy an embedded (SQLite) install into an empty PostgreSQL database, verified by row
+    /// counts and checksums. Stop every server on the SQLite database first.
+    MigrateStore {
+        /// The SQLite database [default: sqlite://<data_dir>/twofold.db].
+        #[arg(long, value_name = "sqlite://PATH")]
+        from: Option<String>,
+        /// The empty PostgreSQL database [default: database_url, e.g. TWOFOLD_DATABASE_URL].
+        /// Other users of the machine can read flags: prefer the environment for a password.
+        #[arg(long, value_name = "postgres://URL")]
+        to: Option<String>,
     },
 }
 
@@ -587,41 +601,201 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
             };
             println!("{code}");
         }
-        Command::Backup { to } => {
-            if to.exists() {
-                return Err(CliError::Usage(format!(
-                    "{} exists; choose a new file name",
-                    to.display()
-                )));
-            }
-            let path = match database(&config)? {
-                Database::Sqlite(path) => path,
-                Database::Postgres(_) => {
-                    return Err(CliError::Usage(
-                        "twofold backup copies the embedded SQLite database, and this server \
-                         uses PostgreSQL (database_url): back it up with PostgreSQL's own tools, \
-                         e.g. `pg_dump --format=custom --file=FILE DATABASE`, and keep \
-                         master.key and hashing.key with it (see docs/OPERATIONS.md)"
-                            .into(),
-                    ))
-                }
-            };
-            crate::keys::ensure_data_dir(&config.data_dir)
-                .map_err(crate::app::StartupError::from)?;
-            let store =
-                twofold_store::SqliteStore::open(path).map_err(crate::app::StartupError::from)?;
-            store
-                .backup_to(to.clone())
-                .await
-                .map_err(|e| CliError::Usage(format!("backup failed: {e}")))?;
-            println!("backup written to {}", to.display());
-        }
+        Command::Backup { to, force } => backup(&config, to, force).await?,
+        Command::MigrateStore { from, to } => migrate_store(&config, from, to).await?,
         Command::Audit(AuditCmd::Prune) => {
             let n = core(&config).await?.prune_audit().await?;
             println!("pruned {n} audit rows");
         }
     }
     Ok(())
+}
+
+/// `twofold backup`: the online copy (see `twofold_store::backup` for why it is consistent
+/// beside a running server), with progress on stderr for databases that take several steps.
+async fn backup(config: &Config, to: PathBuf, force: bool) -> Result<(), CliError> {
+    let path = match database(config)? {
+        Database::Sqlite(path) => path,
+        Database::Postgres(_) => {
+            return Err(CliError::Usage(
+                "twofold backup copies the embedded SQLite database, and this server \
+                 uses PostgreSQL (database_url): back it up with PostgreSQL's own tools, \
+                 e.g. `pg_dump --format=custom --file=FILE DATABASE`, and keep \
+                 master.key and hashing.key with it (see docs/DEPLOYMENT.md)"
+                    .into(),
+            ))
+        }
+    };
+    let opts = twofold_store::BackupOptions {
+        overwrite: force,
+        ..Default::default()
+    };
+    let dest = to.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        let mut shown = Progress::default();
+        twofold_store::backup(&path, &dest, &opts, &mut |p| {
+            shown.show("backup", p.pages_done, p.pages_total, "pages");
+        })
+    })
+    .await
+    .map_err(|e| CliError::Usage(format!("backup failed: {e}")))?
+    .map_err(|e| {
+        use twofold_store::BackupError;
+        CliError::Usage(match e {
+            BackupError::Exists(p) => format!(
+                "{} already exists; choose a new file name, or pass --force to replace it",
+                p.display()
+            ),
+            BackupError::NoSource(p) => format!(
+                "there is no database at {}; pass the server's --data-dir (or --config)",
+                p.display()
+            ),
+            other => format!("backup failed, nothing was written: {other}"),
+        })
+    })?;
+    println!(
+        "backup written to {} ({:.1} MiB, mode 0600)",
+        to.display(),
+        report.bytes as f64 / (1024.0 * 1024.0)
+    );
+    let [master, hashing] = key_sources(config);
+    println!(
+        "IMPORTANT: the backup holds no key. Keep a copy of the master key ({master}) and the \
+         hashing key ({hashing}) apart from it: without the master key no TOTP seed in the \
+         backup can be unsealed, and without the hashing key no API key works."
+    );
+    Ok(())
+}
+
+/// `twofold migrate-store`: see `twofold_store::transfer` for how nothing is lost.
+async fn migrate_store(
+    config: &Config,
+    from: Option<String>,
+    to: Option<String>,
+) -> Result<(), CliError> {
+    let source = match from {
+        None => config.data_dir.join("twofold.db"),
+        Some(url) => match url.strip_prefix("sqlite://") {
+            Some(path) if !path.is_empty() => PathBuf::from(path),
+            _ => {
+                return Err(CliError::Usage(format!(
+                    "--from takes sqlite://PATH to the twofold.db file (sqlite:///var/lib/\
+                     twofold/twofold.db for an absolute path), not {url}"
+                )))
+            }
+        },
+    };
+    let target = match to {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => url,
+        Some(_) => {
+            return Err(CliError::Usage(
+                "--to takes a postgres://user:password@host:5432/database URL".into(),
+            ))
+        }
+        None => match config.database() {
+            Ok(Database::Postgres(url)) => url,
+            _ => {
+                return Err(CliError::Usage(
+                    "pass --to postgres://user@host:5432/database (or set database_url, e.g. \
+                     TWOFOLD_DATABASE_URL, to the PostgreSQL database)"
+                        .into(),
+                ))
+            }
+        },
+    };
+    let shown = twofold_store::PgStore::redacted_url(&target);
+    eprintln!(
+        "copying SQLite {} into PostgreSQL {shown}",
+        source.display()
+    );
+    let mut table = String::new();
+    let mut progress = Progress::default();
+    let reports = twofold_store::transfer::sqlite_to_postgres(&source, &target, &mut |p| {
+        if p.table != table {
+            table = p.table.to_string();
+            progress = Progress::default();
+        }
+        // A line when a table is done (or a second passes), none before its first batch.
+        if p.copied > 0 || p.total == 0 {
+            progress.show_always(p.table, p.copied, p.total, "rows");
+        }
+    })
+    .await
+    .map_err(|e| CliError::Usage(e.to_string()))?;
+    println!(
+        "copied and verified {} tables (row counts and SHA-256 checksums match):",
+        reports.len()
+    );
+    for r in &reports {
+        println!(
+            "  {:<18} {:>10} rows  sha256 {}",
+            r.table, r.rows, r.checksum
+        );
+    }
+    let [master, hashing] = key_sources(config);
+    println!(
+        "next: start every node with database_url = \"{shown}\" (TWOFOLD_DATABASE_URL, with \
+         the password) and the same keys: master key {master}, hashing key {hashing}. The \
+         SQLite file is untouched: keep it until you are satisfied, but start no server on it \
+         again."
+    );
+    Ok(())
+}
+
+/// Where the master and hashing keys come from, for messages: their files, or the
+/// environment/config.
+fn key_sources(config: &Config) -> [String; 2] {
+    let source = |set: bool, file: &str, env: &str| {
+        if set {
+            format!("{env} or the config file")
+        } else {
+            config.data_dir.join(file).display().to_string()
+        }
+    };
+    [
+        source(
+            config.master_key.is_some(),
+            "master.key",
+            "TWOFOLD_MASTER_KEY",
+        ),
+        source(
+            config.hashing_key.is_some(),
+            "hashing.key",
+            "TWOFOLD_HASHING_KEY",
+        ),
+    ]
+}
+
+/// Progress lines on stderr for long copies: shown only once the work takes more than one
+/// step, then at most once a second, and always at the end.
+#[derive(Default)]
+struct Progress {
+    steps: u64,
+    last: Option<std::time::Instant>,
+}
+
+impl Progress {
+    fn show(&mut self, what: &str, done: u64, total: u64, unit: &str) {
+        self.steps += 1;
+        if self.steps == 1 && done >= total {
+            return;
+        }
+        self.show_always(what, done, total, unit);
+    }
+
+    /// The same, but a piece of work done in one step gets its line too.
+    fn show_always(&mut self, what: &str, done: u64, total: u64, unit: &str) {
+        let finished = done >= total;
+        let due = match self.last {
+            None => true,
+            Some(t) => t.elapsed() >= std::time::Duration::from_secs(1),
+        };
+        if due || finished {
+            let pct = (done * 100).checked_div(total).unwrap_or(100);
+            eprintln!("{what}: {done}/{total} {unit} ({pct}%)");
+            self.last = Some(std::time::Instant::now());
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -7,9 +7,10 @@ use twofold_server::cli::{self, Cli, Command};
 fn init_logging(format: &str, level: &str) {
     let mut filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
     // The PostgreSQL driver logs each statement with its parameters (hashes, addresses, phone
-    // numbers) at debug level: only a filter that names it explicitly turns that on.
+    // numbers) at debug level, and the server's notices ("relation … already exists,
+    // skipping") at info: only a filter that names it explicitly turns those on.
     if !level.contains("tokio_postgres") {
-        if let Ok(quiet) = "tokio_postgres=info".parse() {
+        if let Ok(quiet) = "tokio_postgres=warn".parse() {
             filter = filter.add_directive(quiet);
         }
     }

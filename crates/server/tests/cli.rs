@@ -104,6 +104,56 @@ fn serve(cwd: &Path, extra: &[&str]) -> Server {
     panic!("server did not start: {seen:?}");
 }
 
+/// Blocking JSON calls to a server, for tests that drive processes rather than async code.
+struct Http {
+    rt: tokio::runtime::Runtime,
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Http {
+    fn new(addr: &str) -> Self {
+        Self {
+            rt: tokio::runtime::Runtime::new().unwrap(),
+            client: reqwest::Client::new(),
+            base: format!("http://{addr}"),
+        }
+    }
+
+    fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        self.rt.block_on(async {
+            let mut req = self
+                .client
+                .request(method, format!("{}{path}", self.base))
+                .bearer_auth(key);
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            let text = r.text().await.unwrap();
+            (
+                status,
+                serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+            )
+        })
+    }
+
+    fn get(&self, path: &str, key: &str) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::GET, path, key, None)
+    }
+
+    fn post(&self, path: &str, key: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::POST, path, key, Some(body))
+    }
+}
+
 #[test]
 fn serve_with_no_config_creates_its_data_dir_and_answers() {
     let cwd = tempfile::tempdir().unwrap();
@@ -167,33 +217,10 @@ fn operator_commands_work_beside_a_running_server() {
     ));
 
     // The running server sees what the CLI wrote, and accepts the CLI-minted key.
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let client = reqwest::Client::new();
-    let base = format!("http://{}", server.addr);
-    let (status, body) = rt.block_on(async {
-        let r = client
-            .get(format!("{base}/v1/tenants/acme/users/alice"))
-            .bearer_auth(&tenant_key)
-            .send()
-            .await
-            .unwrap();
-        (r.status(), r.text().await.unwrap())
-    });
+    let http = Http::new(&server.addr);
+    let (status, body) = http.get("/v1/tenants/acme/users/alice", &tenant_key);
     assert_eq!(status, 200, "{body}");
-    let post = |path: String, body: serde_json::Value| -> serde_json::Value {
-        rt.block_on(async {
-            client
-                .post(format!("{base}{path}"))
-                .bearer_auth(&op_key)
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap()
-        })
-    };
+    let post = |path: String, body: serde_json::Value| http.post(&path, &op_key, body).1;
     let enrol = post(
         "/v1/tenants/acme/users/alice/factors/totp".into(),
         serde_json::json!({}),
@@ -243,31 +270,6 @@ fn operator_commands_work_beside_a_running_server() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("api_key not found"));
     stdout(&twofold(&data, &["migrate"]));
 
-    // An online backup restores to a working data directory.
-    let backup = cwd.path().join("backup.db");
-    stdout(&twofold(
-        &data,
-        &["backup", "--to", backup.to_str().unwrap()],
-    ));
-    assert!(
-        !twofold(&data, &["backup", "--to", backup.to_str().unwrap()])
-            .status
-            .success()
-    );
-    let restored = cwd.path().join("restored");
-    std::fs::create_dir(&restored).unwrap();
-    std::fs::copy(&backup, restored.join("twofold.db")).unwrap();
-    for k in ["master.key", "hashing.key"] {
-        std::fs::copy(data.join(k), restored.join(k)).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(restored.join(k), std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-    let listed = stdout(&twofold(
-        &restored,
-        &["factor", "list", "--tenant", "acme", "--user", "alice"],
-    ));
-    assert!(listed.contains(factor), "{listed}");
-
     // Confirm over HTTP too, then check the debug log holds no code, seed or key.
     let code = stdout(&twofold(&data, &["otp", "code", "--uri", uri]));
     let confirmed = post(
@@ -285,6 +287,141 @@ fn operator_commands_work_beside_a_running_server() {
         assert!(!log.contains(needle), "log leaks {needle}");
     }
     assert!(!contains_number(&log, code.trim()), "log leaks the code");
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// `twofold backup` beside a server that keeps writing, then the documented restore: the copy
+/// and the two keys in a new data directory. The restored server has everything committed
+/// before the snapshot and nothing half-done: users created one after the other come back as
+/// an unbroken prefix, and the TOTP factor verifies (its sealed seed survived, and the master
+/// key unseals it).
+#[test]
+fn backup_while_serving_restores_to_a_working_server() {
+    use std::os::unix::fs::PermissionsExt;
+    let cwd = tempfile::tempdir().unwrap();
+    let data = cwd.path().join("twofold-data");
+    let server = serve(cwd.path(), &["--data-dir", data.to_str().unwrap()]);
+    let op_key = token(&stdout(&twofold(
+        &data,
+        &["apikey", "create", "--operator"],
+    )));
+    let http = Http::new(&server.addr);
+    let (s, t) = http.post(
+        "/v1/tenants",
+        &op_key,
+        serde_json::json!({"slug": "acme", "name": "Acme"}),
+    );
+    assert_eq!(s, 201, "{t}");
+    let key = t["api_key"]["token"].as_str().unwrap().to_string();
+    let (s, u) = http.post(
+        "/v1/tenants/acme/users",
+        &key,
+        serde_json::json!({"external_id": "alice", "email": "alice@example.com"}),
+    );
+    assert_eq!(s, 201, "{u}");
+    let (s, enrol) = http.post(
+        "/v1/tenants/acme/users/alice/factors/totp",
+        &key,
+        serde_json::json!({}),
+    );
+    assert_eq!(s, 201, "{enrol}");
+    let factor = enrol["factor_id"].as_str().unwrap().to_string();
+    let otp = twofold_otp::uri::KeyUri::parse(enrol["otpauth_uri"].as_str().unwrap()).unwrap();
+    // Confirm with the previous step's code (not too close to a step's end, so no drift is
+    // learned): the current step stays free for the restored server to accept.
+    while unix_now() % 30 > 26 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let previous = twofold_otp::totp_at_time(&otp.secret, unix_now() - 30, &otp.params());
+    let (s, c) = http.post(
+        &format!("/v1/tenants/acme/users/alice/factors/{factor}/confirm"),
+        &key,
+        serde_json::json!({ "code": previous }),
+    );
+    assert_eq!((s, &c["confirmed"]), (200, &serde_json::json!(true)), "{c}");
+
+    // Writes go on during the backup: users w0, w1, … one after the other.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (addr, k, flag) = (server.addr.clone(), key.clone(), stop.clone());
+    let writer = std::thread::spawn(move || {
+        let http = Http::new(&addr);
+        let mut n = 0;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            let (s, body) = http.post(
+                "/v1/tenants/acme/users",
+                &k,
+                serde_json::json!({ "external_id": format!("w{n:05}") }),
+            );
+            assert_eq!(s, 201, "{body}");
+            n += 1;
+        }
+        n
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let file = cwd.path().join("backups").join("twofold.db");
+    std::fs::create_dir(file.parent().unwrap()).unwrap();
+    let out = stdout(&twofold(&data, &["backup", "--to", file.to_str().unwrap()]));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.join().unwrap();
+    assert!(out.contains("backup written to"), "{out}");
+    assert!(
+        out.contains("holds no key") && out.contains(data.join("master.key").to_str().unwrap()),
+        "the output says loudly that the keys are not in it: {out}"
+    );
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    // An existing file is replaced only with --force.
+    let first = std::fs::read(&file).unwrap();
+    let again = twofold(&data, &["backup", "--to", file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success() && err.contains("--force"), "{err}");
+    assert_eq!(std::fs::read(&file).unwrap(), first, "left as it was");
+
+    // Restore as docs/DEPLOYMENT.md says: the copy as twofold.db, no -wal/-shm, the same keys.
+    let restored = cwd.path().join("restored");
+    std::fs::create_dir(&restored).unwrap();
+    std::fs::set_permissions(&restored, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::copy(&file, restored.join("twofold.db")).unwrap();
+    for k in ["master.key", "hashing.key"] {
+        std::fs::copy(data.join(k), restored.join(k)).unwrap();
+        std::fs::set_permissions(restored.join(k), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let second = serve(cwd.path(), &["--data-dir", restored.to_str().unwrap()]);
+    let http2 = Http::new(&second.addr);
+    let (s, users) = http2.get("/v1/tenants/acme/users?limit=500", &key);
+    assert_eq!(s, 200, "{users}");
+    let names: Vec<&str> = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["external_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(names[0], "alice");
+    let copied = names.len() - 1;
+    let prefix: Vec<String> = (0..copied).map(|n| format!("w{n:05}")).collect();
+    assert_eq!(names[1..], prefix, "an unbroken prefix of the writes");
+    assert!(copied > 0 && copied <= written, "{copied} of {written}");
+    let code = twofold_otp::totp_at_time(&otp.secret, unix_now(), &otp.params());
+    let (s, v) = http2.post(
+        "/v1/tenants/acme/users/alice/verify",
+        &key,
+        serde_json::json!({ "code": code }),
+    );
+    assert_eq!((s, v), (200, serde_json::json!({"verified": true})));
+
+    // --force replaces the file with a newer copy.
+    stdout(&twofold(
+        &data,
+        &["backup", "--to", file.to_str().unwrap(), "--force"],
+    ));
+    assert_ne!(std::fs::read(&file).unwrap(), first);
 }
 
 /// Whether `digits` stands in `text` as a whole number (not inside a longer one, such as a

@@ -22,7 +22,7 @@ use twofold_testkit::PgDatabase;
 struct Cluster {
     /// Declared before the database so they stop before it is dropped.
     nodes: Vec<TestApp>,
-    _db: PgDatabase,
+    db: PgDatabase,
 }
 
 /// `n` nodes on a fresh database. Each has a data directory of its own, so the keys every node
@@ -50,7 +50,7 @@ async fn cluster(n: usize) -> Cluster {
             .await,
         );
     }
-    Cluster { nodes, _db: db }
+    Cluster { nodes, db }
 }
 
 impl Cluster {
@@ -255,4 +255,129 @@ async fn outbox_workers_on_three_nodes_deliver_each_message_once() {
         (&stats["sent"], &stats["pending"], &stats["sending"]),
         (&json!(20), &json!(0), &json!(0))
     );
+}
+
+/// The session-revocation job (and the invitation job before it) with three nodes polling for
+/// due jobs: each of its batches is done by one node, once. The job covers more users than one
+/// batch, so the nodes compete for every batch; its effect shows once: one audit row per batch
+/// with that batch's count, the job's total equal to the users in scope, each old session
+/// without 2FA revoked, each user invited once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_jobs_on_three_nodes_run_each_batch_once() {
+    use twofold_core::service::JOB_BATCH;
+    let c = cluster(3).await;
+    let e = setup(&c.nodes[0]).await;
+    // Enough users for two batches, created over all nodes at once.
+    let extra = JOB_BATCH as usize + 100;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..extra {
+        if tasks.len() >= 24 {
+            tasks.join_next().await.unwrap().unwrap();
+        }
+        let node = &c.nodes[i % 3];
+        let request = node
+            .client
+            .post(format!("{}/v1/tenants/acme/users", node.base))
+            .bearer_auth(&e.key)
+            .json(&json!({"external_id": format!("u{i}"), "email": format!("u{i}@example.com")}));
+        tasks.spawn(async move {
+            let (s, body) = split(request.send().await.unwrap()).await;
+            assert_eq!(s, StatusCode::CREATED, "{body}");
+        });
+    }
+    while let Some(t) = tasks.join_next().await {
+        t.unwrap();
+    }
+    let in_scope = (extra + 2) as i64; // alice and boss too
+                                       // Sessions without 2FA from before 2FA is required, started on every node.
+    c.sync_clocks();
+    let mut sessions = Vec::new();
+    for i in 0..30 {
+        let d = login(&c.nodes[i % 3], &e, &format!("u{i}"), json!({})).await;
+        assert_eq!(d["decision"], "allow", "{d}");
+        sessions.push(d["session"]["token"].clone());
+    }
+    // Required for everyone; sessions without 2FA revoked an hour later.
+    set_policy(
+        &c.nodes[0],
+        &e,
+        required(json!({"revoke_sessions_after_hours": 1})),
+    )
+    .await;
+    c.sync_clocks();
+    c.advance_secs(3_601);
+
+    let db = c.db.client().await;
+    let mut done = false;
+    for _ in 0..300 {
+        let open: i64 = db
+            .query_one("SELECT count(*) FROM jobs WHERE done_at IS NULL", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if open == 0 {
+            done = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(done, "both jobs finished");
+    // Every node polls every 500 ms: give a second run of any batch the time to show.
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+
+    for kind in ["invitations", "revoke_sessions"] {
+        let processed: i64 = db
+            .query_one("SELECT processed FROM jobs WHERE kind = $1", &[&kind])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(processed, in_scope, "{kind}");
+    }
+    for action in ["invitations.queue", "sessions.revoke_2fa_required"] {
+        let reasons: Vec<String> = db
+            .query(
+                "SELECT reason FROM audit_events WHERE action = $1 ORDER BY id",
+                &[&action],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let counts: Vec<String> = reasons
+            .iter()
+            .map(|r| r.split(": ").nth(1).unwrap().to_string())
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                format!("{JOB_BATCH} users"),
+                format!("{} users", in_scope - i64::from(JOB_BATCH))
+            ],
+            "one audit row per batch, each batch once: {action} {reasons:?}"
+        );
+    }
+    let (revoked, reasons): (i64, i64) = db
+        .query_one(
+            "SELECT count(*), count(DISTINCT revoke_reason) FROM sessions
+             WHERE revoked_at IS NOT NULL",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!((revoked, reasons), (30, 1));
+    for (i, token) in sessions.iter().enumerate() {
+        let s = introspect(&c.nodes[(i + 1) % 3], &e, token).await;
+        assert_eq!(s["active"], false, "{s}");
+    }
+    let (invitations, invited): (i64, i64) = db
+        .query_one(
+            "SELECT count(*), count(DISTINCT user_id) FROM outbox WHERE template = 'invitation'",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!((invitations, invited), (in_scope, in_scope));
 }

@@ -86,13 +86,7 @@ impl PgStore {
     /// The same with at most `max_connections` connections from this process (at least one):
     /// all nodes together must stay below the server's `max_connections`.
     pub async fn connect_pooled(url: &str, max_connections: usize) -> Result<Self, StoreError> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|_| StoreError::Backend("invalid PostgreSQL connection URL".into()))?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        config.application_name("twofold");
+        let config = parse_url(url)?;
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -169,6 +163,19 @@ impl PgStore {
             }
         }
     }
+}
+
+/// The driver's settings for `url`, with a connect timeout unless the URL sets one. The URL is
+/// never echoed in the error: it may hold a password.
+pub(crate) fn parse_url(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|_| StoreError::Backend("invalid PostgreSQL connection URL".into()))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    config.application_name("twofold");
+    Ok(config)
 }
 
 #[async_trait]

@@ -15,6 +15,7 @@
 //! (background jobs over a tenant's users), `security` (recovery codes, "this wasn't me"
 //! links, app passwords, the login history) and `outbox`.
 
+pub mod backup;
 mod codes;
 mod effects;
 mod factors;
@@ -226,15 +227,8 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
     if path.exists() {
         return Ok(());
     }
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    match opts.open(path) {
-        Ok(_) => Ok(()),
+    match backup::create_new_private(path) {
+        Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(StoreError::Backend(format!(
             "cannot create database file {}: {e}",
@@ -311,7 +305,7 @@ impl SqliteStore {
             .map_err(|_| StoreError::Backend("writer dropped the job".into()))?
     }
 
-    /// A read on a pooled connection in a blocking thread: for scans (listings, backups).
+    /// A read on a pooled connection in a blocking thread: for scans (listings).
     /// The permit moves into the blocking task, so it is released the moment the work ends,
     /// not when this future is next polled.
     async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
@@ -376,24 +370,6 @@ impl SqliteStore {
                 return Ok(total);
             }
         }
-    }
-
-    /// A consistent online copy of the database into `dest` (`VACUUM INTO`), created
-    /// readable by its owner only: it holds sealed seeds and keyed hashes.
-    pub async fn backup_to(&self, dest: PathBuf) -> Result<(), StoreError> {
-        if dest.exists() {
-            return Err(StoreError::Backend(format!(
-                "{} already exists",
-                dest.display()
-            )));
-        }
-        create_private(&dest)?;
-        self.read(move |c| {
-            c.execute("VACUUM INTO ?1", params![dest.to_string_lossy()])
-                .map(|_| ())
-                .map_err(backend)
-        })
-        .await
     }
 }
 

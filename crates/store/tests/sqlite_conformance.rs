@@ -26,18 +26,128 @@ async fn migrations_are_recorded_and_reopening_is_idempotent() {
     assert_eq!(s.applied_migrations().await.unwrap(), names);
 }
 
-#[tokio::test]
-async fn backup_is_a_consistent_copy() {
+fn audit_row(at: i64) -> twofold_core::model::AuditRecord {
+    twofold_core::model::AuditRecord {
+        tenant_id: None,
+        at,
+        actor: "test".into(),
+        action: "backup.test".into(),
+        user_id: None,
+        factor_id: None,
+        outcome: "ok".into(),
+        reason: None,
+        ip: None,
+        request_id: None,
+    }
+}
+
+/// A backup taken page by page while another writer commits holds one snapshot: the rows
+/// written one after the other form an unbroken prefix, with nothing after a gap. It reports
+/// its progress, is private to its owner, and never replaces a file unless asked to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_is_a_consistent_copy_while_writes_continue() {
+    use std::os::unix::fs::PermissionsExt;
     use twofold_core::ports::Store;
+    use twofold_store::{backup, BackupError, BackupOptions};
     let dir = tempfile::tempdir().unwrap();
-    let s = SqliteStore::open(dir.path().join("a.db")).unwrap();
+    let src = dir.path().join("a.db");
+    let s = SqliteStore::open(&src).unwrap();
     acme_tenant(&s, 1).await;
+    for at in 0..3000 {
+        s.append_audit(audit_row(at)).await.unwrap();
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = tokio::spawn({
+        let (s, stop) = (s.clone(), stop.clone());
+        async move {
+            let mut at = 3000;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                s.append_audit(audit_row(at)).await.unwrap();
+                at += 1;
+            }
+            at
+        }
+    });
+
     let copy = dir.path().join("copy.db");
-    s.backup_to(copy.clone()).await.unwrap();
+    let (src2, copy2) = (src.clone(), copy.clone());
+    let (report, steps) = tokio::task::spawn_blocking(move || {
+        let mut steps = Vec::new();
+        let opts = BackupOptions {
+            pages_per_step: 1,
+            ..Default::default()
+        };
+        let r = backup(&src2, &copy2, &opts, &mut |p| steps.push(p)).unwrap();
+        (r, steps)
+    })
+    .await
+    .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.await.unwrap();
+
+    assert!(steps.len() > 10, "one step per page: {}", steps.len());
+    assert!(steps.windows(2).all(|w| w[0].pages_done <= w[1].pages_done));
+    let last = steps.last().unwrap();
+    assert_eq!(
+        (last.pages_done, last.pages_total),
+        (report.pages, report.pages)
+    );
+    assert_eq!(report.bytes, report.pages * last.page_size);
+    let mode = std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // One snapshot: audit rows 0..n all there, in order, none after them.
+    let c = rusqlite::Connection::open(&copy).unwrap();
+    let (n, max_at, sum): (i64, i64, i64) = c
+        .query_row(
+            "SELECT count(*), max(at), sum(at) FROM audit_events WHERE action = 'backup.test'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert!(n >= 3000 && n <= written, "{n} of {written}");
+    assert_eq!((max_at, sum), (n - 1, n * (n - 1) / 2), "a prefix, no gap");
+    let mode: String = c
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "delete", "one self-contained file");
+    drop(c);
     let restored = SqliteStore::open(&copy).unwrap();
     assert_eq!(
         restored.tenant_by_slug("acme").await.unwrap().unwrap().name,
         "Acme"
+    );
+    drop(restored);
+
+    // An existing file is kept unless replacing is asked for.
+    let opts = BackupOptions::default();
+    assert!(matches!(
+        backup(&src, &copy, &opts, &mut |_| {}),
+        Err(BackupError::Exists(_))
+    ));
+    let replace = BackupOptions {
+        overwrite: true,
+        ..opts
+    };
+    backup(&src, &copy, &replace, &mut |_| {}).unwrap();
+    assert!(matches!(
+        backup(
+            &dir.path().join("none.db"),
+            &dir.path().join("x.db"),
+            &replace,
+            &mut |_| {}
+        ),
+        Err(BackupError::NoSource(_))
+    ));
+    assert!(
+        !dir.path().join("none.db").exists(),
+        "never creates a source"
     );
 }
 
