@@ -88,6 +88,12 @@ pub struct PendingLogin {
     pub expires_at: i64,
     /// Set once, when the second step succeeded or the user skipped.
     pub completed_at: Option<i64>,
+    /// The device the login came from, as the risk rules know it (see
+    /// [`crate::security::LoginRecord::device`]), recorded in the history once it succeeds.
+    pub device: Option<String>,
+    /// The country the integrator gave for the login (used when the geo-IP database does not
+    /// know its IP), recorded with it.
+    pub country: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -98,6 +98,9 @@ pub struct Policy {
     /// How long a "later" at the reminder is remembered.
     pub skip_hours: u32,
     pub clients: Vec<ClientApp>,
+    /// Risk-based prompting (off unless the tenant turns it on).
+    #[serde(default)]
+    pub risk: crate::risk::RiskSettings,
 }
 
 impl Default for Policy {
@@ -112,6 +115,7 @@ impl Default for Policy {
             revoke_sessions_after_hours: 24,
             skip_hours: 24,
             clients: Vec::new(),
+            risk: crate::risk::RiskSettings::default(),
         }
     }
 }
@@ -198,6 +202,7 @@ impl Policy {
                 ));
             }
         }
+        self.risk.validate()?;
         let mut warnings = Vec::new();
         if self.enforcement != Enforcement::Off && !self.methods.contains(&Method::Totp) {
             warnings.push(
@@ -253,6 +258,9 @@ pub struct LoginFacts<'a> {
     pub client_supports_2fa: Option<bool>,
     /// A valid "remember this device" token for this user and credential generation.
     pub trusted_device: bool,
+    /// The tenant's risk rules are on and found this login familiar (a known device, or a
+    /// known network in a known country, and no impossible travel).
+    pub familiar: bool,
     /// Until when an earlier "later" at the reminder holds.
     pub skipped_until: Option<i64>,
     pub now: i64,
@@ -272,6 +280,8 @@ pub enum AllowReason {
     SecondFactor,
     /// A client that cannot show a second step presented the user's app password for it.
     AppPassword,
+    /// Risk-based prompting: a familiar device or network (see [`crate::risk`]).
+    Familiar,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -315,6 +325,7 @@ impl AllowReason {
             AllowReason::Skipped => "skipped",
             AllowReason::SecondFactor => "second_factor",
             AllowReason::AppPassword => "app_password",
+            AllowReason::Familiar => "familiar",
         }
     }
 }
@@ -410,6 +421,11 @@ pub fn decide(policy: &Policy, facts: &LoginFacts<'_>) -> Decision {
         if facts.trusted_device && policy.remember_device_days.is_some() {
             return Allow {
                 reason: AllowReason::TrustedDevice,
+            };
+        }
+        if facts.familiar && policy.risk.mode == crate::risk::RiskMode::Adaptive {
+            return Allow {
+                reason: AllowReason::Familiar,
             };
         }
         let mut methods: Vec<Method> = usable
@@ -593,6 +609,7 @@ mod tests {
                 primary,
                 client_supports_2fa: client,
                 trusted_device: trusted,
+                familiar: false,
                 skipped_until: skipped.then_some(NOW + HOUR_MS),
                 now: NOW,
             };
@@ -617,6 +634,7 @@ mod tests {
             primary: PrimaryMethod::Password,
             client_supports_2fa: None,
             trusted_device: false,
+            familiar: false,
             skipped_until: None,
             now,
         };
@@ -647,10 +665,52 @@ mod tests {
             primary: PrimaryMethod::Password,
             client_supports_2fa: None,
             trusted_device: true,
+            familiar: false,
             skipped_until: None,
             now: NOW,
         };
         assert!(matches!(decide(&p, &facts), Decision::Challenge { .. }));
+    }
+
+    #[test]
+    fn a_familiar_login_skips_the_code_only_in_adaptive_mode_and_never_past_a_lock() {
+        let mut p = policy(Enforcement::RequiredForAll, None);
+        let facts = |factors: Vec<(Method, bool)>, client| LoginFacts {
+            profile: None,
+            factors,
+            primary: PrimaryMethod::Password,
+            client_supports_2fa: client,
+            trusted_device: false,
+            familiar: true,
+            skipped_until: None,
+            now: NOW,
+        };
+        let totp = vec![(Method::Totp, false)];
+        assert!(matches!(
+            decide(&p, &facts(totp.clone(), None)),
+            Decision::Challenge { .. }
+        ));
+        p.risk.mode = crate::risk::RiskMode::Adaptive;
+        assert_eq!(
+            decide(&p, &facts(totp.clone(), None)),
+            Decision::Allow {
+                reason: AllowReason::Familiar
+            }
+        );
+        // Familiarity never opens a locked account, a client that cannot do 2FA, or skips
+        // enrolment.
+        assert!(matches!(
+            decide(&p, &facts(vec![(Method::Totp, true)], None)),
+            Decision::Deny { .. }
+        ));
+        assert!(matches!(
+            decide(&p, &facts(totp, Some(false))),
+            Decision::Deny { .. }
+        ));
+        assert!(matches!(
+            decide(&p, &facts(vec![], None)),
+            Decision::EnrollRequired { .. }
+        ));
     }
 
     #[test]

@@ -38,6 +38,12 @@ impl Clock for SystemClock {
     }
 }
 
+/// Where an IP address is: country (ISO 3166-1 alpha-2, upper case) and coordinates, from a
+/// geo-IP database. Lookups are in memory and must not fail: unknown is `(None, None)`.
+pub trait GeoLookup: Send + Sync + 'static {
+    fn locate(&self, ip: std::net::IpAddr) -> (Option<String>, Option<(f64, f64)>);
+}
+
 /// A settable clock for tests.
 #[derive(Debug, Default)]
 pub struct ManualClock(std::sync::atomic::AtomicI64);

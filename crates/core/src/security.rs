@@ -42,8 +42,8 @@ pub fn normalize_app_password(typed: &str) -> Option<String> {
 
 /// `bits` (a multiple of 40) of randomness as lower-case base32 in groups of four.
 fn grouped_secret(bits: usize) -> String {
-    let raw = twofold_otp::base32::encode(&twofold_crypto::random_bytes(bits / 8))
-        .to_ascii_lowercase();
+    let raw =
+        twofold_otp::base32::encode(&twofold_crypto::random_bytes(bits / 8)).to_ascii_lowercase();
     raw.as_bytes()
         .chunks(4)
         .map(|c| String::from_utf8_lossy(c).into_owned())

@@ -99,7 +99,26 @@ async fn open_parts(
             ..TwofoldConfig::default()
         },
     );
+    if let Some(path) = &config.network.geoip_db {
+        let db = twofold_geo::GeoDb::open(path).map_err(|e| {
+            StartupError::Config(format!(
+                "[network] geoip_db: {e}; point it at a MaxMind-format .mmdb file or remove it"
+            ))
+        })?;
+        tracing::info!(path = %path.display(), "geo-IP database loaded for the risk rules");
+        core.set_geo(Arc::new(Geo(db)));
+    }
     Ok((Arc::new(core), keyring))
+}
+
+/// The geo-IP database as the core's port.
+struct Geo(twofold_geo::GeoDb);
+
+impl twofold_core::ports::GeoLookup for Geo {
+    fn locate(&self, ip: std::net::IpAddr) -> (Option<String>, Option<(f64, f64)>) {
+        let info = self.0.lookup(ip);
+        (info.country, info.coords)
+    }
 }
 
 /// Builds the outbox worker from the `[email]`, `[sms]` and `[delivery]` settings and hooks
@@ -153,10 +172,13 @@ impl Application {
         let jobs_wake = Arc::new(tokio::sync::Notify::new());
         let wake = jobs_wake.clone();
         core.set_on_jobs(Box::new(move || wake.notify_one()));
+        let proxies = twofold_geo::TrustedProxies::parse(&config.network.trusted_proxies)
+            .map_err(|e| StartupError::Config(format!("[network] trusted_proxies: {e}")))?;
         let state = AppState {
             core,
             metrics: Arc::new(Metrics::default()),
             delivery: Some(delivery),
+            proxies: Arc::new(proxies),
         };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -237,6 +259,11 @@ async fn prune_forever(state: AppState) {
             Ok(0) => {}
             Ok(n) => tracing::info!(rows = n, "pruned old messages, codes and counters"),
             Err(e) => tracing::warn!(error = %e, "outbox pruning failed; will retry next hour"),
+        }
+        match state.core.prune_login_history().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "pruned login history older than a year"),
+            Err(e) => tracing::warn!(error = %e, "login history pruning failed; will retry"),
         }
     }
 }

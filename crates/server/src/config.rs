@@ -76,6 +76,24 @@ pub struct Config {
     pub public_url: Option<String>,
     /// `[throttle]`: wrong-code limits per end-user IP and per tenant.
     pub throttle: ThrottleSection,
+    /// `[network]`: where end users are (geo-IP database) and which proxies to believe.
+    pub network: NetworkSection,
+}
+
+/// How the server learns where an end user is. The API takes the end user's IP from the
+/// integrator (its key is trusted); the pages users open themselves take it from the socket,
+/// or from `X-Forwarded-For` only as far as `trusted_proxies` vouch for it (INV-08).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct NetworkSection {
+    /// A MaxMind-format database (GeoLite2/GeoIP2 City or Country `.mmdb`) for the tenants'
+    /// risk rules. Unset: countries come only from the integrator (`country` in the login
+    /// request, e.g. from its proxy's `CF-IPCountry`), and the network and device rules still
+    /// work; impossible travel needs the coordinates of a City database.
+    pub geoip_db: Option<PathBuf>,
+    /// CIDRs of the load balancers / reverse proxies in front of the pages, e.g.
+    /// `["10.0.0.0/8"]`. Empty: forwarding headers are ignored.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// Failure limits beyond each factor's own (see `twofold_core::service::ThrottleConfig`).
@@ -240,6 +258,7 @@ impl std::fmt::Debug for Config {
             .field("sessions", &self.sessions)
             .field("public_url", &self.public_url)
             .field("throttle", &self.throttle)
+            .field("network", &self.network)
             .finish()
     }
 }
@@ -266,6 +285,7 @@ impl Default for Config {
             sessions: SessionsConfig::default(),
             public_url: None,
             throttle: ThrottleSection::default(),
+            network: NetworkSection::default(),
         }
     }
 }
@@ -376,6 +396,15 @@ impl Config {
             "LOG_LEVEL" => self.log_level = value.to_string(),
             "TEMPLATES_DIR" => self.templates_dir = Some(PathBuf::from(value)),
             "PUBLIC_URL" => self.public_url = Some(value.to_string()),
+            "GEOIP_DB" => self.network.geoip_db = Some(PathBuf::from(value)),
+            "TRUSTED_PROXIES" => {
+                self.network.trusted_proxies = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            }
             _ => {
                 if !self.email.apply_env(key, value)? {
                     self.sms.apply_env(key, value)?;

@@ -45,7 +45,7 @@ use utoipa::{Modify, OpenApi};
         m::InviteBody, m::MessageDto, m::MessagePage, m::OutboxStatsDto, m::MessagingSettings,
         m::MessagingSettingsDto, l::PolicyDto, l::ProposeBody, l::ProposeAdminBody, l::ProposalDto, l::ConfirmedDto,
         w::CreateWebhook, w::WebhookDto, w::CreatedWebhook, w::WebhookList,
-        l::LoginBody, l::LoginEnrollContact, l::LoginEnrollConfirm, l::TokenDto, l::DecisionDto, l::PendingBody, l::LoginSendCode,
+        l::LoginBody, l::RiskDto, l::LoginEnrollContact, l::LoginEnrollConfirm, l::TokenDto, l::DecisionDto, l::PendingBody, l::LoginSendCode,
         l::LoginVerify, l::StepDto, l::IntrospectBody, l::SessionDto, l::IntrospectDto,
         l::SessionList, l::DeviceDto, l::DeviceList,
         sec::RecoveryStatusDto, sec::ProofBody, sec::RecoveryCodesDto, sec::RecoverBody,

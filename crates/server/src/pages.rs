@@ -101,11 +101,9 @@ fn error_page(e: &CoreError) -> Response {
             code: "link_expired",
             message,
         } => (StatusCode::GONE, "This link has expired", message.clone()),
-        CoreError::Conflict { message, .. } => (
-            StatusCode::CONFLICT,
-            "Please try again",
-            message.clone(),
-        ),
+        CoreError::Conflict { message, .. } => {
+            (StatusCode::CONFLICT, "Please try again", message.clone())
+        }
         CoreError::Unavailable => (
             StatusCode::SERVICE_UNAVAILABLE,
             "Please try again in a minute",
@@ -175,6 +173,27 @@ async fn show(State(s): State<AppState>, Path(token): Path<String>) -> Response 
     resp
 }
 
+/// The request context of a page a user opened: the client IP from the socket, or from
+/// `X-Forwarded-For` as far as configured trusted proxies vouch for it (INV-08). When no
+/// vouched-for address exists, the audit row names the proxy and the per-IP budget is not
+/// charged to an address the client chose.
+fn client_meta(s: &AppState, meta: RequestMeta, headers: &HeaderMap) -> RequestMeta {
+    let Some(peer) = meta.ip.as_deref().and_then(|ip| ip.parse().ok()) else {
+        return meta;
+    };
+    let forwarded: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let resolved = twofold_geo::resolve_client_ip(peer, &forwarded, &s.proxies);
+    RequestMeta {
+        ip: Some(resolved.addr().to_string()),
+        client_ip: resolved.known().map(|ip| ip.to_string()),
+        ..meta
+    }
+}
+
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
@@ -194,8 +213,8 @@ async fn confirm(
     Form(form): Form<ConfirmForm>,
 ) -> Response {
     let expected = cookie(&headers, CSRF_COOKIE).unwrap_or("");
-    let ok = !expected.is_empty()
-        && twofold_crypto::ct_eq(expected.as_bytes(), form.csrf.as_bytes());
+    let ok =
+        !expected.is_empty() && twofold_crypto::ct_eq(expected.as_bytes(), form.csrf.as_bytes());
     if !ok {
         return page(
             StatusCode::FORBIDDEN,
@@ -204,10 +223,7 @@ async fn confirm(
              old). Open the link from the email again and press the button there.</p>",
         );
     }
-    let meta = RequestMeta {
-        client_ip: meta.ip.clone(),
-        ..meta
-    };
+    let meta = client_meta(&s, meta, &headers);
     match s.core.revert_confirm(&meta, &token).await {
         Ok(view) => {
             let undo = view

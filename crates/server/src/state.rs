@@ -10,4 +10,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// This node's delivery counters (absent in CLI-only uses).
     pub delivery: Option<Arc<twofold_delivery::DeliveryMetrics>>,
+    /// The proxies whose forwarding headers the pages believe (INV-08).
+    pub proxies: Arc<twofold_geo::TrustedProxies>,
 }

@@ -58,7 +58,9 @@ async fn first_factor_brings_recovery_codes_that_sign_in_once_and_warn_when_low(
     let app = spawn_app().await;
     let e = required_acme(&app).await;
     let codes = e.recovery_codes.clone();
-    assert!(codes.iter().all(|c| c.len() == 19 && c.matches('-').count() == 3));
+    assert!(codes
+        .iter()
+        .all(|c| c.len() == 19 && c.matches('-').count() == 3));
     let unique: std::collections::HashSet<_> = codes.iter().collect();
     assert_eq!(unique.len(), 10);
     let (_, st) = app
@@ -69,7 +71,10 @@ async fn first_factor_brings_recovery_codes_that_sign_in_once_and_warn_when_low(
     // A second factor brings no new codes.
     let second = app.pending("acme", &e.key, "alice").await;
     let (_, c) = app
-        .confirm(&second, &app.code_at_offset(&second.secret, &second.params, 0))
+        .confirm(
+            &second,
+            &app.code_at_offset(&second.secret, &second.params, 0),
+        )
         .await;
     assert_eq!(c, json!({"confirmed": true}));
 
@@ -77,14 +82,25 @@ async fn first_factor_brings_recovery_codes_that_sign_in_once_and_warn_when_low(
     let pending = challenge(&app, &e).await;
     let typed = codes[0].to_uppercase().replace('-', " ");
     let (s, r) = recover(&app, &e, &pending, &typed).await;
-    assert_eq!((s, r["verified"].as_bool()), (StatusCode::OK, Some(true)), "{r}");
+    assert_eq!(
+        (s, r["verified"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{r}"
+    );
     let token = r["session"]["token"].as_str().unwrap();
     let (_, i) = app
-        .post("/v1/tenants/acme/sessions/introspect", &e.key, json!({"token": token}))
+        .post(
+            "/v1/tenants/acme/sessions/introspect",
+            &e.key,
+            json!({"token": token}),
+        )
         .await;
     assert_eq!(i["session"]["amr"], json!(["pwd", "rcode"]));
     let used = notice_with(&app, ALICE, "a recovery code was used to sign in").await;
-    assert!(!used.text.contains(&codes[0]), "a notice never carries a code");
+    assert!(
+        !used.text.contains(&codes[0]),
+        "a notice never carries a code"
+    );
 
     // Used once: the same code again fails like any wrong code, with a fresh login too.
     let pending = challenge(&app, &e).await;
@@ -163,13 +179,28 @@ async fn a_lost_phone_is_removed_with_a_recovery_code_and_new_codes_need_a_fresh
         )
         .await;
     assert_eq!(c["confirmed"], true);
-    let disable = format!("/v1/tenants/acme/users/alice/factors/{}/disable", e.factor_id);
+    let disable = format!(
+        "/v1/tenants/acme/users/alice/factors/{}/disable",
+        e.factor_id
+    );
     let (s, r) = app
-        .post(&disable, &e.key, json!({"code": "123456", "recovery_code": "x"}))
+        .post(
+            &disable,
+            &e.key,
+            json!({"code": "123456", "recovery_code": "x"}),
+        )
         .await;
-    assert_eq!((s, err(&r)), (StatusCode::BAD_REQUEST, Some("invalid_field")), "{r}");
+    assert_eq!(
+        (s, err(&r)),
+        (StatusCode::BAD_REQUEST, Some("invalid_field")),
+        "{r}"
+    );
     let (_, r) = app
-        .post(&disable, &e.key, json!({"recovery_code": e.recovery_codes[0]}))
+        .post(
+            &disable,
+            &e.key,
+            json!({"recovery_code": e.recovery_codes[0]}),
+        )
         .await;
     assert_eq!(r["disabled"], true, "{r}");
     let (_, list) = app
@@ -182,7 +213,11 @@ async fn a_lost_phone_is_removed_with_a_recovery_code_and_new_codes_need_a_fresh
     let (s, r) = app.post(path, &e.key, json!({})).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{r}");
     let (_, r) = app
-        .post(path, &e.key, json!({"code": "000000", "code_factor_id": sms}))
+        .post(
+            path,
+            &e.key,
+            json!({"code": "000000", "code_factor_id": sms}),
+        )
         .await;
     assert_eq!(r, json!({"verified": false}));
     // A code sent for sign-in does not prove this change (INV-05); one sent for it does.
@@ -192,7 +227,11 @@ async fn a_lost_phone_is_removed_with_a_recovery_code_and_new_codes_need_a_fresh
     assert_eq!(s, StatusCode::ACCEPTED);
     let sign_in = app.next_code("+447700900123").await;
     let (_, r) = app
-        .post(path, &e.key, json!({"code": sign_in, "code_factor_id": sms}))
+        .post(
+            path,
+            &e.key,
+            json!({"code": sign_in, "code_factor_id": sms}),
+        )
         .await;
     assert_eq!(r, json!({"verified": false}));
     app.advance_secs(31);
@@ -215,8 +254,14 @@ async fn a_lost_phone_is_removed_with_a_recovery_code_and_new_codes_need_a_fresh
     notice_with(&app, ALICE, "new recovery codes were made").await;
     // The old set is dead, the new one works.
     let pending = challenge(&app, &e).await;
-    assert_eq!(recover(&app, &e, &pending, &e.recovery_codes[1]).await.1["verified"], false);
-    assert_eq!(recover(&app, &e, &pending, &fresh[0]).await.1["verified"], true);
+    assert_eq!(
+        recover(&app, &e, &pending, &e.recovery_codes[1]).await.1["verified"],
+        false
+    );
+    assert_eq!(
+        recover(&app, &e, &pending, &fresh[0]).await.1["verified"],
+        true
+    );
 }
 
 #[tokio::test]
@@ -231,7 +276,11 @@ async fn a_user_with_every_factor_locked_comes_back_with_a_recovery_code() {
     }
     notice_with(&app, ALICE, "locked after too many wrong codes").await;
     let d = login(&app, &e, "alice", json!({})).await;
-    assert_eq!((d["decision"].as_str(), d["methods"].clone()), (Some("challenge"), json!([])), "{d}");
+    assert_eq!(
+        (d["decision"].as_str(), d["methods"].clone()),
+        (Some("challenge"), json!([])),
+        "{d}"
+    );
     let pending = d["pending"]["token"].as_str().unwrap();
     let (_, r) = recover(&app, &e, pending, &e.recovery_codes[0]).await;
     assert_eq!(r["verified"], true);
@@ -281,9 +330,7 @@ async fn repeated_wrong_codes_are_emailed_before_the_lock_and_restarting_the_log
         )
         .await;
     assert_eq!(r["verified"], false);
-    let audit = app
-        .audit_outcomes(&e, "action=login.verify&limit=1")
-        .await;
+    let audit = app.audit_outcomes(&e, "action=login.verify&limit=1").await;
     assert_eq!(audit, vec![json!(["denied", "throttled"])]);
 }
 
@@ -323,7 +370,9 @@ async fn failures_are_also_limited_per_end_user_ip_and_per_tenant() {
         }
     });
     let results = futures_util::future::join_all(tries).await;
-    assert!(results.iter().all(|(s, r)| *s == StatusCode::OK && r["verified"] == false));
+    assert!(results
+        .iter()
+        .all(|(s, r)| *s == StatusCode::OK && r["verified"] == false));
     let audit = app
         .audit_of("acme", &e.key, "action=totp.verify&limit=500")
         .await;
@@ -374,9 +423,16 @@ async fn failures_are_also_limited_per_end_user_ip_and_per_tenant() {
     assert_eq!(r["verified"], true);
     // A garbage IP is a bad request, never silently ignored.
     let (s, r) = app
-        .post(&path, &e.key, json!({"code": code, "ip": "1.2.3.4, 5.6.7.8"}))
+        .post(
+            &path,
+            &e.key,
+            json!({"code": code, "ip": "1.2.3.4, 5.6.7.8"}),
+        )
         .await;
-    assert_eq!((s, r["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("ip")));
+    assert_eq!(
+        (s, r["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("ip"))
+    );
 }
 
 /// GET the link's page; returns (status, body, csrf cookie value).
@@ -401,12 +457,23 @@ async fn open_link(app: &TestApp, token: &str) -> (StatusCode, String, Option<St
         for attr in ["Secure", "HttpOnly", "SameSite=Strict"] {
             assert!(c.contains(attr), "{c}");
         }
-        c.split(';').next().unwrap().split_once('=').unwrap().1.to_string()
+        c.split(';')
+            .next()
+            .unwrap()
+            .split_once('=')
+            .unwrap()
+            .1
+            .to_string()
     });
     (status, resp.text().await.unwrap(), cookie)
 }
 
-async fn press(app: &TestApp, token: &str, cookie: Option<&str>, csrf: &str) -> (StatusCode, String) {
+async fn press(
+    app: &TestApp,
+    token: &str,
+    cookie: Option<&str>,
+    csrf: &str,
+) -> (StatusCode, String) {
     let mut req = app
         .client
         .post(format!("{}/wasnt-me/{token}", app.base))
@@ -445,7 +512,11 @@ async fn session_of(app: &TestApp, e: &Enrolled) -> String {
 
 async fn active(app: &TestApp, e: &Enrolled, token: &str) -> bool {
     let (_, i) = app
-        .post("/v1/tenants/acme/sessions/introspect", &e.key, json!({"token": token}))
+        .post(
+            "/v1/tenants/acme/sessions/introspect",
+            &e.key,
+            json!({"token": token}),
+        )
         .await;
     i["active"] == true
 }
@@ -470,7 +541,10 @@ async fn this_wasnt_me_removes_a_new_factor_signs_out_freezes_and_alerts_admins(
     assert!(active(&app, &e, &session).await);
     // A POST without the page's CSRF cookie, or with another value, does nothing.
     let cookie = cookie.unwrap();
-    assert_eq!(press(&app, &token, None, &cookie).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        press(&app, &token, None, &cookie).await.0,
+        StatusCode::FORBIDDEN
+    );
     assert_eq!(
         press(&app, &token, Some(&cookie), "forged").await.0,
         StatusCode::FORBIDDEN
@@ -493,14 +567,22 @@ async fn this_wasnt_me_removes_a_new_factor_signs_out_freezes_and_alerts_admins(
     assert_eq!(ids, vec![e.factor_id.as_str()]);
     assert!(!active(&app, &e, &session).await);
     let (s, r) = app
-        .post("/v1/tenants/acme/users/alice/factors/totp", &e.key, json!({}))
+        .post(
+            "/v1/tenants/acme/users/alice/factors/totp",
+            &e.key,
+            json!({}),
+        )
         .await;
     assert_eq!((s, err(&r)), (StatusCode::CONFLICT, Some("account_frozen")));
     let alert = notice_with(&app, "boss@example.com", "alice reported a change").await;
     assert!(alert.text.contains("frozen"));
     let audit = app.audit_of("acme", &e.key, "action=user.wasnt_me").await;
     assert_eq!(
-        (audit.len(), audit[0]["actor"].as_str(), audit[0]["reason"].as_str()),
+        (
+            audit.len(),
+            audit[0]["actor"].as_str(),
+            audit[0]["reason"].as_str()
+        ),
         (1, Some("user:alice"), Some("remove_factor"))
     );
     // Signing in still works with the remaining factor; used twice, the link says so.
@@ -517,7 +599,11 @@ async fn this_wasnt_me_removes_a_new_factor_signs_out_freezes_and_alerts_admins(
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, _) = app
-        .post("/v1/tenants/acme/users/alice/factors/totp", &e.key, json!({}))
+        .post(
+            "/v1/tenants/acme/users/alice/factors/totp",
+            &e.key,
+            json!({}),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED);
     // Unknown, malformed and foreign tokens: one plain "not valid" page.
@@ -531,14 +617,20 @@ async fn this_wasnt_me_brings_a_removed_factor_back() {
     let app = spawn_app().await;
     let e = required_acme(&app).await;
     let second = app.pending("acme", &e.key, "alice").await;
-    app.confirm(&second, &app.code_at_offset(&second.secret, &second.params, 0))
-        .await;
+    app.confirm(
+        &second,
+        &app.code_at_offset(&second.secret, &second.params, 0),
+    )
+    .await;
     app.advance_secs(30);
     // The original factor is removed with a code from the second one.
     let code = app.code_at_offset(&second.secret, &second.params, 0);
     let (_, r) = app
         .post(
-            &format!("/v1/tenants/acme/users/alice/factors/{}/disable", e.factor_id),
+            &format!(
+                "/v1/tenants/acme/users/alice/factors/{}/disable",
+                e.factor_id
+            ),
             &e.key,
             json!({"code": code, "code_factor_id": second.factor_id}),
         )
@@ -594,7 +686,12 @@ async fn this_wasnt_me_puts_the_old_phone_number_back_and_expires_after_seven_da
     let new = app.next_code("+447700900222").await;
     let (_, r) = app.post(&confirm, &e.key, json!({"code": new})).await;
     assert_eq!(r["accepted"], true, "{r}");
-    let m = notice_with(&app, ALICE, "phone number for text-message codes was changed").await;
+    let m = notice_with(
+        &app,
+        ALICE,
+        "phone number for text-message codes was changed",
+    )
+    .await;
     let (s, done) = wasnt_me(&app, &m).await;
     assert_eq!(s, StatusCode::OK, "{done}");
     let (_, list) = app
@@ -622,7 +719,11 @@ async fn operators_switch_2fa_off_for_a_user_or_a_whole_tenant() {
     let session = session_of(&app, &e).await;
     let path = "/v1/tenants/acme/users/alice/disable-2fa";
     let (s, r) = app.post(path, &e.key, json!({})).await;
-    assert_eq!((s, err(&r)), (StatusCode::FORBIDDEN, Some("forbidden")), "{r}");
+    assert_eq!(
+        (s, err(&r)),
+        (StatusCode::FORBIDDEN, Some("forbidden")),
+        "{r}"
+    );
     let (s, _) = app.post(path, &app.operator_key, json!({})).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (_, list) = app
@@ -636,7 +737,9 @@ async fn operators_switch_2fa_off_for_a_user_or_a_whole_tenant() {
     assert!(!active(&app, &e, &session).await);
     notice_with(&app, ALICE, "switched off for your account").await;
     assert_eq!(
-        app.audit_of("acme", &e.key, "action=user.2fa_disable").await.len(),
+        app.audit_of("acme", &e.key, "action=user.2fa_disable")
+            .await
+            .len(),
         1
     );
     // Required by the policy, she must enrol again at her next login.
@@ -673,7 +776,12 @@ async fn operators_switch_2fa_off_for_a_user_or_a_whole_tenant() {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         assert!(cleared, "{u}'s factors were not removed");
-        notice_with(&app, &format!("{u}@example.com"), "switched off for your account").await;
+        notice_with(
+            &app,
+            &format!("{u}@example.com"),
+            "switched off for your account",
+        )
+        .await;
     }
     notice_with(&app, "boss@example.com", "for the whole organisation").await;
 }
@@ -685,9 +793,16 @@ async fn app_passwords_let_one_client_in_and_die_with_the_credentials() {
     let path = "/v1/tenants/acme/users/alice/app-passwords";
     // Only for a client that allows them, and only with a fresh proof.
     let (s, r) = app
-        .post(path, &e.key, json!({"client_id": "web", "recovery_code": e.recovery_codes[0]}))
+        .post(
+            path,
+            &e.key,
+            json!({"client_id": "web", "recovery_code": e.recovery_codes[0]}),
+        )
         .await;
-    assert_eq!((s, r["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("client_id")));
+    assert_eq!(
+        (s, r["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("client_id"))
+    );
     let (s, _) = app.post(path, &e.key, json!({"client_id": "imap"})).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     let (_, r) = app
@@ -728,12 +843,23 @@ async fn app_passwords_let_one_client_in_and_die_with_the_credentials() {
     };
     // Without it, the client that cannot do 2FA is refused; with it, let in.
     let d = login(&app, &e, "alice", json!({"client_id": "imap"})).await;
-    assert_eq!((d["decision"].as_str(), d["reason"].as_str()), (Some("deny"), Some("client_unsupported")));
+    assert_eq!(
+        (d["decision"].as_str(), d["reason"].as_str()),
+        (Some("deny"), Some("client_unsupported"))
+    );
     let (_, d) = imap_login(password.to_uppercase(), "imap").await;
-    assert_eq!((d["decision"].as_str(), d["reason"].as_str()), (Some("allow"), Some("app_password")), "{d}");
+    assert_eq!(
+        (d["decision"].as_str(), d["reason"].as_str()),
+        (Some("allow"), Some("app_password")),
+        "{d}"
+    );
     let token = d["session"]["token"].as_str().unwrap();
     let (_, i) = app
-        .post("/v1/tenants/acme/sessions/introspect", &e.key, json!({"token": token}))
+        .post(
+            "/v1/tenants/acme/sessions/introspect",
+            &e.key,
+            json!({"token": token}),
+        )
         .await;
     assert_eq!(i["session"]["amr"], json!(["app"]));
     let (_, d) = imap_login("aaaa-bbbb-cccc-dddd-eeee".into(), "imap").await;
@@ -743,18 +869,31 @@ async fn app_passwords_let_one_client_in_and_die_with_the_credentials() {
     let (_, list) = app.get(path, &e.key).await;
     let listed = &list["app_passwords"][0];
     assert_eq!(
-        (listed["id"].as_str(), listed["label"].as_str(), listed["active"].as_bool()),
+        (
+            listed["id"].as_str(),
+            listed["label"].as_str(),
+            listed["active"].as_bool()
+        ),
         (Some(id.as_str()), Some("Laptop mail"), Some(true))
     );
     assert!(listed["last_used_at"].is_i64());
     assert!(!list.to_string().contains(&password));
     let uses = app.audit_of("acme", &e.key, "action=login.decide").await;
-    assert!(uses.iter().any(|a| a["reason"] == format!("app_password:{id}")));
+    assert!(uses
+        .iter()
+        .any(|a| a["reason"] == format!("app_password:{id}")));
 
     // Sign out everywhere kills it; a new one can be revoked by id.
-    app.post("/v1/tenants/acme/users/alice/sign-out-everywhere", &e.key, json!({}))
-        .await;
-    assert_eq!(imap_login(password.clone(), "imap").await.1["decision"], "deny");
+    app.post(
+        "/v1/tenants/acme/users/alice/sign-out-everywhere",
+        &e.key,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        imap_login(password.clone(), "imap").await.1["decision"],
+        "deny"
+    );
     app.advance_secs(30);
     let code = app.code_at_offset(&e.secret, &e.params, 0);
     let (_, r) = app
@@ -766,7 +905,10 @@ async fn app_passwords_let_one_client_in_and_die_with_the_credentials() {
         .await;
     let second = r["password"].as_str().unwrap().to_string();
     let second_id = r["id"].as_str().unwrap().to_string();
-    assert_eq!(imap_login(second.clone(), "imap").await.1["decision"], "allow");
+    assert_eq!(
+        imap_login(second.clone(), "imap").await.1["decision"],
+        "allow"
+    );
     let (s, _) = app
         .call(
             reqwest::Method::DELETE,

@@ -39,7 +39,7 @@ pub(crate) const PROPOSAL_COLS: &str =
 
 pub(crate) const LOGIN_COLS: &str =
     "id, token_hash, tenant_id, user_id, generation, decision, primary_method, client_id, ip,
-     user_agent, created_at, expires_at, completed_at";
+     user_agent, created_at, expires_at, completed_at, device, country";
 
 pub(crate) const SESSION_COLS: &str =
     "id, token_hash, tenant_id, user_id, generation, amr, second_factor, client_id, ip,

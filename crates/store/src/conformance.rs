@@ -431,7 +431,11 @@ pub async fn failures_back_off_then_lock(s: DynStore) {
         accepted()
     );
     assert!(!s
-        .unlock_factor("fac_missing", audit("factor.unlock", Some(t.id), now), vec![])
+        .unlock_factor(
+            "fac_missing",
+            audit("factor.unlock", Some(t.id), now),
+            vec![]
+        )
         .await
         .unwrap());
 }

@@ -7,11 +7,11 @@
 //! (INV-02), dead after [`CODE_MAX_ATTEMPTS`] wrong tries. Sending is capped per destination,
 //! user and tenant in the store, so the caps hold across nodes (the SMS-pumping defence).
 
+use super::recovery::Proof;
 use super::*;
 use crate::messaging::*;
 use crate::phone_change::{self, PhoneChangeError, PHONE_CHANGE_TTL_MS};
 use crate::security::{StoredFactor, Undo};
-use super::recovery::Proof;
 use rand::Rng;
 
 /// Limits on sending codes. On by default: SMS pumping (toll fraud) costs real money.

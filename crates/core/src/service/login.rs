@@ -9,6 +9,7 @@
 //! sessions and devices carry the user's credential generation and die with it (INV-06).
 
 use super::contact::ContactKind;
+use super::risk::Whence;
 use super::*;
 use crate::login::*;
 use crate::messaging::*;
@@ -49,6 +50,13 @@ pub struct LoginRequest {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub device_token: Option<String>,
+    /// The integrator's own stable id of the browser or device (e.g. a long-lived cookie),
+    /// for the risk rules: a device seen in enough recent successful logins is familiar. Only
+    /// a keyed hash of it is stored.
+    pub device_id: Option<String>,
+    /// The end user's country (ISO 3166-1 alpha-2) as your proxy or CDN reported it; used
+    /// when the geo-IP database does not know the IP.
+    pub country: Option<String>,
     /// The app password a client that cannot show a second step was given, when the
     /// integrator checks one instead of the user's password.
     pub app_password: Option<String>,
@@ -71,6 +79,8 @@ pub struct LoginOutcome {
     pub pending: Option<IssuedToken>,
     /// For `allow`.
     pub session: Option<IssuedToken>,
+    /// Where the tenant's risk rules are on: what they found, and why.
+    pub risk: Option<super::risk::RiskView>,
 }
 
 /// The result of a second step. No `Debug`: it holds tokens.
@@ -566,21 +576,29 @@ impl Twofold {
 
     // ------------------------------------------------------------ the decision
 
-    async fn trusted_device(&self, user: &User, token: &str, now: i64) -> Result<bool, CoreError> {
+    /// The id of the user's live remembered device behind `token`, if it is one.
+    async fn trusted_device(
+        &self,
+        user: &User,
+        token: &str,
+        now: i64,
+    ) -> Result<Option<String>, CoreError> {
         if !token.starts_with("tfd_") || token.len() > 100 {
-            return Ok(false);
+            return Ok(None);
         }
         let device = self
             .store
             .device(&self.token_hash(DEVICE_PREFIX, token))
             .await?;
-        Ok(device.is_some_and(|d| {
-            d.user_id == user.id
-                && d.tenant_id == user.tenant_id
-                && d.generation == user.generation
-                && d.revoked_at.is_none()
-                && now < d.expires_at
-        }))
+        Ok(device
+            .filter(|d| {
+                d.user_id == user.id
+                    && d.tenant_id == user.tenant_id
+                    && d.generation == user.generation
+                    && d.revoked_at.is_none()
+                    && now < d.expires_at
+            })
+            .map(|d| d.id))
     }
 
     fn new_session(
@@ -630,15 +648,35 @@ impl Twofold {
             field: "primary",
             message: "must be password or sso".into(),
         })?;
-        let ip = req
+        let ip_addr = req
             .ip
             .as_deref()
             .map(|ip| {
                 ip.parse::<std::net::IpAddr>()
-                    .map(|a| a.to_string())
                     .map_err(|_| CoreError::Invalid {
                         field: "ip",
                         message: "must be an IPv4 or IPv6 address".into(),
+                    })
+            })
+            .transpose()?;
+        let ip = ip_addr.map(|a| a.to_string());
+        if req.device_id.as_deref().is_some_and(|d| {
+            d.is_empty() || d.len() > 128 || !d.bytes().all(|b| b.is_ascii_graphic())
+        }) {
+            return Err(CoreError::Invalid {
+                field: "device_id",
+                message: "must be 1 to 128 printable ASCII characters".into(),
+            });
+        }
+        let country = req
+            .country
+            .as_deref()
+            .map(|c| {
+                (c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()))
+                    .then(|| c.to_ascii_uppercase())
+                    .ok_or(CoreError::Invalid {
+                        field: "country",
+                        message: "must be a two-letter ISO 3166-1 country code".into(),
                     })
             })
             .transpose()?;
@@ -672,10 +710,27 @@ impl Twofold {
             .await?
             .ok_or(CoreError::NotFound("user"))?;
         let now = self.now();
-        let trusted = match req.device_token.as_deref() {
+        let trusted_id = match req.device_token.as_deref() {
             Some(t) => self.trusted_device(&user, t, now).await?,
-            None => false,
+            None => None,
         };
+        let device = trusted_id.clone().or_else(|| {
+            req.device_id
+                .as_deref()
+                .map(|d| self.device_key(tenant.id, d))
+        });
+        let whence = Whence {
+            ip: ip_addr,
+            country: country.as_deref(),
+            device: device.as_deref(),
+            user_agent: user_agent.as_deref(),
+        };
+        let risk = self.assess_login(&policy, &user, &whence, now).await?;
+        // Impossible travel asks for a code even on a remembered device.
+        let impossible = risk
+            .as_ref()
+            .is_some_and(|r| r.assessment.impossible_travel);
+        let trusted = trusted_id.is_some() && !impossible;
         let facts = LoginFacts {
             profile: user.profile.as_deref(),
             factors: factors
@@ -686,6 +741,7 @@ impl Twofold {
             primary,
             client_supports_2fa: client.map(|c| c.supports_2fa),
             trusted_device: trusted,
+            familiar: risk.as_ref().is_some_and(|r| r.assessment.familiar),
             skipped_until: user.skip_until,
             now,
         };
@@ -722,19 +778,47 @@ impl Twofold {
         audit.at = now;
         audit.ip = ip.clone().or(audit.ip);
         audit.outcome = decision.label().into();
-        audit.reason = decision.reason();
+        let risk_reasons: Option<Vec<&str>> = risk
+            .as_ref()
+            .map(|r| r.assessment.reasons.iter().map(|x| x.as_str()).collect());
+        audit.reason = match (decision.reason(), &risk_reasons) {
+            (base, None) => base,
+            (base, Some(reasons)) => Some(format!(
+                "{}risk: {}",
+                base.map(|b| format!("{b}; ")).unwrap_or_default(),
+                reasons.join(",")
+            )),
+        };
         let data = serde_json::json!({
             "user": user.external_id,
             "decision": decision.label(),
             "reason": decision.reason(),
             "client_id": req.client_id,
+            "risk": risk_reasons,
         });
         let events = self.event_messages(&tenant, "login.decided", data).await?;
         let mut outcome = LoginOutcome {
             decision: decision.clone(),
             pending: None,
             session: None,
+            risk: risk.clone(),
         };
+        if let (true, Some(view)) = (impossible, &risk) {
+            let on = On {
+                actor,
+                meta,
+                tenant: &tenant,
+                user: &user,
+            };
+            let mut travel = self.audit(actor, meta, "risk.impossible_travel", Some(tenant.id));
+            travel.user_id = Some(user.id);
+            travel.ip = ip.clone().or(travel.ip);
+            travel.reason = view.assessment.travel_kmh.map(|k| format!("{k} km/h"));
+            self.store
+                .apply(self.travel_notice(&on, view)?, travel)
+                .await?;
+            self.queued();
+        }
         let primary_amr = match primary {
             PrimaryMethod::Password => "pwd",
             PrimaryMethod::Sso => "sso",
@@ -751,16 +835,20 @@ impl Twofold {
                     audit.reason = Some(format!("app_password:{id}"));
                     effects.push(Effect::TouchAppPassword { id, at: now });
                 }
+                effects.extend(self.login_record(&policy, &user, &whence, now));
                 let (session, issued) =
                     self.new_session(&user, &amr, false, req.client_id.clone(), ip, now);
                 effects.push(Effect::InsertSession(session));
-                self.store.apply(effects, audit).await.map_err(|e| match e {
-                    // Revoked between the check and now.
-                    StoreError::Conflict("state_changed") => {
-                        CoreError::conflict("state_changed", "try again")
-                    }
-                    e => e.into(),
-                })?;
+                self.store
+                    .apply(effects, audit)
+                    .await
+                    .map_err(|e| match e {
+                        // Revoked between the check and now.
+                        StoreError::Conflict("state_changed") => {
+                            CoreError::conflict("state_changed", "try again")
+                        }
+                        e => e.into(),
+                    })?;
                 outcome.session = Some(issued);
             }
             Decision::Deny { .. } => self.store.append_audit(audit).await?,
@@ -780,6 +868,8 @@ impl Twofold {
                     created_at: now,
                     expires_at: now + self.config.login.pending_ttl_ms,
                     completed_at: None,
+                    device,
+                    country,
                 };
                 outcome.pending = Some(IssuedToken {
                     id: login.id.clone(),
@@ -794,6 +884,23 @@ impl Twofold {
             self.queued();
         }
         Ok(outcome)
+    }
+
+    /// The history row of a pending login that just succeeded (risk rules on only).
+    fn completed_login_record(
+        &self,
+        policy: &Policy,
+        user: &User,
+        login: &PendingLogin,
+        now: i64,
+    ) -> Option<Effect> {
+        let whence = Whence {
+            ip: login.ip.as_deref().and_then(|i| i.parse().ok()),
+            country: login.country.as_deref(),
+            device: login.device.as_deref(),
+            user_agent: login.user_agent.as_deref(),
+        };
+        self.login_record(policy, user, &whence, now)
     }
 
     /// The live pending login of this tenant behind a token, or the one generic refusal.
@@ -941,6 +1048,7 @@ impl Twofold {
             },
             Effect::InsertSession(session),
         ];
+        effects.extend(self.completed_login_record(&policy, &user, &login, now));
         let mut device = None;
         if let (true, Some(days)) = (remember_device, policy.remember_device_days) {
             let (token, token_hash) = self.mint_token(DEVICE_PREFIX);
@@ -1056,7 +1164,7 @@ impl Twofold {
             login.ip.clone(),
             now,
         );
-        let effects = vec![
+        let mut effects = vec![
             Effect::CompleteLogin {
                 login_id: login.id.clone(),
                 at: now,
@@ -1064,6 +1172,8 @@ impl Twofold {
             Effect::InsertSession(session),
             Effect::UnlockUserFactors { user_id: user.id },
         ];
+        let (policy, _) = self.policy_of(&tenant).await?;
+        effects.extend(self.completed_login_record(&policy, &user, &login, now));
         let mut audit = self.audit(actor, meta, "login.recover", Some(tenant.id));
         audit.ip = login.ip.clone().or(audit.ip);
         let on = On {
@@ -1200,13 +1310,15 @@ impl Twofold {
             login.ip.clone(),
             now,
         );
-        let extra = vec![
+        let mut extra = vec![
             Effect::CompleteLogin {
                 login_id: login.id.clone(),
                 at: now,
             },
             Effect::InsertSession(session),
         ];
+        let (policy, _) = self.policy_of(&tenant).await?;
+        extra.extend(self.completed_login_record(&policy, &user, &login, now));
         let (verdict, recovery_codes) = self
             .confirm_with(actor, meta, &tenant, &user, &factor, &code, extra)
             .await?;
@@ -1263,7 +1375,7 @@ impl Twofold {
             .apply(
                 vec![
                     Effect::CompleteLogin {
-                        login_id: login.id,
+                        login_id: login.id.clone(),
                         at: now,
                     },
                     Effect::SetSkip {
@@ -1271,7 +1383,10 @@ impl Twofold {
                         until: policy::skip_until(&policy, now),
                     },
                     Effect::InsertSession(session),
-                ],
+                ]
+                .into_iter()
+                .chain(self.completed_login_record(&policy, &user, &login, now))
+                .collect(),
                 audit,
             )
             .await

@@ -6,8 +6,8 @@ use crate::error::CoreError;
 use crate::messaging::Effect;
 use crate::model::*;
 use crate::ports::*;
-use crate::totp;
 use crate::security::{StoredFactor, Undo};
+use crate::totp;
 use crate::types::*;
 use base64::Engine;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +25,7 @@ pub mod notices;
 mod operator;
 mod outbox;
 mod recovery;
+mod risk;
 mod undo;
 mod webhooks;
 
@@ -38,6 +39,7 @@ pub use login::{
 };
 pub use outbox::{parse_countries, MessageView, RefusalCounts};
 pub use recovery::{Proof, RecoveryCodes, RecoveryStatus};
+pub use risk::RiskView;
 pub use undo::{RevertState, RevertView};
 pub use webhooks::{WebhookView, EVENTS};
 
@@ -335,6 +337,8 @@ pub struct Twofold {
     /// Called after a rollout job was created, to wake the job runner.
     on_jobs: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
     refusals: RefusalCounts,
+    /// Geo-IP lookups for the risk rules, when a database is configured.
+    geo: std::sync::OnceLock<Arc<dyn GeoLookup>>,
 }
 
 /// An issuer or account name for an otpauth:// URI.
@@ -394,6 +398,7 @@ impl Twofold {
             on_queued: std::sync::OnceLock::new(),
             on_jobs: std::sync::OnceLock::new(),
             refusals: RefusalCounts::default(),
+            geo: std::sync::OnceLock::new(),
             config,
         }
     }
@@ -1254,8 +1259,7 @@ impl Twofold {
                 } else {
                     let m = totp::verify_confirmation(&f.secret, code.as_str(), &f.params, now)
                         .map(|(step, drift)| f.step_match(step, drift, true));
-                    let mut effects: Vec<Effect> =
-                        added.clone();
+                    let mut effects: Vec<Effect> = added.clone();
                     effects.extend(extra.iter().cloned());
                     (m, effects)
                 };

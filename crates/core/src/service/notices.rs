@@ -166,7 +166,10 @@ impl Twofold {
             TemplateKind::SecurityNotice,
             params,
         )?;
-        Ok(vec![Effect::InsertRevertLink(link), Effect::Enqueue(message)])
+        Ok(vec![
+            Effect::InsertRevertLink(link),
+            Effect::Enqueue(message),
+        ])
     }
 }
 

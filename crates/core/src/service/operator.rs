@@ -22,10 +22,7 @@ impl Twofold {
     /// The effects that switch 2FA off for one user: factors and recovery codes go, the
     /// generation moves, a frozen user is unfrozen (an administrator has acted), the user is
     /// emailed and the integrator told.
-    pub(crate) async fn user_2fa_off_effects(
-        &self,
-        on: &On<'_>,
-    ) -> Result<Vec<Effect>, CoreError> {
+    pub(crate) async fn user_2fa_off_effects(&self, on: &On<'_>) -> Result<Vec<Effect>, CoreError> {
         let user = on.user;
         let mut effects = vec![
             Effect::DeleteAllFactors { user_id: user.id },
@@ -119,13 +116,16 @@ impl Twofold {
         let data = serde_json::json!({ "version": version + 1 });
         effects.extend(self.event_effects(&tenant, "policy.changed", data).await?);
         let audit = self.audit(actor, meta, "tenant.2fa_disable", Some(tenant.id));
-        self.store.apply(effects, audit).await.map_err(|e| match e {
-            StoreError::Conflict("state_changed") => CoreError::conflict(
-                "state_changed",
-                "the tenant's settings changed meanwhile; run the command again",
-            ),
-            e => e.into(),
-        })?;
+        self.store
+            .apply(effects, audit)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict("state_changed") => CoreError::conflict(
+                    "state_changed",
+                    "the tenant's settings changed meanwhile; run the command again",
+                ),
+                e => e.into(),
+            })?;
         self.queued();
         self.jobs_queued();
         Ok(())

@@ -102,7 +102,9 @@ impl Twofold {
             .zip(&counts)
             .any(|(b, n)| *n >= i64::from(b.max))
         {
-            return self.reject_recovery(audit, RejectReason::Throttled, None).await;
+            return self
+                .reject_recovery(audit, RejectReason::Throttled, None)
+                .await;
         }
         let Some(normalized) = normalize_recovery_code(typed) else {
             return self
@@ -194,8 +196,8 @@ impl Twofold {
             field: "code_factor_id",
             message: "must name an active factor of this user".into(),
         };
-        let prover_id = FactorId::parse(factor_id.ok_or_else(bad_prover)?)
-            .map_err(|_| bad_prover())?;
+        let prover_id =
+            FactorId::parse(factor_id.ok_or_else(bad_prover)?).map_err(|_| bad_prover())?;
         let prover = factors
             .iter()
             .find(|f| f.id == prover_id.as_str() && f.status == FactorStatus::Active)

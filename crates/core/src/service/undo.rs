@@ -114,10 +114,12 @@ impl Twofold {
                 })
                 .into_iter()
                 .collect(),
-            Undo::RestoreFactor { factor } => match (find(&factor.id), factor.restore(user.tenant_id, user.id)) {
-                (None, Some(f)) => vec![Effect::RestoreFactor(f)],
-                _ => Vec::new(),
-            },
+            Undo::RestoreFactor { factor } => {
+                match (find(&factor.id), factor.restore(user.tenant_id, user.id)) {
+                    (None, Some(f)) => vec![Effect::RestoreFactor(f)],
+                    _ => Vec::new(),
+                }
+            }
             Undo::RestorePhone {
                 factor_id,
                 old_phone,
@@ -212,17 +214,23 @@ impl Twofold {
         });
         effects.extend(self.event_effects(&tenant, "user.reported", data).await?);
         let mut audit = self.audit(&Actor::System, meta, "user.wasnt_me", Some(tenant.id));
-        audit.actor = format!("user:{}", user.external_id.chars().take(64).collect::<String>());
+        audit.actor = format!(
+            "user:{}",
+            user.external_id.chars().take(64).collect::<String>()
+        );
         audit.user_id = Some(user.id);
         audit.at = now;
         audit.reason = Some(undo.kind().into());
-        self.store.apply(effects, audit).await.map_err(|e| match e {
-            StoreError::Conflict("state_changed") => CoreError::conflict(
-                "state_changed",
-                "your settings changed while this was being done; open the link again",
-            ),
-            e => e.into(),
-        })?;
+        self.store
+            .apply(effects, audit)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict("state_changed") => CoreError::conflict(
+                    "state_changed",
+                    "your settings changed while this was being done; open the link again",
+                ),
+                e => e.into(),
+            })?;
         self.queued();
         self.forget_user(tenant.id, &user.external_id);
         let mut done = link;

@@ -134,6 +134,12 @@ pub struct LoginBody {
     pub user_agent: Option<String>,
     /// The browser's remembered-device token, if it has one.
     pub device_token: Option<String>,
+    /// Your own stable id of the browser or device (e.g. a long-lived cookie), for the
+    /// tenant's risk rules; only a keyed hash of it is kept.
+    pub device_id: Option<String>,
+    /// The end user's country (two letters) as your proxy or CDN reported it (e.g.
+    /// `CF-IPCountry`); used when the geo-IP database does not know the IP.
+    pub country: Option<String>,
     /// For a client app that cannot show a second step: the app password it was given
     /// (needs `client_id`). Decides `allow` (reason `app_password`) or `deny`
     /// (`app_password_invalid`) on its own.
@@ -180,6 +186,25 @@ pub struct DecisionDto {
     /// For `allow`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session: Option<TokenDto>,
+    /// Where the tenant's risk rules are on: why a code was or was not asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub risk: Option<RiskDto>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RiskDto {
+    /// A known device, or a known network in a known country, and no impossible travel.
+    pub familiar: bool,
+    pub impossible_travel: bool,
+    /// Speed since the previous located sign-in, when both were located far enough apart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub travel_kmh: Option<u32>,
+    /// The country of the sign-in's IP, when the geo database knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// Every rule's finding, e.g. `familiar_device`, `new_network`, `new_country`,
+    /// `impossible_travel`, `no_ip`, `first_login`.
+    pub reasons: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -450,6 +475,8 @@ pub async fn decide(
                 ip: body.ip,
                 user_agent: body.user_agent,
                 device_token: body.device_token,
+                device_id: body.device_id,
+                country: body.country,
                 app_password: body.app_password,
             },
         )
@@ -465,6 +492,18 @@ pub async fn decide(
         days_left: None,
         pending: out.pending.map(Into::into),
         session: out.session.map(Into::into),
+        risk: out.risk.map(|r| RiskDto {
+            familiar: r.assessment.familiar,
+            impossible_travel: r.assessment.impossible_travel,
+            travel_kmh: r.assessment.travel_kmh,
+            country: r.country,
+            reasons: r
+                .assessment
+                .reasons
+                .iter()
+                .map(|x| x.as_str().to_string())
+                .collect(),
+        }),
     };
     match &out.decision {
         Decision::Allow { .. } | Decision::Deny { .. } => dto.reason = out.decision.reason(),

@@ -255,7 +255,8 @@ pub async fn login_recover(
             &body.recovery_code,
         )
         .await?;
-    s.metrics.observe_verification("recovery", out.verdict.label());
+    s.metrics
+        .observe_verification("recovery", out.verdict.label());
     Ok(axum::Json(super::login::StepDto {
         verified: out.verdict.is_accepted(),
         session: out.session.map(Into::into),

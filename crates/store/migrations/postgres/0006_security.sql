@@ -70,4 +70,9 @@ CREATE TABLE login_history (
     ua_family   TEXT
 );
 CREATE INDEX login_history_by_user ON login_history (user_id, at);
+
+-- The device and country a waiting login came from, so the history records them once the
+-- second step succeeds.
+ALTER TABLE pending_logins ADD COLUMN device TEXT;
+ALTER TABLE pending_logins ADD COLUMN country TEXT;
 CREATE INDEX login_history_by_time ON login_history (at);

@@ -102,6 +102,8 @@ fn pending(t: &Tenant, u: &User, id: &str, generation: i64, at: i64) -> PendingL
         created_at: at,
         expires_at: at + LOGIN_TTL,
         completed_at: None,
+        device: Some("dev_x".into()),
+        country: Some("GB".into()),
     }
 }
 

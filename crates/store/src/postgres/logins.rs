@@ -45,7 +45,7 @@ pub(super) async fn insert_login(
         c,
         &format!(
             "INSERT INTO pending_logins ({LOGIN_COLS})
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         ),
         &[
             &l.id,
@@ -61,6 +61,8 @@ pub(super) async fn insert_login(
             &l.created_at,
             &l.expires_at,
             &l.completed_at,
+            &l.device,
+            &l.country,
         ],
         "login_exists",
     )

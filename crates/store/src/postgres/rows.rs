@@ -462,6 +462,8 @@ pub(super) fn login_row(r: &Row) -> Result<PendingLogin, StoreError> {
         created_at: get(r, 10)?,
         expires_at: get(r, 11)?,
         completed_at: get(r, 12)?,
+        device: get(r, 13)?,
+        country: get(r, 14)?,
     })
 }
 

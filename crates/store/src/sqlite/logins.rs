@@ -35,7 +35,7 @@ pub(super) fn insert_proposal(c: &Connection, p: &Proposal) -> Result<(), StoreE
 pub(super) fn insert_login(c: &Connection, l: &PendingLogin) -> Result<(), StoreError> {
     c.prepare_cached(&format!(
         "INSERT INTO pending_logins ({LOGIN_COLS})
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
     ))
     .and_then(|mut s| {
         s.execute(params![
@@ -51,7 +51,9 @@ pub(super) fn insert_login(c: &Connection, l: &PendingLogin) -> Result<(), Store
             l.user_agent,
             l.created_at,
             l.expires_at,
-            l.completed_at
+            l.completed_at,
+            l.device,
+            l.country
         ])
     })
     .map(|_| ())

@@ -290,6 +290,8 @@ pub(super) fn login_row(r: &Row) -> rusqlite::Result<PendingLogin> {
         created_at: r.get(10)?,
         expires_at: r.get(11)?,
         completed_at: r.get(12)?,
+        device: r.get(13)?,
+        country: r.get(14)?,
     })
 }
 
