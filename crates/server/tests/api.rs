@@ -109,7 +109,10 @@ async fn a_wrong_code_leaves_the_factor_pending() {
         (s, body["error"]["code"].as_str()),
         (StatusCode::CONFLICT, Some("no_active_factor"))
     );
-    assert_eq!(app.confirm(&e, &good).await.1, json!({"confirmed": true}));
+    // Bob's first factor: confirmed, with his recovery codes, shown this once.
+    let (_, confirmed) = app.confirm(&e, &good).await;
+    assert_eq!(confirmed["confirmed"], true);
+    assert_eq!(confirmed["recovery_codes"].as_array().unwrap().len(), 10);
     // Replaying the confirmation code answers exactly like a wrong code, and is audited.
     let replay = app.confirm(&e, &good).await;
     assert_eq!(replay, app.confirm(&e, &wrong).await);
@@ -140,7 +143,7 @@ async fn confirmation_learns_drift_and_resync_relearns_it() {
     let (fid, secret, params) = (e.factor_id.clone(), e.secret.clone(), e.params);
     // The phone runs one step ahead.
     let ahead = app.code_at_offset(&secret, &params, 1);
-    assert_eq!(app.confirm(&e, &ahead).await.1, json!({"confirmed": true}));
+    assert_eq!(app.confirm(&e, &ahead).await.1["confirmed"], true);
     let (_, f) = app.get("/v1/tenants/acme/users/carol/factors", &key).await;
     assert_eq!(f["factors"][0]["drift_steps"], 1);
     app.advance_secs(30);

@@ -773,6 +773,13 @@ async fn locks_and_unlocks_are_notified_and_the_outbox_is_visible() {
         assert_eq!(s, StatusCode::OK);
         app.clock.advance_ms(16 * 60 * 1000);
     }
+    // The fifth failure in a row was announced before the lock.
+    let warning = app.next_notice("alice@example.com").await;
+    assert!(
+        warning.text.contains("5 wrong codes in a row"),
+        "{}",
+        warning.text
+    );
     let notice = app.next_notice("alice@example.com").await;
     assert!(notice.text.contains("locked"), "{}", notice.text);
     let (s, _) = app
@@ -793,7 +800,8 @@ async fn locks_and_unlocks_are_notified_and_the_outbox_is_visible() {
     let (s, page) = app.get("/v1/tenants/acme/outbox?status=sent", &e.key).await;
     assert_eq!(s, StatusCode::OK, "{page}");
     let messages = page["messages"].as_array().unwrap();
-    assert_eq!(messages.len(), 3, "{page}");
+    // Added, five wrong in a row, locked, unlocked.
+    assert_eq!(messages.len(), 4, "{page}");
     assert!(messages.iter().all(|m| m["template"] == "security_notice"));
     assert!(messages
         .iter()
@@ -802,7 +810,7 @@ async fn locks_and_unlocks_are_notified_and_the_outbox_is_visible() {
     assert_eq!(s, StatusCode::FORBIDDEN);
     let (s, stats) = app.get("/v1/outbox/stats", &app.operator_key).await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(stats["sent"], 3, "{stats}");
+    assert_eq!(stats["sent"], 4, "{stats}");
     let (s, r) = app
         .post("/v1/outbox/1/retry", &app.operator_key, json!({}))
         .await;

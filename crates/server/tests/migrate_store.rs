@@ -112,7 +112,30 @@ async fn fill(app: &TestApp) -> (Enrolled, serde_json::Value, String) {
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{change}");
-    set_policy(app, &e, required(json!({}))).await;
+    // Risk rules on (the login history fills) and an app password for a client without 2FA.
+    set_policy(
+        app,
+        &e,
+        required(json!({
+            "risk": {"mode": "adaptive"},
+            "clients": [{"id": "imap", "supports_2fa": false, "app_passwords": true}]
+        })),
+    )
+    .await;
+    let code = app.code_at_offset(&e.secret, &e.params, 0);
+    let (s, apw) = app
+        .post(
+            "/v1/tenants/acme/users/alice/app-passwords",
+            &e.key,
+            json!({"client_id": "imap", "code": code, "code_factor_id": e.factor_id}),
+        )
+        .await;
+    assert_eq!(
+        (s, &apw["verified"]),
+        (StatusCode::OK, &json!(true)),
+        "{apw}"
+    );
+    app.advance_secs(30);
     let pending = login(app, &e, "alice", json!({})).await;
     assert_eq!(pending["decision"], "challenge", "{pending}");
     let done = login(app, &e, "alice", json!({})).await;
