@@ -107,6 +107,7 @@ pub enum TenantCmd {
     },
     /// Switch 2FA off for the whole tenant: the policy goes off now, and a background job of
     /// the running server removes every user's factors (emailing each).
+    #[command(name = "disable-2fa")]
     Disable2fa {
         #[arg(long)]
         slug: String,
@@ -219,6 +220,7 @@ pub enum UserCmd {
     },
     /// Switch 2FA off for one user: every factor and recovery code removed, signed out
     /// everywhere, emailed, audited.
+    #[command(name = "disable-2fa")]
     Disable2fa {
         #[command(flatten)]
         who: UserRef,

@@ -277,6 +277,47 @@ fn operator_commands_work_beside_a_running_server() {
         serde_json::json!({"code": code.trim()}),
     );
     assert_eq!(confirmed["confirmed"], true);
+    let recovery: Vec<String> = confirmed["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+
+    // Operator controls: 2FA off for one user, then (only with --yes) for the whole tenant.
+    let out = stdout(&twofold(
+        &data,
+        &["user", "disable-2fa", "--tenant", "acme", "--user", "alice"],
+    ));
+    assert!(
+        out.contains("two-step verification is off for alice"),
+        "{out}"
+    );
+    let listed = stdout(&twofold(
+        &data,
+        &["factor", "list", "--tenant", "acme", "--user", "alice"],
+    ));
+    assert!(listed.trim().is_empty(), "{listed}");
+    let (_, left) = http.get("/v1/tenants/acme/users/alice/recovery-codes", &tenant_key);
+    assert_eq!(left["remaining"], 0);
+    let out = twofold(&data, &["tenant", "disable-2fa", "--slug", "acme"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"));
+    let out = stdout(&twofold(
+        &data,
+        &["tenant", "disable-2fa", "--slug", "acme", "--yes"],
+    ));
+    assert!(
+        out.contains("two-step verification is off for acme"),
+        "{out}"
+    );
+    let (_, policy) = http.get("/v1/tenants/acme/policy", &tenant_key);
+    assert_eq!(policy["policy"]["enforcement"]["mode"], "off");
+    let (_, audit) = http.get(
+        "/v1/tenants/acme/audit?action=user.2fa_disable",
+        &tenant_key,
+    );
+    assert_eq!(audit["events"][0]["actor"], "cli", "{audit}");
     let log = server.stop();
     assert!(
         log.contains("/confirm"),
@@ -285,6 +326,9 @@ fn operator_commands_work_beside_a_running_server() {
     let secret = enrol["secret"].as_str().unwrap();
     for needle in [secret, &op_key, &tenant_key, &op_key[20..]] {
         assert!(!log.contains(needle), "log leaks {needle}");
+    }
+    for code in &recovery {
+        assert!(!log.contains(code.as_str()), "log leaks a recovery code");
     }
     assert!(!contains_number(&log, code.trim()), "log leaks the code");
 }

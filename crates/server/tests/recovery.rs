@@ -931,3 +931,60 @@ async fn app_passwords_let_one_client_in_and_die_with_the_credentials() {
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+/// Presses the button of `m`'s link with an `X-Forwarded-For` header; returns the IP the
+/// audit row recorded.
+async fn wasnt_me_from(app: &TestApp, e: &Enrolled, m: &DevMessage, xff: &str) -> String {
+    let token = revert_token(m);
+    let (_, _, cookie) = open_link(app, &token).await;
+    let cookie = cookie.unwrap();
+    let resp = app
+        .client
+        .post(format!("{}/wasnt-me/{token}", app.base))
+        .header("cookie", format!("tf_csrf={cookie}"))
+        .header("x-forwarded-for", xff)
+        .form(&[("csrf", cookie.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let audit = app
+        .audit_of("acme", &e.key, "action=user.wasnt_me&limit=1")
+        .await;
+    audit[0]["ip"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn the_page_believes_forwarding_headers_only_from_trusted_proxies() {
+    for (trusted, xff, want) in [
+        // No trusted proxy: the header is ignored, the socket address counts.
+        (vec![], "198.51.100.1", "127.0.0.1"),
+        // Behind a trusted proxy: the first untrusted hop from the right, never the
+        // client-chosen left end.
+        (
+            vec!["127.0.0.0/8".to_string()],
+            "6.6.6.6, 198.51.100.1",
+            "198.51.100.1",
+        ),
+        // Garbage stops the walk: nothing the client wrote is believed.
+        (
+            vec!["127.0.0.0/8".to_string()],
+            "198.51.100.1, evil<script>",
+            "127.0.0.1",
+        ),
+        (vec!["127.0.0.0/8".to_string()], "unknown", "127.0.0.1"),
+    ] {
+        let app = spawn_app_with(|c| c.network.trusted_proxies = trusted.clone()).await;
+        let e = setup(&app).await;
+        notice_with(&app, ALICE, "method was added").await; // her own, at setup
+        let extra = app.pending("acme", &e.key, "alice").await;
+        app.confirm(&extra, &app.code_at_offset(&extra.secret, &extra.params, 0))
+            .await;
+        let m = notice_with(&app, ALICE, "method was added").await;
+        assert_eq!(
+            wasnt_me_from(&app, &e, &m, xff).await,
+            want,
+            "{trusted:?} {xff}"
+        );
+    }
+}
