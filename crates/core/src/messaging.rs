@@ -510,6 +510,33 @@ pub enum Effect {
     UnlockUserFactors {
         user_id: i64,
     },
+    /// `state_changed` if the user's 2FA settings are frozen: the first effect of every change
+    /// of them, so that a freeze committed meanwhile wins over a check read before it.
+    RequireNotFrozen {
+        user_id: i64,
+    },
+    /// Deletes the user's recovery codes made at or after `since` (a set an attacker made).
+    DeleteRecoveryCodesSince {
+        user_id: i64,
+        since: i64,
+    },
+    /// Marks every unused "this wasn't me" link of the user used at `at`: an administrator
+    /// acted, and an older link must not undo what they did.
+    ExpireRevertLinks {
+        user_id: i64,
+        at: i64,
+    },
+    /// Counts one in the current window of each limit, only while it is below its maximum; a
+    /// full one is `state_changed`. A reservation made before judging, refunded on success.
+    ChargeBudgets {
+        limits: Vec<SendLimit>,
+        at: i64,
+    },
+    /// Gives back one reservation in the current window of each limit.
+    RefundBudgets {
+        limits: Vec<SendLimit>,
+        at: i64,
+    },
 }
 
 /// Issue a one-time code: refuse if the newest code for the same (user, factor, purpose) was

@@ -125,8 +125,12 @@ pub struct LoginSignal {
     pub country: Option<String>,
     /// (latitude, longitude) in degrees.
     pub coords: Option<(f64, f64)>,
-    /// The stable id of a valid remembered-device token presented with this login.
+    /// The stable id of a valid remembered-device token presented with this login, or of the
+    /// integrator's own id for the device.
     pub device: Option<String>,
+    /// `device` is a remembered-device token Twofold issued (random, ours), not an id the
+    /// integrator chose.
+    pub device_issued: bool,
     /// [`ua_family`] of the User-Agent. Not used by the rules (it is trivially chosen by the
     /// client and changes with browser updates); kept for the audit trail and notices.
     pub ua_family: Option<String>,
@@ -261,8 +265,12 @@ pub fn assess(
             match country {
                 // Geo databases miss some ranges (new allocations, some mobile carriers). The
                 // network rule needs the country, so it cannot vouch here; the device rule
-                // still can, because the device id proves possession of a token we issued.
-                None => reasons.push(RiskReason::UnknownCountry),
+                // still can, but only for a token Twofold issued (a remembered device): an
+                // integrator's own device id may be guessable, so it needs a known country.
+                None => {
+                    reasons.push(RiskReason::UnknownCountry);
+                    known_device &= signal.device_issued;
+                }
                 Some(c) => {
                     let network = network_of(ip);
                     let n = recent
@@ -447,6 +455,7 @@ mod tests {
             country: country.map(Into::into),
             coords: None,
             device: device.map(Into::into),
+            device_issued: true,
             ua_family: Some("firefox/linux".into()),
         }
     }
@@ -672,6 +681,28 @@ mod tests {
                 true,
                 false,
                 vec![FamiliarDevice, UnknownCountry],
+            ),
+            row(
+                "unknown country, familiar device id chosen by the integrator: not enough",
+                LoginSignal {
+                    device_issued: false,
+                    ..signal(gb_ip, None, d1)
+                },
+                past(2, DAY, GB_NET, gb, d1),
+                false,
+                false,
+                vec![FamiliarDevice, UnknownCountry],
+            ),
+            row(
+                "known country, familiar device id chosen by the integrator: vouches",
+                LoginSignal {
+                    device_issued: false,
+                    ..signal(gb_ip, gb, d1)
+                },
+                past(2, DAY, "198.51.100.0/24", gb, d1),
+                true,
+                false,
+                vec![FamiliarDevice, NewNetwork],
             ),
             row(
                 "unknown country, familiar network: the network rule cannot apply",

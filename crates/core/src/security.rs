@@ -94,6 +94,9 @@ pub enum Undo {
     },
     /// An app password was created: revoke it.
     RevokeAppPassword { id: String },
+    /// New recovery codes were made (at `since`): they go, so whoever made them holds
+    /// nothing; the user gets new ones once an administrator lifts the freeze.
+    DeleteRecoveryCodes { since: i64 },
 }
 
 impl Undo {
@@ -104,6 +107,7 @@ impl Undo {
             Undo::RestoreFactor { .. } => "restore_factor",
             Undo::RestorePhone { .. } => "restore_phone",
             Undo::RevokeAppPassword { .. } => "revoke_app_password",
+            Undo::DeleteRecoveryCodes { .. } => "delete_recovery_codes",
         }
     }
 }
@@ -223,6 +227,9 @@ pub struct LoginRecord {
     /// The remembered-device id (`dev_…`) the login presented, if any.
     pub device: Option<String>,
     pub ua_family: Option<String>,
+    /// The user's credential generation at the login (INV-06): history from before a reset
+    /// or "this wasn't me" vouches for nothing.
+    pub generation: i64,
 }
 
 /// Degrees to the stored 1/10,000 degree; `None` for values that are no coordinate.

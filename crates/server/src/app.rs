@@ -179,7 +179,17 @@ impl Application {
             metrics: Arc::new(Metrics::default()),
             delivery: Some(delivery),
             proxies: Arc::new(proxies),
+            https: config
+                .public_url()
+                .map_err(StartupError::Config)?
+                .starts_with("https://"),
         };
+        if !state.https {
+            tracing::warn!(
+                "public_url is not https: links in emails and the pages' cookies are sent in \
+                 the clear; set public_url to the https address users reach"
+            );
+        }
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartupError::Bind {

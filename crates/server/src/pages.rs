@@ -2,8 +2,9 @@
 //!
 //! Opening the link (GET) only shows what happened and a button, because mail scanners and
 //! link previews open links by themselves; the button's POST does the work. The form carries a
-//! CSRF token that must equal a cookie set with the page (double submit: Secure, HttpOnly,
-//! SameSite=Strict, scoped to the page's path), compared in constant time. Every page is sent
+//! CSRF token that must equal a cookie set with the page (double submit: HttpOnly,
+//! SameSite=Strict, scoped to the link's own path, Secure when `public_url` is https), compared
+//! in constant time. Every page is sent
 //! with a CSP that allows no script at all, may not be framed, and leaks no referrer (the URL
 //! holds the link's token).
 
@@ -164,8 +165,11 @@ async fn show(State(s): State<AppState>, Path(token): Path<String>) -> Response 
         change = escape(&view.change),
     );
     let mut resp = page(StatusCode::OK, "Was this you?", &body);
+    // Scoped to this one link's path, so two links open in two tabs do not clash.
+    let secure = if s.https { "; Secure" } else { "" };
     let cookie = format!(
-        "{CSRF_COOKIE}={csrf}; Path=/wasnt-me/; Secure; HttpOnly; SameSite=Strict; Max-Age=3600"
+        "{CSRF_COOKIE}={csrf}; Path=/wasnt-me/{token}{secure}; HttpOnly; SameSite=Strict; \
+         Max-Age=3600"
     );
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().insert(header::SET_COOKIE, v);

@@ -12,4 +12,7 @@ pub struct AppState {
     pub delivery: Option<Arc<twofold_delivery::DeliveryMetrics>>,
     /// The proxies whose forwarding headers the pages believe (INV-08).
     pub proxies: Arc<twofold_geo::TrustedProxies>,
+    /// The pages are reached over https (`public_url`): their cookies are `Secure`. Browsers
+    /// drop Secure cookies set over plain http, which would break the pages' forms.
+    pub https: bool,
 }

@@ -345,7 +345,7 @@ async fn failures_are_also_limited_per_end_user_ip_and_per_tenant() {
     // 20 users, each with a factor: spraying one wrong code per user stays below every
     // per-factor limit.
     let mut users = Vec::new();
-    for i in 0..30 {
+    for i in 0..31 {
         let name = format!("u{i}");
         app.user("acme", &e.key, &name).await;
         let f = app.pending("acme", &e.key, &name).await;
@@ -393,7 +393,7 @@ async fn failures_are_also_limited_per_end_user_ip_and_per_tenant() {
     assert_eq!(r["verified"], true);
     // The tenant's budget: one wrong code each for ten fresh users, from ten IPs, brings it
     // to 60; then even a right code of a user with no failures, from a new IP, waits.
-    for (i, u) in users[20..].iter().enumerate() {
+    for (i, u) in users[20..30].iter().enumerate() {
         let (_, r) = app
             .post(
                 &format!("/v1/tenants/acme/users/{}/verify", u.user),
@@ -404,7 +404,7 @@ async fn failures_are_also_limited_per_end_user_ip_and_per_tenant() {
         assert_eq!(r["verified"], false);
     }
     app.advance_secs(30);
-    let fresh = &users[29];
+    let fresh = &users[30];
     let (_, r) = app
         .post(
             &format!("/v1/tenants/acme/users/{}/verify", fresh.user),
@@ -414,6 +414,10 @@ async fn failures_are_also_limited_per_end_user_ip_and_per_tenant() {
         )
         .await;
     assert_eq!(r["verified"], false);
+    let last = app
+        .audit_of("acme", &e.key, "action=totp.verify&limit=1")
+        .await;
+    assert_eq!(last[0]["reason"], "throttled", "{last:?}");
     // An hour later the budgets are fresh.
     app.advance_secs(3600);
     let code = app.code_at_offset(&u.secret, &u.params, 0);
@@ -454,7 +458,8 @@ async fn open_link(app: &TestApp, token: &str) -> (StatusCode, String, Option<St
     }
     let cookie = h.get("set-cookie").map(|c| {
         let c = c.to_str().unwrap();
-        for attr in ["Secure", "HttpOnly", "SameSite=Strict"] {
+        let path = format!("Path=/wasnt-me/{token}");
+        for attr in ["HttpOnly", "SameSite=Strict", path.as_str()] {
             assert!(c.contains(attr), "{c}");
         }
         c.split(';')
@@ -534,7 +539,8 @@ async fn this_wasnt_me_removes_a_new_factor_signs_out_freezes_and_alerts_admins(
     let m = notice_with(&app, ALICE, "method was added").await;
     let token = revert_token(&m);
 
-    // Opening the link changes nothing (mail scanners open links).
+    // Opening the link changes nothing (mail scanners open links). Over plain http (this
+    // test server) the cookie cannot be Secure, or browsers would drop it.
     let (s, page, cookie) = open_link(&app, &token).await;
     assert_eq!(s, StatusCode::OK);
     assert!(page.contains("method was added") && page.contains("<form method=\"post\">"));
@@ -987,4 +993,156 @@ async fn the_page_believes_forwarding_headers_only_from_trusted_proxies() {
             "{trusted:?} {xff}"
         );
     }
+}
+
+#[tokio::test]
+async fn this_wasnt_me_kills_recovery_codes_someone_else_made_and_expired_links_change_nothing() {
+    let app = spawn_app_with(|c| c.public_url = Some("https://2fa.example.com".into())).await;
+    let e = required_acme(&app).await;
+    // "Someone" with a fresh code makes new recovery codes.
+    let code = app.code_at_offset(&e.secret, &e.params, 0);
+    let (_, r) = app
+        .post(
+            "/v1/tenants/acme/users/alice/recovery-codes",
+            &e.key,
+            json!({"code": code, "code_factor_id": e.factor_id}),
+        )
+        .await;
+    let theirs = r["recovery_codes"][0].as_str().unwrap().to_string();
+    let m = notice_with(&app, ALICE, "new recovery codes were made").await;
+    assert!(
+        m.text.contains("https://2fa.example.com/wasnt-me/tfr_"),
+        "{}",
+        m.text
+    );
+    // Over https the page's cookie is Secure.
+    let token = revert_token(&m);
+    let resp = app
+        .client
+        .get(format!("{}/wasnt-me/{token}", app.base))
+        .send()
+        .await
+        .unwrap();
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    let value = cookie.split(';').next().unwrap().split_once('=').unwrap().1;
+    let (s, done) = press(&app, &token, Some(value), value).await;
+    assert_eq!(s, StatusCode::OK, "{done}");
+    assert!(done.contains("new recovery codes stop working"));
+    // Their codes are gone: no sign-in with them, and nothing left to use.
+    let pending = challenge(&app, &e).await;
+    assert_eq!(
+        recover(&app, &e, &pending, &theirs).await.1["verified"],
+        false
+    );
+    let (_, st) = app
+        .get("/v1/tenants/acme/users/alice/recovery-codes", &e.key)
+        .await;
+    assert_eq!(st["remaining"], 0);
+
+    // A link POSTed after its 7 days changes nothing.
+    app.post("/v1/tenants/acme/users/alice/unfreeze", &e.key, json!({}))
+        .await;
+    let extra = app.pending("acme", &e.key, "alice").await;
+    app.confirm(&extra, &app.code_at_offset(&extra.secret, &extra.params, 0))
+        .await;
+    notice_with(&app, ALICE, "method was added").await; // her own, at setup
+    let added = notice_with(&app, ALICE, "method was added").await;
+    let token = revert_token(&added);
+    let (_, _, cookie) = open_link(&app, &token).await;
+    let cookie = cookie.unwrap();
+    app.advance_secs(7 * 86_400 + 1);
+    let (s, page) = press(&app, &token, Some(&cookie), &cookie).await;
+    assert_eq!(s, StatusCode::GONE, "{page}");
+    let (_, list) = app
+        .get("/v1/tenants/acme/users/alice/factors", &e.key)
+        .await;
+    assert_eq!(
+        list["factors"].as_array().unwrap().len(),
+        2,
+        "nothing was undone"
+    );
+    let (s, _) = app
+        .post(
+            "/v1/tenants/acme/users/alice/factors/totp",
+            &e.key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "and nothing frozen");
+}
+
+#[tokio::test]
+async fn a_frozen_user_cannot_finish_a_change_started_before_the_freeze_and_admin_actions_stand() {
+    let app = spawn_app().await;
+    let e = required_acme(&app).await;
+    // An enrolment is in progress when the user reports another change.
+    let second = app.pending("acme", &e.key, "alice").await;
+    let third = app.pending("acme", &e.key, "alice").await;
+    app.confirm(
+        &second,
+        &app.code_at_offset(&second.secret, &second.params, 0),
+    )
+    .await;
+    notice_with(&app, ALICE, "method was added").await; // her own, at setup
+    let m = notice_with(&app, ALICE, "method was added").await;
+    let (s, _) = wasnt_me(&app, &m).await;
+    assert_eq!(s, StatusCode::OK);
+    // The pending one went with the report: it cannot be confirmed now.
+    let (s, r) = app
+        .confirm(&third, &app.code_at_offset(&third.secret, &third.params, 0))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{r}");
+    // Resync is a change too.
+    let (s, r) = app
+        .post(
+            &format!(
+                "/v1/tenants/acme/users/alice/factors/{}/resync",
+                e.factor_id
+            ),
+            &e.key,
+            json!({"code1": "123456", "code2": "654321"}),
+        )
+        .await;
+    assert_eq!(
+        (s, err(&r)),
+        (StatusCode::CONFLICT, Some("account_frozen")),
+        "{r}"
+    );
+
+    // An operator's reset stands: an older "removed" link cannot bring a factor back.
+    let (s, _) = app
+        .post("/v1/tenants/acme/users/alice/unfreeze", &e.key, json!({}))
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let again = app.pending("acme", &e.key, "alice").await;
+    app.confirm(&again, &app.code_at_offset(&again.secret, &again.params, 0))
+        .await;
+    app.advance_secs(30);
+    let code = app.code_at_offset(&again.secret, &again.params, 0);
+    let (_, r) = app
+        .post(
+            &format!(
+                "/v1/tenants/acme/users/alice/factors/{}/disable",
+                e.factor_id
+            ),
+            &e.key,
+            json!({"code": code, "code_factor_id": again.factor_id}),
+        )
+        .await;
+    assert_eq!(r["disabled"], true, "{r}");
+    let removed = notice_with(&app, ALICE, "method was removed").await;
+    app.post(
+        "/v1/tenants/acme/users/alice/disable-2fa",
+        &app.operator_key,
+        json!({}),
+    )
+    .await;
+    let token = revert_token(&removed);
+    let (s, page, _) = open_link(&app, &token).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{page}");
+    let (_, list) = app
+        .get("/v1/tenants/acme/users/alice/factors", &e.key)
+        .await;
+    assert_eq!(list["factors"], json!([]));
 }

@@ -101,12 +101,16 @@ async fn familiar_devices_and_networks_skip_the_code_and_new_ones_ask_for_it() {
         (d["decision"].as_str(), reasons(&d)),
         (Some("challenge"), vec!["no_ip"])
     );
-    // An address the database does not know: the network rule cannot vouch, a familiar
-    // device still can; a new device cannot.
+    // An address the database does not know: the network rule cannot vouch, and a device id
+    // the integrator chose cannot either without a known country (only a remembered-device
+    // token Twofold issued could).
     let d = decide(&app, &e, Some(NOT_IN_DB), "laptop").await;
     assert_eq!(
         (d["decision"].as_str(), reasons(&d)),
-        (Some("allow"), vec!["familiar_device", "unknown_country"])
+        (
+            Some("challenge"),
+            vec!["familiar_device", "unknown_country"]
+        )
     );
     let d = decide(&app, &e, Some(NOT_IN_DB), "tablet").await;
     assert_eq!(
@@ -269,4 +273,34 @@ async fn without_a_geo_database_the_integrators_country_hint_is_used() {
     let d = login("FR").await;
     assert_eq!(d["decision"], "challenge");
     assert!(reasons(&d).contains(&"new_country"));
+}
+
+#[tokio::test]
+async fn only_logins_proven_by_a_code_teach_familiarity_and_a_credential_change_forgets_it() {
+    let (app, e, _db) = adaptive_app().await;
+    for _ in 0..2 {
+        let d = decide(&app, &e, Some(LONDON_1), "laptop").await;
+        pass(&app, &e, &d).await;
+    }
+    // Familiar logins let in without a code are not recorded: they cannot renew themselves.
+    for _ in 0..3 {
+        let d = decide(&app, &e, Some(LONDON_2), "phone").await;
+        assert_eq!(d["reason"], "familiar", "{d}");
+    }
+    let d = decide(&app, &e, Some(PARIS), "phone").await;
+    assert!(reasons(&d).contains(&"new_device"), "{d}");
+    // Signing out everywhere (as "this wasn't me" does) forgets everything learnt before.
+    let (s, _) = app
+        .post(
+            "/v1/tenants/acme/users/alice/sign-out-everywhere",
+            &e.key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let d = decide(&app, &e, Some(LONDON_1), "laptop").await;
+    assert_eq!(
+        (d["decision"].as_str(), reasons(&d)),
+        (Some("challenge"), vec!["first_login"])
+    );
 }

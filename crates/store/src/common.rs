@@ -62,7 +62,7 @@ pub(crate) const APP_PASSWORD_COLS: &str =
      revoked_at";
 
 pub(crate) const LOGIN_RECORD_COLS: &str =
-    "tenant_id, user_id, at, ip, network, country, lat_e4, lon_e4, device, ua_family";
+    "tenant_id, user_id, at, ip, network, country, lat_e4, lon_e4, device, ua_family, generation";
 
 /// How long an expired "this wasn't me" link is kept before `prune_messaging` deletes it: for
 /// a day its holder is told that the link expired rather than that it is unknown.

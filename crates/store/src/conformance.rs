@@ -679,7 +679,8 @@ macro_rules! conformance_tests {
             app_passwords_round_trip_touch_and_revoke_once,
             login_history_is_newest_first_and_pruned_by_age,
             the_freeze_round_trips_on_the_user,
-            a_sensitive_code_confirms_only_its_purpose
+            a_sensitive_code_confirms_only_its_purpose,
+            guards_reservations_and_expiries_hold
         );
     };
     (@each $make:expr; $($name:ident),*) => {

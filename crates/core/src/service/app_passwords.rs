@@ -135,7 +135,10 @@ impl Twofold {
             tenant: &tenant,
             user: &user,
         };
-        let mut effects = vec![Effect::InsertAppPassword(record)];
+        let mut effects = vec![
+            Effect::RequireNotFrozen { user_id: user.id },
+            Effect::InsertAppPassword(record),
+        ];
         effects.extend(self.notice(
             &on,
             &format!("an app password was created for {client_id}"),

@@ -400,7 +400,11 @@ impl Twofold {
                 on_success,
                 on_lock,
                 on_backoff,
-                budgets: self.budgets(tenant, meta),
+                budgets: if purpose == CodePurpose::Enrol {
+                    Vec::new()
+                } else {
+                    self.budgets(tenant, meta)
+                },
                 audit,
             })
             .await;
@@ -717,6 +721,7 @@ impl Twofold {
         }
         // Removing a factor kills the user's sessions and remembered devices (INV-06).
         let mut effects = vec![
+            Effect::RequireNotFrozen { user_id: user.id },
             Effect::DeleteFactor {
                 factor_id: target.id.clone(),
             },
@@ -905,6 +910,8 @@ impl Twofold {
             at: now,
         }];
         if step.swaps {
+            super::undo::ensure_not_frozen(&user)?;
+            effects.insert(0, Effect::RequireNotFrozen { user_id: user.id });
             effects.push(Effect::SetDestination {
                 factor_id: factor.id.clone(),
                 destination: change.new_phone.clone(),

@@ -32,7 +32,10 @@ impl Default for ThrottleConfig {
 }
 
 impl Twofold {
-    /// The failure budgets of an attempt in `tenant` from `meta`'s end-user IP.
+    /// The failure budgets of an attempt in `tenant` from `meta`'s end-user IP. Confirming a
+    /// new factor is not charged to them: it proves nothing about anyone else's account, and a
+    /// user withdrawing and re-enrolling a factor of their own must not be able to fill the
+    /// tenant's budget and so lock everyone else out.
     pub(crate) fn budgets(&self, tenant: &Tenant, meta: &RequestMeta) -> Vec<SendLimit> {
         let cfg = &self.config.throttle;
         let mut limits = vec![SendLimit {
@@ -40,9 +43,11 @@ impl Twofold {
             max: cfg.tenant_failures_per_hour,
             window_ms: HOUR_MS,
         }];
+        // Per tenant too: one tenant's traffic must not use up an address's allowance at
+        // another.
         if let Some(ip) = meta.client_ip.as_deref() {
             limits.push(SendLimit {
-                scope: format!("fail-ip:{ip}"),
+                scope: format!("fail-ip:{}:{ip}", tenant.id),
                 max: cfg.ip_failures_per_hour,
                 window_ms: HOUR_MS,
             });

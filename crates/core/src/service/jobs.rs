@@ -263,12 +263,24 @@ impl Twofold {
                     .tenant_by_slug(slug)
                     .await?
                     .ok_or(CoreError::NotFound("tenant"))?;
+                // 2FA switched on again since: the operator's "off" is over, nobody else loses
+                // anything.
+                let (current, _) = self.policy_of(&tenant).await?;
+                let users = if current.enforcement == Enforcement::Off {
+                    users.clone()
+                } else {
+                    Vec::new()
+                };
                 let meta = RequestMeta::default();
                 let mut n = 0;
                 for u in &users {
-                    let has_factors = !self.store.factors_of(u.id).await?.is_empty();
+                    let factors = self.store.factors_of(u.id).await?;
+                    // A factor enrolled after the operator acted is the user's new choice.
+                    if factors.iter().any(|f| f.created_at > job.created_at) {
+                        continue;
+                    }
                     let has_codes = self.store.recovery_codes_left(u.id).await? > 0;
-                    if !has_factors && !has_codes {
+                    if factors.is_empty() && !has_codes {
                         continue;
                     }
                     let on = On {

@@ -40,7 +40,8 @@ impl Default for LoginConfig {
 }
 
 /// What the integrator passes to the login decision.
-#[derive(Debug, Clone, Default)]
+/// No `Debug`: it may carry an app password.
+#[derive(Clone, Default)]
 pub struct LoginRequest {
     pub user: String,
     /// `password` or `sso`.
@@ -723,6 +724,7 @@ impl Twofold {
             ip: ip_addr,
             country: country.as_deref(),
             device: device.as_deref(),
+            device_issued: trusted_id.is_some(),
             user_agent: user_agent.as_deref(),
         };
         let risk = self.assess_login(&policy, &user, &whence, now).await?;
@@ -835,7 +837,6 @@ impl Twofold {
                     audit.reason = Some(format!("app_password:{id}"));
                     effects.push(Effect::TouchAppPassword { id, at: now });
                 }
-                effects.extend(self.login_record(&policy, &user, &whence, now));
                 let (session, issued) =
                     self.new_session(&user, &amr, false, req.client_id.clone(), ip, now);
                 effects.push(Effect::InsertSession(session));
@@ -898,6 +899,7 @@ impl Twofold {
             ip: login.ip.as_deref().and_then(|i| i.parse().ok()),
             country: login.country.as_deref(),
             device: login.device.as_deref(),
+            device_issued: false,
             user_agent: login.user_agent.as_deref(),
         };
         self.login_record(policy, user, &whence, now)
@@ -1050,6 +1052,8 @@ impl Twofold {
         ];
         effects.extend(self.completed_login_record(&policy, &user, &login, now));
         let mut device = None;
+        // A frozen user's settings stay as they are: no new remembered device either.
+        let remember_device = remember_device && user.frozen_at.is_none();
         if let (true, Some(days)) = (remember_device, policy.remember_device_days) {
             let (token, token_hash) = self.mint_token(DEVICE_PREFIX);
             let d = TrustedDevice {
@@ -1383,10 +1387,7 @@ impl Twofold {
                         until: policy::skip_until(&policy, now),
                     },
                     Effect::InsertSession(session),
-                ]
-                .into_iter()
-                .chain(self.completed_login_record(&policy, &user, &login, now))
-                .collect(),
+                ],
                 audit,
             )
             .await

@@ -930,12 +930,17 @@ impl Twofold {
             Vec::new()
         };
         let deleted = if actor.is_operator() {
-            // A reset kills the user's sessions and remembered devices (INV-06).
+            // A reset kills the user's sessions and remembered devices (INV-06); older "this
+            // wasn't me" links must not undo it.
             let mut effects = vec![
                 Effect::DeleteFactor {
                     factor_id: factor.id.clone(),
                 },
                 Effect::BumpGeneration { user_id: user.id },
+                Effect::ExpireRevertLinks {
+                    user_id: user.id,
+                    at: self.now(),
+                },
             ];
             effects.extend(notice);
             let data = serde_json::json!({
@@ -1027,6 +1032,13 @@ impl Twofold {
                 Err(e) => return Err(e),
             };
             let learned_drift = matched.as_ref().is_some_and(|m| m.hint_dir.is_some());
+            // Confirming a pending factor is not charged to the shared budgets (see `budgets`).
+            let enrolling = !factors.is_empty()
+                && factors.iter().all(|r| {
+                    user.factors
+                        .iter()
+                        .any(|f| f.id == r.id && f.status == FactorStatus::Pending)
+                });
             audit.user_id = Some(user.user.id);
             // Only a failed attempt can start a backoff or lock a factor; the notices are
             // built just for those.
@@ -1057,7 +1069,11 @@ impl Twofold {
                     on_accept,
                     on_lock,
                     on_backoff,
-                    budgets: self.budgets(tenant, meta),
+                    budgets: if enrolling {
+                        Vec::new()
+                    } else {
+                        self.budgets(tenant, meta)
+                    },
                 })
                 .await?;
             self.queued();
@@ -1185,6 +1201,8 @@ impl Twofold {
     ) -> Result<(Verdict, Option<RecoveryCodes>), CoreError> {
         let mut codes = None;
         if factor.status == FactorStatus::Pending {
+            undo::ensure_not_frozen(user)?;
+            extra.insert(0, Effect::RequireNotFrozen { user_id: user.id });
             let data = serde_json::json!({
                 "user": user.external_id, "factor_id": factor.id, "kind": factor.kind,
             });
@@ -1298,10 +1316,18 @@ impl Twofold {
                     .ok()
                     .filter(|f| f.status == FactorStatus::Active)
                     .ok_or(CoreError::NotFound("factor"))?;
+                // A resync changes the factor's settings: not while they are frozen.
+                undo::ensure_not_frozen(&user.user)?;
                 let matched =
                     totp::resync(&f.secret, first.as_str(), second.as_str(), &f.params, now)
                         .map(|(step, drift)| f.step_match(step, drift, false));
-                Ok(Picked::plain(vec![f.as_ref()], matched))
+                Ok(Picked {
+                    factors: vec![f.as_ref()],
+                    matched,
+                    on_accept: vec![Effect::RequireNotFrozen {
+                        user_id: user.user.id,
+                    }],
+                })
             })
             .await?;
         self.forget_user(tenant.id, external_id);

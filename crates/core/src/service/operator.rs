@@ -24,9 +24,14 @@ impl Twofold {
     /// emailed and the integrator told.
     pub(crate) async fn user_2fa_off_effects(&self, on: &On<'_>) -> Result<Vec<Effect>, CoreError> {
         let user = on.user;
+        // Older "this wasn't me" links must not bring back what an administrator removed.
         let mut effects = vec![
             Effect::DeleteAllFactors { user_id: user.id },
             Effect::BumpGeneration { user_id: user.id },
+            Effect::ExpireRevertLinks {
+                user_id: user.id,
+                at: self.now(),
+            },
         ];
         if user.frozen_at.is_some() {
             effects.push(Effect::SetFrozen {

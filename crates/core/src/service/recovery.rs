@@ -96,20 +96,8 @@ impl Twofold {
         audit.user_id = Some(user.id);
         let mut budgets = self.budgets(tenant, meta);
         budgets.push(Self::recovery_budget(user.id));
-        let counts = self.store.counts(budgets.clone(), now).await?;
-        if budgets
-            .iter()
-            .zip(&counts)
-            .any(|(b, n)| *n >= i64::from(b.max))
-        {
-            return self
-                .reject_recovery(audit, RejectReason::Throttled, None)
-                .await;
-        }
         let Some(normalized) = normalize_recovery_code(typed) else {
-            return self
-                .reject_recovery(audit, RejectReason::WrongCode, Some(budgets))
-                .await;
+            return self.reject_recovery(audit, budgets).await;
         };
         let left = self.store.recovery_codes_left(user.id).await?;
         let after = left.saturating_sub(1);
@@ -118,6 +106,9 @@ impl Twofold {
         } else {
             String::new()
         };
+        // A full budget refuses even a right code: reserving one failure in each and giving it
+        // back in the same transaction is that check, made where no parallel attempt can slip
+        // past it.
         effects.insert(
             0,
             Effect::UseRecoveryCode {
@@ -126,6 +117,17 @@ impl Twofold {
                 at: now,
             },
         );
+        effects.insert(
+            0,
+            Effect::ChargeBudgets {
+                limits: budgets.clone(),
+                at: now,
+            },
+        );
+        effects.push(Effect::RefundBudgets {
+            limits: budgets.clone(),
+            at: now,
+        });
         effects.extend(self.notice(
             on,
             &format!("a recovery code was used to {used_for}{warning}"),
@@ -139,34 +141,38 @@ impl Twofold {
                 self.forget_user(tenant.id, &user.external_id);
                 Ok(Verdict::Accepted)
             }
-            // No unused code with this hash (or what it carries no longer applies): a failure.
+            // No unused code with this hash, a full budget, or what the code carries no longer
+            // applies: a failure either way.
             Err(StoreError::Conflict("state_changed")) => {
-                audit.reason = None;
-                self.reject_recovery(audit, RejectReason::WrongCode, Some(budgets))
-                    .await
+                self.reject_recovery(audit, budgets).await
             }
             Err(e) => Err(e.into()),
         }
     }
 
+    /// Records a failed recovery code: one failure in each budget, counted only while the
+    /// budget has room (exact on every node); a full one makes it `throttled`. The caller
+    /// sees the same rejection either way (INV-11).
     async fn reject_recovery(
         &self,
         mut audit: AuditRecord,
-        reason: RejectReason,
-        count_in: Option<Vec<SendLimit>>,
+        budgets: Vec<SendLimit>,
     ) -> Result<Verdict, CoreError> {
         audit.outcome = "denied".into();
-        audit.reason = Some(format!("recovery:{}", reason.as_str()));
-        let effects = count_in
-            .map(|limits| {
-                vec![Effect::CountFailure {
-                    limits,
-                    at: audit.at,
-                }]
-            })
-            .unwrap_or_default();
-        self.store.apply(effects, audit).await?;
-        Ok(Verdict::Rejected(reason))
+        audit.reason = Some(format!("recovery:{}", RejectReason::WrongCode.as_str()));
+        let count = vec![Effect::ChargeBudgets {
+            limits: budgets,
+            at: audit.at,
+        }];
+        match self.store.apply(count, audit.clone()).await {
+            Ok(()) => Ok(Verdict::Rejected(RejectReason::WrongCode)),
+            Err(StoreError::Conflict("state_changed")) => {
+                audit.reason = Some(format!("recovery:{}", RejectReason::Throttled.as_str()));
+                self.store.append_audit(audit).await?;
+                Ok(Verdict::Rejected(RejectReason::Throttled))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Runs `effects` only with a valid `proof`, in the same transaction. `own` is the
@@ -279,12 +285,12 @@ impl Twofold {
         };
         let now = self.now();
         let (codes, replace) = self.new_recovery_codes(&user, now);
-        let mut effects = vec![replace];
+        let mut effects = vec![Effect::RequireNotFrozen { user_id: user.id }, replace];
         effects.extend(self.notice(
             &on,
             "new recovery codes were made; the old ones no longer work",
             None,
-            Undo::Nothing,
+            Undo::DeleteRecoveryCodes { since: now },
         )?);
         let audit = self.audit(actor, meta, "recovery.regenerate", Some(tenant.id));
         let verdict = self

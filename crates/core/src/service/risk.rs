@@ -22,6 +22,8 @@ pub(crate) struct Whence<'a> {
     pub country: Option<&'a str>,
     /// A remembered-device id or the keyed hash of the integrator's device id.
     pub device: Option<&'a str>,
+    /// `device` is a remembered device (a token Twofold issued).
+    pub device_issued: bool,
     pub user_agent: Option<&'a str>,
 }
 
@@ -63,7 +65,10 @@ impl Twofold {
         (country.or(from.country.map(str::to_string)), coords)
     }
 
-    /// The history row for a successful login, if the tenant's risk rules are on.
+    /// The history row for a login completed with a second factor (or a recovery code), if the
+    /// tenant's risk rules are on. Only such logins are recorded: a login let in without a
+    /// code (not required, familiar, an app password, a remembered device) proves nothing
+    /// about where the user is, and recording it would let familiarity renew itself.
     pub(crate) fn login_record(
         &self,
         policy: &Policy,
@@ -86,6 +91,7 @@ impl Twofold {
             lon_e4: coords.and_then(|c| to_e4(c.1)),
             device: from.device.map(str::to_string),
             ua_family: from.user_agent.and_then(risk::ua_family),
+            generation: user.generation,
         }))
     }
 
@@ -109,6 +115,8 @@ impl Twofold {
             .login_history(user.id, 0, HISTORY_LIMIT)
             .await?
             .into_iter()
+            // What was learnt before a reset or "this wasn't me" vouches for nothing (INV-06).
+            .filter(|r| r.generation == user.generation)
             .map(|r| PastLogin {
                 at: r.at,
                 network: r.network,
@@ -127,6 +135,7 @@ impl Twofold {
             country: country.clone(),
             coords,
             device: from.device.map(str::to_string),
+            device_issued: from.device_issued,
             ua_family: from.user_agent.and_then(risk::ua_family),
         };
         Ok(Some(RiskView {

@@ -37,6 +37,7 @@ fn undo_words(undo: &Undo) -> Option<String> {
         Undo::RestoreFactor { .. } => Some("the removed sign-in method comes back".into()),
         Undo::RestorePhone { .. } => Some("your previous phone number is put back".into()),
         Undo::RevokeAppPassword { .. } => Some("the new app password is revoked".into()),
+        Undo::DeleteRecoveryCodes { .. } => Some("the new recovery codes stop working".into()),
     }
 }
 
@@ -133,6 +134,10 @@ impl Twofold {
                 })
                 .into_iter()
                 .collect(),
+            Undo::DeleteRecoveryCodes { since } => vec![Effect::DeleteRecoveryCodesSince {
+                user_id: user.id,
+                since: *since,
+            }],
             Undo::RevokeAppPassword { id } => self
                 .store
                 .app_passwords_of(user.id)
@@ -187,7 +192,26 @@ impl Twofold {
             id: link.id.clone(),
             at: now,
         }];
-        effects.extend(self.undo_effects(&user, &undo).await?);
+        let undoing = self.undo_effects(&user, &undo).await?;
+        // Enrolments in progress go too: the freeze must not meet a factor someone else is
+        // about to confirm.
+        let removed: Vec<&str> = undoing
+            .iter()
+            .filter_map(|e| match e {
+                Effect::DeleteFactor { factor_id } => Some(factor_id.as_str()),
+                _ => None,
+            })
+            .collect();
+        let pending: Vec<Effect> = self
+            .store
+            .factors_of(user.id)
+            .await?
+            .into_iter()
+            .filter(|f| f.status == FactorStatus::Pending && !removed.contains(&f.id.as_str()))
+            .map(|f| Effect::DeleteFactor { factor_id: f.id })
+            .collect();
+        effects.extend(undoing);
+        effects.extend(pending);
         effects.push(Effect::BumpGeneration { user_id: user.id });
         if user.frozen_at.is_none() {
             effects.push(Effect::SetFrozen {
@@ -259,10 +283,17 @@ impl Twofold {
             tenant: &tenant,
             user: &user,
         };
-        let mut effects = vec![Effect::SetFrozen {
-            user_id: user.id,
-            frozen_at: None,
-        }];
+        // The admin has looked: links from before the freeze must not undo what they decided.
+        let mut effects = vec![
+            Effect::SetFrozen {
+                user_id: user.id,
+                frozen_at: None,
+            },
+            Effect::ExpireRevertLinks {
+                user_id: user.id,
+                at: self.now(),
+            },
+        ];
         effects.extend(self.notice(
             &on,
             "your two-step verification settings can be changed again (an administrator lifted \

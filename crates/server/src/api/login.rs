@@ -120,7 +120,8 @@ pub struct ConfirmedDto {
     pub confirmed: bool,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// No `Debug`: it may carry an app password.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
     /// The user's external id.

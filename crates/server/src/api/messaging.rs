@@ -136,7 +136,8 @@ pub struct SendCodeBody {
     pub purpose: Option<String>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// No `Debug`: it carries codes.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DisableBody {
     /// A fresh code: from the factor itself, or from `code_factor_id`. Not needed to withdraw

@@ -160,6 +160,10 @@ async fn spawn(
         ..Config::default()
     };
     tweak(&mut config);
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("error")
+        .try_init();
     let clock = Arc::new(ManualClock::new(START_MS));
     let app = Application::build_with_clock(&config, clock.clone())
         .await

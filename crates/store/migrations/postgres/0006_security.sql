@@ -67,7 +67,10 @@ CREATE TABLE login_history (
     lat_e4      INTEGER,
     lon_e4      INTEGER,
     device      TEXT,
-    ua_family   TEXT
+    ua_family   TEXT,
+    -- The user's credential generation at the login: a reset, "sign out everywhere" or "this
+    -- wasn't me" moves it, and the rules then forget everything learnt before.
+    generation  BIGINT NOT NULL
 );
 CREATE INDEX login_history_by_user ON login_history (user_id, at);
 

@@ -854,6 +854,7 @@ fn login_record(t: &Tenant, u: &User, at: i64, n: u8) -> LoginRecord {
         lon_e4: to_e4(151.2093),
         device: Some(format!("dev_{n}")),
         ua_family: Some("Firefox".into()),
+        generation: i64::from(n),
     }
 }
 
@@ -961,4 +962,101 @@ pub async fn a_sensitive_code_confirms_only_its_purpose(s: DynStore) {
         consume_code(&s, verify(&t, &u, 7, 2_002)).await,
         accepted_by("fac_s")
     );
+}
+
+pub async fn guards_reservations_and_expiries_hold(s: DynStore) {
+    let (t, u) = setup(&s).await;
+    // The freeze guard: passes while unfrozen, fails (and rolls back) once frozen.
+    applied(
+        &s,
+        &t,
+        vec![Effect::RequireNotFrozen { user_id: u.id }],
+        1_000,
+    )
+    .await;
+    let freeze = Effect::SetFrozen {
+        user_id: u.id,
+        frozen_at: Some(2_000),
+    };
+    applied(&s, &t, vec![freeze], 2_000).await;
+    let guarded = vec![
+        Effect::RequireNotFrozen { user_id: u.id },
+        recovery_codes(&t, &u, &[1, 2], 3_000),
+    ];
+    assert_eq!(apply(&s, &t, guarded, 3_000).await, Err(STATE_CHANGED));
+    assert_eq!(left(&s, &u).await, 0);
+
+    // Recovery codes made at or after a time go; older ones stay.
+    applied(&s, &t, vec![recovery_codes(&t, &u, &[1, 2], 4_000)], 4_000).await;
+    let since = |at| Effect::DeleteRecoveryCodesSince {
+        user_id: u.id,
+        since: at,
+    };
+    applied(&s, &t, vec![since(4_001)], 5_000).await;
+    assert_eq!(left(&s, &u).await, 2);
+    applied(&s, &t, vec![since(4_000)], 5_000).await;
+    assert_eq!(left(&s, &u).await, 0);
+
+    // Expiring a user's links marks only their unused ones.
+    let (l1, l2) = (revert_link(&t, &u, 1, 1_000), revert_link(&t, &u, 2, 1_000));
+    for l in [&l1, &l2] {
+        applied(&s, &t, vec![Effect::InsertRevertLink(l.clone())], 1_000).await;
+    }
+    applied(&s, &t, vec![use_link(1, 1_500)], 1_500).await;
+    let expire = Effect::ExpireRevertLinks {
+        user_id: u.id,
+        at: 6_000,
+    };
+    applied(&s, &t, vec![expire], 6_000).await;
+    let used = |l: &RevertLink| {
+        let s = s.clone();
+        let h = l.token_hash.clone();
+        async move { s.revert_link(&h).await.unwrap().unwrap().used_at }
+    };
+    assert_eq!(
+        (used(&l1).await, used(&l2).await),
+        (Some(1_500), Some(6_000))
+    );
+
+    // Reservations: counted only while there is room; a refund gives one back.
+    let b = vec![budget("fail-x:1", 2)];
+    let charge = || Effect::ChargeBudgets {
+        limits: b.clone(),
+        at: 7_000,
+    };
+    applied(&s, &t, vec![charge()], 7_000).await;
+    applied(&s, &t, vec![charge()], 7_000).await;
+    assert_eq!(
+        apply(&s, &t, vec![charge()], 7_000).await,
+        Err(STATE_CHANGED)
+    );
+    assert_eq!(s.counts(b.clone(), 7_000).await.unwrap(), vec![2]);
+    let refund = Effect::RefundBudgets {
+        limits: b.clone(),
+        at: 7_000,
+    };
+    applied(&s, &t, vec![refund.clone()], 7_000).await;
+    assert_eq!(s.counts(b.clone(), 7_000).await.unwrap(), vec![1]);
+    // Parallel reservations never pass the maximum.
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (s, t, effect) = (s.clone(), t.clone(), charge());
+        tasks.push(tokio::spawn(async move {
+            apply(&s, &t, vec![effect], 7_000).await
+        }));
+    }
+    let mut ok = 0;
+    for task in tasks {
+        ok += usize::from(task.await.unwrap().is_ok());
+    }
+    assert_eq!(ok, 1);
+    assert_eq!(s.counts(b.clone(), 7_000).await.unwrap(), vec![2]);
+    // A refund never goes below zero.
+    let other = vec![budget("fail-x:2", 2)];
+    let refund = Effect::RefundBudgets {
+        limits: other.clone(),
+        at: 7_000,
+    };
+    applied(&s, &t, vec![refund], 7_000).await;
+    assert_eq!(s.counts(other, 7_000).await.unwrap(), vec![0]);
 }

@@ -9,7 +9,7 @@
 //! before putting back or removing all factors, the tenant's row before inserting a proposal
 //! (only one may stay pending).
 
-use super::codes::{count_sends, insert_code};
+use super::codes::{count_sends, count_sends_checked, insert_code};
 use super::factors::{delete_all_factors, delete_factor_rows, insert_factor_row, write_factor_row};
 use super::jobs::insert_job;
 use super::logins::{insert_device, insert_proposal, insert_session};
@@ -362,6 +362,48 @@ async fn apply(tx: &Tx<'_>, effect: Effect) -> Result<(), StoreError> {
             .await
         }
         Effect::InsertLoginRecord(record) => insert_login_record(tx, &record).await,
+        // A write that changes nothing: it takes the user's row lock, so a freeze committed
+        // meanwhile is seen.
+        Effect::RequireNotFrozen { user_id } => {
+            changed_one(
+                tx,
+                "UPDATE users SET frozen_at = NULL WHERE id = $1 AND frozen_at IS NULL",
+                &[&user_id],
+            )
+            .await
+        }
+        Effect::DeleteRecoveryCodesSince { user_id, since } => exec(
+            tx,
+            "DELETE FROM recovery_codes WHERE user_id = $1 AND created_at >= $2",
+            &[&user_id, &since],
+        )
+        .await
+        .map(|_| ()),
+        Effect::ExpireRevertLinks { user_id, at } => exec(
+            tx,
+            "UPDATE revert_links SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL",
+            &[&at, &user_id],
+        )
+        .await
+        .map(|_| ()),
+        Effect::ChargeBudgets { limits, at } => {
+            match count_sends_checked(tx, &limits, at, true).await? {
+                None => Ok(()),
+                Some(_) => Err(STATE_CHANGED),
+            }
+        }
+        Effect::RefundBudgets { limits, at } => {
+            for l in &limits {
+                exec(
+                    tx,
+                    "UPDATE send_counters SET count = count - 1
+                     WHERE scope = $1 AND window_ms = $2 AND window_start = $3 AND count > 0",
+                    &[&l.scope, &l.window_ms, &window_start(at, l.window_ms)?],
+                )
+                .await?;
+            }
+            Ok(())
+        }
         Effect::UnlockUserFactors { user_id } => exec(
             tx,
             "UPDATE factors SET failures = 0, blocked_until = NULL, locked_at = NULL

@@ -572,5 +572,6 @@ pub(super) fn login_record_row(r: &Row) -> Result<LoginRecord, StoreError> {
         lon_e4: get(r, 7)?,
         device: get(r, 8)?,
         ua_family: get(r, 9)?,
+        generation: get(r, 10)?,
     })
 }

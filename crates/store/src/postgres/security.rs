@@ -178,7 +178,7 @@ pub(super) async fn insert_login_record(
         c,
         &format!(
             "INSERT INTO login_history ({LOGIN_RECORD_COLS})
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         ),
         &[
             &r.tenant_id,
@@ -191,6 +191,7 @@ pub(super) async fn insert_login_record(
             &r.lon_e4,
             &r.device,
             &r.ua_family,
+            &r.generation,
         ],
     )
     .await

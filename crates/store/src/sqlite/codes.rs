@@ -72,6 +72,39 @@ fn factor_throttle(
     .map_err(backend)
 }
 
+/// A reservation in each limit's window, only while below its maximum (the single writer
+/// makes the check and the count one step); `state_changed` when one is full.
+pub(super) fn charge_budgets(
+    c: &Connection,
+    limits: &[SendLimit],
+    now: i64,
+) -> Result<(), StoreError> {
+    for l in limits {
+        if counter(c, l, window_start(now, l.window_ms)?)? >= i64::from(l.max) {
+            return Err(StoreError::Conflict("state_changed"));
+        }
+    }
+    count_sends(c, limits, now)
+}
+
+/// Gives back one reservation in each limit's current window.
+pub(super) fn refund_budgets(
+    c: &Connection,
+    limits: &[SendLimit],
+    now: i64,
+) -> Result<(), StoreError> {
+    for l in limits {
+        let start = window_start(now, l.window_ms)?;
+        c.prepare_cached(
+            "UPDATE send_counters SET count = count - 1
+             WHERE scope = ?1 AND window_ms = ?2 AND window_start = ?3 AND count > 0",
+        )
+        .and_then(|mut s| s.execute(params![l.scope, l.window_ms, start]))
+        .map_err(backend)?;
+    }
+    Ok(())
+}
+
 fn counter(c: &Connection, l: &SendLimit, start: i64) -> Result<i64, StoreError> {
     c.prepare_cached(
         "SELECT count FROM send_counters

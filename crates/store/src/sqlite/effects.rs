@@ -3,7 +3,7 @@
 //! error, so the job's savepoint rolls back everything it did (the code stays unconsumed, no
 //! message is queued).
 
-use super::codes::count_sends;
+use super::codes::{charge_budgets, count_sends, refund_budgets};
 use super::factors::{delete_all_factors, delete_factor_rows, insert_factor_row, write_factor_row};
 use super::jobs::insert_job;
 use super::logins::{insert_device, insert_proposal, insert_session};
@@ -278,6 +278,26 @@ fn apply(c: &Connection, effect: Effect) -> Result<(), StoreError> {
             params![at, id],
         ),
         Effect::InsertLoginRecord(record) => insert_login_record(c, &record),
+        Effect::RequireNotFrozen { user_id } => changed_one(
+            c,
+            // A write that changes nothing, so it also orders itself after a freeze.
+            "UPDATE users SET frozen_at = NULL WHERE id = ?1 AND frozen_at IS NULL",
+            params![user_id],
+        ),
+        Effect::DeleteRecoveryCodesSince { user_id, since } => c
+            .prepare_cached("DELETE FROM recovery_codes WHERE user_id = ?1 AND created_at >= ?2")
+            .and_then(|mut s| s.execute(params![user_id, since]))
+            .map(|_| ())
+            .map_err(backend),
+        Effect::ExpireRevertLinks { user_id, at } => c
+            .prepare_cached(
+                "UPDATE revert_links SET used_at = ?1 WHERE user_id = ?2 AND used_at IS NULL",
+            )
+            .and_then(|mut s| s.execute(params![at, user_id]))
+            .map(|_| ())
+            .map_err(backend),
+        Effect::ChargeBudgets { limits, at } => charge_budgets(c, &limits, at),
+        Effect::RefundBudgets { limits, at } => refund_budgets(c, &limits, at),
         Effect::UnlockUserFactors { user_id } => c
             .prepare_cached(
                 "UPDATE factors SET failures = 0, blocked_until = NULL, locked_at = NULL

@@ -370,5 +370,6 @@ pub(super) fn login_record_row(r: &Row) -> rusqlite::Result<LoginRecord> {
         lon_e4: r.get(7)?,
         device: r.get(8)?,
         ua_family: r.get(9)?,
+        generation: r.get(10)?,
     })
 }

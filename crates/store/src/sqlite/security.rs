@@ -140,7 +140,7 @@ pub(super) fn app_passwords_of(
 pub(super) fn insert_login_record(c: &Connection, r: &LoginRecord) -> Result<(), StoreError> {
     c.prepare_cached(&format!(
         "INSERT INTO login_history ({LOGIN_RECORD_COLS})
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
     ))
     .and_then(|mut s| {
         s.execute(params![
@@ -153,7 +153,8 @@ pub(super) fn insert_login_record(c: &Connection, r: &LoginRecord) -> Result<(),
             r.lat_e4,
             r.lon_e4,
             r.device,
-            r.ua_family
+            r.ua_family,
+            r.generation
         ])
     })
     .map(|_| ())
