@@ -930,6 +930,22 @@ impl Twofold {
         Ok((login, user))
     }
 
+    /// The live pending login behind a token, if it waits for a code.
+    async fn challenged_login(
+        &self,
+        tenant: &Tenant,
+        token: &str,
+    ) -> Result<(PendingLogin, User), CoreError> {
+        let (login, user) = self.pending_login_for(tenant, token).await?;
+        if login.decision != "challenge" {
+            return Err(CoreError::conflict(
+                "not_a_challenge",
+                "this login is not waiting for a code",
+            ));
+        }
+        Ok((login, user))
+    }
+
     /// Sends a sign-in code for this login to one of the user's SMS or email factors; the
     /// code is bound to this login (INV-05).
     pub async fn login_send_code(
@@ -941,13 +957,7 @@ impl Twofold {
         factor_id: &str,
     ) -> Result<SendReceipt, CoreError> {
         let tenant = self.tenant_for(actor, slug).await?;
-        let (login, user) = self.pending_login_for(&tenant, pending_token).await?;
-        if login.decision != "challenge" {
-            return Err(CoreError::conflict(
-                "not_a_challenge",
-                "this login is not waiting for a code",
-            ));
-        }
+        let (login, user) = self.challenged_login(&tenant, pending_token).await?;
         let factor = self.login_factor(&tenant, &user, factor_id).await?;
         let kind = ContactKind::of(&factor).ok_or_else(|| {
             CoreError::conflict(
@@ -1008,13 +1018,7 @@ impl Twofold {
     ) -> Result<StepOutcome, CoreError> {
         let code = OtpCode::parse(code)?;
         let tenant = self.tenant_for(actor, slug).await?;
-        let (login, user) = self.pending_login_for(&tenant, pending_token).await?;
-        if login.decision != "challenge" {
-            return Err(CoreError::conflict(
-                "not_a_challenge",
-                "this login is not waiting for a code",
-            ));
-        }
+        let (login, user) = self.challenged_login(&tenant, pending_token).await?;
         // Failures count against the end user's IP as the integrator passed it (INV-08).
         let meta = &RequestMeta {
             client_ip: login.ip.clone(),
@@ -1148,13 +1152,7 @@ impl Twofold {
         recovery_code: &str,
     ) -> Result<StepOutcome, CoreError> {
         let tenant = self.tenant_for(actor, slug).await?;
-        let (login, user) = self.pending_login_for(&tenant, pending_token).await?;
-        if login.decision != "challenge" {
-            return Err(CoreError::conflict(
-                "not_a_challenge",
-                "this login is not waiting for a code",
-            ));
-        }
+        let (login, user) = self.challenged_login(&tenant, pending_token).await?;
         let meta = &RequestMeta {
             client_ip: login.ip.clone(),
             ..meta.clone()
