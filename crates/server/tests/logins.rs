@@ -374,8 +374,10 @@ async fn the_rollout_reminds_lets_users_skip_daily_then_requires() {
     // Bad input.
     for (body, want) in [
         (json!({"user": "bob", "primary": "magic"}), "primary"),
+        // An unparsable address is high risk, not a refusal (see tests/risk.rs); an absurdly
+        // long one is refused.
         (
-            json!({"user": "bob", "primary": "password", "ip": "999.1.1.1"}),
+            json!({"user": "bob", "primary": "password", "ip": "9".repeat(101)}),
             "ip",
         ),
         (

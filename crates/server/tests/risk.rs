@@ -209,7 +209,6 @@ async fn risk_is_off_unless_the_tenant_turns_it_on_and_bad_hints_are_refused() {
         ("country", json!({"country": "1x"})),
         ("device_id", json!({"device_id": ""})),
         ("device_id", json!({"device_id": "a b"})),
-        ("ip", json!({"ip": "203.0.113.7, 10.0.0.1"})),
     ] {
         let mut b = json!({"user": "alice", "primary": "password"});
         for (k, v) in body.as_object().unwrap() {
@@ -221,6 +220,26 @@ async fn risk_is_off_unless_the_tenant_turns_it_on_and_bad_hints_are_refused() {
             (StatusCode::BAD_REQUEST, Some(field))
         );
     }
+    // An address that does not parse is high risk, like a missing one, not a refusal.
+    set_policy(&app, &e, required(json!({"risk": {"mode": "adaptive"}}))).await;
+    for garbage in ["203.0.113.7, 10.0.0.1", "unknown", "<script>"] {
+        let (s, d) = app
+            .post(
+                "/v1/tenants/acme/logins",
+                &e.key,
+                json!({"user": "alice", "primary": "password", "ip": garbage, "device_id": "laptop"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{d}");
+        assert_eq!(
+            (d["decision"].as_str(), reasons(&d)),
+            (Some("challenge"), vec!["no_ip"])
+        );
+    }
+    let audit = app
+        .audit_of("acme", &e.key, "action=login.decide&limit=1")
+        .await;
+    assert_eq!(audit[0]["reason"], "risk: no_ip; ip_unparsable");
     // Settings out of range are refused when proposed.
     let (s, r) = app
         .post(

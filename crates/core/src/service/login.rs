@@ -649,17 +649,21 @@ impl Twofold {
             field: "primary",
             message: "must be password or sso".into(),
         })?;
+        // An address that does not parse is treated like a missing one: high risk (INV-08),
+        // never familiar. Integrators often pass on whatever their proxy wrote, and refusing
+        // the login would lock users out for their integrator's mistake; the audit row keeps
+        // the reason.
+        if req.ip.as_deref().is_some_and(|ip| ip.len() > 100) {
+            return Err(CoreError::Invalid {
+                field: "ip",
+                message: "must be an IPv4 or IPv6 address".into(),
+            });
+        }
         let ip_addr = req
             .ip
             .as_deref()
-            .map(|ip| {
-                ip.parse::<std::net::IpAddr>()
-                    .map_err(|_| CoreError::Invalid {
-                        field: "ip",
-                        message: "must be an IPv4 or IPv6 address".into(),
-                    })
-            })
-            .transpose()?;
+            .and_then(|ip| ip.trim().parse::<std::net::IpAddr>().ok());
+        let ip_unparsable = req.ip.is_some() && ip_addr.is_none();
         let ip = ip_addr.map(|a| a.to_string());
         if req.device_id.as_deref().is_some_and(|d| {
             d.is_empty() || d.len() > 128 || !d.bytes().all(|b| b.is_ascii_graphic())
@@ -791,6 +795,12 @@ impl Twofold {
                 reasons.join(",")
             )),
         };
+        if ip_unparsable {
+            audit.reason = Some(format!(
+                "{}ip_unparsable",
+                audit.reason.map(|r| format!("{r}; ")).unwrap_or_default()
+            ));
+        }
         let data = serde_json::json!({
             "user": user.external_id,
             "decision": decision.label(),
