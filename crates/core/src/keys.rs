@@ -107,11 +107,7 @@ pub struct Reseal {
 
 /// Live nodes (seen at or after `since`) for which `ok` does not hold, oldest report first:
 /// whom a rotation step still waits for.
-pub fn lagging<'a>(
-    nodes: &'a [NodeKeys],
-    since: i64,
-    ok: impl Fn(&NodeKeys) -> bool,
-) -> Vec<&'a NodeKeys> {
+pub fn lagging(nodes: &[NodeKeys], since: i64, ok: impl Fn(&NodeKeys) -> bool) -> Vec<&NodeKeys> {
     let mut out: Vec<&NodeKeys> = nodes
         .iter()
         .filter(|n| n.seen_at >= since && !ok(n))

@@ -376,6 +376,8 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
             let app = Application::build(&config).await?;
             tracing::info!(
                 addr = %app.local_addr(),
+                node = %app.node_id(),
+                sealing_key = %app.state().core.keyring().active_id(),
                 data_dir = %config.data_dir.display(),
                 database = %database(&config)?.describe(),
                 "twofold listening"

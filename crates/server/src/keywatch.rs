@@ -31,8 +31,10 @@ pub struct KeyWatch {
     node_id: String,
     started_at: i64,
     every: Duration,
-    /// The pending key already warned about, so a waiting rotation logs once, not every beat.
+    /// The pending and active keys already warned about (lacking them), so each problem is
+    /// logged once, not every beat.
     warned_pending: Option<String>,
+    warned_active: Option<String>,
     #[cfg(unix)]
     hangup: Option<tokio::signal::unix::Signal>,
 }
@@ -67,6 +69,7 @@ impl KeyWatch {
             started_at: SystemClock.now_ms(),
             every: Duration::from_millis(config.key_heartbeat_ms.max(100)),
             warned_pending: None,
+            warned_active: None,
             #[cfg(unix)]
             hangup,
         }
@@ -165,7 +168,7 @@ impl KeyWatch {
     }
 
     /// Seals under the cluster's active key, once this node holds it.
-    fn follow_active(&self, state: &KeyState) {
+    fn follow_active(&mut self, state: &KeyState) {
         let Some(active) = &state.active else {
             return;
         };
@@ -179,13 +182,18 @@ impl KeyWatch {
                 tracing::info!(key_id = %active, before = %ring.active_id(), "now sealing under the cluster's active master key");
                 self.core.keyring().replace(moved);
             }
-            Err(_) => tracing::error!(
-                key_id = %active,
-                sealing = %ring.active_id(),
-                "the cluster seals under master key {active}, which this node lacks; it keeps \
-                 sealing under {} until {active}.key is in its keys directory and it gets SIGHUP",
-                ring.active_id()
-            ),
+            Err(_) if self.warned_active.as_ref() != Some(active) => {
+                tracing::error!(
+                    key_id = %active,
+                    sealing = %ring.active_id(),
+                    "the cluster seals under master key {active}, which this node lacks; it \
+                     keeps sealing under {} until {active}.key is in its keys directory and it \
+                     gets SIGHUP",
+                    ring.active_id()
+                );
+                self.warned_active = Some(active.clone());
+            }
+            Err(_) => {}
         }
     }
 }

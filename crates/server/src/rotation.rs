@@ -274,7 +274,7 @@ pub async fn rotate(config: &Config, opts: RotateOptions) -> Result<(), CliError
              SIGHUP. Waiting up to {}s.",
             opts.wait.as_secs()
         );
-        let holds = |n: &NodeKeys| n.key_ids.iter().any(|k| *k == target);
+        let holds = |n: &NodeKeys| n.key_ids.contains(&target);
         let waited = wait_for_nodes(
             &*cx.store,
             &format!("hold key {target}"),
