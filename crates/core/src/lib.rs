@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod error;
+pub mod keys;
 pub mod login;
 pub mod messaging;
 pub mod model;

@@ -1,6 +1,7 @@
 //! The ports the domain needs from the outside world. Every implementation must pass the
 //! conformance suite in `twofold-store`.
 
+use crate::keys::*;
 use crate::login::*;
 use crate::messaging::*;
 use crate::model::*;
@@ -331,6 +332,39 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<LoginRecord>>;
     /// Deletes login records older than `before`; returns how many.
     async fn prune_login_history(&self, before: i64) -> StoreResult<u64>;
+
+    // ------------------------------------------------------------ master key rotation
+
+    /// The cluster's sealing-key state ([`KeyState::default`] before the first change).
+    async fn key_state(&self) -> StoreResult<KeyState>;
+    /// Sets `active` and `pending` (bumping the version) only if the state is still at
+    /// `expected_version`, with `audit` in the same transaction. False, with nothing written,
+    /// when another change came first.
+    async fn set_key_state(
+        &self,
+        expected_version: i64,
+        active: Option<String>,
+        pending: Option<String>,
+        now: i64,
+        audit: AuditRecord,
+    ) -> StoreResult<bool>;
+    /// Records a node's heartbeat (insert or replace by `node_id`).
+    async fn report_node_keys(&self, node: NodeKeys) -> StoreResult<()>;
+    /// Nodes whose last report is at or after `since`, by node id.
+    async fn node_keys(&self, since: i64) -> StoreResult<Vec<NodeKeys>>;
+    /// Forgets nodes not seen since `before` (stopped processes); returns how many.
+    async fn prune_node_keys(&self, before: i64) -> StoreResult<u64>;
+    /// Up to `limit` non-empty values of `column` whose row key sorts (bytewise) after
+    /// `after`, in that order. Outbox rows whose parameters were wiped are skipped.
+    async fn sealed_rows(
+        &self,
+        column: SealedColumn,
+        after: Option<String>,
+        limit: u32,
+    ) -> StoreResult<Vec<SealedRow>>;
+    /// Applies each [`Reseal`] by one conditional update, all in one transaction; returns,
+    /// in order, whether each row changed (a row that no longer holds `from` is left alone).
+    async fn reseal(&self, changes: Vec<Reseal>) -> StoreResult<Vec<bool>>;
 
     async fn append_audit(&self, audit: AuditRecord) -> StoreResult<()>;
     async fn list_audit(&self, query: AuditQuery) -> StoreResult<Vec<AuditEvent>>;

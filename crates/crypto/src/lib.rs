@@ -17,6 +17,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, RwLock};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -113,6 +114,10 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// The sealing keys known to this process: one active key seals, any known key unseals.
+///
+/// Holding several keys is what makes rotation possible without downtime: a blob names the key
+/// that sealed it, so while a cluster moves from key A to key B every node holds both, reads
+/// blobs under either, and seals under the one the cluster has made active.
 #[derive(Clone)]
 pub struct Keyring {
     active: String,
@@ -138,13 +143,61 @@ impl Keyring {
         Self { active: id, keys }
     }
 
+    /// A keyring of `keys` sealing under the key with id `active`, which must be one of them.
+    pub fn from_keys(
+        keys: impl IntoIterator<Item = KeyMaterial>,
+        active: &str,
+    ) -> Result<Self, CryptoError> {
+        let mut ring = Self {
+            active: active.to_string(),
+            keys: HashMap::new(),
+        };
+        for key in keys {
+            ring.add(key);
+        }
+        ring.set_active(active)?;
+        Ok(ring)
+    }
+
     /// Adds a key that can unseal but does not seal (a retired or not-yet-active key).
     pub fn add(&mut self, key: KeyMaterial) {
         self.keys.insert(key.id(), Aes256Gcm::new((&key.0).into()));
     }
 
+    /// Makes the held key `id` the one that seals. A key this keyring lacks is refused: sealing
+    /// under it would be impossible, and naming it active anyway would fail every later seal.
+    pub fn set_active(&mut self, id: &str) -> Result<(), CryptoError> {
+        if !self.keys.contains_key(id) {
+            return Err(CryptoError::UnknownKey(id.to_string()));
+        }
+        self.active = id.to_string();
+        Ok(())
+    }
+
     pub fn active_id(&self) -> &str {
         &self.active
+    }
+
+    /// Whether this keyring can unseal blobs sealed under key `id`.
+    pub fn holds(&self, id: &str) -> bool {
+        self.keys.contains_key(id)
+    }
+
+    /// The ids of every held key, sorted.
+    pub fn ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.keys.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// `blob` sealed again under the active key with the same `owner`, or `None` when it
+    /// already is under the active key. The plaintext is wiped before returning.
+    pub fn reseal(&self, blob: &[u8], owner: &str) -> Result<Option<Vec<u8>>, CryptoError> {
+        if Self::key_id_of(blob) == Some(self.active.as_str()) {
+            return Ok(None);
+        }
+        let plain = zeroize::Zeroizing::new(self.unseal(blob, owner)?);
+        self.seal(&plain, owner).map(Some)
     }
 
     /// Seals `plaintext`; `owner` is bound in as associated data (e.g. `totp:tenant:user:factor`),
@@ -203,6 +256,58 @@ impl Keyring {
     pub fn key_id_of(blob: &[u8]) -> Option<&str> {
         blob.get(1..1 + KEY_ID_LEN)
             .and_then(|b| std::str::from_utf8(b).ok())
+    }
+}
+
+/// A keyring that can be replaced while requests use it: a node swaps in a reloaded keyring
+/// (on `SIGHUP`, or when a rotation asks for a key it lacks) or moves its active key when the
+/// cluster does, and every holder of a clone sees the change at its next seal or unseal.
+/// Readers take a cheap snapshot (`Arc` clone under a read lock), so a replacement never waits
+/// for a slow unseal and an unseal never sees half a keyring.
+#[derive(Clone)]
+pub struct SharedKeyring(Arc<RwLock<Arc<Keyring>>>);
+
+impl fmt::Debug for SharedKeyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.current().fmt(f)
+    }
+}
+
+impl From<Keyring> for SharedKeyring {
+    fn from(ring: Keyring) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(ring))))
+    }
+}
+
+impl SharedKeyring {
+    /// The keyring as it is now. A lock poisoned by a panicking writer still holds a whole
+    /// keyring (writers only swap an `Arc`), so it is used rather than failing every request.
+    pub fn current(&self) -> Arc<Keyring> {
+        match self.0.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Puts `ring` in place for every clone of this handle.
+    pub fn replace(&self, ring: Keyring) {
+        let ring = Arc::new(ring);
+        match self.0.write() {
+            Ok(mut g) => *g = ring,
+            Err(poisoned) => *poisoned.into_inner() = ring,
+        }
+    }
+
+    pub fn seal(&self, plaintext: &[u8], owner: &str) -> Result<Vec<u8>, CryptoError> {
+        self.current().seal(plaintext, owner)
+    }
+
+    pub fn unseal(&self, blob: &[u8], owner: &str) -> Result<Vec<u8>, CryptoError> {
+        self.current().unseal(blob, owner)
+    }
+
+    pub fn active_id(&self) -> String {
+        self.current().active_id().to_string()
     }
 }
 
@@ -339,6 +444,79 @@ mod tests {
         ring_new.add(old.clone());
         assert_eq!(ring_new.unseal(&blob, "o").unwrap(), b"x");
         assert_eq!(Keyring::key_id_of(&blob), Some(old.id().as_str()));
+    }
+
+    #[test]
+    fn a_keyring_of_several_keys_seals_under_the_active_one_and_opens_all() {
+        let (a, b) = (KeyMaterial::generate(), KeyMaterial::generate());
+        let mut ring = Keyring::from_keys([a.clone(), b.clone()], &a.id()).unwrap();
+        assert_eq!(ring.ids(), {
+            let mut ids = vec![a.id(), b.id()];
+            ids.sort();
+            ids
+        });
+        assert!(ring.holds(&a.id()) && ring.holds(&b.id()) && !ring.holds("00000000"));
+        let under_a = ring.seal(b"seed", "o").unwrap();
+        assert_eq!(Keyring::key_id_of(&under_a), Some(a.id().as_str()));
+
+        ring.set_active(&b.id()).unwrap();
+        let under_b = ring.seal(b"seed", "o").unwrap();
+        assert_eq!(Keyring::key_id_of(&under_b), Some(b.id().as_str()));
+        assert_eq!(ring.unseal(&under_a, "o").unwrap(), b"seed");
+        assert_eq!(ring.unseal(&under_b, "o").unwrap(), b"seed");
+
+        // A key the ring lacks can never become active, nor can a ring start with one.
+        let stranger = KeyMaterial::generate().id();
+        assert_eq!(
+            ring.set_active(&stranger),
+            Err(CryptoError::UnknownKey(stranger.clone()))
+        );
+        assert_eq!(ring.active_id(), b.id());
+        assert!(matches!(
+            Keyring::from_keys([a.clone()], &stranger),
+            Err(CryptoError::UnknownKey(_))
+        ));
+    }
+
+    #[test]
+    fn reseal_moves_a_blob_to_the_active_key_with_the_same_owner_only() {
+        let (old, new) = (KeyMaterial::generate(), KeyMaterial::generate());
+        let blob = Keyring::new(old.clone())
+            .seal(b"seed", "totp:1:2:f")
+            .unwrap();
+        let ring = Keyring::from_keys([old.clone(), new.clone()], &new.id()).unwrap();
+        let moved = ring.reseal(&blob, "totp:1:2:f").unwrap().unwrap();
+        assert_eq!(Keyring::key_id_of(&moved), Some(new.id().as_str()));
+        assert_eq!(ring.unseal(&moved, "totp:1:2:f").unwrap(), b"seed");
+        // Still bound to its owner, and readable without the old key.
+        assert_eq!(
+            ring.unseal(&moved, "totp:1:3:f"),
+            Err(CryptoError::Unauthentic)
+        );
+        assert_eq!(
+            Keyring::new(new).unseal(&moved, "totp:1:2:f").unwrap(),
+            b"seed"
+        );
+        // Already under the active key: nothing to do. The wrong owner never re-seals.
+        assert_eq!(ring.reseal(&moved, "totp:1:2:f"), Ok(None));
+        assert_eq!(
+            ring.reseal(&blob, "totp:9:9:f"),
+            Err(CryptoError::Unauthentic)
+        );
+    }
+
+    #[test]
+    fn a_shared_keyring_is_replaced_for_every_clone() {
+        let (a, b) = (KeyMaterial::generate(), KeyMaterial::generate());
+        let shared = SharedKeyring::from(Keyring::new(a.clone()));
+        let other = shared.clone();
+        let under_a = other.seal(b"x", "o").unwrap();
+        shared.replace(Keyring::from_keys([a.clone(), b.clone()], &b.id()).unwrap());
+        assert_eq!(other.active_id(), b.id());
+        let under_b = other.seal(b"x", "o").unwrap();
+        assert_eq!(Keyring::key_id_of(&under_b), Some(b.id().as_str()));
+        assert_eq!(other.unseal(&under_a, "o").unwrap(), b"x");
+        assert!(format!("{other:?}").contains(&b.id()));
     }
 
     #[test]

@@ -47,7 +47,7 @@ use twofold_core::messaging::{
     params_owner, Channel, DeliveryResult, MessageParams, OutboxMessage,
 };
 use twofold_core::ports::{Clock, Store};
-use twofold_crypto::Keyring;
+use twofold_crypto::SharedKeyring;
 use zeroize::Zeroize;
 
 /// Provider error texts often quote the request: the destination number, sometimes the body
@@ -82,7 +82,8 @@ pub const UNSEAL_ERROR: &str = "cannot unseal parameters: wrong master key?";
 /// Drains the outbox. Build one per process (or several: they coordinate through leases).
 pub struct DeliveryWorker {
     store: Arc<dyn Store>,
-    keyring: Keyring,
+    /// The node's keyring: a reload or a key rotation reaches the worker too.
+    keyring: SharedKeyring,
     clock: Arc<dyn Clock>,
     renderer: Renderer,
     email: Arc<dyn EmailTransport>,
@@ -110,7 +111,7 @@ impl DeliveryWorker {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
-        keyring: Keyring,
+        keyring: impl Into<SharedKeyring>,
         clock: Arc<dyn Clock>,
         renderer: Renderer,
         email: Arc<dyn EmailTransport>,
@@ -125,7 +126,7 @@ impl DeliveryWorker {
         );
         Self {
             store,
-            keyring,
+            keyring: keyring.into(),
             clock,
             renderer,
             email,

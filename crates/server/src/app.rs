@@ -5,6 +5,7 @@ use crate::api;
 use crate::config::{Config, Database};
 use crate::error::ApiError;
 use crate::extract::Auth;
+use crate::keywatch::KeyWatch;
 use crate::metrics::Metrics;
 use crate::openapi::ApiDoc;
 use crate::state::AppState;
@@ -22,7 +23,6 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use twofold_core::ports::{Clock, Store, StoreError, SystemClock};
 use twofold_core::{Actor, Twofold, TwofoldConfig};
-use twofold_crypto::Keyring;
 use twofold_delivery::{DeliveryMetrics, DeliveryWorker, Renderer};
 use twofold_store::{PgStore, SqliteStore};
 use utoipa::OpenApi;
@@ -53,11 +53,11 @@ pub async fn open_core(
     config: &Config,
     clock: Arc<dyn Clock>,
 ) -> Result<Arc<Twofold>, StartupError> {
-    Ok(open_parts(config, clock).await?.0)
+    open_parts(config, clock).await
 }
 
 /// Opens the configured database and applies pending migrations.
-async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartupError> {
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartupError> {
     match config.database().map_err(StartupError::Config)? {
         Database::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path)?)),
         Database::Postgres(url) => {
@@ -77,17 +77,19 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartupError> {
     }
 }
 
-/// The core, plus the master keyring the delivery worker needs to unseal message parameters.
-async fn open_parts(
-    config: &Config,
-    clock: Arc<dyn Clock>,
-) -> Result<(Arc<Twofold>, Keyring), StartupError> {
-    let (keyring, hasher) = crate::keys::load(config)?;
+/// The core with its keys. The keyring seals under the key the database names active (after
+/// a rotation), else under this node's primary key; a node that lacks the active key refuses
+/// to start, since every blob sealed since the rotation would be unreadable on it.
+async fn open_parts(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Twofold>, StartupError> {
+    let master = crate::keys::master_keys(config, true)?;
+    let hasher = crate::keys::hasher(config)?;
     let store = open_store(config).await?;
+    let active = store.key_state().await?.active;
+    let keyring = master.keyring(active.as_deref(), &crate::keys::keys_dir(config))?;
     let core = Twofold::new(
         store,
         clock,
-        keyring.clone(),
+        keyring,
         hasher,
         TwofoldConfig {
             audit_retention_days: config.audit_retention_days,
@@ -108,7 +110,7 @@ async fn open_parts(
         tracing::info!(path = %path.display(), "geo-IP database loaded for the risk rules");
         core.set_geo(Arc::new(Geo(db)));
     }
-    Ok((Arc::new(core), keyring))
+    Ok(Arc::new(core))
 }
 
 /// The geo-IP database as the core's port.
@@ -126,7 +128,6 @@ impl twofold_core::ports::GeoLookup for Geo {
 fn delivery_worker(
     config: &Config,
     core: &Arc<Twofold>,
-    keyring: Keyring,
     clock: Arc<dyn Clock>,
     metrics: Arc<DeliveryMetrics>,
 ) -> Result<DeliveryWorker, StartupError> {
@@ -135,7 +136,8 @@ fn delivery_worker(
     let sms = config.sms.build(&config.data_dir)?;
     let worker = DeliveryWorker::new(
         core.store().clone(),
-        keyring,
+        // The core's own handle: a reloaded keyring or a new active key reaches both at once.
+        core.keyring().clone(),
         clock,
         Renderer::new(config.templates_dir.clone()),
         email,
@@ -155,6 +157,7 @@ pub struct Application {
     state: AppState,
     worker: DeliveryWorker,
     jobs_wake: Arc<tokio::sync::Notify>,
+    keys: KeyWatch,
 }
 
 impl Application {
@@ -166,9 +169,9 @@ impl Application {
         config: &Config,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
-        let (core, keyring) = open_parts(config, clock.clone()).await?;
+        let core = open_parts(config, clock.clone()).await?;
         let delivery = Arc::new(DeliveryMetrics::new());
-        let worker = delivery_worker(config, &core, keyring, clock, delivery.clone())?;
+        let worker = delivery_worker(config, &core, clock, delivery.clone())?;
         let jobs_wake = Arc::new(tokio::sync::Notify::new());
         let wake = jobs_wake.clone();
         core.set_on_jobs(Box::new(move || wake.notify_one()));
@@ -196,8 +199,10 @@ impl Application {
                 addr: config.listen,
                 source,
             })?;
+        let addr = listener.local_addr().unwrap_or(config.listen);
         Ok(Self {
             router: router(state.clone(), config.max_body_bytes),
+            keys: KeyWatch::new(state.core.clone(), config, addr),
             listener,
             state,
             worker,
@@ -215,12 +220,18 @@ impl Application {
         &self.state
     }
 
+    /// The id under which this node reports its keys (`twofold key status` lists it).
+    pub fn node_id(&self) -> &str {
+        self.keys.node_id()
+    }
+
     /// Serves until `shutdown` resolves, then drains in-flight requests.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let pruner = tokio::spawn(prune_forever(self.state.clone()));
+        let keys = tokio::spawn(self.keys.run());
         let jobs = tokio::spawn(jobs_forever(self.state.clone(), self.jobs_wake.clone()));
         let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
         let worker = tokio::spawn(self.worker.run(async move {
@@ -235,6 +246,7 @@ impl Application {
         .await;
         pruner.abort();
         jobs.abort();
+        keys.abort();
         // Messages it was sending finish (or their lease lapses and another node takes them).
         let _ = stop_worker.send(());
         let _ = worker.await;
@@ -274,6 +286,10 @@ async fn prune_forever(state: AppState) {
             Ok(0) => {}
             Ok(n) => tracing::info!(rows = n, "pruned login history older than a year"),
             Err(e) => tracing::warn!(error = %e, "login history pruning failed; will retry"),
+        }
+        let stopped = SystemClock.now_ms() - crate::keywatch::FORGET_NODES_AFTER_MS;
+        if let Err(e) = state.core.store().prune_node_keys(stopped).await {
+            tracing::warn!(error = %e, "pruning stopped nodes' key reports failed; will retry");
         }
     }
 }

@@ -69,6 +69,10 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// The master keys that seal secrets at rest: status, rotation, retirement. The hashing
+    /// key (hashing.key: API keys, codes, tokens) is separate and never rotated by these.
+    #[command(subcommand)]
+    Key(KeyCmd),
     /// Copy an embedded (SQLite) install into an empty PostgreSQL database, verified by row
     /// counts and checksums. Stop every server on the SQLite database first.
     MigrateStore {
@@ -79,6 +83,59 @@ pub enum Command {
         /// Other users of the machine can read flags: prefer the environment for a password.
         #[arg(long, value_name = "postgres://URL")]
         to: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCmd {
+    /// This keyring's master keys, the cluster's active key, and each node's keys.
+    Status {
+        /// Also count the sealed values under each key (reads every sealed row).
+        #[arg(long)]
+        count: bool,
+        /// A node not seen for this long counts as stopped [default: 6 heartbeats, ≥ 30].
+        #[arg(long, value_name = "SECS")]
+        stale_after: Option<u64>,
+    },
+    /// Seal every secret under a new master key while the nodes keep serving.
+    ///
+    /// 1. Writes a new key to <data_dir>/keys/<id>.key (or takes --key ID, already in this
+    ///    keyring) and asks the nodes for it: each live node re-reads its key files every
+    ///    key_heartbeat_ms while a rotation waits (and at once on SIGHUP). Copy the file to
+    ///    every node's keys directory, or share the directory.
+    /// 2. Waits until every live node holds the key, then makes it the active key for the
+    ///    whole cluster. If some node lacks it at --wait, nothing changes and it says which.
+    /// 3. Waits until every live node seals under it, then re-seals every sealed value
+    ///    (TOTP seeds, queued message parameters, webhook secrets, seeds kept by "this wasn't
+    ///    me" links) in batches, each row only if it did not change meanwhile.
+    /// 4. Reports which keys still have sealed values; retire the old one with `twofold key
+    ///    retire ID`.
+    ///
+    /// Run it again with --key ID to resume. The hashing key is not rotated: hashes of API
+    /// keys, codes and tokens cannot be recomputed without the secrets themselves.
+    Rotate {
+        /// Rotate to this key (its id, as `key status` shows) instead of a new one.
+        #[arg(long, value_name = "ID")]
+        key: Option<String>,
+        /// How long to wait for the nodes at each step.
+        #[arg(long, value_name = "SECS", default_value_t = 300)]
+        wait: u64,
+        /// A node not seen for this long counts as stopped and is not waited for
+        /// [default: 6 heartbeats, at least 30].
+        #[arg(long, value_name = "SECS")]
+        stale_after: Option<u64>,
+        /// Rows re-sealed per transaction.
+        #[arg(long, default_value_t = 500)]
+        batch: u32,
+    },
+    /// Remove a master key from this keyring, once it is not active and nothing is sealed
+    /// under it.
+    Retire {
+        /// The key id (as `key status` shows).
+        id: String,
+        /// A node not seen for this long counts as stopped [default: 6 heartbeats, ≥ 30].
+        #[arg(long, value_name = "SECS")]
+        stale_after: Option<u64>,
     },
 }
 
@@ -270,6 +327,10 @@ pub enum CliError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Startup(#[from] crate::app::StartupError),
+    #[error(transparent)]
+    Keys(#[from] crate::keys::KeyError),
+    #[error("{0}")]
+    Store(#[from] twofold_core::ports::StoreError),
     #[error("{0}")]
     Core(#[from] twofold_core::CoreError),
     #[error("{0}")]
@@ -315,6 +376,8 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
             let app = Application::build(&config).await?;
             tracing::info!(
                 addr = %app.local_addr(),
+                node = %app.node_id(),
+                sealing_key = %app.state().core.keyring().active_id(),
                 data_dir = %config.data_dir.display(),
                 database = %database(&config)?.describe(),
                 "twofold listening"
@@ -603,6 +666,7 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
             };
             println!("{code}");
         }
+        Command::Key(cmd) => key(&config, cmd).await?,
         Command::Backup { to, force } => backup(&config, to, force).await?,
         Command::MigrateStore { from, to } => migrate_store(&config, from, to).await?,
         Command::Audit(AuditCmd::Prune) => {
@@ -611,6 +675,37 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// `twofold key …`: see [`crate::rotation`].
+async fn key(config: &Config, cmd: KeyCmd) -> Result<(), CliError> {
+    let stale = |secs: Option<u64>| {
+        secs.map(std::time::Duration::from_secs)
+            .unwrap_or_else(|| config.node_stale_after())
+    };
+    const BATCH: u32 = 500;
+    match cmd {
+        KeyCmd::Status { count, stale_after } => {
+            crate::rotation::status(config, count, stale(stale_after), BATCH).await
+        }
+        KeyCmd::Rotate {
+            key,
+            wait,
+            stale_after,
+            batch,
+        } => {
+            let opts = crate::rotation::RotateOptions {
+                key,
+                wait: std::time::Duration::from_secs(wait),
+                stale_after: stale(stale_after),
+                batch: batch.max(1),
+            };
+            crate::rotation::rotate(config, opts).await
+        }
+        KeyCmd::Retire { id, stale_after } => {
+            crate::rotation::retire(config, &id, stale(stale_after), BATCH).await
+        }
+    }
 }
 
 /// `twofold backup`: the online copy (see `twofold_store::backup` for why it is consistent
@@ -745,7 +840,7 @@ async fn migrate_store(
 }
 
 /// Where the master and hashing keys come from, for messages: their files, or the
-/// environment/config.
+/// environment/config. After a rotation the master keys include `<data_dir>/keys/`.
 fn key_sources(config: &Config) -> [String; 2] {
     let source = |set: bool, file: &str, env: &str| {
         if set {
@@ -754,12 +849,20 @@ fn key_sources(config: &Config) -> [String; 2] {
             config.data_dir.join(file).display().to_string()
         }
     };
+    let mut master = source(
+        config.master_key.is_some(),
+        "master.key",
+        "TWOFOLD_MASTER_KEY",
+    );
+    let keys_dir = crate::keys::keys_dir(config);
+    if keys_dir.exists() {
+        master = format!("{master}, and the keys in {}", keys_dir.display());
+    }
+    if !config.master_keys.is_empty() {
+        master = format!("{master}, and TWOFOLD_MASTER_KEYS");
+    }
     [
-        source(
-            config.master_key.is_some(),
-            "master.key",
-            "TWOFOLD_MASTER_KEY",
-        ),
+        master,
         source(
             config.hashing_key.is_some(),
             "hashing.key",

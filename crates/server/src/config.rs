@@ -47,7 +47,16 @@ pub struct Config {
     /// Connections each node opens to PostgreSQL at most.
     pub database_pool_size: usize,
     /// 64 hex characters; when unset, `<data_dir>/master.key` is used (created if missing).
+    /// The node's primary sealing key: the one it seals under until `twofold key rotate` has
+    /// made another key active for the whole cluster.
     pub master_key: Option<String>,
+    /// More master keys (64 hex characters each) this node can unseal with, beside
+    /// `master_key` and the files in `<data_dir>/keys/`: the way to hand a rotation's new key
+    /// to nodes whose keys come from the environment (`TWOFOLD_MASTER_KEYS`, comma-separated).
+    pub master_keys: Vec<String>,
+    /// How often each node reports its keyring to the database and looks for a key change,
+    /// in milliseconds (a rotation waits on these reports); at least 100.
+    pub key_heartbeat_ms: u64,
     /// 64 hex characters; when unset, `<data_dir>/hashing.key` is used (created if missing).
     pub hashing_key: Option<String>,
     pub audit_retention_days: u32,
@@ -244,6 +253,11 @@ impl std::fmt::Debug for Config {
             )
             .field("database_pool_size", &self.database_pool_size)
             .field("master_key", &redact(&self.master_key))
+            .field(
+                "master_keys",
+                &format_args!("[{} redacted]", self.master_keys.len()),
+            )
+            .field("key_heartbeat_ms", &self.key_heartbeat_ms)
             .field("hashing_key", &redact(&self.hashing_key))
             .field("audit_retention_days", &self.audit_retention_days)
             .field("max_body_bytes", &self.max_body_bytes)
@@ -271,6 +285,8 @@ impl Default for Config {
             database_url: None,
             database_pool_size: twofold_store::POOL_SIZE,
             master_key: None,
+            master_keys: Vec::new(),
+            key_heartbeat_ms: 5_000,
             hashing_key: None,
             audit_retention_days: 90,
             max_body_bytes: 64 * 1024,
@@ -310,6 +326,8 @@ const ENV_KEYS: &[&str] = &[
     "DATABASE_URL",
     "DATABASE_POOL_SIZE",
     "MASTER_KEY",
+    "MASTER_KEYS",
+    "KEY_HEARTBEAT_MS",
     "HASHING_KEY",
     "AUDIT_RETENTION_DAYS",
     "MAX_BODY_BYTES",
@@ -388,6 +406,8 @@ impl Config {
             "DATABASE_URL" => self.database_url = Some(value.to_string()),
             "DATABASE_POOL_SIZE" => self.database_pool_size = num(value)?,
             "MASTER_KEY" => self.master_key = Some(value.to_string()),
+            "MASTER_KEYS" => self.master_keys = comma_list(value),
+            "KEY_HEARTBEAT_MS" => self.key_heartbeat_ms = num(value)?,
             "HASHING_KEY" => self.hashing_key = Some(value.to_string()),
             "AUDIT_RETENTION_DAYS" => self.audit_retention_days = num(value)?,
             "MAX_BODY_BYTES" => self.max_body_bytes = num(value)?,
@@ -397,14 +417,7 @@ impl Config {
             "TEMPLATES_DIR" => self.templates_dir = Some(PathBuf::from(value)),
             "PUBLIC_URL" => self.public_url = Some(value.to_string()),
             "GEOIP_DB" => self.network.geoip_db = Some(PathBuf::from(value)),
-            "TRUSTED_PROXIES" => {
-                self.network.trusted_proxies = value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect()
-            }
+            "TRUSTED_PROXIES" => self.network.trusted_proxies = comma_list(value),
             _ => {
                 if !self.email.apply_env(key, value)? {
                     self.sms.apply_env(key, value)?;
@@ -412,6 +425,13 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// How long after its last report a node counts as stopped: a rotation does not wait for
+    /// it. Several heartbeats, and never under 30 s, so a node busy for a moment is not
+    /// skipped.
+    pub fn node_stale_after(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.key_heartbeat_ms.saturating_mul(6).max(30_000))
     }
 
     /// The database to open: PostgreSQL for a `postgres://` URL, the embedded SQLite file when
@@ -443,7 +463,7 @@ impl Config {
                 self.listen
             ));
         }
-        if self.master_key.is_some() {
+        if self.master_key.is_some() || !self.master_keys.is_empty() {
             w.push("master key taken from config/environment: keep that source secret".into());
         }
         if let Ok(Database::Postgres(_)) = self.database() {
@@ -462,6 +482,16 @@ impl Config {
         }
         w
     }
+}
+
+/// A comma-separated environment value as a list, blanks dropped.
+fn comma_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 #[cfg(test)]

@@ -8,9 +8,11 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod keys;
+pub mod keywatch;
 pub mod metrics;
 pub mod openapi;
 pub mod pages;
+pub mod rotation;
 pub mod state;
 
 pub use app::{router, Application};

@@ -75,7 +75,8 @@ fn sqlite_counts(db: &Path) -> BTreeMap<String, i64> {
 /// Fills every table of the embedded store through the API: tenant, keys, users, a TOTP and
 /// an SMS factor, codes, send counters, outbox messages, a phone change, a webhook, a policy
 /// with its proposal and rollout jobs, a pending login, a session and a remembered device,
-/// and the audit rows of all that. Returns the enrolment, the session and the device token.
+/// the audit rows of all that, and a master key rotation. Returns the enrolment, the session
+/// and the device token.
 async fn fill(app: &TestApp) -> (Enrolled, serde_json::Value, String) {
     let e = setup(app).await;
     let (s, w) = app
@@ -143,7 +144,29 @@ async fn fill(app: &TestApp) -> (Enrolled, serde_json::Value, String) {
     let r = step(app, &e, &done, &code, json!({"remember_device": true})).await;
     assert_eq!(r["verified"], true, "{r}");
     let device = r["device"]["token"].as_str().unwrap().to_string();
+    rotate_master_key(app).await;
     (e, r["session"]["token"].clone(), device)
+}
+
+/// A master key rotation, beside the running node: the cluster's key state and the node's key
+/// report get their rows, and the seeds move to a key from `<data_dir>/keys/`.
+async fn rotate_master_key(app: &TestApp) {
+    let data = app.data_path.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_twofold"))
+            .args(["key", "rotate", "--wait", "30", "--data-dir"])
+            .arg(&data)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success() && text(&out.stdout).contains("is now the active master key"),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,7 +175,7 @@ async fn an_embedded_install_moves_to_postgres_with_nothing_lost() {
     let dir = tempfile::tempdir().unwrap();
     let data: PathBuf = dir.path().join("data");
     let db = data.join("twofold.db");
-    let app = spawn_app_at(data.clone()).await;
+    let app = spawn_app_at_with(data.clone(), |c| c.key_heartbeat_ms = 200).await;
     let (e, session, device) = fill(&app).await;
 
     // While a server has the database open, nothing is copied (it would go on writing).

@@ -378,3 +378,110 @@ pub(crate) fn denied(mut audit: AuditRecord, reason: &str) -> AuditRecord {
     audit.reason = Some(reason.to_string());
     audit
 }
+
+/// Where the values of a [`SealedColumn`] live, for the rotation sweep's generic SQL: the
+/// table, its text key (ordered by an index, so paging costs one index range per page), the
+/// value, the user column (or `NULL`) and which rows hold a value at all.
+pub(crate) struct SealedSql {
+    pub table: &'static str,
+    pub key: &'static str,
+    pub value: &'static str,
+    pub user: &'static str,
+    pub holds_value: &'static str,
+    /// The value is `TEXT` (the undo JSON), not a blob: bound and read as a string.
+    pub text: bool,
+}
+
+pub(crate) fn sealed_sql(column: twofold_core::keys::SealedColumn) -> SealedSql {
+    use twofold_core::keys::SealedColumn::*;
+    match column {
+        FactorSecret => SealedSql {
+            table: "factors",
+            key: "id",
+            value: "sealed_secret",
+            user: "user_id",
+            // SMS and email factors have no seed: an empty blob.
+            holds_value: "length(sealed_secret) > 0",
+            text: false,
+        },
+        OutboxParams => SealedSql {
+            table: "outbox",
+            key: "message_id",
+            value: "sealed_params",
+            user: "CAST(NULL AS BIGINT)",
+            // Wiped once sent or given up.
+            holds_value: "sealed_params IS NOT NULL",
+            text: false,
+        },
+        WebhookSecret => SealedSql {
+            table: "webhooks",
+            key: "id",
+            value: "sealed_secret",
+            user: "CAST(NULL AS BIGINT)",
+            holds_value: "TRUE",
+            text: false,
+        },
+        RevertUndo => SealedSql {
+            table: "revert_links",
+            key: "id",
+            value: "undo",
+            user: "user_id",
+            // Only an undo that restores a factor carries a seed.
+            holds_value: "undo LIKE '%\"sealed_secret\"%'",
+            text: true,
+        },
+    }
+}
+
+impl SealedSql {
+    /// A page of rows after a cursor; `$1`-style or `?1`-style placeholders by `param`.
+    pub fn select_page(&self, param: impl Fn(usize) -> String) -> String {
+        format!(
+            "SELECT {key}, tenant_id, {user}, {value} FROM {table}
+             WHERE {holds} AND {key} > {after} ORDER BY {key} LIMIT {limit}",
+            key = self.key,
+            user = self.user,
+            value = self.value,
+            table = self.table,
+            holds = self.holds_value,
+            after = param(1),
+            limit = param(2),
+        )
+    }
+
+    /// The conditional update of one value: new value, key, old value.
+    pub fn update_if_unchanged(&self, param: impl Fn(usize) -> String) -> String {
+        format!(
+            "UPDATE {table} SET {value} = {new} WHERE {key} = {id} AND {value} = {old}",
+            table = self.table,
+            value = self.value,
+            key = self.key,
+            new = param(1),
+            id = param(2),
+            old = param(3),
+        )
+    }
+}
+
+/// A value of a text column as the bytes a [`twofold_core::keys::SealedRow`] carries, and back.
+pub(crate) fn text_value(bytes: &[u8]) -> Result<String, StoreError> {
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| StoreError::Backend("a text value to re-seal is not UTF-8".into()))
+}
+
+/// `key_ids` of `node_keys`: sorted and comma-separated (key ids are hex).
+pub(crate) fn join_key_ids(ids: &[String]) -> String {
+    ids.join(",")
+}
+
+pub(crate) fn split_key_ids(joined: &str) -> Vec<String> {
+    joined
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+pub(crate) const KEY_STATE_COLS: &str = "active_key_id, pending_key_id, version, changed_at";
+
+pub(crate) const NODE_KEYS_COLS: &str = "node_id, key_ids, sealing_key_id, started_at, seen_at";

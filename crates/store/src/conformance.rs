@@ -8,10 +8,12 @@ use twofold_core::ports::*;
 use twofold_core::throttle::{BACKOFF_AFTER, LOCK_AFTER, MAX_BACKOFF_MS};
 
 mod jobs;
+mod keys;
 mod logins;
 mod messaging;
 mod security;
 pub use jobs::*;
+pub use keys::*;
 pub use logins::*;
 pub use messaging::*;
 pub use security::*;
@@ -680,7 +682,13 @@ macro_rules! conformance_tests {
             login_history_is_newest_first_and_pruned_by_age,
             the_freeze_round_trips_on_the_user,
             a_sensitive_code_confirms_only_its_purpose,
-            guards_reservations_and_expiries_hold
+            guards_reservations_and_expiries_hold,
+            the_key_state_moves_one_version_at_a_time,
+            parallel_key_state_changes_succeed_once,
+            node_reports_replace_each_other_and_age_out,
+            sealed_values_are_paged_by_key_in_every_column,
+            a_reseal_changes_only_rows_that_still_hold_what_was_read,
+            a_rotation_sweep_reseals_every_column_under_the_new_key
         );
     };
     (@each $make:expr; $($name:ident),*) => {

@@ -48,6 +48,10 @@ pub const SQLITE: &[(&str, &str)] = &[
         "0006_security",
         include_str!("../migrations/sqlite/0006_security.sql"),
     ),
+    (
+        "0007_keys",
+        include_str!("../migrations/sqlite/0007_keys.sql"),
+    ),
 ];
 
 /// The same versions as [`SQLITE`], in PostgreSQL's dialect.
@@ -75,6 +79,10 @@ pub const POSTGRES: &[(&str, &str)] = &[
     (
         "0006_security",
         include_str!("../migrations/postgres/0006_security.sql"),
+    ),
+    (
+        "0007_keys",
+        include_str!("../migrations/postgres/0007_keys.sql"),
     ),
 ];
 
@@ -253,7 +261,8 @@ mod tests {
                 "0003_logins",
                 "0004_jobs",
                 "0005_webhooks",
-                "0006_security"
+                "0006_security",
+                "0007_keys"
             ]
         );
     }

@@ -22,13 +22,14 @@
 //! TLS to PostgreSQL is a follow-up (a rustls connector, no OpenSSL).
 //!
 //! The SQL lives beside this file by concern, mirroring the SQLite store: `rows`, `factors`,
-//! `codes`, `effects`, `logins`, `jobs`, `webhooks`, `security` and `outbox`; the rules both
+//! `codes`, `effects`, `logins`, `jobs`, `webhooks`, `security`, `keys` and `outbox`; the rules both
 //! stores share are in `crate::common`.
 
 mod codes;
 mod effects;
 mod factors;
 mod jobs;
+mod keys;
 mod logins;
 mod outbox;
 mod rows;
@@ -42,6 +43,7 @@ pub(crate) use rows::pg;
 use rows::*;
 use std::time::Duration;
 use tokio_postgres::NoTls;
+use twofold_core::keys::*;
 use twofold_core::login::*;
 use twofold_core::messaging::*;
 use twofold_core::model::*;
@@ -676,6 +678,62 @@ impl Store for PgStore {
     async fn webhooks_of(&self, tenant_id: i64) -> StoreResult<Vec<Webhook>> {
         let client = self.client().await?;
         webhooks::of_tenant(&client, tenant_id).await
+    }
+
+    async fn key_state(&self) -> StoreResult<KeyState> {
+        let client = self.client().await?;
+        keys::key_state(&client).await
+    }
+
+    async fn set_key_state(
+        &self,
+        expected_version: i64,
+        active: Option<String>,
+        pending: Option<String>,
+        now: i64,
+        audit: AuditRecord,
+    ) -> StoreResult<bool> {
+        in_tx!(self, |tx| async {
+            let set = keys::set_key_state(&tx, expected_version, &active, &pending, now).await?;
+            if set {
+                insert_audit(&tx, &audit).await?;
+            }
+            Ok(set)
+        }
+        .await)
+    }
+
+    async fn report_node_keys(&self, node: NodeKeys) -> StoreResult<()> {
+        let client = self.client().await?;
+        keys::report_node(&client, &node).await
+    }
+
+    async fn node_keys(&self, since: i64) -> StoreResult<Vec<NodeKeys>> {
+        let client = self.client().await?;
+        keys::nodes(&client, since).await
+    }
+
+    async fn prune_node_keys(&self, before: i64) -> StoreResult<u64> {
+        self.prune_in_chunks(
+            "DELETE FROM node_keys WHERE node_id IN
+               (SELECT node_id FROM node_keys WHERE seen_at < $1 LIMIT $2)",
+            before,
+        )
+        .await
+    }
+
+    async fn sealed_rows(
+        &self,
+        column: SealedColumn,
+        after: Option<String>,
+        limit: u32,
+    ) -> StoreResult<Vec<SealedRow>> {
+        let client = self.client().await?;
+        keys::sealed_rows(&client, column, after.as_deref().unwrap_or(""), limit).await
+    }
+
+    async fn reseal(&self, changes: Vec<Reseal>) -> StoreResult<Vec<bool>> {
+        in_tx!(self, |tx| keys::reseal(&tx, &changes).await)
     }
 
     async fn append_audit(&self, audit: AuditRecord) -> StoreResult<()> {

@@ -13,13 +13,14 @@
 //! (one-time codes), `effects` (changes riding on a code or attempt, or applied alone),
 //! `logins` (policies, proposals, pending logins, sessions, remembered devices), `jobs`
 //! (background jobs over a tenant's users), `security` (recovery codes, "this wasn't me"
-//! links, app passwords, the login history) and `outbox`.
+//! links, app passwords, the login history), `keys` (master key rotation) and `outbox`.
 
 pub mod backup;
 mod codes;
 mod effects;
 mod factors;
 mod jobs;
+mod keys;
 mod logins;
 mod outbox;
 mod rows;
@@ -34,6 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{oneshot, Semaphore};
+use twofold_core::keys::*;
 use twofold_core::login::*;
 use twofold_core::messaging::*;
 use twofold_core::model::*;
@@ -842,6 +844,54 @@ impl Store for SqliteStore {
     async fn webhooks_of(&self, tenant_id: i64) -> StoreResult<Vec<Webhook>> {
         self.point_read(move |c| webhooks::of_tenant(c, tenant_id))
             .await
+    }
+
+    async fn key_state(&self) -> StoreResult<KeyState> {
+        self.point_read(keys::key_state).await
+    }
+
+    async fn set_key_state(
+        &self,
+        expected_version: i64,
+        active: Option<String>,
+        pending: Option<String>,
+        now: i64,
+        audit: AuditRecord,
+    ) -> StoreResult<bool> {
+        self.write(move |c| keys::set_key_state(c, expected_version, active, pending, now, &audit))
+            .await
+    }
+
+    async fn report_node_keys(&self, node: NodeKeys) -> StoreResult<()> {
+        self.write(move |c| keys::report_node(c, &node)).await
+    }
+
+    async fn node_keys(&self, since: i64) -> StoreResult<Vec<NodeKeys>> {
+        self.read(move |c| keys::nodes(c, since)).await
+    }
+
+    async fn prune_node_keys(&self, before: i64) -> StoreResult<u64> {
+        self.prune_in_chunks(
+            "DELETE FROM node_keys WHERE node_id IN
+               (SELECT node_id FROM node_keys WHERE seen_at < ?1 LIMIT ?2)",
+            before,
+        )
+        .await
+    }
+
+    async fn sealed_rows(
+        &self,
+        column: SealedColumn,
+        after: Option<String>,
+        limit: u32,
+    ) -> StoreResult<Vec<SealedRow>> {
+        let after = after.unwrap_or_default();
+        self.read(move |c| keys::sealed_rows(c, column, &after, limit))
+            .await
+    }
+
+    async fn reseal(&self, changes: Vec<Reseal>) -> StoreResult<Vec<bool>> {
+        self.write(move |c| keys::reseal(c, &changes)).await
     }
 
     async fn append_audit(&self, audit: AuditRecord) -> StoreResult<()> {

@@ -12,7 +12,7 @@ use crate::types::*;
 use base64::Engine;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use twofold_crypto::{Hasher, Keyring};
+use twofold_crypto::{Hasher, SharedKeyring};
 use twofold_otp::{base32, qr, uri::KeyUri, uri::OtpKind, Algorithm, OtpParams};
 use zeroize::Zeroizing;
 
@@ -20,6 +20,7 @@ mod app_passwords;
 mod contact;
 mod guard;
 mod jobs;
+pub mod keys;
 mod login;
 pub mod notices;
 mod operator;
@@ -324,7 +325,9 @@ pub const MAX_LABEL_CHARS: usize = 64;
 pub struct Twofold {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    keyring: Keyring,
+    /// Shared with the delivery worker and the node's key watcher, which swaps in a reloaded
+    /// keyring or a new active key while requests keep using it.
+    keyring: SharedKeyring,
     hasher: Hasher,
     config: TwofoldConfig,
     tenants: TtlCache<String, Tenant>,
@@ -380,7 +383,7 @@ impl Twofold {
     pub fn new(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
-        keyring: Keyring,
+        keyring: impl Into<SharedKeyring>,
         hasher: Hasher,
         config: TwofoldConfig,
     ) -> Self {
@@ -389,7 +392,7 @@ impl Twofold {
         Self {
             store,
             clock,
-            keyring,
+            keyring: keyring.into(),
             hasher,
             tenants: TtlCache::new(ttl, 100_000),
             users: TtlCache::new(ttl, max),
@@ -425,6 +428,11 @@ impl Twofold {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The sealing keyring, as this process holds it now.
+    pub fn keyring(&self) -> &SharedKeyring {
+        &self.keyring
     }
 
     fn audit(

@@ -40,7 +40,8 @@ impl From<&Webhook> for WebhookView {
     }
 }
 
-fn secret_owner(id: &str) -> String {
+/// The associated data binding a sealed signing secret to its webhook.
+pub(crate) fn secret_owner(id: &str) -> String {
     format!("webhook:{id}")
 }
 

@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod logins;
+pub mod process;
 
 use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::{json, Value};
