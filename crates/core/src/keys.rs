@@ -33,6 +33,16 @@ pub struct KeyState {
     pub changed_at: i64,
 }
 
+/// A change of the [`KeyState`], made only if the state is still at `expected_version`
+/// (0: there is no state yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyChange {
+    pub expected_version: i64,
+    pub active: Option<String>,
+    pub pending: Option<String>,
+    pub at: i64,
+}
+
 /// What one `twofold serve` process last reported about its keyring (its heartbeat).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NodeKeys {

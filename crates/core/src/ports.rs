@@ -337,17 +337,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// The cluster's sealing-key state ([`KeyState::default`] before the first change).
     async fn key_state(&self) -> StoreResult<KeyState>;
-    /// Sets `active` and `pending` (bumping the version) only if the state is still at
-    /// `expected_version`, with `audit` in the same transaction. False, with nothing written,
-    /// when another change came first.
-    async fn set_key_state(
-        &self,
-        expected_version: i64,
-        active: Option<String>,
-        pending: Option<String>,
-        now: i64,
-        audit: AuditRecord,
-    ) -> StoreResult<bool>;
+    /// Applies `change` (bumping the version) only if the state is still at its expected
+    /// version, with `audit` in the same transaction. False, with nothing written, when
+    /// another change came first.
+    async fn set_key_state(&self, change: KeyChange, audit: AuditRecord) -> StoreResult<bool>;
     /// Records a node's heartbeat (insert or replace by `node_id`).
     async fn report_node_keys(&self, node: NodeKeys) -> StoreResult<()>;
     /// Nodes whose last report is at or after `since`, by node id.

@@ -372,13 +372,18 @@ pub fn retry_delay_ms(config: &WorkerConfig, attempts: i32, rng: &mut impl Rng) 
     floor + rng.gen_range(0..=ceiling - floor)
 }
 
-fn new_owner_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+/// This machine's name, for ids that say where a process runs (lease owners, key reports).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".into());
+        .unwrap_or_else(|| "host".into())
+}
+
+fn new_owner_id() -> String {
+    let host = host_name();
     format!(
         "{host}-{}-{:08x}",
         std::process::id(),

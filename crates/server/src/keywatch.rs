@@ -41,12 +41,7 @@ pub struct KeyWatch {
 
 /// `host/listen-address/pid`: unique among running processes, and says where to look.
 fn node_id(listen: std::net::SocketAddr) -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".into());
+    let host = twofold_delivery::worker::host_name();
     format!("{host}/{listen}/{}", std::process::id())
 }
 

@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::keys::{self, KeySource, MasterKeys};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use twofold_core::keys::{lagging, KeyState, NodeKeys, SealedColumn};
+use twofold_core::keys::{lagging, KeyChange, KeyState, NodeKeys, SealedColumn};
 use twofold_core::model::AuditRecord;
 use twofold_core::ports::{Clock, Store, SystemClock};
 use twofold_core::service::keys::{sweep_sealed, SealedCensus, SweepProgress};
@@ -38,6 +38,18 @@ pub struct RotateOptions {
     pub stale_after: Duration,
     /// Rows re-sealed per transaction.
     pub batch: u32,
+}
+
+impl RotateOptions {
+    /// [`wait_for_nodes`] with these options' wait and staleness.
+    async fn wait_for_nodes(
+        &self,
+        store: &dyn Store,
+        what: &str,
+        ok: impl Fn(&NodeKeys) -> bool,
+    ) -> Result<Result<usize, Vec<NodeKeys>>, CliError> {
+        wait_for_nodes(store, what, ok, self.wait, self.stale_after).await
+    }
 }
 
 fn usage(message: String) -> CliError {
@@ -92,15 +104,15 @@ impl Ctx {
         reason: String,
     ) -> Result<(), CliError> {
         let now = SystemClock.now_ms();
+        let change = KeyChange {
+            expected_version: self.state.version,
+            active,
+            pending,
+            at: now,
+        };
         let changed = self
             .store
-            .set_key_state(
-                self.state.version,
-                active,
-                pending,
-                now,
-                audit(action, reason, now),
-            )
+            .set_key_state(change, audit(action, reason, now))
             .await?;
         self.state = self.store.key_state().await?;
         if changed {
@@ -275,14 +287,9 @@ pub async fn rotate(config: &Config, opts: RotateOptions) -> Result<(), CliError
             opts.wait.as_secs()
         );
         let holds = |n: &NodeKeys| n.key_ids.contains(&target);
-        let waited = wait_for_nodes(
-            &*cx.store,
-            &format!("hold key {target}"),
-            holds,
-            opts.wait,
-            opts.stale_after,
-        )
-        .await?;
+        let waited = opts
+            .wait_for_nodes(&*cx.store, &format!("hold key {target}"), holds)
+            .await?;
         if let Err(behind) = waited {
             // Back to where it was: nodes stop re-reading their key files.
             let active = cx.state.active.clone();
@@ -331,14 +338,9 @@ pub async fn rotate(config: &Config, opts: RotateOptions) -> Result<(), CliError
     // Step 3: wait until no live node seals under an older key, so the pass below is not
     // followed by new blobs under it.
     let sealing = |n: &NodeKeys| n.sealing_key_id == target;
-    let waited = wait_for_nodes(
-        &*cx.store,
-        &format!("seal under key {target}"),
-        sealing,
-        opts.wait,
-        opts.stale_after,
-    )
-    .await?;
+    let waited = opts
+        .wait_for_nodes(&*cx.store, &format!("seal under key {target}"), sealing)
+        .await?;
     if let Err(behind) = waited {
         return Err(usage(format!(
             "key {target} is active, but after {}s {} node(s) still seal under another key: \

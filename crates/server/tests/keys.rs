@@ -487,6 +487,29 @@ fn rotation_on_two_nodes_waits_for_both_reseals_everything_then_retires_the_old_
             && said.contains(&format!("nothing is sealed under {old}")),
         "{said}"
     );
+    // A live node that still seals under the old key (stuck, say) keeps it from retiring.
+    let stuck = rt.block_on(async {
+        let c = db.client().await;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        c.execute(
+            "INSERT INTO node_keys VALUES ('stuck/10.0.0.9:8080/1', $1, $1, $2, $2)",
+            &[&old, &now],
+        )
+        .await
+        .unwrap();
+        c
+    });
+    let err = refused(&cli(&["key", "retire", &old]));
+    assert!(
+        err.contains(&format!("1 live node(s) still seal under key {old}"))
+            && err.contains("stuck/10.0.0.9:8080/1"),
+        "{err}"
+    );
+    rt.block_on(stuck.execute("DELETE FROM node_keys WHERE node_id LIKE 'stuck/%'", &[]))
+        .unwrap();
     let said = stdout(&cli(&["key", "retire", &old]));
     assert!(
         said.contains(&format!("retired master key {old}")),

@@ -685,16 +685,9 @@ impl Store for PgStore {
         keys::key_state(&client).await
     }
 
-    async fn set_key_state(
-        &self,
-        expected_version: i64,
-        active: Option<String>,
-        pending: Option<String>,
-        now: i64,
-        audit: AuditRecord,
-    ) -> StoreResult<bool> {
+    async fn set_key_state(&self, change: KeyChange, audit: AuditRecord) -> StoreResult<bool> {
         in_tx!(self, |tx| async {
-            let set = keys::set_key_state(&tx, expected_version, &active, &pending, now).await?;
+            let set = keys::set_key_state(&tx, &change).await?;
             if set {
                 insert_audit(&tx, &audit).await?;
             }

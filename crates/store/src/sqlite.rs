@@ -850,16 +850,15 @@ impl Store for SqliteStore {
         self.point_read(keys::key_state).await
     }
 
-    async fn set_key_state(
-        &self,
-        expected_version: i64,
-        active: Option<String>,
-        pending: Option<String>,
-        now: i64,
-        audit: AuditRecord,
-    ) -> StoreResult<bool> {
-        self.write(move |c| keys::set_key_state(c, expected_version, active, pending, now, &audit))
-            .await
+    async fn set_key_state(&self, change: KeyChange, audit: AuditRecord) -> StoreResult<bool> {
+        self.write(move |c| {
+            let set = keys::set_key_state(c, &change)?;
+            if set {
+                insert_audit(c, &audit)?;
+            }
+            Ok(set)
+        })
+        .await
     }
 
     async fn report_node_keys(&self, node: NodeKeys) -> StoreResult<()> {

@@ -17,7 +17,13 @@ pub async fn the_key_state_moves_one_version_at_a_time(s: DynStore) {
         let s = s.clone();
         let (active, pending) = (active.map(String::from), pending.map(String::from));
         async move {
-            s.set_key_state(expected, active, pending, at, audit("key.rotate", None, at))
+            let change = KeyChange {
+                expected_version: expected,
+                active,
+                pending,
+                at,
+            };
+            s.set_key_state(change, audit("key.rotate", None, at))
                 .await
                 .unwrap()
         }
@@ -79,15 +85,15 @@ pub async fn parallel_key_state_changes_succeed_once(s: DynStore) {
     for i in 0..8 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            s.set_key_state(
-                0,
-                Some(format!("{i:08}")),
-                None,
-                i,
-                audit("key.rotate", None, i),
-            )
-            .await
-            .unwrap()
+            let change = KeyChange {
+                expected_version: 0,
+                active: Some(format!("{i:08}")),
+                pending: None,
+                at: i,
+            };
+            s.set_key_state(change, audit("key.rotate", None, i))
+                .await
+                .unwrap()
         }));
     }
     let mut won = 0;

@@ -42,12 +42,9 @@ pub(super) async fn key_state(c: &impl GenericClient) -> Result<KeyState, StoreE
 /// Version 0 means "no row yet": the insert then loses to any row another writer made.
 pub(super) async fn set_key_state(
     c: &impl GenericClient,
-    expected_version: i64,
-    active: &Option<String>,
-    pending: &Option<String>,
-    now: i64,
+    k: &KeyChange,
 ) -> Result<bool, StoreError> {
-    let sql = if expected_version == 0 {
+    let sql = if k.expected_version == 0 {
         "INSERT INTO sealing_keys (only_row, active_key_id, pending_key_id, version, changed_at)
          VALUES (1, $1, $2, $3::BIGINT + 1, $4) ON CONFLICT (only_row) DO NOTHING"
     } else {
@@ -55,7 +52,7 @@ pub(super) async fn set_key_state(
                                  changed_at = $4
          WHERE only_row = 1 AND version = $3"
     };
-    Ok(exec(c, sql, &[active, pending, &expected_version, &now]).await? == 1)
+    Ok(exec(c, sql, &[&k.active, &k.pending, &k.expected_version, &k.at]).await? == 1)
 }
 
 pub(super) async fn report_node(c: &impl GenericClient, n: &NodeKeys) -> Result<(), StoreError> {

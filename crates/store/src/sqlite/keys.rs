@@ -4,7 +4,6 @@
 use super::rows::*;
 use rusqlite::{params, types::Value, Connection, Row};
 use twofold_core::keys::*;
-use twofold_core::model::AuditRecord;
 use twofold_core::ports::StoreError;
 
 fn key_state_row(r: &Row) -> rusqlite::Result<KeyState> {
@@ -38,15 +37,8 @@ pub(super) fn key_state(c: &Connection) -> Result<KeyState, StoreError> {
 }
 
 /// Version 0 means "no row yet": the insert then loses to any row another writer made.
-pub(super) fn set_key_state(
-    c: &Connection,
-    expected_version: i64,
-    active: Option<String>,
-    pending: Option<String>,
-    now: i64,
-    audit: &AuditRecord,
-) -> Result<bool, StoreError> {
-    let sql = if expected_version == 0 {
+pub(super) fn set_key_state(c: &Connection, k: &KeyChange) -> Result<bool, StoreError> {
+    let sql = if k.expected_version == 0 {
         "INSERT INTO sealing_keys (only_row, active_key_id, pending_key_id, version, changed_at)
          VALUES (1, ?1, ?2, ?3 + 1, ?4) ON CONFLICT (only_row) DO NOTHING"
     } else {
@@ -56,11 +48,8 @@ pub(super) fn set_key_state(
     };
     let n = c
         .prepare_cached(sql)
-        .and_then(|mut s| s.execute(params![active, pending, expected_version, now]))
+        .and_then(|mut s| s.execute(params![k.active, k.pending, k.expected_version, k.at]))
         .map_err(backend)?;
-    if n == 1 {
-        insert_audit(c, audit)?;
-    }
     Ok(n == 1)
 }
 
