@@ -2,6 +2,7 @@
 //! controls, plus an operator key.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod attacks;
 pub mod logins;
 
 use reqwest::{Client, Method, Response, StatusCode};
