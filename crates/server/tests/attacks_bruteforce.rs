@@ -280,3 +280,54 @@ async fn one_admin_confirmation_code_cannot_confirm_two_different_proposals() {
     let (_, p) = app.get("/v1/tenants/acme/policy", &e.key).await;
     assert_eq!(p["version"], 0, "nothing was confirmed");
 }
+
+/// The per-admin limit holds under parallel attempts too: one wrong confirmation short of
+/// it, a burst of wrong codes at a fresh proposal gets one more judged, not the five a
+/// code's own tries would allow (the count is an atomic budget, not a read of the audit log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parallel_burst_one_short_of_the_per_admin_limit_gets_one_more_guess() {
+    let app = spawn_app().await;
+    let e = setup(&app).await;
+    let propose = || {
+        let (app, key) = (&app, e.key.clone());
+        async move {
+            let (s, p) = app
+                .post(
+                    "/v1/tenants/acme/policy/proposals",
+                    &key,
+                    json!({"admin": "boss", "policy": required(json!({}))}),
+                )
+                .await;
+            assert_eq!(s, reqwest::StatusCode::CREATED, "{p}");
+            let code = app.next_code("boss@example.com").await;
+            let id = p["id"].as_str().unwrap();
+            (
+                format!("/v1/tenants/acme/policy/proposals/{id}/confirm"),
+                code,
+            )
+        }
+    };
+    let (path, code) = propose().await;
+    for i in 0..19 {
+        let (_, r) = app
+            .post(&path, &e.key, json!({ "code": wrong_code(&code, i) }))
+            .await;
+        assert_eq!(r["confirmed"], false, "{r}");
+    }
+    app.advance_secs(31);
+    let (path, code) = propose().await;
+    let tries = (0..50).map(|i| {
+        let (app, key, path, body) = (&app, &e.key, &path, json!({ "code": wrong_code(&code, i) }));
+        async move { raw(app, key, path, &body).await }
+    });
+    futures_util::future::join_all(tries).await;
+    let audit = all_audit(&app, &e.key, "action=proposal.confirm").await;
+    let r = reasons(&audit);
+    assert_eq!(
+        r.get("wrong_code"),
+        Some(&6),
+        "5 on the first code, 1 on the second: {r:?}"
+    );
+    let (_, c) = app.post(&path, &e.key, json!({ "code": code })).await;
+    assert_ne!(c["confirmed"], true, "{c}");
+}
