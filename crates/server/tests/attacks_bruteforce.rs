@@ -172,14 +172,7 @@ async fn restarting_the_login_after_each_wrong_code_refreshes_no_attempts() {
         app.advance_secs(16 * 60);
         let pending = pending_login(&app, &e).await;
         let code = wrong_code(&app.code_at_offset(&e.secret, &e.params, 0), i);
-        let r = step(
-            &app,
-            &e,
-            &json!({"pending": {"token": pending}}),
-            &code,
-            json!({}),
-        )
-        .await;
+        let r = step_of(&app, &e, &pending, &code).await;
         assert_eq!(r["verified"], false);
     }
     app.advance_secs(16 * 60);
@@ -245,29 +238,9 @@ async fn login_sms_code(app: &TestApp, e: &Enrolled, d: &Value, sms: &str) -> St
 async fn one_admin_confirmation_code_cannot_confirm_two_different_proposals() {
     let app = spawn_app().await;
     let e = setup(&app).await;
-    let propose = |policy: Value| {
-        let (app, key) = (&app, e.key.clone());
-        async move {
-            let (_, p) = app
-                .post(
-                    "/v1/tenants/acme/policy/proposals",
-                    &key,
-                    json!({"admin": "boss", "policy": policy}),
-                )
-                .await;
-            let code = app.next_code("boss@example.com").await;
-            (
-                format!(
-                    "/v1/tenants/acme/policy/proposals/{}/confirm",
-                    p["id"].as_str().unwrap()
-                ),
-                code,
-            )
-        }
-    };
-    let (first, code) = propose(required(json!({"methods": ["sms"]}))).await;
+    let (first, code) = propose(&app, &e, required(json!({"methods": ["sms"]}))).await;
     app.advance_secs(31);
-    let (second, _) = propose(required(json!({}))).await;
+    let (second, _) = propose(&app, &e, required(json!({}))).await;
     let tries = [&first, &second, &first, &second].map(|path| {
         let (app, key, body) = (&app, &e.key, json!({ "code": code }));
         async move { raw(app, key, path, &body).await }
@@ -288,26 +261,7 @@ async fn one_admin_confirmation_code_cannot_confirm_two_different_proposals() {
 async fn a_parallel_burst_one_short_of_the_per_admin_limit_gets_one_more_guess() {
     let app = spawn_app().await;
     let e = setup(&app).await;
-    let propose = || {
-        let (app, key) = (&app, e.key.clone());
-        async move {
-            let (s, p) = app
-                .post(
-                    "/v1/tenants/acme/policy/proposals",
-                    &key,
-                    json!({"admin": "boss", "policy": required(json!({}))}),
-                )
-                .await;
-            assert_eq!(s, reqwest::StatusCode::CREATED, "{p}");
-            let code = app.next_code("boss@example.com").await;
-            let id = p["id"].as_str().unwrap();
-            (
-                format!("/v1/tenants/acme/policy/proposals/{id}/confirm"),
-                code,
-            )
-        }
-    };
-    let (path, code) = propose().await;
+    let (path, code) = propose(&app, &e, required(json!({}))).await;
     for i in 0..19 {
         let (_, r) = app
             .post(&path, &e.key, json!({ "code": wrong_code(&code, i) }))
@@ -315,7 +269,7 @@ async fn a_parallel_burst_one_short_of_the_per_admin_limit_gets_one_more_guess()
         assert_eq!(r["confirmed"], false, "{r}");
     }
     app.advance_secs(31);
-    let (path, code) = propose().await;
+    let (path, code) = propose(&app, &e, required(json!({}))).await;
     let tries = (0..50).map(|i| {
         let (app, key, path, body) = (&app, &e.key, &path, json!({ "code": wrong_code(&code, i) }));
         async move { raw(app, key, path, &body).await }

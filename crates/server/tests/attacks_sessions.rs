@@ -134,14 +134,7 @@ async fn a_pending_token_is_no_session_and_cannot_force_browse_past_the_second_s
     // Nobody got a session, and alice's own login still completes.
     let (_, list) = app.get("/v1/tenants/acme/users/bob/sessions", &e.key).await;
     assert_eq!(list["sessions"], json!([]));
-    let r = step(
-        &app,
-        &e,
-        &json!({"pending": {"token": pending}}),
-        &code,
-        json!({}),
-    )
-    .await;
+    let r = step_of(&app, &e, &pending, &code).await;
     assert_eq!(r["verified"], true, "{r}");
 }
 
@@ -576,4 +569,43 @@ async fn another_user_totp(app: &TestApp, e: &Enrolled, user: &str) -> Enrolled 
         .collect();
     app.advance_secs(30);
     f
+}
+
+/// "Does this phone or address exist" across tenants (Authy 2024): enrolling alice's number
+/// and address at another tenant answers like a number and an address nobody uses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_or_address_in_use_at_one_tenant_is_not_revealed_at_another() {
+    let app = spawn_app().await;
+    let e = setup(&app).await;
+    active_sms(&app, &e.key).await;
+    active_email(&app, &e.key).await;
+    let other = app.tenant("other").await;
+    let shape = |v: &Value| {
+        let mut keys: Vec<String> = v["factor"].as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        (
+            keys,
+            v["factor"]["status"].clone(),
+            v["code_sent"]["channel"].clone(),
+        )
+    };
+    for (kind, field, used, unused) in [
+        ("sms", "phone", ALICE_PHONE, "+447700900555"),
+        ("email", "email", ALICE_CODES, "nobody@example.com"),
+    ] {
+        let mut answers = Vec::new();
+        for (user, value) in [("u1", used), ("u2", unused)] {
+            app.user("other", &other, &format!("{kind}{user}")).await;
+            let (s, r) = app
+                .post(
+                    &format!("/v1/tenants/other/users/{kind}{user}/factors/{kind}"),
+                    &other,
+                    json!({ field: value }),
+                )
+                .await;
+            assert_eq!(s, StatusCode::CREATED, "{r}");
+            answers.push(shape(&r));
+        }
+        assert_eq!(answers[0], answers[1], "{kind}");
+    }
 }

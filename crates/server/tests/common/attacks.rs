@@ -206,6 +206,36 @@ pub async fn pending_login(app: &TestApp, e: &Enrolled) -> String {
     d["pending"]["token"].as_str().unwrap().to_string()
 }
 
+/// Boss proposes `policy`; returns the proposal's confirmation path and the emailed code.
+pub async fn propose(app: &TestApp, e: &Enrolled, policy: Value) -> (String, String) {
+    let (s, p) = app
+        .post(
+            "/v1/tenants/acme/policy/proposals",
+            &e.key,
+            json!({"admin": "boss", "policy": policy}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    let code = app.next_code("boss@example.com").await;
+    let id = p["id"].as_str().unwrap();
+    (
+        format!("/v1/tenants/acme/policy/proposals/{id}/confirm"),
+        code,
+    )
+}
+
+/// The second step of the login behind `pending` with `code`.
+pub async fn step_of(app: &TestApp, e: &Enrolled, pending: &str, code: &str) -> Value {
+    step(
+        app,
+        e,
+        &json!({"pending": {"token": pending}}),
+        code,
+        json!({}),
+    )
+    .await
+}
+
 /// Requires 2FA for everyone, with an IMAP client that may have app passwords.
 pub async fn require_2fa(app: &TestApp, e: &Enrolled) {
     set_policy(
@@ -242,6 +272,9 @@ pub enum CodeEndpoint {
     ProposalConfirm,
 }
 
+/// Builds attempt `i` with a code: `(path, body)`.
+pub type Attempt = Box<dyn Fn(usize, &str) -> (String, Value) + Send + Sync>;
+
 /// One endpoint, ready: `attempt(i, code)` is the `i`-th request carrying `code` (parallel
 /// attempts may need one login each), `code` is valid right now, `field` says success.
 pub struct Armed {
@@ -250,7 +283,7 @@ pub struct Armed {
     pub code: String,
     pub field: &'static str,
     /// `(path, body)` of attempt `i` with a code.
-    pub attempt: Box<dyn Fn(usize, &str) -> (String, Value) + Send + Sync>,
+    pub attempt: Attempt,
     /// The audit action that records a judgement of this endpoint.
     pub action: &'static str,
 }
@@ -281,7 +314,7 @@ pub async fn arm(which: CodeEndpoint, n: usize) -> Armed {
             let mut body = extra.clone();
             body[field] = json!(code);
             (path.clone(), body)
-        }) as Box<dyn Fn(usize, &str) -> (String, Value) + Send + Sync>
+        }) as Attempt
     };
     let (code, field, attempt, action) = match which {
         VerifyTotp => (
@@ -471,19 +504,7 @@ pub async fn arm(which: CodeEndpoint, n: usize) -> Armed {
             (code, "verified", one(path, "code", body), "factor.confirm")
         }
         ProposalConfirm => {
-            let (s, p) = app
-                .post(
-                    "/v1/tenants/acme/policy/proposals",
-                    &key,
-                    json!({"admin": "boss", "policy": required(json!({}))}),
-                )
-                .await;
-            assert_eq!(s, StatusCode::CREATED, "{p}");
-            let code = app.next_code("boss@example.com").await;
-            let path = format!(
-                "/v1/tenants/acme/policy/proposals/{}/confirm",
-                p["id"].as_str().unwrap()
-            );
+            let (path, code) = propose(&app, &e, required(json!({}))).await;
             (
                 code,
                 "confirmed",
