@@ -206,24 +206,6 @@ pub async fn pending_login(app: &TestApp, e: &Enrolled) -> String {
     d["pending"]["token"].as_str().unwrap().to_string()
 }
 
-/// Boss proposes `policy`; returns the proposal's confirmation path and the emailed code.
-pub async fn propose(app: &TestApp, e: &Enrolled, policy: Value) -> (String, String) {
-    let (s, p) = app
-        .post(
-            "/v1/tenants/acme/policy/proposals",
-            &e.key,
-            json!({"admin": "boss", "policy": policy}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{p}");
-    let code = app.next_code("boss@example.com").await;
-    let id = p["id"].as_str().unwrap();
-    (
-        format!("/v1/tenants/acme/policy/proposals/{id}/confirm"),
-        code,
-    )
-}
-
 /// The second step of the login behind `pending` with `code`.
 pub async fn step_of(app: &TestApp, e: &Enrolled, pending: &str, code: &str) -> Value {
     step(
