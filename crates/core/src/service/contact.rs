@@ -400,10 +400,18 @@ impl Twofold {
                 on_success,
                 on_lock,
                 on_backoff,
-                budgets: if purpose == CodePurpose::Enrol {
-                    Vec::new()
-                } else {
-                    self.budgets(tenant, meta)
+                budgets: match purpose {
+                    CodePurpose::Enrol => Vec::new(),
+                    // The per-admin daily limit as a budget too: the audit-log count that
+                    // answers 429 is read before the attempt, so a burst of parallel wrong
+                    // codes one short of it would all get past it (each new code then allowed
+                    // its own five tries); the budget is charged in the attempt's transaction.
+                    CodePurpose::AdminConfirm => {
+                        let mut b = self.budgets(tenant, meta);
+                        b.push(Self::admin_budget(tenant.id, user.id));
+                        b
+                    }
+                    _ => self.budgets(tenant, meta),
                 },
                 audit,
             })

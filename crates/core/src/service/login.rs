@@ -447,6 +447,16 @@ impl Twofold {
         })
     }
 
+    /// The per-admin failure budget of admin confirmations ([`ADMIN_CONFIRM_FAILURES`] a
+    /// day), charged atomically with each attempt (see [`Self::check_admin_attempts`]).
+    pub(crate) fn admin_budget(tenant_id: i64, admin_id: i64) -> SendLimit {
+        SendLimit {
+            scope: format!("fail-admin:{tenant_id}:{admin_id}"),
+            max: ADMIN_CONFIRM_FAILURES,
+            window_ms: policy::DAY_MS,
+        }
+    }
+
     /// Codes confirming admin actions have no factor whose counters could throttle them, and
     /// each new proposal brings a fresh code: so wrong confirmations are counted per admin
     /// over the last day, from the audit log, and refused beyond [`ADMIN_CONFIRM_FAILURES`]

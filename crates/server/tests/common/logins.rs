@@ -25,8 +25,8 @@ pub async fn setup(app: &TestApp) -> Enrolled {
     e
 }
 
-/// Proposes `policy` as boss and confirms it with the emailed code.
-pub async fn set_policy(app: &TestApp, e: &Enrolled, policy: Value) {
+/// Boss proposes `policy`; returns the proposal's confirmation path and the emailed code.
+pub async fn propose(app: &TestApp, e: &Enrolled, policy: Value) -> (String, String) {
     let (s, p) = app
         .post(
             "/v1/tenants/acme/policy/proposals",
@@ -36,16 +36,17 @@ pub async fn set_policy(app: &TestApp, e: &Enrolled, policy: Value) {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{p}");
     let code = app.next_code("boss@example.com").await;
-    let (s, c) = app
-        .post(
-            &format!(
-                "/v1/tenants/acme/policy/proposals/{}/confirm",
-                p["id"].as_str().unwrap()
-            ),
-            &e.key,
-            json!({"code": code}),
-        )
-        .await;
+    let id = p["id"].as_str().unwrap();
+    (
+        format!("/v1/tenants/acme/policy/proposals/{id}/confirm"),
+        code,
+    )
+}
+
+/// Proposes `policy` as boss and confirms it with the emailed code.
+pub async fn set_policy(app: &TestApp, e: &Enrolled, policy: Value) {
+    let (path, code) = propose(app, e, policy).await;
+    let (s, c) = app.post(&path, &e.key, json!({"code": code})).await;
     assert_eq!(
         (s, c["confirmed"].as_bool()),
         (StatusCode::OK, Some(true)),

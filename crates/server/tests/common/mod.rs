@@ -2,6 +2,7 @@
 //! controls, plus an operator key.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod attacks;
 pub mod logins;
 pub mod process;
 
