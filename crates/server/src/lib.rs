@@ -11,6 +11,7 @@ pub mod keys;
 pub mod metrics;
 pub mod openapi;
 pub mod pages;
+pub mod qrimage;
 pub mod state;
 
 pub use app::{router, Application};

@@ -48,6 +48,11 @@ pub const SQLITE: &[(&str, &str)] = &[
         "0006_security",
         include_str!("../migrations/sqlite/0006_security.sql"),
     ),
+    // 0007 is added by another branch; keep this after it when merging.
+    (
+        "0008_vault",
+        include_str!("../migrations/sqlite/0008_vault.sql"),
+    ),
 ];
 
 /// The same versions as [`SQLITE`], in PostgreSQL's dialect.
@@ -75,6 +80,11 @@ pub const POSTGRES: &[(&str, &str)] = &[
     (
         "0006_security",
         include_str!("../migrations/postgres/0006_security.sql"),
+    ),
+    // 0007 is added by another branch; keep this after it when merging.
+    (
+        "0008_vault",
+        include_str!("../migrations/postgres/0008_vault.sql"),
     ),
 ];
 
@@ -253,7 +263,8 @@ mod tests {
                 "0003_logins",
                 "0004_jobs",
                 "0005_webhooks",
-                "0006_security"
+                "0006_security",
+                "0008_vault"
             ]
         );
     }
