@@ -11,10 +11,12 @@ mod jobs;
 mod logins;
 mod messaging;
 mod security;
+mod vault;
 pub use jobs::*;
 pub use logins::*;
 pub use messaging::*;
 pub use security::*;
+pub use vault::*;
 
 pub type DynStore = Arc<dyn Store>;
 
@@ -680,7 +682,9 @@ macro_rules! conformance_tests {
             login_history_is_newest_first_and_pruned_by_age,
             the_freeze_round_trips_on_the_user,
             a_sensitive_code_confirms_only_its_purpose,
-            guards_reservations_and_expiries_hold
+            guards_reservations_and_expiries_hold,
+            vault_entries_groups_and_tokens_round_trip_per_tenant,
+            parallel_hotp_advances_take_distinct_counters
         );
     };
     (@each $make:expr; $($name:ident),*) => {
