@@ -1,7 +1,7 @@
 //! Conformance checks for the authenticator vault: entries unique per tenant, groups, tokens
 //! by keyed hash, and the HOTP counter advanced by one conditional update.
 
-use super::logins::{apply, applied, STATE_CHANGED};
+use super::logins::{applied, apply, STATE_CHANGED};
 use super::*;
 use twofold_core::messaging::*;
 use twofold_core::vault::*;
@@ -49,9 +49,21 @@ pub async fn vault_entries_groups_and_tokens_round_trip_per_tenant(s: DynStore) 
     let r = apply(&s, &t, vec![Effect::InsertVaultEntry(dup)], 1_000).await;
     assert_eq!(r, Err(StoreError::Conflict("vault_entry_exists")));
     let theirs = entry(&other, "vte_c", "github", EntryKind::Hotp);
-    applied(&s, &other, vec![Effect::InsertVaultEntry(theirs.clone())], 1_000).await;
-    assert_eq!(s.vault_entry(t.id, "github").await.unwrap(), Some(e.clone()));
-    assert_eq!(s.vault_entry(other.id, "github").await.unwrap(), Some(theirs));
+    applied(
+        &s,
+        &other,
+        vec![Effect::InsertVaultEntry(theirs.clone())],
+        1_000,
+    )
+    .await;
+    assert_eq!(
+        s.vault_entry(t.id, "github").await.unwrap(),
+        Some(e.clone())
+    );
+    assert_eq!(
+        s.vault_entry(other.id, "github").await.unwrap(),
+        Some(theirs)
+    );
     assert_eq!(s.vault_entries(t.id).await.unwrap(), vec![e.clone()]);
 
     let g = VaultGroup {
@@ -104,7 +116,10 @@ pub async fn vault_entries_groups_and_tokens_round_trip_per_tenant(s: DynStore) 
         2_000,
     )
     .await;
-    assert_eq!(s.vault_token(b"vtk_a").await.unwrap(), Some(by_entry.clone()));
+    assert_eq!(
+        s.vault_token(b"vtk_a").await.unwrap(),
+        Some(by_entry.clone())
+    );
     assert_eq!(s.vault_tokens(t.id).await.unwrap().len(), 2);
     assert!(s.vault_tokens(other.id).await.unwrap().is_empty());
     // A token of one tenant cannot be revoked through another.
