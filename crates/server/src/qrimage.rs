@@ -68,6 +68,7 @@ pub fn decode(bytes: &[u8]) -> Result<String, QrImageError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
