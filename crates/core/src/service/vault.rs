@@ -291,6 +291,18 @@ fn view(e: &VaultEntry, groups: &[VaultGroup]) -> VaultEntryView {
     }
 }
 
+/// The id of the group named `name` (if any) among the tenant's groups.
+fn group_id(groups: &[VaultGroup], name: Option<&str>) -> Result<Option<String>, CoreError> {
+    name.map(|n| {
+        groups
+            .iter()
+            .find(|g| g.name == n)
+            .map(|g| g.id.clone())
+            .ok_or(CoreError::NotFound("vault_group"))
+    })
+    .transpose()
+}
+
 fn algorithm_of(e: &VaultEntry) -> Result<Algorithm, CoreError> {
     Algorithm::parse(&e.algorithm)
         .ok_or_else(|| CoreError::Internal(format!("vault entry {}: bad algorithm", e.id)))
@@ -347,17 +359,7 @@ impl Twofold {
             OwnerKind::Service => vault_name("owner", &input.owner)?,
         };
         let groups = self.store.vault_groups(tenant.id).await?;
-        let group_id = match &input.group {
-            None => None,
-            Some(g) => Some(
-                groups
-                    .iter()
-                    .find(|x| &x.name == g)
-                    .ok_or(CoreError::NotFound("vault_group"))?
-                    .id
-                    .clone(),
-            ),
-        };
+        let group_id = group_id(&groups, input.group.as_deref())?;
         let p = parse_source(input.source)?;
         let id = new_id("vte");
         let entry = VaultEntry {
@@ -468,17 +470,7 @@ impl Twofold {
         let tenant = self.tenant_for(actor, slug).await?;
         let mut entry = self.vault_entry_in(&tenant, name).await?;
         let groups = self.store.vault_groups(tenant.id).await?;
-        entry.group_id = match group {
-            None => None,
-            Some(g) => Some(
-                groups
-                    .iter()
-                    .find(|x| x.name == g)
-                    .ok_or(CoreError::NotFound("vault_group"))?
-                    .id
-                    .clone(),
-            ),
-        };
+        entry.group_id = group_id(&groups, group)?;
         let audit = self.vault_audit(
             actor,
             meta,

@@ -8,7 +8,7 @@ use crate::extract::{Auth, Json, Meta, Path, Query};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 use serde::{Deserialize, Serialize};
@@ -403,15 +403,7 @@ pub async fn token_code(
     headers: HeaderMap,
     Query(q): Query<VaultCodeQuery>,
 ) -> ApiResult<axum::Json<VaultCodeDto>> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .ok_or(CoreError::Unauthenticated)?;
+    let token = crate::extract::bearer(&headers)?;
     let code = s
         .core
         .vault_code(VaultCaller::Token(token), &meta, &q.entry)
