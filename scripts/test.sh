@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a used one:
 #   1. installs what the tests need and nobody here wrote: oathtool, zbarimg (zbar-tools),
+#      qrencode (makes the QR images the vault imports),
 #      Python's pyotp, openapi-spec-validator, aiosmtpd (the SMTP server the delivery tests
 #      send real mail to) and mmdb-writer (writes the MaxMind DB the geo tests read), and
 #      PostgreSQL (the store conformance suite runs against it): started if installed,
@@ -19,6 +20,7 @@ step() { printf '\n==> %s\n' "$*"; }
 need_apt=()
 command -v oathtool >/dev/null 2>&1 || need_apt+=(oathtool)
 command -v zbarimg >/dev/null 2>&1 || need_apt+=(zbar-tools)
+command -v qrencode >/dev/null 2>&1 || need_apt+=(qrencode)
 # With TWOFOLD_TEST_PG_URL the server is elsewhere, but psql still reports its version.
 if [ -n "${TWOFOLD_TEST_PG_URL:-}" ] && ! command -v psql >/dev/null 2>&1; then
     need_apt+=(postgresql-client)

@@ -71,14 +71,18 @@ pub enum SealedColumn {
     /// `revert_links.undo`: JSON that may hold a removed factor's sealed seed (base64), still
     /// bound to that factor's owner string.
     RevertUndo,
+    /// `vault_entries.sealed_secret`: third-party TOTP/HOTP secrets, bound to
+    /// `vault:<tenant>:<entry>`.
+    VaultSecret,
 }
 
 impl SealedColumn {
-    pub const ALL: [SealedColumn; 4] = [
+    pub const ALL: [SealedColumn; 5] = [
         SealedColumn::FactorSecret,
         SealedColumn::OutboxParams,
         SealedColumn::WebhookSecret,
         SealedColumn::RevertUndo,
+        SealedColumn::VaultSecret,
     ];
 
     /// `table.column`, for messages.
@@ -88,6 +92,7 @@ impl SealedColumn {
             SealedColumn::OutboxParams => "outbox.sealed_params",
             SealedColumn::WebhookSecret => "webhooks.sealed_secret",
             SealedColumn::RevertUndo => "revert_links.undo",
+            SealedColumn::VaultSecret => "vault_entries.sealed_secret",
         }
     }
 }

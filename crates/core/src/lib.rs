@@ -19,6 +19,7 @@ pub mod service;
 pub mod throttle;
 pub mod totp;
 pub mod types;
+pub mod vault;
 
 pub use error::CoreError;
 pub use service::{Actor, RequestMeta, Twofold, TwofoldConfig, Verdict};

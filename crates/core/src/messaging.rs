@@ -212,10 +212,13 @@ pub enum CodePurpose {
     /// The user confirms a sensitive change of their own settings with a fresh second factor
     /// (the action hash names which: new recovery codes, an app password).
     Sensitive,
+    /// An admin confirms exporting a vault entry's secret (the action hash names the entry
+    /// and the admin).
+    VaultExport,
 }
 
 impl CodePurpose {
-    pub const ALL: [CodePurpose; 7] = [
+    pub const ALL: [CodePurpose; 8] = [
         Self::Enrol,
         Self::Verify,
         Self::Disable,
@@ -223,6 +226,7 @@ impl CodePurpose {
         Self::PhoneNew,
         Self::AdminConfirm,
         Self::Sensitive,
+        Self::VaultExport,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -234,6 +238,7 @@ impl CodePurpose {
             CodePurpose::PhoneNew => "phone_new",
             CodePurpose::AdminConfirm => "admin_confirm",
             CodePurpose::Sensitive => "sensitive",
+            CodePurpose::VaultExport => "vault_export",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -251,6 +256,7 @@ impl CodePurpose {
                 "confirm a change to your organisation's two-step verification settings"
             }
             CodePurpose::Sensitive => "confirm a change to your two-step verification settings",
+            CodePurpose::VaultExport => "export the secret of an authenticator vault entry",
         }
     }
 }
@@ -535,6 +541,36 @@ pub enum Effect {
     /// Gives back one reservation in the current window of each limit.
     RefundBudgets {
         limits: Vec<SendLimit>,
+        at: i64,
+    },
+    /// Inserts a vault entry; a name the tenant already uses is `Conflict("vault_entry_exists")`.
+    InsertVaultEntry(crate::vault::VaultEntry),
+    /// Removes one of the tenant's entries with the tokens scoped to it; a missing one is
+    /// `state_changed`.
+    DeleteVaultEntry {
+        id: String,
+        tenant_id: i64,
+    },
+    /// Puts an entry in a group of the same tenant (or in none); a missing entry or group is
+    /// `state_changed`.
+    SetVaultEntryGroup {
+        entry_id: String,
+        tenant_id: i64,
+        group_id: Option<String>,
+    },
+    /// Moves an HOTP entry's counter from `expected` to `expected + 1`, only if it is still at
+    /// `expected` (otherwise `state_changed`): two parallel requests never get the same code.
+    AdvanceVaultCounter {
+        entry_id: String,
+        expected: i64,
+    },
+    /// A name the tenant already uses is `Conflict("vault_group_exists")`.
+    InsertVaultGroup(crate::vault::VaultGroup),
+    InsertVaultToken(crate::vault::VaultToken),
+    /// Revokes one of the tenant's unrevoked tokens; otherwise `state_changed`.
+    RevokeVaultToken {
+        id: String,
+        tenant_id: i64,
         at: i64,
     },
 }

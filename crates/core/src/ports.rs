@@ -6,6 +6,7 @@ use crate::login::*;
 use crate::messaging::*;
 use crate::model::*;
 use crate::security::*;
+use crate::vault::*;
 use async_trait::async_trait;
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -358,6 +359,18 @@ pub trait Store: Send + Sync + 'static {
     /// Applies each [`Reseal`] by one conditional update, all in one transaction; returns,
     /// in order, whether each row changed (a row that no longer holds `from` is left alone).
     async fn reseal(&self, changes: Vec<Reseal>) -> StoreResult<Vec<bool>>;
+
+    // ------------------------------------------------------------ the authenticator vault
+
+    /// The tenant's vault entries, by name.
+    async fn vault_entries(&self, tenant_id: i64) -> StoreResult<Vec<VaultEntry>>;
+    async fn vault_entry(&self, tenant_id: i64, name: &str) -> StoreResult<Option<VaultEntry>>;
+    /// The tenant's vault groups, by name.
+    async fn vault_groups(&self, tenant_id: i64) -> StoreResult<Vec<VaultGroup>>;
+    /// The tenant's vault tokens, oldest first, revoked ones included.
+    async fn vault_tokens(&self, tenant_id: i64) -> StoreResult<Vec<VaultToken>>;
+    /// The token with this keyed hash, revoked or not.
+    async fn vault_token(&self, token_hash: &[u8]) -> StoreResult<Option<VaultToken>>;
 
     async fn append_audit(&self, audit: AuditRecord) -> StoreResult<()>;
     async fn list_audit(&self, query: AuditQuery) -> StoreResult<Vec<AuditEvent>>;

@@ -2,6 +2,8 @@
 //! `--database-url` as `serve`, so an operator can run them beside a running server, on the
 //! embedded store or on the PostgreSQL database the nodes share.
 
+mod vault;
+
 use crate::app::{open_core, Application};
 use crate::config::{Config, Database};
 use clap::{Args, Parser, Subcommand};
@@ -60,6 +62,9 @@ pub enum Command {
     /// The organisation's 2FA settings: show, propose, confirm with the emailed code.
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// The authenticator vault: third-party TOTP/HOTP secrets whose codes automation fetches.
+    #[command(subcommand)]
+    Vault(vault::VaultCmd),
     /// Write a consistent copy of the live SQLite database to FILE (safe while serving); on
     /// PostgreSQL use pg_dump. The copy holds no key: back up master.key and hashing.key too.
     Backup {
@@ -471,6 +476,7 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
                 );
             }
         }
+        Command::Vault(cmd) => vault::run(&*core(&config).await?, &actor, &meta, cmd).await?,
         Command::Policy(PolicyCmd::Show { tenant }) => {
             let (policy, version) = core(&config).await?.get_policy(&actor, &tenant).await?;
             let json = serde_json::to_string_pretty(&policy)

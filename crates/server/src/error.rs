@@ -68,6 +68,9 @@ impl From<CoreError> for ApiError {
                     "session" => "session_not_found",
                     "device" => "device_not_found",
                     "webhook" => "webhook_not_found",
+                    "vault_entry" => "vault_entry_not_found",
+                    "vault_group" => "vault_group_not_found",
+                    "vault_token" => "vault_token_not_found",
                     _ => "not_found",
                 };
                 Self::new(StatusCode::NOT_FOUND, code, format!("{kind} not found"))

@@ -90,6 +90,19 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     }
 }
 
+/// The token of `Authorization: Bearer <token>`.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Result<&str, twofold_core::CoreError> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .ok_or(twofold_core::CoreError::Unauthenticated)
+}
+
 /// The authenticated caller, from `Authorization: Bearer <api key>`.
 pub struct Auth(pub Actor);
 
@@ -100,16 +113,7 @@ impl FromRequestParts<AppState> for Auth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .ok_or(twofold_core::CoreError::Unauthenticated)?;
+        let token = bearer(&parts.headers)?;
         Ok(Auth(state.core.authenticate(token).await?))
     }
 }

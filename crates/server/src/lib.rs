@@ -12,6 +12,7 @@ pub mod keywatch;
 pub mod metrics;
 pub mod openapi;
 pub mod pages;
+pub mod qrimage;
 pub mod rotation;
 pub mod state;
 

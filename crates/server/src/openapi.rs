@@ -1,6 +1,8 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 
-use crate::api::{self, dto, login as l, messaging as m, security as sec, webhooks as w};
+use crate::api::{
+    self, dto, login as l, messaging as m, security as sec, vault as v, webhooks as w,
+};
 use crate::error::{ErrorBody, ErrorDetail};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -32,6 +34,9 @@ use utoipa::{Modify, OpenApi};
         sec::recovery_status, sec::regenerate_recovery_codes, sec::login_recover,
         sec::create_app_password, sec::list_app_passwords, sec::revoke_app_password,
         sec::unfreeze_user, sec::disable_user_2fa, sec::disable_tenant_2fa,
+        v::create_entry, v::create_entry_from_qr, v::list_entries, v::get_entry, v::delete_entry,
+        v::set_entry_group, v::entry_code, v::token_code, v::start_export, v::confirm_export,
+        v::create_group, v::list_groups, v::create_token, v::list_tokens, v::revoke_token,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, dto::CreateTenant, dto::TenantDto, dto::CreatedTenant,
@@ -50,6 +55,10 @@ use utoipa::{Modify, OpenApi};
         l::SessionList, l::DeviceDto, l::DeviceList,
         sec::RecoveryStatusDto, sec::ProofBody, sec::RecoveryCodesDto, sec::RecoverBody,
         sec::CreateAppPassword, sec::CreatedAppPassword, sec::AppPasswordDto, sec::AppPasswordList,
+        v::VaultCreateEntry, v::VaultEntryDto, v::VaultEntryList, v::VaultSetGroup, v::VaultCodeDto,
+        v::VaultExportBody, v::VaultConfirmExport, v::VaultExportDto, v::VaultCreateGroup,
+        v::VaultGroupDto, v::VaultGroupList, v::VaultCreateToken, v::VaultTokenDto,
+        v::VaultCreatedToken, v::VaultTokenList,
     )),
     modifiers(&BearerAuth)
 )]
@@ -66,6 +75,17 @@ impl Modify for BearerAuth {
                     HttpBuilder::new()
                         .scheme(HttpAuthScheme::Bearer)
                         .description(Some("An API key: tfk_<id>_<secret>"))
+                        .build(),
+                ),
+            );
+            components.add_security_scheme(
+                "vault_token",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some(
+                            "A vault token: tfv_<secret>, scoped to an entry or group",
+                        ))
                         .build(),
                 ),
             );

@@ -548,3 +548,101 @@ fn a_newcomer_reads_codes_from_the_development_outbox() {
     assert!(log.contains("dev-outbox"), "{log}");
     assert!(!contains_number(&log, &code), "log leaks the code");
 }
+
+#[test]
+fn vault_commands_add_list_print_codes_and_manage_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    stdout(&twofold(
+        data,
+        &["tenant", "create", "--slug", "acme", "--name", "Acme"],
+    ));
+    let secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+    stdout(&twofold(
+        data,
+        &[
+            "vault",
+            "add",
+            "--tenant",
+            "acme",
+            "--name",
+            "gh",
+            "--owner",
+            "ci-bot",
+            "--service",
+            "--secret",
+            secret,
+            "--algorithm",
+            "SHA256",
+            "--digits",
+            "8",
+            "--period",
+            "60",
+        ],
+    ));
+    let list = stdout(&twofold(data, &["vault", "list", "--tenant", "acme"]));
+    assert!(
+        list.contains("\"name\":\"gh\"") && !list.contains(secret),
+        "{list}"
+    );
+    let before = unix_now();
+    let out = stdout(&twofold(data, &["vault", "code", "gh", "--tenant", "acme"]));
+    let after = unix_now();
+    let mut words = out.split_whitespace();
+    let (code, left) = (words.next().unwrap(), words.next().unwrap());
+    let want = |t: u64| {
+        let o = Command::new("oathtool")
+            .args([
+                "--totp=SHA256",
+                "-d",
+                "8",
+                "-s",
+                "60",
+                "-N",
+                &format!("@{t}"),
+                "-b",
+                secret,
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8(o.stdout).unwrap().trim().to_string()
+    };
+    assert!(code == want(before) || code == want(after), "{out}");
+    let secs: u64 = left.trim_end_matches("s").parse().unwrap();
+    assert!((1..=60).contains(&secs), "{out}");
+    stdout(&twofold(
+        data,
+        &["vault", "group", "create", "robots", "--tenant", "acme"],
+    ));
+    stdout(&twofold(
+        data,
+        &[
+            "vault", "group", "set", "gh", "--tenant", "acme", "--group", "robots",
+        ],
+    ));
+    let t = stdout(&twofold(
+        data,
+        &[
+            "vault", "token", "create", "--tenant", "acme", "--group", "robots",
+        ],
+    ));
+    assert!(t.trim().starts_with("tfv_"), "{t}");
+    let tokens = stdout(&twofold(
+        data,
+        &["vault", "token", "list", "--tenant", "acme"],
+    ));
+    let id = tokens
+        .split('"')
+        .find(|w| w.starts_with("vtk_"))
+        .unwrap()
+        .to_string();
+    stdout(&twofold(
+        data,
+        &["vault", "token", "revoke", &id, "--tenant", "acme"],
+    ));
+    let tokens = stdout(&twofold(
+        data,
+        &["vault", "token", "list", "--tenant", "acme"],
+    ));
+    assert!(!tokens.contains("\"revoked_at\":null"), "{tokens}");
+}

@@ -54,6 +54,12 @@ pub(crate) const JOB_COLS: &str =
 
 pub(crate) const WEBHOOK_COLS: &str = "id, tenant_id, url, sealed_secret, events, created_at";
 
+pub(crate) const VAULT_ENTRY_COLS: &str =
+    "id, tenant_id, name, owner_kind, owner, group_id, kind, sealed_secret, algorithm, digits, \
+     period, counter, issuer, account, created_at";
+pub(crate) const VAULT_GROUP_COLS: &str = "id, tenant_id, name, created_at";
+pub(crate) const VAULT_TOKEN_COLS: &str =
+    "id, tenant_id, label, token_hash, entry_id, group_id, created_at, revoked_at";
 pub(crate) const REVERT_LINK_COLS: &str =
     "id, token_hash, tenant_id, user_id, undo, change, created_at, expires_at, used_at";
 
@@ -429,6 +435,14 @@ pub(crate) fn sealed_sql(column: twofold_core::keys::SealedColumn) -> SealedSql 
             // Only an undo that restores a factor carries a seed.
             holds_value: "undo LIKE '%\"sealed_secret\"%'",
             text: true,
+        },
+        VaultSecret => SealedSql {
+            table: "vault_entries",
+            key: "id",
+            value: "sealed_secret",
+            user: "CAST(NULL AS BIGINT)",
+            holds_value: "TRUE",
+            text: false,
         },
     }
 }

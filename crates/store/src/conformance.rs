@@ -12,11 +12,13 @@ mod keys;
 mod logins;
 mod messaging;
 mod security;
+mod vault;
 pub use jobs::*;
 pub use keys::*;
 pub use logins::*;
 pub use messaging::*;
 pub use security::*;
+pub use vault::*;
 
 pub type DynStore = Arc<dyn Store>;
 
@@ -688,7 +690,9 @@ macro_rules! conformance_tests {
             node_reports_replace_each_other_and_age_out,
             sealed_values_are_paged_by_key_in_every_column,
             a_reseal_changes_only_rows_that_still_hold_what_was_read,
-            a_rotation_sweep_reseals_every_column_under_the_new_key
+            a_rotation_sweep_reseals_every_column_under_the_new_key,
+            vault_entries_groups_and_tokens_round_trip_per_tenant,
+            parallel_hotp_advances_take_distinct_counters
         );
     };
     (@each $make:expr; $($name:ident),*) => {

@@ -52,6 +52,10 @@ pub const SQLITE: &[(&str, &str)] = &[
         "0007_keys",
         include_str!("../migrations/sqlite/0007_keys.sql"),
     ),
+    (
+        "0008_vault",
+        include_str!("../migrations/sqlite/0008_vault.sql"),
+    ),
 ];
 
 /// The same versions as [`SQLITE`], in PostgreSQL's dialect.
@@ -83,6 +87,10 @@ pub const POSTGRES: &[(&str, &str)] = &[
     (
         "0007_keys",
         include_str!("../migrations/postgres/0007_keys.sql"),
+    ),
+    (
+        "0008_vault",
+        include_str!("../migrations/postgres/0008_vault.sql"),
     ),
 ];
 
@@ -262,7 +270,8 @@ mod tests {
                 "0004_jobs",
                 "0005_webhooks",
                 "0006_security",
-                "0007_keys"
+                "0007_keys",
+                "0008_vault"
             ]
         );
     }

@@ -22,7 +22,7 @@
 //! TLS to PostgreSQL is a follow-up (a rustls connector, no OpenSSL).
 //!
 //! The SQL lives beside this file by concern, mirroring the SQLite store: `rows`, `factors`,
-//! `codes`, `effects`, `logins`, `jobs`, `webhooks`, `security`, `keys` and `outbox`; the rules both
+//! `codes`, `effects`, `logins`, `jobs`, `webhooks`, `security`, `keys`, `vault` and `outbox`; the rules both
 //! stores share are in `crate::common`.
 
 mod codes;
@@ -34,6 +34,7 @@ mod logins;
 mod outbox;
 mod rows;
 mod security;
+mod vault;
 mod webhooks;
 
 use crate::migrations;
@@ -49,6 +50,7 @@ use twofold_core::messaging::*;
 use twofold_core::model::*;
 use twofold_core::ports::*;
 use twofold_core::security::*;
+use twofold_core::vault::*;
 
 /// Connections per node. PostgreSQL's default `max_connections` is 100: several nodes fit.
 pub const POOL_SIZE: usize = 16;
@@ -727,6 +729,26 @@ impl Store for PgStore {
 
     async fn reseal(&self, changes: Vec<Reseal>) -> StoreResult<Vec<bool>> {
         in_tx!(self, |tx| keys::reseal(&tx, &changes).await)
+    }
+
+    async fn vault_entries(&self, tenant_id: i64) -> StoreResult<Vec<VaultEntry>> {
+        vault::entries(&self.client().await?, tenant_id).await
+    }
+
+    async fn vault_entry(&self, tenant_id: i64, name: &str) -> StoreResult<Option<VaultEntry>> {
+        vault::entry(&self.client().await?, tenant_id, name).await
+    }
+
+    async fn vault_groups(&self, tenant_id: i64) -> StoreResult<Vec<VaultGroup>> {
+        vault::groups(&self.client().await?, tenant_id).await
+    }
+
+    async fn vault_tokens(&self, tenant_id: i64) -> StoreResult<Vec<VaultToken>> {
+        vault::tokens(&self.client().await?, tenant_id).await
+    }
+
+    async fn vault_token(&self, token_hash: &[u8]) -> StoreResult<Option<VaultToken>> {
+        vault::token(&self.client().await?, token_hash).await
     }
 
     async fn append_audit(&self, audit: AuditRecord) -> StoreResult<()> {

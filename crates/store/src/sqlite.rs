@@ -10,7 +10,7 @@
 //! This file holds the writer, the connections and the [`Store`] impl, which only routes each
 //! call to the right connection; the SQL lives beside it by concern: `rows` (column lists, row
 //! mappers, shared inserts), `factors` (enrolment, TOTP attempts, failure charging), `codes`
-//! (one-time codes), `effects` (changes riding on a code or attempt, or applied alone),
+//! (one-time codes), `vault` (the authenticator vault), `effects` (changes riding on a code or attempt, or applied alone),
 //! `logins` (policies, proposals, pending logins, sessions, remembered devices), `jobs`
 //! (background jobs over a tenant's users), `security` (recovery codes, "this wasn't me"
 //! links, app passwords, the login history), `keys` (master key rotation) and `outbox`.
@@ -25,6 +25,7 @@ mod logins;
 mod outbox;
 mod rows;
 mod security;
+mod vault;
 mod webhooks;
 
 use crate::migrations::{self, Backend};
@@ -41,6 +42,7 @@ use twofold_core::messaging::*;
 use twofold_core::model::*;
 use twofold_core::ports::*;
 use twofold_core::security::*;
+use twofold_core::vault::*;
 
 /// Most jobs committed together; bounds how long one batch holds the write lock.
 pub const MAX_BATCH: usize = 512;
@@ -891,6 +893,29 @@ impl Store for SqliteStore {
 
     async fn reseal(&self, changes: Vec<Reseal>) -> StoreResult<Vec<bool>> {
         self.write(move |c| keys::reseal(c, &changes)).await
+    }
+
+    async fn vault_entries(&self, tenant_id: i64) -> StoreResult<Vec<VaultEntry>> {
+        self.point_read(move |c| vault::entries(c, tenant_id)).await
+    }
+
+    async fn vault_entry(&self, tenant_id: i64, name: &str) -> StoreResult<Option<VaultEntry>> {
+        let name = name.to_string();
+        self.point_read(move |c| vault::entry(c, tenant_id, &name))
+            .await
+    }
+
+    async fn vault_groups(&self, tenant_id: i64) -> StoreResult<Vec<VaultGroup>> {
+        self.point_read(move |c| vault::groups(c, tenant_id)).await
+    }
+
+    async fn vault_tokens(&self, tenant_id: i64) -> StoreResult<Vec<VaultToken>> {
+        self.point_read(move |c| vault::tokens(c, tenant_id)).await
+    }
+
+    async fn vault_token(&self, token_hash: &[u8]) -> StoreResult<Option<VaultToken>> {
+        let hash = token_hash.to_vec();
+        self.point_read(move |c| vault::token(c, &hash)).await
     }
 
     async fn append_audit(&self, audit: AuditRecord) -> StoreResult<()> {

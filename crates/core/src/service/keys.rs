@@ -96,6 +96,10 @@ fn blob_of(column: SealedColumn, row: &SealedRow) -> Result<Option<Blob>, String
             sealed: row.value.clone(),
             owner: secret_owner(&row.key),
         },
+        SealedColumn::VaultSecret => Blob {
+            sealed: row.value.clone(),
+            owner: crate::vault::VaultEntry::seal_owner(row.tenant_id, &row.key),
+        },
         SealedColumn::RevertUndo => {
             let Undo::RestoreFactor { factor } = parse_undo(&row.value)? else {
                 return Ok(None);

@@ -267,7 +267,7 @@ impl Twofold {
     }
 
     /// The proposing admin: an admin of this tenant with an email address for the code.
-    async fn proposing_admin(
+    pub(super) async fn proposing_admin(
         &self,
         tenant: &Tenant,
         admin: &str,
@@ -461,10 +461,11 @@ impl Twofold {
     /// each new proposal brings a fresh code: so wrong confirmations are counted per admin
     /// over the last day, from the audit log, and refused beyond [`ADMIN_CONFIRM_FAILURES`]
     /// (SECURITY.md INV-03 for admin confirmations).
-    async fn check_admin_attempts(
+    pub(super) async fn check_admin_attempts(
         &self,
         tenant: &Tenant,
         admin: &User,
+        action: &str,
         now: i64,
     ) -> Result<(), CoreError> {
         let recent = self
@@ -472,7 +473,7 @@ impl Twofold {
             .list_audit(AuditQuery {
                 tenant_id: Some(tenant.id),
                 user_id: Some(admin.id),
-                action: Some("proposal.confirm".into()),
+                action: Some(action.into()),
                 before_id: None,
                 limit: ADMIN_CONFIRM_FAILURES * 4,
             })
@@ -527,7 +528,8 @@ impl Twofold {
                 )
             })?;
         let now = self.now();
-        self.check_admin_attempts(&tenant, &admin, now).await?;
+        self.check_admin_attempts(&tenant, &admin, "proposal.confirm", now)
+            .await?;
         let (changes, change_text) = self.proposal_effects(&tenant, &proposal, now).await?;
         let mut change = self.audit(actor, meta, "proposal.apply", Some(tenant.id));
         change.user_id = Some(admin.id);

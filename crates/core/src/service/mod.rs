@@ -28,6 +28,7 @@ mod outbox;
 mod recovery;
 mod risk;
 mod undo;
+pub mod vault;
 mod webhooks;
 
 pub use app_passwords::{AppPasswordView, IssuedAppPassword, MAX_APP_PASSWORDS};
@@ -111,6 +112,7 @@ pub struct TwofoldConfig {
     /// Where users reach this server's pages (the "this wasn't me" links in notices).
     pub public_url: String,
     pub throttle: ThrottleConfig,
+    pub vault: vault::VaultConfig,
 }
 
 impl Default for TwofoldConfig {
@@ -123,6 +125,7 @@ impl Default for TwofoldConfig {
             login: LoginConfig::default(),
             public_url: "http://localhost:8080".into(),
             throttle: ThrottleConfig::default(),
+            vault: vault::VaultConfig::default(),
         }
     }
 }

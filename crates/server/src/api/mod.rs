@@ -4,6 +4,7 @@ pub mod dto;
 pub mod login;
 pub mod messaging;
 pub mod security;
+pub mod vault;
 pub mod webhooks;
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -64,6 +65,7 @@ pub fn routes() -> Router<AppState> {
         .merge(messaging::routes())
         .merge(login::routes())
         .merge(webhooks::routes())
+        .merge(vault::routes())
         .merge(security::routes())
 }
 

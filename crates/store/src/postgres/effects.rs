@@ -386,6 +386,13 @@ async fn apply(tx: &Tx<'_>, effect: Effect) -> Result<(), StoreError> {
         )
         .await
         .map(|_| ()),
+        e @ (Effect::InsertVaultEntry(_)
+        | Effect::DeleteVaultEntry { .. }
+        | Effect::SetVaultEntryGroup { .. }
+        | Effect::AdvanceVaultCounter { .. }
+        | Effect::InsertVaultGroup(_)
+        | Effect::InsertVaultToken(_)
+        | Effect::RevokeVaultToken { .. }) => super::vault::apply(tx, e).await,
         Effect::ChargeBudgets { limits, at } => {
             match count_sends_checked(tx, &limits, at, true).await? {
                 None => Ok(()),

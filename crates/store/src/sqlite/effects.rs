@@ -298,6 +298,13 @@ fn apply(c: &Connection, effect: Effect) -> Result<(), StoreError> {
             .map_err(backend),
         Effect::ChargeBudgets { limits, at } => charge_budgets(c, &limits, at),
         Effect::RefundBudgets { limits, at } => refund_budgets(c, &limits, at),
+        e @ (Effect::InsertVaultEntry(_)
+        | Effect::DeleteVaultEntry { .. }
+        | Effect::SetVaultEntryGroup { .. }
+        | Effect::AdvanceVaultCounter { .. }
+        | Effect::InsertVaultGroup(_)
+        | Effect::InsertVaultToken(_)
+        | Effect::RevokeVaultToken { .. }) => super::vault::apply(c, e),
         Effect::UnlockUserFactors { user_id } => c
             .prepare_cached(
                 "UPDATE factors SET failures = 0, blocked_until = NULL, locked_at = NULL
