@@ -38,7 +38,7 @@ async fn sslmodes_against_a_server_that_requires_tls() {
             .await
             .unwrap(),
     );
-    conformance::two_handles_accept_a_step_and_a_code_once(by_name, by_addr).await;
+    conformance::two_handles_accept_a_step_and_a_code_once(by_name.clone(), by_addr.clone()).await;
     let admin = server.admin().await;
     let row = admin
         .query_one(
@@ -50,6 +50,7 @@ async fn sslmodes_against_a_server_that_requires_tls() {
         .unwrap();
     let (tls, all): (i64, i64) = (row.get(0), row.get(1));
     assert!(all > 0 && tls == all, "{tls} of {all} connections use TLS");
+    drop((by_name, by_addr));
 
     // A host name the certificate does not name (the address is still the server's): refused
     // by verify-full, accepted by verify-ca, which checks only the chain.

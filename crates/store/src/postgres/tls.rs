@@ -188,7 +188,7 @@ fn split_key_values(url: &str, take: &mut Take<'_>) -> Result<String, StoreError
 /// a missing or empty `sslrootcert` file stops the connection with a message that names it.
 pub fn connector(settings: &TlsSettings) -> Result<(DriverMode, MakeRustlsConnect), StoreError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier: Arc<dyn ServerCertVerifier> = match (settings.mode, &settings.root) {
+    let check = match (settings.mode, &settings.root) {
         (SslMode::VerifyCa | SslMode::VerifyFull, None) => {
             return Err(StoreError::Backend(format!(
                 "sslmode={} needs sslrootcert: the path of the CA certificate (PEM) that signed \
@@ -196,14 +196,16 @@ pub fn connector(settings: &TlsSettings) -> Result<(DriverMode, MakeRustlsConnec
                 settings.mode.as_str()
             )))
         }
-        (SslMode::VerifyFull, Some(root)) => webpki(root, &provider)?,
-        (SslMode::Disable, _) | (SslMode::Prefer | SslMode::Require, None) => {
-            Arc::new(AnyCertificate(provider.clone()))
-        }
+        (SslMode::VerifyFull, Some(root)) => Check::ChainAndName(webpki(root, &provider)?),
+        (SslMode::Disable, _) | (SslMode::Prefer | SslMode::Require, None) => Check::Nothing,
         (SslMode::Prefer | SslMode::Require | SslMode::VerifyCa, Some(root)) => {
-            Arc::new(ChainOnly(webpki(root, &provider)?))
+            Check::Chain(webpki(root, &provider)?)
         }
     };
+    let verifier = Arc::new(Verifier {
+        check,
+        provider: provider.clone(),
+    });
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| StoreError::Backend(format!("TLS settings: {e}")))?
@@ -245,64 +247,27 @@ fn webpki(
         .map_err(|e| StoreError::Backend(format!("TLS settings: {e}")))
 }
 
-/// `prefer`/`require` without `sslrootcert`: any certificate, as libpq. The handshake signature
-/// is still checked, so the server holds the key of the certificate it shows (which proves
-/// nothing about who it is).
+/// What is checked of the server's certificate, beyond the handshake signature that proves
+/// the server holds the certificate's key (which alone proves nothing about who it is).
 #[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+enum Check {
+    /// `prefer`/`require` without `sslrootcert`: any certificate, as libpq.
+    Nothing,
+    /// `verify-ca`: the chain must lead to a trusted root, whatever host name the certificate
+    /// is for. rustls checks the name last, after the chain and validity dates, so a name
+    /// mismatch is the only error that means "the chain was fine".
+    Chain(Arc<WebPkiServerVerifier>),
+    /// `verify-full`: the chain and the host name.
+    ChainAndName(Arc<WebPkiServerVerifier>),
 }
 
-/// `verify-ca`: the chain must lead to a trusted root, whatever host name the certificate is
-/// for. rustls checks the name last, after the chain and validity dates, so a name mismatch is
-/// the only error that means "the chain was fine".
 #[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
+struct Verifier {
+    check: Check,
+    provider: Arc<CryptoProvider>,
+}
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -311,13 +276,14 @@ impl ServerCertVerifier for ChainOnly {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
+        let webpki = match &self.check {
+            Check::Nothing => return Ok(ServerCertVerified::assertion()),
+            Check::Chain(v) | Check::ChainAndName(v) => v,
+        };
+        match webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
+            )) if matches!(self.check, Check::Chain(_)) => Ok(ServerCertVerified::assertion()),
             other => other,
         }
     }
@@ -328,7 +294,8 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        verify_tls12_signature(message, cert, dss, algorithms)
     }
 
     fn verify_tls13_signature(
@@ -337,11 +304,14 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        verify_tls13_signature(message, cert, dss, algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
