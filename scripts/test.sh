@@ -6,7 +6,9 @@
 #      send real mail to) and mmdb-writer (writes the MaxMind DB the geo tests read), and
 #      PostgreSQL (the store conformance suite runs against it): started if installed,
 #      installed with apt-get if not, with trust auth for loopback TCP. Set
-#      TWOFOLD_TEST_PG_URL to test against another server instead (then nothing is started);
+#      TWOFOLD_TEST_PG_URL to test against another server instead (then nothing is started).
+#      The TLS test starts a private server of its own with the package's initdb and pg_ctl,
+#      so the server package is installed even then (TWOFOLD_TEST_PG_BIN: another directory);
 #   2. checks formatting and lints (cargo fmt, cargo clippy -D warnings);
 #   3. runs every test of the workspace (cargo test);
 #   4. builds the cargo-fuzz targets and runs each for a few seconds (FUZZ_SECONDS, default 5).
@@ -25,6 +27,15 @@ command -v qrencode >/dev/null 2>&1 || need_apt+=(qrencode)
 if [ -n "${TWOFOLD_TEST_PG_URL:-}" ] && ! command -v psql >/dev/null 2>&1; then
     need_apt+=(postgresql-client)
 fi
+# initdb and pg_ctl for crates/store/tests/postgres_tls.rs (its private server with TLS).
+pg_initdb() {
+    if [ -n "${TWOFOLD_TEST_PG_BIN:-}" ]; then
+        echo "$TWOFOLD_TEST_PG_BIN/initdb"
+    else
+        compgen -G '/usr/lib/postgresql/*/bin/initdb' | sort -V | tail -n1 || command -v initdb || true
+    fi
+}
+[ -x "$(pg_initdb)" ] || need_apt+=(postgresql)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     step "installing ${need_apt[*]} (apt-get)"
     if [ "$(id -u)" -ne 0 ]; then
@@ -89,6 +100,7 @@ echo "pyotp:    $(python3 -c 'import pyotp; print(pyotp.__version__ if hasattr(p
 echo "aiosmtpd: $(python3 -c 'import aiosmtpd; print(aiosmtpd.__version__)')"
 echo "mmdb-writer: $(python3 -c 'import mmdb_writer; print(mmdb_writer.__version__)')"
 echo "postgres: PostgreSQL ${pg_version}"
+echo "initdb:   $("$(pg_initdb)" --version) (private TLS server of crates/store/tests/postgres_tls.rs)"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -27,8 +27,8 @@ pub fn unix_secs_f64() -> f64 {
 
 /// One provisioned user with a confirmed TOTP factor.
 pub struct BenchUser {
-    /// Full URL of `POST /v1/tenants/{t}/users/{u}/verify`.
-    pub verify_url: Url,
+    /// Full URL of `POST /v1/tenants/{t}/users/{u}/verify` on each node, in `--url` order.
+    pub verify_urls: Vec<Url>,
     pub secret: Vec<u8>,
     pub params: OtpParams,
     /// The TOTP step consumed by the confirmation (the server refuses it again).
@@ -87,9 +87,20 @@ pub fn bearer(token: &str) -> Result<HeaderValue, String> {
 
 impl Api {
     pub fn url(&self, path: &str) -> Result<Url, String> {
-        self.base
-            .join(path)
+        Self::join(&self.base, path)
+    }
+
+    fn join(base: &Url, path: &str) -> Result<Url, String> {
+        base.join(path)
             .map_err(|e| format!("cannot build a URL from --url and {path}: {e}"))
+    }
+
+    /// The same credentials against another node.
+    pub fn on(&self, base: &Url) -> Api {
+        Api {
+            base: base.clone(),
+            ..self.clone()
+        }
     }
 
     /// POSTs a JSON body and returns the status and body, retrying a few times on 503/429.
@@ -225,8 +236,14 @@ pub async fn create_tenant(operator: &Api) -> Result<(String, String), ApiFailur
     Ok((slug, created.api_key.token))
 }
 
-/// Creates one user, enrols a TOTP factor and confirms it with the current code.
-async fn provision_one(api: &Api, slug: &str, i: usize) -> Result<BenchUser, ApiFailure> {
+/// Creates one user through `api`, enrols a TOTP factor and confirms it with the current code;
+/// `nodes` are the bases of every node, for the user's verify URLs.
+async fn provision_one(
+    api: &Api,
+    nodes: &[Url],
+    slug: &str,
+    i: usize,
+) -> Result<BenchUser, ApiFailure> {
     let ext = format!("u{i:07}");
     let users = format!("/v1/tenants/{slug}/users");
     api.post(
@@ -264,8 +281,14 @@ async fn provision_one(api: &Api, slug: &str, i: usize) -> Result<BenchUser, Api
             )
             .await?;
         if c.confirmed {
+            let verify = format!("{users}/{ext}/verify");
+            let verify_urls = nodes
+                .iter()
+                .map(|base| Api::join(base, &verify))
+                .collect::<Result<_, _>>()
+                .map_err(bad)?;
             return Ok(BenchUser {
-                verify_url: api.url(&format!("{users}/{ext}/verify")).map_err(bad)?,
+                verify_urls,
                 secret: key.secret,
                 params,
                 confirmed_step: params.step_at(now),
@@ -282,9 +305,11 @@ async fn provision_one(api: &Api, slug: &str, i: usize) -> Result<BenchUser, Api
     })
 }
 
-/// Provisions `n` users with `workers` concurrent workers, printing progress every second.
+/// Provisions `n` users with `workers` concurrent workers spread over the nodes `api` names
+/// (`nodes`, in `--url` order), printing progress every second.
 pub async fn provision(
     api: &Api,
+    nodes: &[Url],
     slug: &str,
     n: usize,
     workers: usize,
@@ -293,8 +318,13 @@ pub async fn provision(
     let done = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let mut handles = Vec::with_capacity(workers);
-    for _ in 0..workers.max(1).min(n) {
-        let (api, slug, next, done) = (api.clone(), slug.to_string(), next.clone(), done.clone());
+    for w in 0..workers.max(1).min(n) {
+        let api = match nodes.get(w % nodes.len().max(1)) {
+            Some(base) => api.on(base),
+            None => api.clone(),
+        };
+        let nodes = nodes.to_vec();
+        let (slug, next, done) = (slug.to_string(), next.clone(), done.clone());
         handles.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             loop {
@@ -302,7 +332,7 @@ pub async fn provision(
                 if i >= n {
                     return Ok(mine);
                 }
-                match provision_one(&api, &slug, i).await {
+                match provision_one(&api, &nodes, &slug, i).await {
                     Ok(u) => {
                         mine.push((i, u));
                         done.fetch_add(1, Ordering::Relaxed);

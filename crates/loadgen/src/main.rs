@@ -7,18 +7,23 @@
 //!     --concurrency 64 --duration 10 --mode both --server-pid 1234 --json out.json
 //! ```
 //!
+//! Several nodes on one PostgreSQL database (`scripts/bench-multinode.sh`): `--url` lists them,
+//! `--nodes 1,2,3` runs with the first 1, 2 and 3 of them, `--server-pid` names each node's
+//! process and `--pg-pid`/`--pg-url` PostgreSQL's, for CPU time and transactions per request.
+//!
 //! Replay protection lets each (user, TOTP step) succeed once, so the valid run hands out each
 //! user at most once per 30 s step; with too few users the workers wait for the next step
 //! ("starved") and the report says how many users would have been enough.
 
 mod api;
 mod cpu;
+mod pg;
 mod rss;
 mod run;
 
 use api::{Api, BenchUser};
 use clap::{Parser, ValueEnum};
-use run::{Kind, RunReport, Scheduler};
+use run::{Kind, Plan, RunReport, Scheduler};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -41,9 +46,13 @@ enum Mode {
     about = "Load generator for Twofold's verify endpoint"
 )]
 struct Args {
-    /// Base URL of the server.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    url: String,
+    /// Base URL of the server; several (comma-separated) are nodes sharing one database, over
+    /// which the workers are spread (worker w sends to node w mod N).
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:8080")]
+    url: Vec<String>,
+    /// Run with the first N nodes of --url, for each N of this list (e.g. 1,2,3); default: all.
+    #[arg(long, value_delimiter = ',')]
+    nodes: Option<Vec<usize>>,
     /// An operator API key (`tfk_...`); used once to create a fresh `bench-<random>` tenant.
     #[arg(long, env = "TWOFOLD_API_KEY", hide_env_values = true)]
     api_key: String,
@@ -60,9 +69,19 @@ struct Args {
     duration: u64,
     #[arg(long, value_enum, default_value_t = Mode::Both)]
     mode: Mode,
-    /// Sample this process's RSS (/proc/PID/status) every 100 ms and report it.
+    /// The server's process: its CPU time per request is reported, and its RSS sampled
+    /// (/proc/PID/status) every 100 ms. With several --url, one PID per node in the same order
+    /// (comma-separated); RSS is sampled for the first.
+    #[arg(long, value_name = "PID", value_delimiter = ',')]
+    server_pid: Vec<u32>,
+    /// PostgreSQL's postmaster: the CPU time of it and all its processes per request.
     #[arg(long, value_name = "PID")]
-    server_pid: Option<u32>,
+    pg_pid: Option<u32>,
+    /// The servers' PostgreSQL database (plain TCP): transactions and WAL bytes per request,
+    /// from pg_stat_database and the WAL position (each run then ends with an 11 s pause for
+    /// the statistics to settle).
+    #[arg(long, value_name = "postgres://URL")]
+    pg_url: Option<String>,
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -92,7 +111,7 @@ struct Args {
 
 #[derive(Debug, serde::Serialize)]
 struct Report {
-    url: String,
+    url: Vec<String>,
     tenant: String,
     users: usize,
     concurrency: Vec<usize>,
@@ -147,6 +166,17 @@ fn validate(a: &Args) -> Result<(), String> {
     if a.duration == 0 {
         return Err("--duration must be at least 1 second".into());
     }
+    if let Some(nodes) = &a.nodes {
+        if nodes.iter().any(|&n| n == 0 || n > a.url.len()) {
+            return Err(format!(
+                "--nodes must list numbers between 1 and the {} nodes given with --url",
+                a.url.len()
+            ));
+        }
+    }
+    if a.server_pid.len() > a.url.len() {
+        return Err("--server-pid: at most one PID per --url".into());
+    }
     if !a.api_key.starts_with("tfk_") {
         return Err(
             "--api-key should be an operator key like tfk_...; create one with `twofold apikey create --operator`"
@@ -157,13 +187,27 @@ fn validate(a: &Args) -> Result<(), String> {
 }
 
 async fn real_main(args: Args, threads: usize, cpus: usize) -> Result<(), String> {
-    let base = reqwest::Url::parse(&args.url)
-        .map_err(|e| format!("--url {}: {e}; pass e.g. http://127.0.0.1:8080", args.url))?;
+    let bases = args
+        .url
+        .iter()
+        .map(|u| {
+            reqwest::Url::parse(u)
+                .map_err(|e| format!("--url {u}: {e}; pass e.g. http://127.0.0.1:8080"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let base = bases
+        .first()
+        .cloned()
+        .ok_or("--url: give at least one base URL")?;
     let max_concurrency = args.concurrency.iter().copied().max().unwrap_or(64);
     let client = api::client(max_concurrency.max(64))?;
 
-    let sampler = match args.server_pid {
-        Some(pid) => Some(rss::Sampler::start(pid)?),
+    let sampler = match args.server_pid.first() {
+        Some(&pid) => Some(rss::Sampler::start(pid)?),
+        None => None,
+    };
+    let pg_stats = match &args.pg_url {
+        Some(url) => Some(pg::Stats::connect(url).await?),
         None => None,
     };
     let idle = sampler.as_ref().and_then(|s| s.now());
@@ -194,7 +238,7 @@ async fn real_main(args: Args, threads: usize, cpus: usize) -> Result<(), String
         "provisioning {} users (create, enrol TOTP, confirm) with {workers} workers...",
         args.users
     );
-    let (users, took) = api::provision(&tenant, &slug, args.users, workers).await?;
+    let (users, took) = api::provision(&tenant, &bases, &slug, args.users, workers).await?;
     let provision_s = took.as_secs_f64();
     eprintln!(
         "provisioned {} users in {provision_s:.1}s ({:.0} users/s, {:.0} requests/s)",
@@ -212,76 +256,109 @@ async fn real_main(args: Args, threads: usize, cpus: usize) -> Result<(), String
         Mode::Both => &[Kind::Valid, Kind::Wrong],
     };
     let mut runs = Vec::new();
-    let mut last_run_end: Option<std::time::Instant> = None;
+    // Provisioning leaves the last users cached: the first run cools down too.
+    let mut last_run_end = Some(std::time::Instant::now());
+    let node_counts = args.nodes.clone().unwrap_or(vec![bases.len()]);
+    let mut plans = Vec::new();
+    for &kind in kinds {
+        for &nodes in &node_counts {
+            for &concurrency in &args.concurrency {
+                plans.push(Plan {
+                    kind,
+                    concurrency,
+                    nodes,
+                    duration: Duration::from_secs(args.duration),
+                });
+            }
+        }
+    }
     // Wrong-code runs continue the round robin where the previous one stopped.
     let round_robin = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let duration = Duration::from_secs(args.duration);
-    for &kind in kinds {
-        for &concurrency in &args.concurrency {
-            if let Some(end) = last_run_end {
-                let ready = end + Duration::from_secs(args.cool_down);
-                let now = std::time::Instant::now();
-                if ready > now {
-                    eprintln!(
-                        "cooling down {:.0}s so the server's cached factors expire (--cool-down)",
-                        (ready - now).as_secs_f64()
-                    );
-                    tokio::time::sleep_until(ready.into()).await;
-                }
-            }
-            // In --mode both the wrong-code runs follow warm valid-code runs: no second warm-up
-            // (a cache hit does not extend an entry's TTL, so it would not help anyway).
-            let first_wrong = kind == Kind::Wrong && args.mode == Mode::Wrong && runs.is_empty();
-            if args.warm_up && (kind == Kind::Valid || first_wrong) {
+    for plan in plans {
+        let Plan {
+            kind,
+            concurrency,
+            nodes,
+            ..
+        } = plan;
+        if let Some(end) = last_run_end {
+            let ready = end + Duration::from_secs(args.cool_down);
+            let now = std::time::Instant::now();
+            if ready > now {
                 eprintln!(
-                    "warm-up: one wrong code for each of {} users...",
-                    users.len()
+                    "cooling down {:.0}s so the server's cached factors expire (--cool-down)",
+                    (ready - now).as_secs_f64()
                 );
-                let took = run::warm_up(&tenant, users.clone(), concurrency).await?;
-                eprintln!(
-                    "warm-up took {:.1}s ({:.0} req/s)",
-                    took.as_secs_f64(),
-                    users.len() as f64 / took.as_secs_f64().max(1e-9)
-                );
+                tokio::time::sleep_until(ready.into()).await;
             }
-            if kind == Kind::Valid && !args.no_align {
-                if let Some(wait) = scheduler.wait_before_run(duration.as_secs_f64()) {
-                    eprintln!(
-                        "waiting {wait:.0}s for the next TOTP step, so that every user is available \
-                         and the run stays within one step (--no-align starts at once)"
-                    );
-                    tokio::time::sleep(Duration::from_secs_f64(wait + 0.05)).await;
-                }
-            }
-            eprintln!(
-                "{} codes: {concurrency} workers for {}s...",
-                kind.name(),
-                args.duration
-            );
-            if let Some(s) = &sampler {
-                s.reset();
-            }
-            let before = cpu::snapshot(args.server_pid);
-            let mut r = run::run(
-                kind,
-                &tenant,
-                users.clone(),
-                Some(scheduler.clone()),
-                round_robin.clone(),
-                concurrency,
-                duration,
-            )
-            .await?;
-            let usage = cpu::usage(&before, &cpu::snapshot(args.server_pid));
-            last_run_end = Some(std::time::Instant::now());
-            r.server_cpu_us_per_request = usage
-                .server_cores
-                .map(|c| c * r.duration_s * 1e6 / (r.requests.max(1) as f64));
-            r.cpu = Some(usage);
-            r.peak_rss_kib = sampler.as_ref().map(|s| s.phase_peak());
-            print_run(&r, users.len(), args.duration.min(scheduler.period()));
-            runs.push(r);
         }
+        // In --mode both the wrong-code runs follow warm valid-code runs: no second warm-up
+        // (a cache hit does not extend an entry's TTL, so it would not help anyway).
+        let first_wrong = kind == Kind::Wrong && args.mode == Mode::Wrong && runs.is_empty();
+        if args.warm_up && (kind == Kind::Valid || first_wrong) {
+            eprintln!(
+                "warm-up: one wrong code for each of {} users...",
+                users.len()
+            );
+            let took = run::warm_up(&tenant, users.clone(), concurrency, nodes).await?;
+            eprintln!(
+                "warm-up took {:.1}s ({:.0} req/s)",
+                took.as_secs_f64(),
+                users.len() as f64 / took.as_secs_f64().max(1e-9)
+            );
+        }
+        if kind == Kind::Valid && !args.no_align {
+            if let Some(wait) = scheduler.wait_before_run(duration.as_secs_f64()) {
+                eprintln!(
+                    "waiting {wait:.0}s for the next TOTP step, so that every user is available \
+                     and the run stays within one step (--no-align starts at once)"
+                );
+                tokio::time::sleep(Duration::from_secs_f64(wait + 0.05)).await;
+            }
+        }
+        eprintln!(
+            "{} codes: {concurrency} workers on {nodes} node(s) for {}s...",
+            kind.name(),
+            args.duration
+        );
+        if let Some(s) = &sampler {
+            s.reset();
+        }
+        let pg_before = match &pg_stats {
+            Some(s) => Some(s.read().await?),
+            None => None,
+        };
+        let before = cpu::snapshot(&args.server_pid, args.pg_pid);
+        let mut r = run::run(
+            plan,
+            &tenant,
+            users.clone(),
+            Some(scheduler.clone()),
+            round_robin.clone(),
+        )
+        .await?;
+        let usage = cpu::usage(&before, &cpu::snapshot(&args.server_pid, args.pg_pid));
+        last_run_end = Some(std::time::Instant::now());
+        let per_request =
+            |cores: Option<f64>| cores.map(|c| c * r.duration_s * 1e6 / (r.requests.max(1) as f64));
+        r.server_cpu_us_per_request = per_request(usage.server_cores);
+        r.postgres_cpu_us_per_request = per_request(usage.postgres_cores);
+        if let (Some(stats), Some(a)) = (&pg_stats, pg_before) {
+            eprintln!(
+                "waiting {}s for PostgreSQL's statistics to settle",
+                pg::STATS_SETTLE.as_secs()
+            );
+            tokio::time::sleep(pg::STATS_SETTLE).await;
+            let b = stats.read().await?;
+            let n = r.requests.max(1) as f64;
+            r.postgres_xacts_per_request = Some((b.xacts - a.xacts) as f64 / n);
+            r.postgres_wal_bytes_per_request = Some((b.wal_bytes - a.wal_bytes) as f64 / n);
+        }
+        r.cpu = Some(usage);
+        r.peak_rss_kib = sampler.as_ref().map(|s| s.phase_peak());
+        print_run(&r, users.len(), args.duration.min(scheduler.period()));
+        runs.push(r);
     }
 
     let end = sampler.as_ref().and_then(|s| s.now());
@@ -325,8 +402,8 @@ fn print_run(r: &RunReport, users: usize, window_s: u64) {
     let l = &r.latency_us;
     println!();
     println!(
-        "== {} codes: {} workers, {:.1}s",
-        r.mode, r.concurrency, r.duration_s
+        "== {} codes: {} workers on {} node(s), {:.1}s",
+        r.mode, r.concurrency, r.nodes, r.duration_s
     );
     println!(
         "   requests {}  ({:.0} req/s)   verified:true {}   verified:false {}",
@@ -363,6 +440,25 @@ fn print_run(r: &RunReport, users: usize, window_s: u64) {
                 .map(|us| format!("; server CPU per request {us:.0} us"))
                 .unwrap_or_default()
         );
+        if u.node_cores.len() > 1 {
+            let parts: Vec<String> = u.node_cores.iter().map(|&c| f(c)).collect();
+            println!("   server cores by node: {}", parts.join(", "));
+        }
+        if let Some(pg) = u.postgres_cores {
+            println!(
+                "   PostgreSQL: {pg:.2} cores, CPU per request {}, transactions per request {}, \
+                 WAL per request {}",
+                r.postgres_cpu_us_per_request
+                    .map(|us| format!("{us:.0} us"))
+                    .unwrap_or_else(|| "?".into()),
+                r.postgres_xacts_per_request
+                    .map(|x| format!("{x:.2}"))
+                    .unwrap_or_else(|| "?".into()),
+                r.postgres_wal_bytes_per_request
+                    .map(|b| format!("{b:.0} B"))
+                    .unwrap_or_else(|| "?".into()),
+            );
+        }
         if !u.server_threads.is_empty() {
             let parts: Vec<String> = u
                 .server_threads
@@ -407,8 +503,9 @@ fn print_summary(rep: &Report) {
         rep.tenant, rep.users, rep.duration_s, rep.loadgen_threads, rep.cpus
     );
     println!(
-        "{:<6} {:>5} {:>9} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>7} {:>8} {:>9} {:>8} {:>6}",
+        "{:<6} {:>5} {:>5} {:>9} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>7} {:>8} {:>9} {:>8} {:>7} {:>6} {:>6}",
         "mode",
+        "nodes",
         "conc",
         "requests",
         "req/s",
@@ -421,13 +518,17 @@ fn print_summary(rep: &Report) {
         "starved",
         "peak MiB",
         "srv CPU",
+        "pg CPU",
+        "xact",
         "other"
     );
     for r in &rep.runs {
         let l = &r.latency_us;
+        let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
         println!(
-            "{:<6} {:>5} {:>9} {:>8.0} {:>8.0} {:>7.2} {:>7.2} {:>8.2} {:>8.2} {:>7} {:>7.1}s {:>9} {:>8} {:>6}",
+            "{:<6} {:>5} {:>5} {:>9} {:>8.0} {:>8.0} {:>7.2} {:>7.2} {:>8.2} {:>8.2} {:>7} {:>7.1}s {:>9} {:>8} {:>7} {:>6} {:>6}",
             r.mode,
+            r.nodes,
             r.concurrency,
             r.requests,
             r.throughput_rps,
@@ -441,9 +542,9 @@ fn print_summary(rep: &Report) {
             r.peak_rss_kib
                 .map(|k| format!("{:.1}", mib(k)))
                 .unwrap_or_else(|| "-".into()),
-            r.server_cpu_us_per_request
-                .map(|us| format!("{us:.0}us"))
-                .unwrap_or_else(|| "-".into()),
+            or_dash(r.server_cpu_us_per_request.map(|us| format!("{us:.0}us"))),
+            or_dash(r.postgres_cpu_us_per_request.map(|us| format!("{us:.0}us"))),
+            or_dash(r.postgres_xacts_per_request.map(|x| format!("{x:.2}"))),
             r.cpu
                 .as_ref()
                 .and_then(|u| u.other_cores)
@@ -451,7 +552,10 @@ fn print_summary(rep: &Report) {
                 .unwrap_or_else(|| "-".into())
         );
     }
-    println!("(srv CPU = server CPU time per request; other = cores used by other processes)");
+    println!(
+        "(srv CPU = CPU time of all server nodes per request; pg CPU = PostgreSQL's; xact = \
+         PostgreSQL transactions per request; other = cores used by other processes)"
+    );
     if let (Some(idle), Some(peak)) = (rep.server_idle_rss_kib, rep.server_peak_rss_kib) {
         println!(
             "server RSS: {:.1} MiB at start, {:.1} MiB after provisioning, {:.1} MiB peak (VmHWM)",

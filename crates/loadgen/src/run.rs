@@ -159,6 +159,8 @@ impl WorkerStats {
 pub struct RunReport {
     pub mode: &'static str,
     pub concurrency: usize,
+    /// Nodes the workers were spread over.
+    pub nodes: usize,
     pub duration_s: f64,
     pub requests: u64,
     /// Answers `{"verified":true}`.
@@ -185,8 +187,14 @@ pub struct RunReport {
     pub peak_rss_kib: Option<u64>,
     /// Cores used on average by the server, the load generator and the rest of the machine.
     pub cpu: Option<crate::cpu::Usage>,
-    /// Server CPU time per request, in microseconds.
+    /// Server CPU time per request, in microseconds (all `--server-pid`s together).
     pub server_cpu_us_per_request: Option<f64>,
+    /// PostgreSQL's CPU time per request (postmaster and its children), in microseconds.
+    pub postgres_cpu_us_per_request: Option<f64>,
+    /// PostgreSQL transactions (commits + rollbacks in the database) per request.
+    pub postgres_xacts_per_request: Option<f64>,
+    /// PostgreSQL WAL bytes written per request.
+    pub postgres_wal_bytes_per_request: Option<f64>,
     pub sample_errors: Vec<String>,
 }
 
@@ -206,16 +214,31 @@ fn wrong_code(code: &str, digits: u8) -> String {
     format!("{:0width$}", (n + 1) % modulo, width = usize::from(digits))
 }
 
+/// What one timed run does: which codes, with how many workers, for how long, spread over how
+/// many nodes (the first `nodes` of `--url`; worker `w` sends to node `w % nodes`).
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    pub kind: Kind,
+    pub concurrency: usize,
+    pub nodes: usize,
+    pub duration: Duration,
+}
+
 /// Runs `concurrency` workers for `duration`, printing progress every second.
 pub async fn run(
-    kind: Kind,
+    plan: Plan,
     api: &Api,
     users: Arc<Vec<BenchUser>>,
     scheduler: Option<Arc<Scheduler>>,
     round_robin: Arc<AtomicUsize>,
-    concurrency: usize,
-    duration: Duration,
 ) -> Result<RunReport, String> {
+    let Plan {
+        kind,
+        concurrency,
+        nodes,
+        duration,
+    } = plan;
+    let nodes = nodes.max(1);
     let start = Instant::now();
     let deadline = start + duration;
     let done = Arc::new(AtomicU64::new(0));
@@ -226,7 +249,8 @@ pub async fn run(
         (Kind::Wrong, _) => None,
     };
     let mut handles = Vec::with_capacity(concurrency);
-    for _ in 0..concurrency {
+    for w in 0..concurrency {
+        let node = w % nodes;
         let (api, users, scheduler) = (api.clone(), users.clone(), scheduler.clone());
         let (done, errors, round_robin) = (done.clone(), errors.clone(), round_robin.clone());
         handles.push(tokio::spawn(async move {
@@ -261,7 +285,7 @@ pub async fn run(
                 let t0 = Instant::now();
                 let sent = api
                     .client
-                    .post(users[i].verify_url.clone())
+                    .post(users[i].verify_urls[node].clone())
                     .header(AUTHORIZATION, api.auth.clone())
                     .header(CONTENT_TYPE, json.clone())
                     .body(body)
@@ -371,6 +395,7 @@ pub async fn run(
     Ok(RunReport {
         mode: kind.name(),
         concurrency,
+        nodes,
         duration_s: elapsed,
         requests,
         verified: total.verified,
@@ -395,18 +420,23 @@ pub async fn run(
         peak_rss_kib: None,
         cpu: None,
         server_cpu_us_per_request: None,
+        postgres_cpu_us_per_request: None,
+        postgres_xacts_per_request: None,
+        postgres_wal_bytes_per_request: None,
         sample_errors: total.first_errors,
     })
 }
 
-/// Sends one wrong code for every user, so that the server has every user's factors cached
-/// (for measuring the warm-cache path). Returns the time taken. Each user gets one counted
-/// failure, which its next success resets.
+/// Sends one wrong code for every user to each of the first `nodes` nodes, so that every node
+/// has every user's factors cached (for measuring the warm-cache path). Returns the time taken.
+/// Each user gets one counted failure per node, which its next success resets.
 pub async fn warm_up(
     api: &Api,
     users: Arc<Vec<BenchUser>>,
     concurrency: usize,
+    nodes: usize,
 ) -> Result<Duration, String> {
+    let nodes = nodes.max(1);
     let start = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
     let mut handles = Vec::with_capacity(concurrency);
@@ -415,13 +445,13 @@ pub async fn warm_up(
         handles.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(u) = users.get(i) else {
+                let Some(u) = users.get(i / nodes) else {
                     return Ok::<(), String>(());
                 };
                 let right = twofold_otp::totp_at_time(&u.secret, unix_secs(), &u.params);
                 let resp = api
                     .client
-                    .post(u.verify_url.clone())
+                    .post(u.verify_urls[i % nodes].clone())
                     .header(AUTHORIZATION, api.auth.clone())
                     .header(CONTENT_TYPE, "application/json")
                     .body(format!(

@@ -42,7 +42,9 @@ pub struct Config {
     /// first start.
     pub data_dir: PathBuf,
     /// `postgres://user:password@host:port/database`: the PostgreSQL database several nodes
-    /// share. Unset: the embedded SQLite database `<data_dir>/twofold.db`.
+    /// share. Unset: the embedded SQLite database `<data_dir>/twofold.db`. TLS as libpq:
+    /// `?sslmode=verify-full&sslrootcert=/path/ca.pem` authenticates the server; the default,
+    /// `prefer`, encrypts when the server offers TLS without checking who it is.
     pub database_url: Option<String>,
     /// Connections each node opens to PostgreSQL at most.
     pub database_pool_size: usize,
@@ -466,7 +468,8 @@ impl Config {
         if self.master_key.is_some() || !self.master_keys.is_empty() {
             w.push("master key taken from config/environment: keep that source secret".into());
         }
-        if let Ok(Database::Postgres(_)) = self.database() {
+        if let Ok(Database::Postgres(url)) = self.database() {
+            w.extend(PgStore::tls_warning(&url));
             if self.master_key.is_none() || self.hashing_key.is_none() {
                 w.push(format!(
                     "keys come from files in {}: every node on this database must use the same \
@@ -555,8 +558,42 @@ mod tests {
         let empty = vec![("TWOFOLD_DATABASE_URL".to_string(), String::new())];
         let (c, _) = Config::load_from(None, &empty).unwrap();
         assert!(matches!(c.database(), Ok(Database::Sqlite(_))));
+        let tls = "postgres://app:hunter2@db:5432/twofold?sslmode=verify-full&sslrootcert=/ca.pem";
+        let env = vec![("TWOFOLD_DATABASE_URL".to_string(), tls.to_string())];
+        let db = Config::load_from(None, &env).unwrap().0.database().unwrap();
+        assert_eq!(
+            db.describe(),
+            "postgres://app@db:5432/twofold?sslmode=verify-full&sslrootcert=/ca.pem"
+        );
         let mysql = vec![("TWOFOLD_DATABASE_URL".to_string(), "mysql://h/db".into())];
         let err = Config::load_from(None, &mysql).unwrap().0.database();
         assert!(err.unwrap_err().contains("postgres://"));
+    }
+
+    #[test]
+    fn postgres_without_an_authenticated_server_is_warned_about() {
+        let warns = |url: &str| {
+            let env = vec![("TWOFOLD_DATABASE_URL".to_string(), url.to_string())];
+            let (c, _) = Config::load_from(None, &env).unwrap();
+            c.insecure_warnings()
+                .into_iter()
+                .filter(|w| w.starts_with("database_url"))
+                .collect::<Vec<_>>()
+        };
+        let w = warns("postgres://app:hunter2@db.internal/twofold");
+        assert!(w.len() == 1 && w[0].contains("sslmode=prefer"), "{w:?}");
+        assert!(!w[0].contains("hunter2"));
+        let w = warns("postgres://app@10.0.0.5/twofold?sslmode=require");
+        assert!(w.len() == 1 && w[0].contains("not authenticated"), "{w:?}");
+        let w = warns("postgres://app@db/twofold?sslmode=disable");
+        assert!(w.len() == 1 && w[0].contains("not encrypted"), "{w:?}");
+        for fine in [
+            "postgres://app@db/twofold?sslmode=verify-full&sslrootcert=/ca.pem",
+            "postgres://app@127.0.0.1/twofold",
+            "postgres://app@localhost/twofold?sslmode=disable",
+            "postgres://app@[::1]:5432/twofold",
+        ] {
+            assert!(warns(fine).is_empty(), "{fine}");
+        }
     }
 }

@@ -18,8 +18,9 @@
 //! Unique violations map to the same `Conflict` codes as SQLite; lost connections, deadlocks,
 //! serialization failures and a server shutting down map to `Busy`.
 //!
-//! Connections are plain TCP (`NoTls`): run PostgreSQL on the same host or a private network.
-//! TLS to PostgreSQL is a follow-up (a rustls connector, no OpenSSL).
+//! Connections use TLS as `sslmode` and `sslrootcert` in the URL say, with libpq's meanings
+//! (see [`tls`]): by default (`prefer`) encrypted when the server offers it, without checking
+//! its certificate; `verify-full` with `sslrootcert` authenticates the server.
 //!
 //! The SQL lives beside this file by concern, mirroring the SQLite store: `rows`, `factors`,
 //! `codes`, `effects`, `logins`, `jobs`, `webhooks`, `security`, `keys`, `vault` and `outbox`; the rules both
@@ -34,6 +35,7 @@ mod logins;
 mod outbox;
 mod rows;
 mod security;
+pub mod tls;
 mod vault;
 mod webhooks;
 
@@ -43,7 +45,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 pub(crate) use rows::pg;
 use rows::*;
 use std::time::Duration;
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 use twofold_core::keys::*;
 use twofold_core::login::*;
 use twofold_core::messaging::*;
@@ -90,10 +92,10 @@ impl PgStore {
     /// The same with at most `max_connections` connections from this process (at least one):
     /// all nodes together must stay below the server's `max_connections`.
     pub async fn connect_pooled(url: &str, max_connections: usize) -> Result<Self, StoreError> {
-        let config = parse_url(url)?;
+        let (config, tls) = parse_url(url)?;
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -115,7 +117,10 @@ impl PgStore {
     /// `url` without its password, for logs and messages: only the user, hosts, ports and
     /// database the driver would use, so nothing else in the URL can leak.
     pub fn redacted_url(url: &str) -> String {
-        let Ok(config) = url.parse::<tokio_postgres::Config>() else {
+        let Ok((rest, tls)) = tls::split(url) else {
+            return "<invalid PostgreSQL URL>".into();
+        };
+        let Ok(config) = rest.parse::<tokio_postgres::Config>() else {
             return "<invalid PostgreSQL URL>".into();
         };
         let hosts: Vec<String> = config
@@ -133,15 +138,75 @@ impl PgStore {
                 format!("{host}:{port}")
             })
             .collect();
+        let mut params = Vec::new();
+        if tls.explicit {
+            params.push(format!("sslmode={}", tls.mode.as_str()));
+        }
+        match &tls.root {
+            Some(tls::RootCerts::File(path)) => {
+                params.push(format!("sslrootcert={}", path.display()))
+            }
+            Some(tls::RootCerts::System) => params.push("sslrootcert=system".into()),
+            None => {}
+        }
         format!(
-            "postgres://{}{}/{}",
+            "postgres://{}{}/{}{}{}",
             config
                 .get_user()
                 .map(|u| format!("{u}@"))
                 .unwrap_or_default(),
             hosts.join(","),
-            config.get_dbname().unwrap_or_default()
+            config.get_dbname().unwrap_or_default(),
+            if params.is_empty() { "" } else { "?" },
+            params.join("&")
         )
+    }
+
+    /// A warning when `url` reaches a host other than this machine without authenticating the
+    /// server (`sslmode` other than `verify-full`); `None` when it is fine or cannot be parsed
+    /// (connecting will say why).
+    pub fn tls_warning(url: &str) -> Option<String> {
+        let (rest, tls) = tls::split(url).ok()?;
+        let config = rest.parse::<tokio_postgres::Config>().ok()?;
+        let remote: Vec<&str> = config
+            .get_hosts()
+            .iter()
+            .filter_map(|h| match h {
+                tokio_postgres::config::Host::Tcp(h) => Some(h.as_str()),
+                #[cfg(unix)]
+                tokio_postgres::config::Host::Unix(_) => None,
+            })
+            .filter(|h| {
+                let loopback = h
+                    .trim_matches(|c| c == '[' || c == ']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+                !(loopback || h.eq_ignore_ascii_case("localhost"))
+            })
+            .collect();
+        let what = match tls.mode {
+            tls::SslMode::VerifyFull => return None,
+            _ if remote.is_empty() => return None,
+            tls::SslMode::Disable => "is not encrypted (sslmode=disable)",
+            tls::SslMode::Prefer if tls.root.is_none() => {
+                "is encrypted only if the server offers TLS, and the server is not \
+                 authenticated (sslmode=prefer, the default)"
+            }
+            tls::SslMode::Prefer => {
+                "is encrypted only if the server offers TLS (sslmode=prefer, the default)"
+            }
+            tls::SslMode::Require if tls.root.is_none() => {
+                "is encrypted but the server is not authenticated (sslmode=require)"
+            }
+            tls::SslMode::Require | tls::SslMode::VerifyCa => {
+                "does not check the host name in the server's certificate (sslmode=verify-ca)"
+            }
+        };
+        Some(format!(
+            "database_url: the connection to {} {what}: use sslmode=verify-full with \
+             sslrootcert=<the CA's PEM file> unless the network to PostgreSQL is trusted",
+            remote.join(",")
+        ))
     }
 
     /// The migration versions applied to this database, in order.
@@ -169,17 +234,23 @@ impl PgStore {
     }
 }
 
-/// The driver's settings for `url`, with a connect timeout unless the URL sets one. The URL is
-/// never echoed in the error: it may hold a password.
-pub(crate) fn parse_url(url: &str) -> Result<tokio_postgres::Config, StoreError> {
-    let mut config: tokio_postgres::Config = url
+/// The driver's settings for `url`, with a connect timeout unless the URL sets one, and the TLS
+/// connector its `sslmode` and `sslrootcert` ask for. The URL is never echoed in the error: it
+/// may hold a password.
+pub(crate) fn parse_url(
+    url: &str,
+) -> Result<(tokio_postgres::Config, MakeRustlsConnect), StoreError> {
+    let (rest, tls) = tls::split(url)?;
+    let mut config: tokio_postgres::Config = rest
         .parse()
         .map_err(|_| StoreError::Backend("invalid PostgreSQL connection URL".into()))?;
+    let (mode, connector) = tls::connector(&tls)?;
+    config.ssl_mode(mode);
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
     config.application_name("twofold");
-    Ok(config)
+    Ok((config, connector))
 }
 
 #[async_trait]

@@ -31,7 +31,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::NoTls;
 
 /// What was copied from one table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -342,10 +341,11 @@ fn to_pg(v: &Value, ty: PgType) -> Result<Box<dyn ToSql + Sync + Send>, String> 
 }
 
 fn target_err(url: &str, e: &tokio_postgres::Error) -> TransferError {
-    let reason = match std::error::Error::source(e) {
-        Some(cause) => format!("{e}: {cause}"),
-        None => e.to_string(),
-    };
+    let reason =
+        crate::postgres::tls::failure(e).unwrap_or_else(|| match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        });
     TransferError::Target {
         url: crate::PgStore::redacted_url(url),
         reason,
@@ -720,11 +720,9 @@ impl Ends {
             url: crate::PgStore::redacted_url(url),
             reason,
         };
-        let config = crate::postgres::parse_url(url).map_err(|e| target(e.to_string()))?;
-        let (mut client, connection) = config
-            .connect(NoTls)
-            .await
-            .map_err(|e| target_err(url, &e))?;
+        let (config, tls) = crate::postgres::parse_url(url).map_err(|e| target(e.to_string()))?;
+        let (mut client, connection) =
+            config.connect(tls).await.map_err(|e| target_err(url, &e))?;
         let driver = tokio::spawn(connection);
         migrations::apply_postgres(&mut client)
             .await

@@ -147,7 +147,11 @@ fn a_redacted_url_never_shows_the_password() {
     for (url, want) in [
         (
             "postgres://app:s3cret@db.internal:6432/twofold?sslmode=disable",
-            "postgres://app@db.internal:6432/twofold",
+            "postgres://app@db.internal:6432/twofold?sslmode=disable",
+        ),
+        (
+            "postgres://app:s3cret@db/twofold?sslrootcert=%2Fca.pem&sslmode=verify-full",
+            "postgres://app@db:5432/twofold?sslmode=verify-full&sslrootcert=/ca.pem",
         ),
         (
             "postgresql://app@h1,h2/twofold?password=s3cret",

@@ -1,14 +1,17 @@
 //! The test kit: real components for the store, delivery and server tests. A real SMTP server
 //! process (Python's aiosmtpd, `fixtures/smtp_sink.py`), a private CA and server certificate,
 //! a scriptable local HTTP server speaking whatever an SMS provider speaks, a fresh
-//! PostgreSQL database per test ([`PgDatabase`]), and a MaxMind DB written by a third-party
-//! writer for the geo tests ([`geo::geo_fixture`]).
+//! PostgreSQL database per test ([`PgDatabase`]), a private PostgreSQL server with TLS
+//! ([`PgTlsServer`]), and a MaxMind DB written by a third-party writer for the geo tests
+//! ([`geo::geo_fixture`]).
 //!
 //! Test support only (a dev-dependency): it fails loudly instead of returning errors.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod geo;
+mod pg_server;
 pub use geo::geo_fixture;
+pub use pg_server::PgTlsServer;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};

@@ -37,6 +37,9 @@ const BUSY: &[SqlState] = &[
 /// Maps a driver error: connection loss and the states in [`BUSY`] are `Busy`, anything else
 /// is `Backend` with the server's message (tokio-postgres' own `Display` leaves it out).
 pub(crate) fn pg(e: tokio_postgres::Error) -> StoreError {
+    if let Some(why) = super::tls::failure(&e) {
+        return StoreError::Backend(why);
+    }
     let lost = e.is_closed()
         || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>())
         // tokio-postgres has no public accessor for its "connect timed out" kind.
