@@ -137,6 +137,41 @@ async fn fill(app: &TestApp) -> (Enrolled, serde_json::Value, String) {
         "{apw}"
     );
     app.advance_secs(30);
+    // The vault: a group, an entry in it, and a token for the group.
+    let (s, g) = app
+        .post(
+            "/v1/tenants/acme/vault/groups",
+            &e.key,
+            json!({"name": "robots"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{g}");
+    let (s, v) = app
+        .post(
+            "/v1/tenants/acme/vault/entries",
+            &e.key,
+            json!({"name": "gh", "owner": "robot", "owner_kind": "service",
+                   "secret": "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = app
+        .call(
+            reqwest::Method::PUT,
+            "/v1/tenants/acme/vault/entries/gh/group",
+            Some(&e.key),
+            Some(json!({"group": "robots"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, t) = app
+        .post(
+            "/v1/tenants/acme/vault/tokens",
+            &e.key,
+            json!({"label": "ci", "group": "robots"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
     let pending = login(app, &e, "alice", json!({})).await;
     assert_eq!(pending["decision"], "challenge", "{pending}");
     let done = login(app, &e, "alice", json!({})).await;
