@@ -45,16 +45,25 @@ pub async fn raw_call(
     path: &str,
     body: Option<&str>,
 ) -> Raw {
-    let mut req = app
-        .client
-        .request(method, format!("{}{path}", app.base))
-        .bearer_auth(key);
-    if let Some(b) = body {
-        req = req
-            .header("content-type", "application/json")
-            .body(b.to_string());
-    }
-    let resp = req.send().await.unwrap();
+    // A server may answer a huge body with 413 before reading it and close the connection;
+    // the client then sometimes sees the reset instead of the answer, so it asks again.
+    let mut tries = 0;
+    let resp = loop {
+        let mut req = app
+            .client
+            .request(method.clone(), format!("{}{path}", app.base))
+            .bearer_auth(key);
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        match req.send().await {
+            Ok(resp) => break resp,
+            Err(e) if tries < 5 && (e.is_request() || e.is_connect()) => tries += 1,
+            Err(e) => panic!("{path}: {e}"),
+        }
+    };
     let status = resp.status().as_u16();
     let mut headers: Vec<(String, String)> = resp
         .headers()
