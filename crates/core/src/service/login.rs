@@ -909,14 +909,33 @@ impl Twofold {
         Ok(outcome)
     }
 
-    /// The history row of a pending login that just succeeded (risk rules on only).
-    fn completed_login_record(
+    /// What completing a pending login with a second factor writes, to ride in the
+    /// transaction that consumes the proof: the login marked done, a fresh session (amr: the
+    /// first factor, then `method`), and the login's history row (risk rules on only). Returns
+    /// the effects and the session's token, handed out only if that transaction commits.
+    fn second_step_effects(
         &self,
         policy: &Policy,
         user: &User,
         login: &PendingLogin,
+        method: &str,
         now: i64,
-    ) -> Option<Effect> {
+    ) -> (Vec<Effect>, IssuedToken) {
+        let (session, issued) = self.new_session(
+            user,
+            &[login.primary.as_str(), method],
+            true,
+            login.client_id.clone(),
+            login.ip.clone(),
+            now,
+        );
+        let mut effects = vec![
+            Effect::CompleteLogin {
+                login_id: login.id.clone(),
+                at: now,
+            },
+            Effect::InsertSession(session),
+        ];
         let whence = Whence {
             ip: login.ip.as_deref().and_then(|i| i.parse().ok()),
             country: login.country.as_deref(),
@@ -924,7 +943,8 @@ impl Twofold {
             device_issued: false,
             user_agent: login.user_agent.as_deref(),
         };
-        self.login_record(policy, user, &whence, now)
+        effects.extend(self.login_record(policy, user, &whence, now));
+        (effects, issued)
     }
 
     /// The live pending login of this tenant behind a token, or the one generic refusal.
@@ -1061,22 +1081,8 @@ impl Twofold {
         } else {
             method.as_str()
         };
-        let (session, issued) = self.new_session(
-            &user,
-            &[login.primary.as_str(), amr_method],
-            true,
-            login.client_id.clone(),
-            login.ip.clone(),
-            now,
-        );
-        let mut effects = vec![
-            Effect::CompleteLogin {
-                login_id: login.id.clone(),
-                at: now,
-            },
-            Effect::InsertSession(session),
-        ];
-        effects.extend(self.completed_login_record(&policy, &user, &login, now));
+        let (mut effects, issued) =
+            self.second_step_effects(&policy, &user, &login, amr_method, now);
         let mut device = None;
         // A frozen user's settings stay as they are: no new remembered device either.
         let remember_device = remember_device && user.frozen_at.is_none();
@@ -1180,24 +1186,9 @@ impl Twofold {
             ..meta.clone()
         };
         let now = self.now();
-        let (session, issued) = self.new_session(
-            &user,
-            &[login.primary.as_str(), "rcode"],
-            true,
-            login.client_id.clone(),
-            login.ip.clone(),
-            now,
-        );
-        let mut effects = vec![
-            Effect::CompleteLogin {
-                login_id: login.id.clone(),
-                at: now,
-            },
-            Effect::InsertSession(session),
-            Effect::UnlockUserFactors { user_id: user.id },
-        ];
         let (policy, _) = self.policy_of(&tenant).await?;
-        effects.extend(self.completed_login_record(&policy, &user, &login, now));
+        let (mut effects, issued) = self.second_step_effects(&policy, &user, &login, "rcode", now);
+        effects.push(Effect::UnlockUserFactors { user_id: user.id });
         let mut audit = self.audit(actor, meta, "login.recover", Some(tenant.id));
         audit.ip = login.ip.clone().or(audit.ip);
         let on = On {
@@ -1326,23 +1317,8 @@ impl Twofold {
         } else {
             factor.kind.as_str()
         };
-        let (session, issued) = self.new_session(
-            &user,
-            &[login.primary.as_str(), amr],
-            true,
-            login.client_id.clone(),
-            login.ip.clone(),
-            now,
-        );
-        let mut extra = vec![
-            Effect::CompleteLogin {
-                login_id: login.id.clone(),
-                at: now,
-            },
-            Effect::InsertSession(session),
-        ];
         let (policy, _) = self.policy_of(&tenant).await?;
-        extra.extend(self.completed_login_record(&policy, &user, &login, now));
+        let (extra, issued) = self.second_step_effects(&policy, &user, &login, amr, now);
         let (verdict, recovery_codes) = self
             .confirm_with(actor, meta, &tenant, &user, &factor, &code, extra)
             .await?;
