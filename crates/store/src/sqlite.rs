@@ -541,6 +541,54 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn rollout_groups(
+        &self,
+        tenant_id: i64,
+    ) -> StoreResult<Vec<twofold_core::rollout::MethodGroup>> {
+        self.read(move |c| {
+            let mut s = c
+                .prepare_cached(&rollout_groups_sql("?1"))
+                .map_err(backend)?;
+            let rows = s
+                .query_map(params![tenant_id], |r| {
+                    Ok(method_group(r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn active_methods(
+        &self,
+        tenant_id: i64,
+        user_ids: &[i64],
+    ) -> StoreResult<Vec<(i64, twofold_core::rollout::MethodSet)>> {
+        let Some((low, high)) = id_range(user_ids) else {
+            return Ok(Vec::new());
+        };
+        let wanted: std::collections::HashSet<i64> = user_ids.iter().copied().collect();
+        self.read(move |c| {
+            let mut s = c
+                .prepare_cached(&active_methods_sql(["?1", "?2", "?3"]))
+                .map_err(backend)?;
+            let rows = s
+                .query_map(params![tenant_id, low, high], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                })
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (user, bits) = row.map_err(backend)?;
+                if wanted.contains(&user) {
+                    out.push((user, twofold_core::rollout::MethodSet::from_bits(bits)));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn insert_factor(
         &self,
         f: Factor,
