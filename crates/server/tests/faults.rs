@@ -1,0 +1,792 @@
+//! Faults: the infrastructure failing under a running Twofold (issue #9, SECURITY.md's
+//! "infrastructure" attacker). Real `twofold serve` processes on SQLite and PostgreSQL, a real
+//! SMTP server process, a local HTTP server speaking Twilio's API, a private PostgreSQL server
+//! the test stops and starts, and a second process holding SQLite's write lock.
+//!
+//! What each test proves:
+//! - `kill -9` under load, then a restart on the same data: whatever was acknowledged before
+//!   the kill is still there (confirmed factors active, queued messages in the outbox and then
+//!   delivered, each once except the ones a worker was sending at the kill, which delivery
+//!   promises at least once); no code accepted before the kill is accepted after it.
+//! - the SMS provider refusing connections, then answering 5xx, then back: every message is
+//!   retried with a growing backoff the outbox shows, and goes out once.
+//! - SQLite's write lock held by another process past the busy timeout: writes answer 503
+//!   `unavailable` with `Retry-After` within a bound, reads still work, and the same requests
+//!   succeed once the lock is gone, with nothing restarted.
+//! - PostgreSQL stopped and started under load: 503 with `Retry-After` while it is down (never
+//!   a 500, never a hang), the pool reconnects by itself, a code refused with 503 during the
+//!   outage verifies after it, and no code is accepted twice.
+//!
+//! No timing is asserted: "within a bound" is the client's timeout ([`REQUEST_BOUND`]), and
+//! waits poll for a state with a generous limit.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::process::{self, Server};
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use twofold_otp::{uri::KeyUri, OtpParams};
+use twofold_testkit::{free_port, MockHttp, PgDatabase, PgServer, SinkOptions, SmtpSink};
+
+/// Longest a request may take before the test calls it a hang. Far above the store's own
+/// limits (SQLite's 5 s busy timeout, the PostgreSQL pool's 10 s waits).
+const REQUEST_BOUND: Duration = Duration::from_secs(60);
+
+// ------------------------------------------------------------------------------ HTTP client
+
+/// One answer: the status, the JSON body and the `Retry-After` header.
+#[derive(Debug, Clone)]
+struct Answer {
+    status: u16,
+    body: Value,
+    retry_after: Option<String>,
+}
+
+impl Answer {
+    fn is(&self, status: u16) -> bool {
+        self.status == status
+    }
+
+    /// The overload answer: 503, the stable `unavailable` code and a `Retry-After` in seconds.
+    fn is_unavailable(&self) -> bool {
+        self.status == 503
+            && self.body["error"]["code"] == "unavailable"
+            && self
+                .retry_after
+                .as_deref()
+                .and_then(|s| s.parse::<u64>().ok())
+                .is_some_and(|s| s >= 1)
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        self.body[name] == true
+    }
+}
+
+/// Tenant `acme` of one running process, through its tenant key.
+#[derive(Clone)]
+struct Api {
+    client: reqwest::Client,
+    base: String,
+    key: String,
+}
+
+impl Api {
+    fn new(server: &Server, key: &str) -> Self {
+        Self {
+            client: reqwest::Client::builder()
+                .timeout(REQUEST_BOUND)
+                .build()
+                .unwrap(),
+            base: format!("http://{}/v1/tenants/acme", server.addr),
+            key: key.to_string(),
+        }
+    }
+
+    /// `Err` when nothing answered (the process is gone); a request left without an answer
+    /// past [`REQUEST_BOUND`] fails the test: that is a hang.
+    async fn try_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Answer, reqwest::Error> {
+        let mut req = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base))
+            .bearer_auth(&self.key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let sent = async {
+            let resp = req.send().await?;
+            let status = resp.status().as_u16();
+            let retry_after = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let text = resp.text().await?;
+            let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            Ok::<_, reqwest::Error>(Answer {
+                status,
+                body,
+                retry_after,
+            })
+        };
+        let answer = sent.await;
+        if let Err(e) = &answer {
+            assert!(!e.is_timeout(), "{method} {path}: no answer in {REQUEST_BOUND:?}");
+        }
+        answer
+    }
+
+    async fn try_post(&self, path: &str, body: Value) -> Result<Answer, reqwest::Error> {
+        self.try_call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Answer {
+        self.try_post(path, body)
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        self.try_call(reqwest::Method::GET, path, None)
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    async fn user(&self, user: &str) {
+        let a = self
+            .post(
+                "/users",
+                json!({"external_id": user, "email": format!("{user}@example.com")}),
+            )
+            .await;
+        assert!(a.is(201), "{a:?}");
+    }
+
+    /// A pending TOTP factor of `user`.
+    async fn totp(&self, user: &str) -> Totp {
+        let a = self.post(&format!("/users/{user}/factors/totp"), json!({})).await;
+        assert!(a.is(201), "{a:?}");
+        let uri = KeyUri::parse(a.body["otpauth_uri"].as_str().unwrap()).unwrap();
+        Totp {
+            user: user.to_string(),
+            factor: a.body["factor_id"].as_str().unwrap().to_string(),
+            secret: uri.secret.clone(),
+            params: uri.params(),
+        }
+    }
+
+    async fn confirm(&self, user: &str, factor: &str, code: &str) -> Answer {
+        self.post(
+            &format!("/users/{user}/factors/{factor}/confirm"),
+            json!({ "code": code }),
+        )
+        .await
+    }
+
+    /// Confirms `t` with the previous step's code, so the current step is still free for a
+    /// verification; returns the recovery codes. The step may turn between computing the code
+    /// and the server checking it (the code is then two steps old): then again.
+    async fn confirm_a_step_back(&self, t: &Totp) -> Vec<String> {
+        for _ in 0..3 {
+            let a = self.confirm(&t.user, &t.factor, &t.code(-1)).await;
+            assert!(a.is(200), "{a:?}");
+            if a.flag("confirmed") {
+                return strings(&a.body["recovery_codes"]);
+            }
+        }
+        panic!("the previous step's code never confirmed {}", t.user);
+    }
+
+    async fn try_verify(
+        &self,
+        user: &str,
+        code: &str,
+        factor: Option<&str>,
+    ) -> Result<Answer, reqwest::Error> {
+        let mut body = json!({ "code": code });
+        if let Some(f) = factor {
+            body["factor_id"] = json!(f);
+        }
+        self.try_post(&format!("/users/{user}/verify"), body).await
+    }
+
+    async fn verify(&self, user: &str, code: &str, factor: Option<&str>) -> Answer {
+        self.try_verify(user, code, factor)
+            .await
+            .unwrap_or_else(|e| panic!("verify: {e}"))
+    }
+
+    async fn try_recover(&self, user: &str, code: &str) -> Result<Answer, reqwest::Error> {
+        self.try_post(
+            &format!("/users/{user}/recovery-codes"),
+            json!({ "recovery_code": code }),
+        )
+        .await
+    }
+
+    /// The status of factor `factor` of `user`.
+    async fn factor_status(&self, user: &str, factor: &str) -> String {
+        let a = self.get(&format!("/users/{user}/factors")).await;
+        assert!(a.is(200), "{a:?}");
+        a.body["factors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["id"] == factor)
+            .map(|f| f["status"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| "missing".into())
+    }
+
+    async fn outbox_stats(&self) -> Value {
+        let a = self.get("/outbox/stats").await;
+        assert!(a.is(200), "{a:?}");
+        a.body
+    }
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A TOTP factor and what computes its codes.
+#[derive(Clone)]
+struct Totp {
+    user: String,
+    factor: String,
+    secret: Vec<u8>,
+    params: OtpParams,
+}
+
+impl Totp {
+    /// The code of the step `steps` away from the wall clock's (the process's clock).
+    fn code(&self, steps: i64) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let t = now + steps * i64::from(self.params.period);
+        twofold_otp::totp_at_time(&self.secret, t as u64, &self.params)
+    }
+
+    /// A code none of the steps near now has.
+    fn wrong_code(&self) -> String {
+        let near: HashSet<String> = (-3..=3).map(|k| self.code(k)).collect();
+        (0..)
+            .map(|n| format!("{:06}", 123_457 + n))
+            .find(|c| !near.contains(c))
+            .unwrap()
+    }
+}
+
+/// The first run of exactly six digits in `text`.
+fn six_digits(text: &str) -> Option<String> {
+    text.split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .map(str::to_string)
+}
+
+/// Polls `f` every 25 ms for up to 20 s; `None` when `stop` is raised first or time runs out.
+async fn poll<T>(stop: Option<&AtomicBool>, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    for _ in 0..800 {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    None
+}
+
+async fn eventually<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    poll(None, f)
+        .await
+        .unwrap_or_else(|| panic!("timed out waiting for {what}"))
+}
+
+/// Codes mailed to `to` so far, in the order the SMTP server received them.
+fn mailed_codes(sink: &SmtpSink, to: &str) -> Vec<String> {
+    sink.received()
+        .iter()
+        .filter(|m| m["to"].as_str().is_some_and(|t| t.contains(to)))
+        .filter_map(|m| six_digits(m["text"].as_str()?))
+        .collect()
+}
+
+/// Codes texted to `to` so far, in the order the provider received them.
+fn texted_codes(sms: &MockHttp, to: &str) -> Vec<String> {
+    sms.requests()
+        .iter()
+        .filter(|r| r.form_value("To").as_deref() == Some(to))
+        .filter_map(|r| six_digits(&r.form_value("Body")?))
+        .collect()
+}
+
+// ------------------------------------------------------------------------- processes, data
+
+/// Where a process keeps its data: the embedded SQLite file, or a PostgreSQL URL.
+#[derive(Clone)]
+enum Db {
+    Sqlite,
+    Postgres(String),
+}
+
+/// A data directory and configuration file that `twofold serve` processes are started on,
+/// one after the other (a restart keeps both).
+struct Site {
+    dir: tempfile::TempDir,
+    db: Db,
+}
+
+impl Site {
+    /// `extra` is appended to the configuration: the `[email]` and `[sms]` sections.
+    fn new(db: Db, extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let database = match &db {
+            Db::Sqlite => String::new(),
+            Db::Postgres(url) => format!("database_url = \"{url}\"\ndatabase_pool_size = 8\n"),
+        };
+        // Fast delivery rounds, short leases (a killed worker's messages come back in
+        // seconds), and limits far above what the tests send: no answer here is a 429.
+        let config = format!(
+            "{database}\
+             [delivery]\npoll_interval_ms = 50\nlease_secs = 2\nbackoff_base_secs = 1\n\
+             backoff_max_secs = 2\n\
+             [codes]\nresend_cooldown_secs = 0\nper_destination_per_hour = 1000\n\
+             per_user_per_hour = 1000\nper_tenant_per_hour = 100000\n\
+             [throttle]\nip_failures_per_hour = 100000\ntenant_failures_per_hour = 100000\n\
+             {extra}"
+        );
+        std::fs::write(dir.path().join("twofold.toml"), config).unwrap();
+        Self { dir, db }
+    }
+
+    fn config(&self) -> String {
+        self.dir.path().join("twofold.toml").display().to_string()
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn serve(&self) -> Server {
+        let data = self.data().display().to_string();
+        process::serve_with_env(
+            self.dir.path(),
+            &["--config", &self.config(), "--data-dir", &data],
+            &[("TWOFOLD_LOG_LEVEL", "info")],
+        )
+    }
+
+    /// Creates tenant `acme` with the CLI; returns its key.
+    fn tenant(&self) -> String {
+        let out = process::twofold(
+            &self.data(),
+            &[
+                "tenant",
+                "create",
+                "--slug",
+                "acme",
+                "--name",
+                "Acme Inc",
+                "--config",
+                &self.config(),
+            ],
+        );
+        process::token(&process::stdout(&out))
+    }
+
+    /// Every outbox row, `message_id → (channel, status)`, read behind the server's back.
+    async fn outbox(&self) -> HashMap<String, (String, String)> {
+        const SQL: &str = "SELECT message_id, channel, status FROM outbox";
+        match &self.db {
+            Db::Sqlite => {
+                let c = rusqlite::Connection::open_with_flags(
+                    self.data().join("twofold.db"),
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+                )
+                .unwrap();
+                let mut s = c.prepare(SQL).unwrap();
+                let rows = s
+                    .query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))
+                    .unwrap();
+                rows.map(Result::unwrap).collect()
+            }
+            Db::Postgres(url) => twofold_testkit::pg_client(url)
+                .await
+                .query(SQL, &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), (r.get(1), r.get(2))))
+                .collect(),
+        }
+    }
+}
+
+/// Stops `server` and fails if it ever panicked.
+fn stop_without_panics(server: Server) {
+    let log = server.stop();
+    assert!(!log.contains("panicked"), "the server panicked:\n{log}");
+}
+
+/// `[email]` to the SMTP server on `smtp_port`, `[sms]` to a Twilio-compatible `sms_url`.
+fn transports(smtp_port: u16, sms_url: &str) -> String {
+    format!(
+        "[email]\ntransport = \"smtp\"\nhost = \"127.0.0.1\"\nport = {smtp_port}\n\
+         security = \"none\"\nfrom_address = \"security@twofold.test\"\ntimeout_secs = 5\n\
+         [sms]\nprovider = \"twilio\"\n[sms.twilio]\nbase_url = \"{sms_url}\"\n\
+         account_sid = \"AC0123456789\"\nauth_token = \"token-xyz\"\nfrom = \"+15005550006\"\n"
+    )
+}
+
+// ------------------------------------------------------------------------ kill -9 under load
+
+/// An SMS or email factor and where its codes go.
+#[derive(Clone)]
+struct OtpFactor {
+    user: String,
+    factor: String,
+    to: String,
+}
+
+/// What the server acknowledged during the load; all of it must survive the kill.
+#[derive(Default)]
+struct Acked {
+    /// `(user, factor)` whose confirmation answered `confirmed: true`.
+    confirmed: Vec<(String, String)>,
+    /// `(user, code, factor)` of every accepted code: TOTP (no factor) and SMS/email.
+    codes: Vec<(String, String, Option<String>)>,
+    /// `(user, recovery code)` accepted by a renewal.
+    recovery: Vec<(String, String)>,
+    /// Message ids of the invitations answered 202.
+    invited: Vec<String>,
+    /// Acknowledgements per kind of request, to decide when to kill.
+    per_kind: HashMap<&'static str, usize>,
+    /// Answers that were not what the request should get (a 5xx, a refused right code).
+    wrong: Vec<String>,
+}
+
+struct Load {
+    api: Api,
+    acked: Mutex<Acked>,
+    /// Raised after the kill: the load stops at its next step.
+    stop: AtomicBool,
+}
+
+impl Load {
+    fn ack(&self, kind: &'static str, record: impl FnOnce(&mut Acked)) {
+        let mut a = self.acked.lock().unwrap();
+        *a.per_kind.entry(kind).or_default() += 1;
+        record(&mut a);
+    }
+
+    /// Notes an answer that is not `want`; returns whether it was.
+    fn expect(&self, what: &str, a: &Answer, want: u16) -> bool {
+        if a.status != want {
+            self.acked
+                .lock()
+                .unwrap()
+                .wrong
+                .push(format!("{what}: {a:?}"));
+        }
+        a.status == want
+    }
+
+    fn acked_at_least(&self, targets: &[(&str, usize)]) -> bool {
+        let a = self.acked.lock().unwrap();
+        targets
+            .iter()
+            .all(|(k, n)| a.per_kind.get(k).copied().unwrap_or(0) >= *n)
+    }
+}
+
+/// Confirms each pending factor with the current step's code.
+async fn confirm_load(load: Arc<Load>, pending: Vec<Totp>) {
+    for t in pending {
+        let code = t.code(0);
+        let path = format!("/users/{}/factors/{}/confirm", t.user, t.factor);
+        let Ok(a) = load.api.try_post(&path, json!({ "code": code })).await else {
+            return;
+        };
+        if load.expect("confirm", &a, 200) && a.flag("confirmed") {
+            load.ack("confirm", |acked| {
+                acked.confirmed.push((t.user.clone(), t.factor.clone()));
+                acked.codes.push((t.user.clone(), code, None));
+            });
+        }
+    }
+}
+
+/// A wrong code, then the right one, for each factor (confirmed a step back).
+async fn verify_load(load: Arc<Load>, active: Vec<Totp>) {
+    for t in active {
+        let Ok(a) = load.api.try_verify(&t.user, &t.wrong_code(), None).await else {
+            return;
+        };
+        if load.expect("wrong code", &a, 200) && a.flag("verified") {
+            load.acked.lock().unwrap().wrong.push("a wrong code verified".into());
+        }
+        let code = t.code(0);
+        let Ok(a) = load.api.try_verify(&t.user, &code, None).await else {
+            return;
+        };
+        if load.expect("verify", &a, 200) && a.flag("verified") {
+            load.ack("verify", |acked| acked.codes.push((t.user, code, None)));
+        }
+    }
+}
+
+/// Renews each user's recovery codes with one of them.
+async fn recovery_load(load: Arc<Load>, codes: Vec<(String, String)>) {
+    for (user, code) in codes {
+        let Ok(a) = load.api.try_recover(&user, &code).await else {
+            return;
+        };
+        if load.expect("recovery", &a, 200) && a.flag("verified") {
+            load.ack("recovery", |acked| acked.recovery.push((user, code)));
+        }
+    }
+}
+
+/// Asks for a sign-in code for each factor, reads it where it was delivered (`codes(to)`
+/// lists every code sent there so far) and verifies it.
+async fn otp_load(
+    load: Arc<Load>,
+    kind: &'static str,
+    factors: Vec<OtpFactor>,
+    codes: impl Fn(&str) -> Vec<String>,
+) {
+    for f in factors {
+        let before = codes(&f.to).len();
+        let path = format!("/users/{}/factors/{}/send-code", f.user, f.factor);
+        let Ok(a) = load.api.try_post(&path, json!({})).await else {
+            return;
+        };
+        if !load.expect("send-code", &a, 202) {
+            continue;
+        }
+        let Some(code) = poll(Some(&load.stop), || codes(&f.to).get(before).cloned()).await else {
+            return;
+        };
+        let Ok(a) = load.api.try_verify(&f.user, &code, Some(&f.factor)).await else {
+            return;
+        };
+        if load.expect("verify a sent code", &a, 200) && a.flag("verified") {
+            load.ack(kind, |acked| {
+                acked.codes.push((f.user.clone(), code, Some(f.factor.clone())))
+            });
+        }
+    }
+}
+
+/// Invites the users in turn until the server is gone, keeping at most a few invitations
+/// ahead of what the mail server received (`delivered()`), so the code messages of the other
+/// tasks are not queued behind a flood.
+async fn invite_load(load: Arc<Load>, users: Vec<String>, delivered: impl Fn() -> usize) {
+    for user in users.iter().cycle() {
+        let room = || {
+            let invited = load.acked.lock().unwrap().invited.len();
+            (invited < delivered() + 16).then_some(())
+        };
+        if poll(Some(&load.stop), room).await.is_none() {
+            return;
+        }
+        let path = format!("/users/{user}/invite");
+        let Ok(a) = load.api.try_post(&path, json!({})).await else {
+            return;
+        };
+        if load.expect("invite", &a, 202) {
+            let id = a.body["message_id"].as_str().unwrap().to_string();
+            load.ack("invite", |acked| acked.invited.push(id));
+        }
+    }
+}
+
+async fn kill_under_load(db: Db) {
+    const N: usize = 24;
+    const OTP: usize = 4;
+    let sink = Arc::new(SmtpSink::start(SinkOptions::default()).await);
+    let sms = Arc::new(MockHttp::start().await);
+    let site = Site::new(db, &transports(sink.port, &sms.base_url));
+    let key = site.tenant();
+    let server = site.serve();
+    let api = Api::new(&server, &key);
+
+    // Before the load: factors waiting for confirmation, TOTP factors confirmed a step back
+    // (with their recovery codes), and confirmed email and SMS factors.
+    let mut pending = Vec::new();
+    let mut active = Vec::new();
+    let mut recovery = Vec::new();
+    for i in 0..N {
+        api.user(&format!("c{i}")).await;
+        pending.push(api.totp(&format!("c{i}")).await);
+        let user = format!("v{i}");
+        api.user(&user).await;
+        let t = api.totp(&user).await;
+        recovery.push((user, api.confirm_a_step_back(&t).await[0].clone()));
+        active.push(t);
+    }
+    let mut email = Vec::new();
+    let mut phone = Vec::new();
+    for i in 0..OTP {
+        let user = format!("e{i}");
+        api.user(&user).await;
+        let to = format!("e{i}-codes@example.com");
+        let a = api
+            .post(&format!("/users/{user}/factors/email"), json!({ "email": to }))
+            .await;
+        assert!(a.is(201), "{a:?}");
+        let factor = a.body["factor"]["id"].as_str().unwrap().to_string();
+        let code = eventually("the enrolment code", || mailed_codes(&sink, &to).pop()).await;
+        assert!(api.confirm(&user, &factor, &code).await.flag("confirmed"));
+        email.push(OtpFactor { user, factor, to });
+
+        let user = format!("s{i}");
+        api.user(&user).await;
+        let to = format!("+44770090{:04}", 100 + i);
+        let a = api
+            .post(&format!("/users/{user}/factors/sms"), json!({ "phone": to }))
+            .await;
+        assert!(a.is(201), "{a:?}");
+        let factor = a.body["factor"]["id"].as_str().unwrap().to_string();
+        let code = eventually("the enrolment SMS", || texted_codes(&sms, &to).pop()).await;
+        assert!(api.confirm(&user, &factor, &code).await.flag("confirmed"));
+        phone.push(OtpFactor { user, factor, to });
+    }
+
+    // The load: every kind of write at once. Codes by email and SMS (slow: each waits for its
+    // delivery) and invitations start first; once each has been acknowledged, confirmations,
+    // verifications and recovery-code renewals (fast) join, and the process is killed when
+    // about half of those are through, so requests of every kind are in flight.
+    let load = Arc::new(Load {
+        api: api.clone(),
+        acked: Mutex::default(),
+        stop: AtomicBool::new(false),
+    });
+    let invitees: Vec<String> = (0..N).map(|i| format!("v{i}")).collect();
+    let (mail, texts) = (sink.clone(), sms.clone());
+    let mut tasks = vec![
+        tokio::spawn(otp_load(load.clone(), "email", email.clone(), move |to| {
+            mailed_codes(&mail, to)
+        })),
+        tokio::spawn(otp_load(load.clone(), "sms", phone, move |to| {
+            texted_codes(&texts, to)
+        })),
+    ];
+    for _ in 0..2 {
+        let mail = sink.clone();
+        tasks.push(tokio::spawn(invite_load(
+            load.clone(),
+            invitees.clone(),
+            move || mail.received().len(),
+        )));
+    }
+    let started = [("email", 1), ("sms", 1), ("invite", 10)];
+    eventually("codes and invitations acknowledged", || {
+        load.acked_at_least(&started).then_some(())
+    })
+    .await;
+    tasks.push(tokio::spawn(confirm_load(load.clone(), pending)));
+    tasks.push(tokio::spawn(verify_load(load.clone(), active)));
+    tasks.push(tokio::spawn(recovery_load(load.clone(), recovery)));
+    for _ in 0..5_000 {
+        let fast = ["confirm", "verify", "recovery"];
+        let through: usize = {
+            let a = load.acked.lock().unwrap();
+            fast.iter().map(|k| a.per_kind.get(k).copied().unwrap_or(0)).sum()
+        };
+        if through >= fast.len() * N / 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    stop_without_panics(server); // SIGKILL
+    load.stop.store(true, Ordering::SeqCst);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let acked = std::mem::take(&mut *load.acked.lock().unwrap());
+    assert!(acked.wrong.is_empty(), "{:#?}", acked.wrong);
+
+    // What the kill left in the database, before anything touches it again.
+    let at_kill = site.outbox().await;
+    for id in &acked.invited {
+        assert!(at_kill.contains_key(id), "acknowledged invitation {id} lost");
+    }
+
+    let server = site.serve();
+    let api = Api::new(&server, &key);
+    for (user, factor) in &acked.confirmed {
+        assert_eq!(api.factor_status(user, factor).await, "active", "{user}");
+    }
+    for (user, code, factor) in &acked.codes {
+        let a = api.verify(user, code, factor.as_deref()).await;
+        assert!(a.is(200) && !a.flag("verified"), "{user} replayed: {a:?}");
+    }
+    for (user, code) in &acked.recovery {
+        let a = api.try_recover(user, code).await.unwrap();
+        assert!(a.is(200) && !a.flag("verified"), "{user} replayed: {a:?}");
+    }
+
+    // Every message queued before the kill goes out: once, or (delivery is at least once)
+    // again only if a worker was sending it when the process died.
+    let mut stats = Value::Null;
+    let drained = poll(None, || {
+        stats = futures_block(api.outbox_stats());
+        (stats["pending"] == 0 && stats["sending"] == 0).then_some(())
+    })
+    .await;
+    assert!(drained.is_some(), "the outbox did not drain: {stats}");
+    assert_eq!(stats["failed"], 0, "{stats}");
+    let mut delivered: HashMap<String, usize> = HashMap::new();
+    for m in sink.received() {
+        let id = m["message_id"].as_str().unwrap();
+        let id = id.trim_start_matches('<').trim_end_matches('>');
+        *delivered.entry(id.to_string()).or_default() += 1;
+    }
+    for r in sms.requests() {
+        let id = r.header("i-twilio-idempotency-token").unwrap();
+        *delivered.entry(id).or_default() += 1;
+    }
+    for (id, (channel, _)) in &at_kill {
+        assert!(delivered.contains_key(id), "{channel} message {id} never delivered");
+    }
+    for (id, n) in &delivered {
+        let status = at_kill.get(id).map(|(_, s)| s.as_str());
+        assert!(
+            *n == 1 || status == Some("sending"),
+            "message {id} delivered {n} times, {status:?} at the kill"
+        );
+    }
+
+    // The restarted server still takes a fresh code.
+    let f = &email[0];
+    let before = mailed_codes(&sink, &f.to).len();
+    let path = format!("/users/{}/factors/{}/send-code", f.user, f.factor);
+    assert!(api.post(&path, json!({})).await.is(202));
+    let code = eventually("a fresh code", || mailed_codes(&sink, &f.to).get(before).cloned()).await;
+    assert!(api.verify(&f.user, &code, Some(&f.factor)).await.flag("verified"));
+    stop_without_panics(server);
+    eprintln!(
+        "acknowledged before the kill: {} confirmations, {} codes, {} recovery codes, \
+         {} invitations; {} messages in the outbox, {} being sent",
+        acked.confirmed.len(),
+        acked.codes.len(),
+        acked.recovery.len(),
+        acked.invited.len(),
+        at_kill.len(),
+        at_kill.values().filter(|(_, s)| s == "sending").count()
+    );
+}
+
+/// Runs a future to completion from inside a synchronous closure of an async test.
+fn futures_block<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_loses_nothing_acknowledged_on_sqlite() {
+    kill_under_load(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_loses_nothing_acknowledged_on_postgres() {
+    let db = PgDatabase::fresh().await;
+    kill_under_load(Db::Postgres(db.url.clone())).await;
+}
