@@ -488,6 +488,21 @@ impl Load {
         a.status == want
     }
 
+    /// Like [`Load::expect`], but the overload answer (503 `unavailable` with `Retry-After`)
+    /// is fine too: the database is down. Counts those under "unavailable".
+    fn expect_or_unavailable(&self, what: &str, a: &Answer, want: u16) -> bool {
+        if a.is_unavailable() {
+            self.ack("unavailable", |_| {});
+            return false;
+        }
+        self.expect(what, a, want)
+    }
+
+    fn count(&self, kind: &str) -> usize {
+        let a = self.acked.lock().unwrap();
+        a.per_kind.get(kind).copied().unwrap_or(0)
+    }
+
     fn acked_at_least(&self, targets: &[(&str, usize)]) -> bool {
         let a = self.acked.lock().unwrap();
         targets
@@ -789,4 +804,267 @@ async fn kill_9_under_load_loses_nothing_acknowledged_on_sqlite() {
 async fn kill_9_under_load_loses_nothing_acknowledged_on_postgres() {
     let db = PgDatabase::fresh().await;
     kill_under_load(Db::Postgres(db.url.clone())).await;
+}
+
+// ------------------------------------------------------------------------------ SQLite busy
+
+/// Another process holding the SQLite database's write lock (`BEGIN EXCLUSIVE` from Python's
+/// own sqlite3 module) until told to let go.
+struct WriteLock {
+    child: std::process::Child,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+const LOCKER: &str = r#"
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+c.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+sys.stdin.readline()
+c.execute("ROLLBACK")
+print("released", flush=True)
+"#;
+
+impl WriteLock {
+    fn take(db: &std::path::Path) -> Self {
+        use std::process::{Command, Stdio};
+        let mut child = Command::new("python3")
+            .args(["-c", LOCKER])
+            .arg(db)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs the process that locks the database");
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut lock = Self { child, stdout };
+        assert_eq!(lock.line(), "locked");
+        lock
+    }
+
+    fn line(&mut self) -> String {
+        use std::io::BufRead;
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        line.trim().to_string()
+    }
+
+    fn release(mut self) {
+        use std::io::Write;
+        self.child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+        assert_eq!(self.line(), "released");
+        assert!(self.child.wait().unwrap().success());
+    }
+}
+
+impl Drop for WriteLock {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_locked_by_another_process_answers_503_then_recovers_untouched() {
+    let site = Site::new(Db::Sqlite, "");
+    let key = site.tenant();
+    let server = site.serve();
+    let api = Api::new(&server, &key);
+    api.user("alice").await;
+    let t = api.totp("alice").await;
+    api.confirm_a_step_back(&t).await;
+    let (code, wrong) = (t.code(0), t.wrong_code());
+    let writes = [
+        ("/users", json!({"external_id": "bob", "email": "bob@example.com"})),
+        ("/users/alice/invite", json!({})),
+        ("/users/alice/verify", json!({ "code": code })),
+        ("/users/alice/verify", json!({ "code": wrong })),
+        ("/users/alice/factors/totp", json!({})),
+    ];
+
+    // Held for longer than the server's 5 s busy timeout: until every write has its answer.
+    let lock = WriteLock::take(&site.data().join("twofold.db"));
+    let sent = std::time::Instant::now();
+    let answers =
+        futures_util::future::join_all(writes.iter().map(|(p, b)| api.post(p, b.clone()))).await;
+    eprintln!("{} writes answered 503 within {:?}", writes.len(), sent.elapsed());
+    for ((path, _), a) in writes.iter().zip(&answers) {
+        assert!(a.is_unavailable(), "{path}: {a:?}");
+    }
+    // Reads go on beside the lock (WAL).
+    let a = api.get("/users/alice").await;
+    assert!(a.is(200), "{a:?}");
+    lock.release();
+
+    // The same requests, nothing restarted: the refused code was not spent, the wrong one
+    // not counted twice.
+    let mut after = Vec::new();
+    for (path, body) in &writes {
+        after.push(api.post(path, body.clone()).await);
+    }
+    let got: Vec<(u16, Value)> = after
+        .iter()
+        .map(|a| (a.status, a.body["verified"].clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (201, Value::Null),
+            (202, Value::Null),
+            (200, json!(true)),
+            (200, json!(false)),
+            (201, Value::Null),
+        ],
+        "{after:?}"
+    );
+    stop_without_panics(server);
+}
+
+// ---------------------------------------------------------------- PostgreSQL restarted
+
+/// Renews `user`'s recovery codes again and again, each time with one of the codes the last
+/// renewal returned, until stopped. A 503 leaves the code unknown-spent (the commit may have
+/// happened before the connection died), so the chain ends on the first refusal after one.
+async fn recovery_chain(load: Arc<Load>, user: String, mut code: String) {
+    let mut after_503 = false;
+    while !load.stop.load(Ordering::SeqCst) {
+        let Ok(a) = load.api.try_recover(&user, &code).await else {
+            return;
+        };
+        if !load.expect_or_unavailable("recovery", &a, 200) {
+            after_503 |= a.is_unavailable();
+            continue;
+        }
+        if !a.flag("verified") {
+            if !after_503 {
+                load.acked.lock().unwrap().wrong.push("recovery chain broken".into());
+            }
+            return;
+        }
+        let next = strings(&a.body["recovery_codes"])[0].clone();
+        load.ack("recovery", |acked| acked.recovery.push((user.clone(), code)));
+        code = next;
+        after_503 = false;
+    }
+}
+
+/// One kind of request again and again until stopped; `request(n)` gives the n-th.
+async fn steady(
+    load: Arc<Load>,
+    kind: &'static str,
+    want: u16,
+    request: impl Fn(usize) -> (String, Value),
+) {
+    for n in 0.. {
+        if load.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let (path, body) = request(n);
+        let Ok(a) = load.api.try_post(&path, body).await else {
+            return;
+        };
+        if !load.expect_or_unavailable(kind, &a, want) {
+            continue;
+        }
+        if a.flag("verified") {
+            let mut acked = load.acked.lock().unwrap();
+            acked.wrong.push(format!("{kind}: verified"));
+        } else {
+            load.ack(kind, |_| {});
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restarted_under_load_answers_503_then_recovers_by_itself() {
+    let pg = tokio::task::spawn_blocking(PgServer::start_plain)
+        .await
+        .unwrap();
+    let site = Site::new(Db::Postgres(pg.url("127.0.0.1", "sslmode=disable")), "");
+    let key = site.tenant();
+    let server = site.serve();
+    let api = Api::new(&server, &key);
+    let mut factors = HashMap::new();
+    let mut recovery = HashMap::new();
+    for user in ["a", "b", "rec", "wrongy"] {
+        api.user(user).await;
+        let t = api.totp(user).await;
+        recovery.insert(user, api.confirm_a_step_back(&t).await);
+        factors.insert(user, t);
+    }
+    let a_code = factors["a"].code(0);
+    assert!(api.verify("a", &a_code, None).await.flag("verified"));
+
+    let load = Arc::new(Load {
+        api: api.clone(),
+        acked: Mutex::default(),
+        stop: AtomicBool::new(false),
+    });
+    let wrong = factors["wrongy"].wrong_code();
+    let tasks = vec![
+        tokio::spawn(steady(load.clone(), "invite", 202, |_| {
+            ("/users/a/invite".into(), json!({}))
+        })),
+        tokio::spawn(steady(load.clone(), "user", 201, |n| {
+            ("/users".into(), json!({ "external_id": format!("load{n}") }))
+        })),
+        tokio::spawn(steady(load.clone(), "wrong code", 200, move |_| {
+            ("/users/wrongy/verify".into(), json!({ "code": wrong }))
+        })),
+        tokio::spawn(recovery_chain(load.clone(), "rec".into(), recovery["rec"][0].clone())),
+    ];
+    let running = [("invite", 3), ("user", 3), ("wrong code", 3), ("recovery", 3)];
+    eventually("the load to run", || load.acked_at_least(&running).then_some(()))
+        .await;
+
+    tokio::task::block_in_place(|| pg.stop());
+    // Down for certain: each kind of write is refused the same way.
+    let b_code = factors["b"].code(0);
+    let probes = [
+        ("/users", json!({"external_id": "probe"})),
+        ("/users/a/invite", json!({})),
+        ("/users/b/verify", json!({ "code": b_code })),
+    ];
+    for (path, body) in &probes {
+        let sent = std::time::Instant::now();
+        let a = api.post(path, body.clone()).await;
+        assert!(a.is_unavailable(), "{path}: {a:?}");
+        eprintln!("{path} answered 503 in {:?} while PostgreSQL was down", sent.elapsed());
+    }
+    eventually("the load refused while PostgreSQL is down", || {
+        (load.count("unavailable") >= 10).then_some(())
+    })
+    .await;
+
+    tokio::task::block_in_place(|| pg.start_again());
+    // Nothing restarted on Twofold's side: the pool reconnects.
+    let before = load.count("invite");
+    eventually("the load to go through again", || {
+        (load.count("invite") >= before + 3 && load.count("user") >= 3).then_some(())
+    })
+    .await;
+    load.stop.store(true, Ordering::SeqCst);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let refused = load.count("unavailable");
+    let acked = std::mem::take(&mut *load.acked.lock().unwrap());
+    assert!(acked.wrong.is_empty(), "{:#?}", acked.wrong);
+
+    // The code refused during the outage was not spent; now it verifies, once. Nothing
+    // accepted before, during or after the restart is accepted again.
+    assert!(api.verify("b", &b_code, None).await.flag("verified"));
+    for (user, code) in [("a", &a_code), ("b", &b_code)] {
+        let a = api.verify(user, code, None).await;
+        assert!(a.is(200) && !a.flag("verified"), "{user} replayed: {a:?}");
+    }
+    assert!(!acked.recovery.is_empty());
+    for (user, code) in &acked.recovery {
+        let a = api.try_recover(user, code).await.unwrap();
+        assert!(a.is(200) && !a.flag("verified"), "{user} replayed: {a:?}");
+    }
+    stop_without_panics(server);
+    eprintln!(
+        "{refused} answers 503 while PostgreSQL was down; {} recovery renewals in the chain",
+        acked.recovery.len()
+    );
 }
