@@ -121,7 +121,10 @@ impl Api {
         };
         let answer = sent.await;
         if let Err(e) = &answer {
-            assert!(!e.is_timeout(), "{method} {path}: no answer in {REQUEST_BOUND:?}");
+            assert!(
+                !e.is_timeout(),
+                "{method} {path}: no answer in {REQUEST_BOUND:?}"
+            );
         }
         answer
     }
@@ -154,7 +157,9 @@ impl Api {
 
     /// A pending TOTP factor of `user`.
     async fn totp(&self, user: &str) -> Totp {
-        let a = self.post(&format!("/users/{user}/factors/totp"), json!({})).await;
+        let a = self
+            .post(&format!("/users/{user}/factors/totp"), json!({}))
+            .await;
         assert!(a.is(201), "{a:?}");
         let uri = KeyUri::parse(a.body["otpauth_uri"].as_str().unwrap()).unwrap();
         Totp {
@@ -369,7 +374,7 @@ impl Site {
         process::serve_with_env(
             self.dir.path(),
             &["--config", &self.config(), "--data-dir", &data],
-            &[("TWOFOLD_LOG_LEVEL", "info")],
+            &[("TWOFOLD_LOG_LEVEL", "info,twofold_store=debug")],
         )
     }
 
@@ -391,9 +396,9 @@ impl Site {
         process::token(&process::stdout(&out))
     }
 
-    /// Every outbox row, `message_id → (channel, status)`, read behind the server's back.
-    async fn outbox(&self) -> HashMap<String, (String, String)> {
-        const SQL: &str = "SELECT message_id, channel, status FROM outbox";
+    /// Every outbox row by message id, read behind the server's back.
+    async fn outbox(&self) -> HashMap<String, Row> {
+        const SQL: &str = "SELECT message_id, channel, status, last_error FROM outbox";
         match &self.db {
             Db::Sqlite => {
                 let c = rusqlite::Connection::open_with_flags(
@@ -403,7 +408,14 @@ impl Site {
                 .unwrap();
                 let mut s = c.prepare(SQL).unwrap();
                 let rows = s
-                    .query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))
+                    .query_map([], |r| {
+                        let row = Row {
+                            channel: r.get(1)?,
+                            status: r.get(2)?,
+                            last_error: r.get(3)?,
+                        };
+                        Ok((r.get(0)?, row))
+                    })
                     .unwrap();
                 rows.map(Result::unwrap).collect()
             }
@@ -413,16 +425,42 @@ impl Site {
                 .await
                 .unwrap()
                 .iter()
-                .map(|r| (r.get(0), (r.get(1), r.get(2))))
+                .map(|r| {
+                    let row = Row {
+                        channel: r.get(1),
+                        status: r.get(2),
+                        last_error: r.get(3),
+                    };
+                    (r.get(0), row)
+                })
                 .collect(),
         }
     }
 }
 
-/// Stops `server` and fails if it ever panicked.
-fn stop_without_panics(server: Server) {
+/// An outbox row as the database has it.
+#[derive(Debug)]
+struct Row {
+    channel: String,
+    status: String,
+    last_error: Option<String>,
+}
+
+impl Row {
+    /// Whether the message may reach its receiver more than once. Delivery is at least once: a
+    /// worker that dies while sending (`sending`), or whose attempt ended in an error after the
+    /// receiver may already have taken the message (a cut-off or timeout, so `last_error`), has
+    /// it sent again, under the same id for the receiver to drop.
+    fn may_repeat(&self) -> bool {
+        self.status == "sending" || self.last_error.is_some()
+    }
+}
+
+/// Stops `server` and fails if it ever panicked; returns its log.
+fn stop_without_panics(server: Server) -> String {
     let log = server.stop();
     assert!(!log.contains("panicked"), "the server panicked:\n{log}");
+    log
 }
 
 /// `[email]` to the SMTP server on `smtp_port`, `[sms]` to a Twilio-compatible `sms_url`.
@@ -535,7 +573,11 @@ async fn verify_load(load: Arc<Load>, active: Vec<Totp>) {
             return;
         };
         if load.expect("wrong code", &a, 200) && a.flag("verified") {
-            load.acked.lock().unwrap().wrong.push("a wrong code verified".into());
+            load.acked
+                .lock()
+                .unwrap()
+                .wrong
+                .push("a wrong code verified".into());
         }
         let code = t.code(0);
         let Ok(a) = load.api.try_verify(&t.user, &code, None).await else {
@@ -584,7 +626,9 @@ async fn otp_load(
         };
         if load.expect("verify a sent code", &a, 200) && a.flag("verified") {
             load.ack(kind, |acked| {
-                acked.codes.push((f.user.clone(), code, Some(f.factor.clone())))
+                acked
+                    .codes
+                    .push((f.user.clone(), code, Some(f.factor.clone())))
             });
         }
     }
@@ -644,7 +688,10 @@ async fn kill_under_load(db: Db) {
         api.user(&user).await;
         let to = format!("e{i}-codes@example.com");
         let a = api
-            .post(&format!("/users/{user}/factors/email"), json!({ "email": to }))
+            .post(
+                &format!("/users/{user}/factors/email"),
+                json!({ "email": to }),
+            )
             .await;
         assert!(a.is(201), "{a:?}");
         let factor = a.body["factor"]["id"].as_str().unwrap().to_string();
@@ -656,7 +703,10 @@ async fn kill_under_load(db: Db) {
         api.user(&user).await;
         let to = format!("+44770090{:04}", 100 + i);
         let a = api
-            .post(&format!("/users/{user}/factors/sms"), json!({ "phone": to }))
+            .post(
+                &format!("/users/{user}/factors/sms"),
+                json!({ "phone": to }),
+            )
             .await;
         assert!(a.is(201), "{a:?}");
         let factor = a.body["factor"]["id"].as_str().unwrap().to_string();
@@ -704,25 +754,31 @@ async fn kill_under_load(db: Db) {
         let fast = ["confirm", "verify", "recovery"];
         let through: usize = {
             let a = load.acked.lock().unwrap();
-            fast.iter().map(|k| a.per_kind.get(k).copied().unwrap_or(0)).sum()
+            fast.iter()
+                .map(|k| a.per_kind.get(k).copied().unwrap_or(0))
+                .sum()
         };
         if through >= fast.len() * N / 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    stop_without_panics(server); // SIGKILL
+    let log = stop_without_panics(server); // SIGKILL
     load.stop.store(true, Ordering::SeqCst);
     for t in tasks {
         t.await.unwrap();
     }
     let acked = std::mem::take(&mut *load.acked.lock().unwrap());
-    assert!(acked.wrong.is_empty(), "{:#?}", acked.wrong);
+    let busy: Vec<&str> = log.lines().filter(|l| l.contains("busy")).collect();
+    assert!(acked.wrong.is_empty(), "{:#?}\n{busy:#?}", acked.wrong);
 
     // What the kill left in the database, before anything touches it again.
     let at_kill = site.outbox().await;
     for id in &acked.invited {
-        assert!(at_kill.contains_key(id), "acknowledged invitation {id} lost");
+        assert!(
+            at_kill.contains_key(id),
+            "acknowledged invitation {id} lost"
+        );
     }
 
     let server = site.serve();
@@ -748,7 +804,8 @@ async fn kill_under_load(db: Db) {
     })
     .await;
     assert!(drained.is_some(), "the outbox did not drain: {stats}");
-    assert_eq!(stats["failed"], 0, "{stats}");
+    let failed = api.get("/outbox?status=failed").await.body;
+    assert_eq!(stats["failed"], 0, "{stats} {failed}");
     let mut delivered: HashMap<String, usize> = HashMap::new();
     for m in sink.received() {
         let id = m["message_id"].as_str().unwrap();
@@ -759,14 +816,18 @@ async fn kill_under_load(db: Db) {
         let id = r.header("i-twilio-idempotency-token").unwrap();
         *delivered.entry(id).or_default() += 1;
     }
-    for (id, (channel, _)) in &at_kill {
-        assert!(delivered.contains_key(id), "{channel} message {id} never delivered");
+    for (id, row) in &at_kill {
+        assert!(
+            delivered.contains_key(id),
+            "{} message {id} never delivered: {row:?}",
+            row.channel
+        );
     }
     for (id, n) in &delivered {
-        let status = at_kill.get(id).map(|(_, s)| s.as_str());
+        let row = at_kill.get(id);
         assert!(
-            *n == 1 || status == Some("sending"),
-            "message {id} delivered {n} times, {status:?} at the kill"
+            *n == 1 || row.is_some_and(Row::may_repeat),
+            "message {id} delivered {n} times, {row:?} at the kill"
         );
     }
 
@@ -775,8 +836,14 @@ async fn kill_under_load(db: Db) {
     let before = mailed_codes(&sink, &f.to).len();
     let path = format!("/users/{}/factors/{}/send-code", f.user, f.factor);
     assert!(api.post(&path, json!({})).await.is(202));
-    let code = eventually("a fresh code", || mailed_codes(&sink, &f.to).get(before).cloned()).await;
-    assert!(api.verify(&f.user, &code, Some(&f.factor)).await.flag("verified"));
+    let code = eventually("a fresh code", || {
+        mailed_codes(&sink, &f.to).get(before).cloned()
+    })
+    .await;
+    assert!(api
+        .verify(&f.user, &code, Some(&f.factor))
+        .await
+        .flag("verified"));
     stop_without_panics(server);
     eprintln!(
         "acknowledged before the kill: {} confirmations, {} codes, {} recovery codes, \
@@ -786,7 +853,7 @@ async fn kill_under_load(db: Db) {
         acked.recovery.len(),
         acked.invited.len(),
         at_kill.len(),
-        at_kill.values().filter(|(_, s)| s == "sending").count()
+        at_kill.values().filter(|r| r.status == "sending").count()
     );
 }
 
@@ -850,7 +917,12 @@ impl WriteLock {
 
     fn release(mut self) {
         use std::io::Write;
-        self.child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+        self.child
+            .stdin
+            .as_mut()
+            .unwrap()
+            .write_all(b"go\n")
+            .unwrap();
         assert_eq!(self.line(), "released");
         assert!(self.child.wait().unwrap().success());
     }
@@ -874,26 +946,50 @@ async fn sqlite_locked_by_another_process_answers_503_then_recovers_untouched() 
     api.confirm_a_step_back(&t).await;
     let (code, wrong) = (t.code(0), t.wrong_code());
     let writes = [
-        ("/users", json!({"external_id": "bob", "email": "bob@example.com"})),
+        (
+            "/users",
+            json!({"external_id": "bob", "email": "bob@example.com"}),
+        ),
         ("/users/alice/invite", json!({})),
         ("/users/alice/verify", json!({ "code": code })),
         ("/users/alice/verify", json!({ "code": wrong })),
         ("/users/alice/factors/totp", json!({})),
     ];
 
-    // Held for longer than the server's 5 s busy timeout: until every write has its answer.
-    let lock = WriteLock::take(&site.data().join("twofold.db"));
-    let sent = std::time::Instant::now();
-    let answers =
-        futures_util::future::join_all(writes.iter().map(|(p, b)| api.post(p, b.clone()))).await;
-    eprintln!("{} writes answered 503 within {:?}", writes.len(), sent.elapsed());
-    for ((path, _), a) in writes.iter().zip(&answers) {
-        assert!(a.is_unavailable(), "{path}: {a:?}");
-    }
     // Reads go on beside the lock (WAL).
+    let lock = WriteLock::take(&site.data().join("twofold.db"));
     let a = api.get("/users/alice").await;
     assert!(a.is(200), "{a:?}");
-    lock.release();
+
+    // These writes and a burst of user creations, all sent at once, wait out the server's 5 s
+    // busy timeout and are refused together: the lock goes as soon as the first 503 is in,
+    // so a write left queued behind the first refusal would succeed instead.
+    use futures_util::StreamExt;
+    let bulk: Vec<(&str, Value)> = (0..200)
+        .map(|n| ("/users", json!({ "external_id": format!("bulk{n}") })))
+        .collect();
+    let sent = std::time::Instant::now();
+    let mut pending: futures_util::stream::FuturesUnordered<_> = writes
+        .iter()
+        .chain(&bulk)
+        .map(|(path, body)| {
+            let api = &api;
+            async move { (*path, api.post(path, body.clone()).await) }
+        })
+        .collect();
+    let mut answers = vec![pending.next().await.unwrap()];
+    tokio::task::block_in_place(|| lock.release());
+    while let Some(a) = pending.next().await {
+        answers.push(a);
+    }
+    eprintln!(
+        "{} writes answered 503 within {:?}",
+        answers.len(),
+        sent.elapsed()
+    );
+    for (path, a) in &answers {
+        assert!(a.is_unavailable(), "{path}: {a:?}");
+    }
 
     // The same requests, nothing restarted: the refused code was not spent, the wrong one
     // not counted twice.
@@ -936,12 +1032,18 @@ async fn recovery_chain(load: Arc<Load>, user: String, mut code: String) {
         }
         if !a.flag("verified") {
             if !after_503 {
-                load.acked.lock().unwrap().wrong.push("recovery chain broken".into());
+                load.acked
+                    .lock()
+                    .unwrap()
+                    .wrong
+                    .push("recovery chain broken".into());
             }
             return;
         }
         let next = strings(&a.body["recovery_codes"])[0].clone();
-        load.ack("recovery", |acked| acked.recovery.push((user.clone(), code)));
+        load.ack("recovery", |acked| {
+            acked.recovery.push((user.clone(), code))
+        });
         code = next;
         after_503 = false;
     }
@@ -1005,16 +1107,30 @@ async fn postgres_restarted_under_load_answers_503_then_recovers_by_itself() {
             ("/users/a/invite".into(), json!({}))
         })),
         tokio::spawn(steady(load.clone(), "user", 201, |n| {
-            ("/users".into(), json!({ "external_id": format!("load{n}") }))
+            (
+                "/users".into(),
+                json!({ "external_id": format!("load{n}") }),
+            )
         })),
         tokio::spawn(steady(load.clone(), "wrong code", 200, move |_| {
             ("/users/wrongy/verify".into(), json!({ "code": wrong }))
         })),
-        tokio::spawn(recovery_chain(load.clone(), "rec".into(), recovery["rec"][0].clone())),
+        tokio::spawn(recovery_chain(
+            load.clone(),
+            "rec".into(),
+            recovery["rec"][0].clone(),
+        )),
     ];
-    let running = [("invite", 3), ("user", 3), ("wrong code", 3), ("recovery", 3)];
-    eventually("the load to run", || load.acked_at_least(&running).then_some(()))
-        .await;
+    let running = [
+        ("invite", 3),
+        ("user", 3),
+        ("wrong code", 3),
+        ("recovery", 3),
+    ];
+    eventually("the load to run", || {
+        load.acked_at_least(&running).then_some(())
+    })
+    .await;
 
     tokio::task::block_in_place(|| pg.stop());
     // Down for certain: each kind of write is refused the same way.
@@ -1028,7 +1144,10 @@ async fn postgres_restarted_under_load_answers_503_then_recovers_by_itself() {
         let sent = std::time::Instant::now();
         let a = api.post(path, body.clone()).await;
         assert!(a.is_unavailable(), "{path}: {a:?}");
-        eprintln!("{path} answered 503 in {:?} while PostgreSQL was down", sent.elapsed());
+        eprintln!(
+            "{path} answered 503 in {:?} while PostgreSQL was down",
+            sent.elapsed()
+        );
     }
     eventually("the load refused while PostgreSQL is down", || {
         (load.count("unavailable") >= 10).then_some(())
@@ -1067,4 +1186,142 @@ async fn postgres_restarted_under_load_answers_503_then_recovers_by_itself() {
         "{refused} answers 503 while PostgreSQL was down; {} recovery renewals in the chain",
         acked.recovery.len()
     );
+}
+
+// ------------------------------------------------------------------ SMS provider down and back
+
+/// tests/delivery.rs covers the mail server refusing connections across a server restart, and
+/// one 429 from the SMS provider. Here the SMS provider is down for a while in every way it
+/// can be (nothing listening, then 500s, then 503s) with several messages waiting: each is
+/// retried on a doubling backoff that the outbox shows, and goes out once when it is back.
+/// In-process, on the test's clock, so the backoff is walked through without waiting for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sms_provider_refusing_then_failing_then_back_gets_each_message_once() {
+    use common::spawn_app_with;
+    use twofold_core::ports::Clock;
+    use twofold_delivery::{Secret, SmsProvider};
+    const BASE_MS: i64 = 4_000;
+    let port = free_port();
+    let app = spawn_app_with(move |c| {
+        c.sms.provider = SmsProvider::Twilio;
+        c.sms.twilio.base_url = format!("http://127.0.0.1:{port}");
+        c.sms.twilio.account_sid = Some("AC0123456789".into());
+        c.sms.twilio.auth_token = Some(Secret::new("token-xyz"));
+        c.sms.twilio.from = Some("+15005550006".into());
+        c.delivery.poll_interval_ms = 50;
+        c.delivery.backoff_base_secs = (BASE_MS / 1000) as u64;
+    })
+    .await;
+    let key = app.tenant("acme").await;
+    let mut factors = HashMap::new();
+    for i in 0..3 {
+        let (user, phone) = (format!("u{i}"), format!("+44770090{:04}", 200 + i));
+        app.user("acme", &key, &user).await;
+        let (s, body) = app
+            .post(
+                &format!("/v1/tenants/acme/users/{user}/factors/sms"),
+                &key,
+                json!({ "phone": phone }),
+            )
+            .await;
+        assert_eq!(s, reqwest::StatusCode::CREATED, "{body}");
+        factors.insert(
+            phone,
+            (user, body["factor"]["id"].as_str().unwrap().to_string()),
+        );
+    }
+
+    // Each failed attempt n leaves the message pending, with its error, due again after a
+    // delay in [d/2, d] where d = BASE_MS · 2^(n-1): the backoff, read from the outbox.
+    let failed_attempt = |n: i32, error: &'static str| {
+        let app = &app;
+        let key = key.clone();
+        async move {
+            let mut page = Value::Null;
+            let settled = poll(None, || {
+                page = futures_block(app.get("/v1/tenants/acme/outbox", &key)).1;
+                let m = page["messages"].as_array()?;
+                m.iter()
+                    .all(|m| {
+                        m["status"] == "pending"
+                            && m["attempts"] == n
+                            && m["last_error"].as_str().is_some_and(|e| e.contains(error))
+                    })
+                    .then_some(())
+            })
+            .await;
+            assert!(settled.is_some(), "attempt {n} ({error}): {page}");
+            let d = BASE_MS << (n - 1);
+            let now = app.clock.now_ms();
+            for m in page["messages"].as_array().unwrap() {
+                let delay = m["next_attempt_at"].as_i64().unwrap() - now;
+                assert!(
+                    (d / 2..=d).contains(&delay),
+                    "attempt {n}: due in {delay} ms"
+                );
+            }
+            d
+        }
+    };
+    // Nothing listens on the provider's port.
+    let wait = failed_attempt(1, "Twilio").await;
+    // It comes back answering errors: 500 to the next three requests, 503 to three more.
+    let provider = MockHttp::start_on(port).await;
+    for status in [500, 500, 500, 503, 503, 503] {
+        provider.answer(
+            status,
+            r#"{"code": 20500, "message": "Internal Server Error"}"#,
+        );
+    }
+    app.advance_secs(wait / 1000);
+    let wait = failed_attempt(2, "500").await;
+    app.advance_secs(wait / 1000);
+    let wait = failed_attempt(3, "503").await;
+    // Healthy again (the script is used up: 201 from now on).
+    app.advance_secs(wait / 1000);
+    let stats = eventually("every message sent", || {
+        let s = futures_block(app.get("/v1/tenants/acme/outbox/stats", &key)).1;
+        (s["sent"] == 3 && s["pending"] == 0 && s["failed"] == 0).then_some(s)
+    })
+    .await;
+    assert_eq!(stats["sending"], 0, "{stats}");
+
+    // Three tries each reached the provider, with the same idempotency token; only the last
+    // was accepted, so each phone got its code once. The code works.
+    let requests = provider.requests();
+    let mut tries: HashMap<String, Vec<String>> = HashMap::new();
+    for r in &requests {
+        let token = r.header("i-twilio-idempotency-token").unwrap();
+        tries
+            .entry(r.form_value("To").unwrap())
+            .or_default()
+            .push(token);
+    }
+    assert_eq!(requests.len(), 9, "{tries:?}");
+    for (phone, tokens) in &tries {
+        assert_eq!(tokens.len(), 3, "{phone}");
+        assert!(
+            tokens.iter().all(|t| *t == tokens[0]),
+            "{phone}: {tokens:?}"
+        );
+    }
+    let accepted: Vec<String> = requests[6..]
+        .iter()
+        .map(|r| r.form_value("To").unwrap())
+        .collect();
+    assert_eq!(
+        accepted.iter().collect::<HashSet<_>>(),
+        factors.keys().collect::<HashSet<_>>()
+    );
+    let phone = &accepted[0];
+    let code = six_digits(&requests[6].form_value("Body").unwrap()).unwrap();
+    let (user, factor) = &factors[phone];
+    let (_, body) = app
+        .post(
+            &format!("/v1/tenants/acme/users/{user}/factors/{factor}/confirm"),
+            &key,
+            json!({ "code": code }),
+        )
+        .await;
+    assert_eq!(body["confirmed"], true, "{body}");
 }

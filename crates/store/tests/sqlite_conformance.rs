@@ -247,7 +247,10 @@ async fn writes_queued_behind_another_process_lock_are_refused_together() {
     while let Some(r) = rx.recv().await {
         busy += usize::from(matches!(r, Err(StoreError::Busy)));
     }
-    assert_eq!(busy, n, "every write queued during the wait is refused with it");
+    assert_eq!(
+        busy, n,
+        "every write queued during the wait is refused with it"
+    );
     // And the writer is fine afterwards.
     s.append_audit(audit_row(0)).await.unwrap();
 }
