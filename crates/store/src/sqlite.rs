@@ -152,8 +152,19 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteJob>>) {
                 }
             }
         };
+        let shed = matches!(commit, Err(StoreError::Busy));
         for job in batch {
             job.finish(commit.clone());
+        }
+        // BEGIN waited out the whole busy timeout: another process holds the write lock.
+        // Everything that queued up meanwhile is refused now rather than each batch waiting a
+        // timeout of its own, which under steady traffic would grow every caller's wait with
+        // the queue (up to QUEUE_DEPTH / MAX_BATCH timeouts) instead of answering 503 within
+        // one. Jobs that arrive after this start a fresh attempt.
+        if shed {
+            while let Ok(job) = rx.try_recv() {
+                job.finish(Err(StoreError::Busy));
+            }
         }
     }
 }
