@@ -226,6 +226,15 @@ mod tests {
         assert!(MethodSet::default().is_empty());
     }
 
+    /// Enforcement, deadline, profile, factor kinds, expected status.
+    type Case<'a> = (
+        Enforcement,
+        Option<i64>,
+        Option<&'a str>,
+        &'a [&'a str],
+        RolloutStatus,
+    );
+
     #[test]
     fn the_status_table() {
         use RolloutStatus::*;
@@ -235,13 +244,7 @@ mod tests {
         let admins = Enforcement::RequiredForProfiles {
             profiles: vec!["admin".into()],
         };
-        let cases: &[(
-            Enforcement,
-            Option<i64>,
-            Option<&str>,
-            &[&str],
-            RolloutStatus,
-        )] = &[
+        let cases: &[Case] = &[
             (Enforcement::Off, None, None, &["totp"], NotRequired),
             (Enforcement::Off, None, None, &[], NotRequired),
             (Enforcement::Optional, None, None, &[], Optional),

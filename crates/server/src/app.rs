@@ -98,6 +98,7 @@ async fn open_parts(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Twofol
             login: config.sessions.to_core().map_err(StartupError::Config)?,
             public_url: config.public_url().map_err(StartupError::Config)?,
             throttle: config.throttle.to_core().map_err(StartupError::Config)?,
+            vault: config.vault.to_core().map_err(StartupError::Config)?,
             ..TwofoldConfig::default()
         },
     );
