@@ -3,11 +3,12 @@
 //! a scriptable local HTTP server speaking whatever an SMS provider speaks, a fresh
 //! PostgreSQL database per test ([`PgDatabase`]), a private PostgreSQL server with TLS
 //! ([`PgTlsServer`]), and a MaxMind DB written by a third-party writer for the geo tests
-//! ([`geo::geo_fixture`]).
+//! ([`geo::geo_fixture`]); and headless Chromium driven over WebDriver ([`browser::Browser`]).
 //!
 //! Test support only (a dev-dependency): it fails loudly instead of returning errors.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod browser;
 pub mod geo;
 mod pg_server;
 pub use geo::geo_fixture;

@@ -34,7 +34,8 @@ const fn fnv1a(bytes: &[u8]) -> u64 {
     hash
 }
 
-static VERSION: LazyLock<String> = LazyLock::new(|| format!("{:016x}", fnv1a(STYLESHEET.as_bytes())));
+static VERSION: LazyLock<String> =
+    LazyLock::new(|| format!("{:016x}", fnv1a(STYLESHEET.as_bytes())));
 
 /// The stylesheet's version: the hash of its bytes, as 16 hex digits.
 pub fn stylesheet_version() -> &'static str {
@@ -98,11 +99,14 @@ mod tests {
         fn background(&self) -> Option<Rgb> {
             self.get("background")
                 .or(self.get("background-color"))
-                .map(|v| hex_in(v).unwrap_or_else(|| panic!("{}: {v} is not #rrggbb", self.selector)))
+                .map(|v| {
+                    hex_in(v).unwrap_or_else(|| panic!("{}: {v} is not #rrggbb", self.selector))
+                })
         }
         fn color(&self) -> Option<Rgb> {
-            self.get("color")
-                .map(|v| hex_in(v).unwrap_or_else(|| panic!("{}: {v} is not #rrggbb", self.selector)))
+            self.get("color").map(|v| {
+                hex_in(v).unwrap_or_else(|| panic!("{}: {v} is not #rrggbb", self.selector))
+            })
         }
     }
 
@@ -118,7 +122,10 @@ mod tests {
             rest = &rest[end..];
         }
         text.push_str(rest);
-        assert!(!text.contains('@'), "the contrast check reads flat rules only");
+        assert!(
+            !text.contains('@'),
+            "the contrast check reads flat rules only"
+        );
         text.split('}')
             .filter(|chunk| !chunk.trim().is_empty())
             .map(|chunk| {
@@ -179,7 +186,10 @@ mod tests {
                     .iter()
                     .find(|r| r.selector == *s)
                     .unwrap_or_else(|| panic!("surface {s} missing from the stylesheet"));
-                (*s, rule.background().expect("a surface paints a background"))
+                (
+                    *s,
+                    rule.background().expect("a surface paints a background"),
+                )
             })
             .collect();
         let mut checked = 0;
@@ -212,12 +222,19 @@ mod tests {
             if let Some(outline) = rule.get("outline").and_then(hex_in) {
                 for (surface, bg) in &surfaces {
                     let c = contrast(outline, *bg);
-                    assert!(c >= 3.0, "{} outline on {surface}: {c:.2} < 3", rule.selector);
+                    assert!(
+                        c >= 3.0,
+                        "{} outline on {surface}: {c:.2} < 3",
+                        rule.selector
+                    );
                     checked += 1;
                 }
             }
         }
-        assert!(checked >= 10, "only {checked} colour pairs found: parser broken?");
+        assert!(
+            checked >= 10,
+            "only {checked} colour pairs found: parser broken?"
+        );
     }
 
     #[test]
@@ -228,7 +245,10 @@ mod tests {
             .find(|r| r.selector == ":focus-visible")
             .expect("a :focus-visible rule");
         let outline = focus.get("outline").expect("it draws an outline");
-        assert!(outline.contains("solid") && outline.starts_with("3px"), "{outline}");
+        assert!(
+            outline.contains("solid") && outline.starts_with("3px"),
+            "{outline}"
+        );
         assert!(
             rules
                 .iter()
@@ -245,6 +265,9 @@ mod tests {
             format!("{:016x}", fnv1a(STYLESHEET.as_bytes()))
         );
         assert_ne!(fnv1a(b"a"), fnv1a(b"b"));
-        assert_eq!(stylesheet_href(), format!("/assets/twofold.css?v={}", stylesheet_version()));
+        assert_eq!(
+            stylesheet_href(),
+            format!("/assets/twofold.css?v={}", stylesheet_version())
+        );
     }
 }

@@ -151,16 +151,28 @@ mod tests {
         let tls = CookieFactory::new(true)
             .build("a", "b", "/x", 60, SameSite::Lax)
             .unwrap();
-        assert_eq!(tls, "a=b; Path=/x; Secure; HttpOnly; SameSite=Lax; Max-Age=60");
-        let gone = CookieFactory::new(true).clear("a", "/x", SameSite::Lax).unwrap();
-        assert!(gone.to_str().unwrap().starts_with("a=; ") && gone.to_str().unwrap().ends_with("Max-Age=0"));
+        assert_eq!(
+            tls,
+            "a=b; Path=/x; Secure; HttpOnly; SameSite=Lax; Max-Age=60"
+        );
+        let gone = CookieFactory::new(true)
+            .clear("a", "/x", SameSite::Lax)
+            .unwrap();
+        assert!(
+            gone.to_str().unwrap().starts_with("a=; ")
+                && gone.to_str().unwrap().ends_with("Max-Age=0")
+        );
     }
 
     #[test]
     fn parts_that_would_inject_attributes_make_no_cookie() {
         let f = CookieFactory::new(false);
-        assert!(f.build("a", "b; Domain=evil", "/", 1, SameSite::Strict).is_none());
-        assert!(f.build("a", "b", "/x; Domain=evil", 1, SameSite::Strict).is_none());
+        assert!(f
+            .build("a", "b; Domain=evil", "/", 1, SameSite::Strict)
+            .is_none());
+        assert!(f
+            .build("a", "b", "/x; Domain=evil", 1, SameSite::Strict)
+            .is_none());
         assert!(f.build("a", "b", "/x\n", 1, SameSite::Strict).is_none());
     }
 
@@ -173,7 +185,10 @@ mod tests {
         assert!(Csrf::verify(&headers(&[("cookie", &cookie)]), &t));
         assert!(!Csrf::verify(&headers(&[]), &t), "no cookie");
         assert!(!Csrf::verify(&headers(&[("cookie", &cookie)]), "forged"));
-        assert!(!Csrf::verify(&headers(&[("cookie", "tf_csrf=")]), ""), "empty");
+        assert!(
+            !Csrf::verify(&headers(&[("cookie", "tf_csrf=")]), ""),
+            "empty"
+        );
         assert!(!Csrf::verify(
             &headers(&[("cookie", &cookie), ("sec-fetch-site", "cross-site")]),
             &t

@@ -26,7 +26,10 @@ const COOP: HeaderName = HeaderName::from_static("cross-origin-opener-policy");
 
 /// Sets the page security headers; a handler's own `Cache-Control` (the stylesheet's) stays.
 pub fn set_security_headers(h: &mut HeaderMap) {
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::REFERRER_POLICY,
@@ -64,7 +67,10 @@ mod tests {
         assert!(directives.contains(&"default-src 'none'"));
         assert!(directives.contains(&"frame-ancestors 'none'"));
         assert!(directives.contains(&"style-src 'self'"));
-        assert!(!CSP.contains("script-src") && !CSP.contains("unsafe"), "{CSP}");
+        assert!(
+            !CSP.contains("script-src") && !CSP.contains("unsafe"),
+            "{CSP}"
+        );
     }
 
     #[test]

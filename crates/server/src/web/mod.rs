@@ -92,7 +92,9 @@ mod tests {
         assert_eq!(h[header::CONTENT_SECURITY_POLICY], CSP);
         assert_eq!(h[header::X_FRAME_OPTIONS], "DENY");
         assert_eq!(h[header::CACHE_CONTROL], "no-store");
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
         let html = String::from_utf8(body.to_vec()).unwrap();
         assert!(html.contains("<html lang=\"en\">"));
         assert!(html.contains("name=\"viewport\" content=\"width=device-width, initial-scale=1\""));
