@@ -14,7 +14,7 @@ pub use assets::{stylesheet_href, stylesheet_version, STYLESHEET, STYLESHEET_PAT
 pub use cookies::{
     read_cookie, CookieFactory, Csrf, SameSite, CSRF_COOKIE, CSRF_FIELD, CSRF_MAX_AGE,
 };
-pub use headers::{set_security_headers, CSP, PERMISSIONS_POLICY};
+pub use headers::{csp_with_form_action, set_security_headers, CSP, PERMISSIONS_POLICY};
 
 use crate::state::AppState;
 use axum::http::{header, HeaderValue, StatusCode};
