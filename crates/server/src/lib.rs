@@ -15,6 +15,7 @@ pub mod pages;
 pub mod qrimage;
 pub mod rotation;
 pub mod state;
+pub mod web;
 
 pub use app::{router, Application};
 pub use config::Config;

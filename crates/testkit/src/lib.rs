@@ -2,12 +2,14 @@
 //! process (Python's aiosmtpd, `fixtures/smtp_sink.py`), a private CA and server certificate,
 //! a scriptable local HTTP server speaking whatever an SMS provider speaks, a fresh
 //! PostgreSQL database per test ([`PgDatabase`]), a private PostgreSQL server, with TLS or one a
-//! test can stop and start ([`PgServer`]), and a MaxMind DB written by a third-party writer for the geo tests
-//! ([`geo::geo_fixture`]).
+//! test can stop and start ([`PgServer`]), a MaxMind DB written by a third-party writer for the
+//! geo tests ([`geo::geo_fixture`]), and headless Chromium driven over WebDriver
+//! ([`browser::Browser`]).
 //!
 //! Test support only (a dev-dependency): it fails loudly instead of returning errors.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod browser;
 pub mod geo;
 mod pg_server;
 pub use geo::geo_fixture;
