@@ -17,6 +17,7 @@ pub mod risk;
 pub mod security;
 pub mod service;
 pub mod throttle;
+pub mod tokens;
 pub mod totp;
 pub mod types;
 pub mod vault;
