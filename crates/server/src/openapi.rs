@@ -4,7 +4,10 @@ use crate::api::{
     self, dto, login as l, messaging as m, security as sec, vault as v, webhooks as w,
 };
 use crate::error::{ErrorBody, ErrorDetail};
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder, Type};
 use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
@@ -60,7 +63,7 @@ use utoipa::{Modify, OpenApi};
         v::VaultGroupDto, v::VaultGroupList, v::VaultCreateToken, v::VaultTokenDto,
         v::VaultCreatedToken, v::VaultTokenList,
     )),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &CommonErrors)
 )]
 pub struct ApiDoc;
 
@@ -90,5 +93,119 @@ impl Modify for BearerAuth {
                 ),
             );
         }
+    }
+}
+
+/// The error answers every operation can give, added where an operation's own annotations do
+/// not list them, so that the document says what clients really get (checked by
+/// `scripts/api-fuzz.sh`): 400 for a malformed path, query or body; 401 without a valid key
+/// (`WWW-Authenticate: Bearer`); 413 and 415 for a body too large or not sent as JSON; 503
+/// when the store is busy (`Retry-After`, SECURITY.md INV-09).
+struct CommonErrors;
+
+fn error_response(description: &str, header: Option<(&str, &str)>) -> RefOr<Response> {
+    let mut b = ResponseBuilder::new().description(description).content(
+        "application/json",
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("ErrorBody")))
+            .build(),
+    );
+    if let Some((name, about)) = header {
+        let schema = utoipa::openapi::ObjectBuilder::new().schema_type(Type::String);
+        b = b.header(
+            name,
+            HeaderBuilder::new()
+                .schema(schema)
+                .description(Some(about))
+                .build(),
+        );
+    }
+    RefOr::T(b.build())
+}
+
+impl CommonErrors {
+    fn add(op: &mut Operation) {
+        let mut common = vec![
+            ("400", error_response("malformed path, query or body", None)),
+            (
+                "503",
+                error_response(
+                    "the store is busy or unreachable: retry later",
+                    Some(("Retry-After", "seconds to wait")),
+                ),
+            ),
+        ];
+        if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+            common.push((
+                "401",
+                error_response(
+                    "no valid credential",
+                    Some(("WWW-Authenticate", "`Bearer`")),
+                ),
+            ));
+        }
+        if op.request_body.is_some() {
+            common.push(("413", error_response("the body is too large", None)));
+            common.push((
+                "415",
+                error_response("the body is not of the documented content type", None),
+            ));
+        }
+        for (status, response) in common {
+            op.responses
+                .responses
+                .entry(status.to_string())
+                .or_insert(response);
+        }
+    }
+}
+
+impl Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                Self::add(op);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// What `scripts/api-fuzz.sh` found missing: every operation documents the answers the
+    /// extractors and the store give it, with their headers.
+    #[test]
+    fn every_operation_documents_the_common_errors() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let mut operations = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                operations += 1;
+                let responses = &op["responses"];
+                let has = |s: &str| responses.get(s).is_some();
+                assert!(has("400") && has("503"), "{method} {path}");
+                assert!(responses["503"]["headers"]["Retry-After"].is_object());
+                if op.get("security").is_some() {
+                    assert!(has("401"), "{method} {path}");
+                    assert!(responses["401"]["headers"]["WWW-Authenticate"].is_object());
+                }
+                if op.get("requestBody").is_some() {
+                    assert!(has("413") && has("415"), "{method} {path}");
+                }
+            }
+        }
+        assert!(operations > 70, "{operations}");
     }
 }
