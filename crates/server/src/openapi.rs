@@ -4,7 +4,7 @@ use crate::api::{
     self, dto, login as l, messaging as m, security as sec, vault as v, webhooks as w,
 };
 use crate::error::{ErrorBody, ErrorDetail};
-use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::header::{Header, HeaderBuilder};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder, Type};
@@ -100,7 +100,7 @@ impl Modify for BearerAuth {
 /// not list them, so that the document says what clients really get (checked by
 /// `scripts/api-fuzz.sh`): 400 for a malformed path, query or body; 401 without a valid key
 /// (`WWW-Authenticate: Bearer`); 413 and 415 for a body too large or not sent as JSON; 503
-/// when the store is busy (`Retry-After`, SECURITY.md INV-09).
+/// when the store is busy (`Retry-After`, SECURITY.md INV-09); and `Retry-After` on every 429.
 struct CommonErrors;
 
 fn error_response(description: &str, header: Option<(&str, &str)>) -> RefOr<Response> {
@@ -111,16 +111,16 @@ fn error_response(description: &str, header: Option<(&str, &str)>) -> RefOr<Resp
             .build(),
     );
     if let Some((name, about)) = header {
-        let schema = utoipa::openapi::ObjectBuilder::new().schema_type(Type::String);
-        b = b.header(
-            name,
-            HeaderBuilder::new()
-                .schema(schema)
-                .description(Some(about))
-                .build(),
-        );
+        b = b.header(name, string_header(about));
     }
     RefOr::T(b.build())
+}
+
+fn string_header(about: &str) -> Header {
+    HeaderBuilder::new()
+        .schema(utoipa::openapi::ObjectBuilder::new().schema_type(Type::String))
+        .description(Some(about))
+        .build()
 }
 
 impl CommonErrors {
@@ -156,6 +156,19 @@ impl CommonErrors {
                 .responses
                 .entry(status.to_string())
                 .or_insert(response);
+        }
+        // The headers the error mapping always sets, also where an operation lists the
+        // status itself.
+        for (status, name, about) in [
+            ("401", "WWW-Authenticate", "`Bearer`"),
+            ("429", "Retry-After", "seconds to wait"),
+            ("503", "Retry-After", "seconds to wait"),
+        ] {
+            if let Some(RefOr::T(r)) = op.responses.responses.get_mut(status) {
+                r.headers
+                    .entry(name.to_string())
+                    .or_insert_with(|| string_header(about));
+            }
         }
     }
 }
@@ -197,6 +210,9 @@ mod tests {
                 let has = |s: &str| responses.get(s).is_some();
                 assert!(has("400") && has("503"), "{method} {path}");
                 assert!(responses["503"]["headers"]["Retry-After"].is_object());
+                if has("429") {
+                    assert!(responses["429"]["headers"]["Retry-After"].is_object());
+                }
                 if op.get("security").is_some() {
                     assert!(has("401"), "{method} {path}");
                     assert!(responses["401"]["headers"]["WWW-Authenticate"].is_object());
