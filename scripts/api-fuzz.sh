@@ -47,16 +47,10 @@ OUT="${OUT:-$target/api-fuzz}"
 mkdir -p "$OUT"
 data="$(mktemp -d "${TMPDIR:-/tmp}/twofold-api-fuzz.XXXXXX")"
 server_log="$OUT/server.log"
-server_pid=""
+# shellcheck source=lib/serve.sh
+. "$root/scripts/lib/serve.sh"
 cleanup() {
-    if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -TERM "$server_pid" 2>/dev/null || true
-        for _ in $(seq 1 50); do
-            kill -0 "$server_pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$server_pid" 2>/dev/null || true
-    fi
+    serve_stop
     rm -rf "$data"
 }
 trap cleanup EXIT
@@ -67,29 +61,13 @@ base="http://127.0.0.1:$port"
 twofold() { "$bin" --data-dir "$data" "$@"; }
 
 # The CLI creates the data directory, its keys and the database before the server starts.
-operator_key="$(twofold apikey create --operator --label api-fuzz | sed -n 's/^API key.*: //p')"
+operator_key="$(serve_operator_key "$bin" "$data" api-fuzz)"
 twofold tenant create --slug fuzz --name "Fuzz Inc" >/dev/null
 twofold user create --tenant fuzz --external-id alice --email alice@example.com \
     --phone +447700900123 >/dev/null
-if [[ "$operator_key" != tfk_* ]]; then
-    echo "api-fuzz.sh: could not create an operator key with the CLI" >&2
-    exit 1
-fi
 
 echo "==> starting twofold serve on $base (log: $server_log)"
-TWOFOLD_LOG_LEVEL="${TWOFOLD_LOG_LEVEL:-warn}" "$bin" --data-dir "$data" serve --listen "127.0.0.1:$port" \
-    >"$server_log" 2>&1 &
-server_pid=$!
-for _ in $(seq 1 100); do
-    curl -fs -o /dev/null --max-time 1 "$base/healthz" && break
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-        echo "api-fuzz.sh: the server exited; its log:" >&2
-        cat "$server_log" >&2
-        exit 1
-    fi
-    sleep 0.1
-done
-curl -fs -o /dev/null "$base/healthz"
+serve_start "$bin" "$data" "$port" "$server_log"
 
 config="$OUT/schemathesis.toml"
 cat >"$config" <<EOF
