@@ -93,7 +93,9 @@ flags=(
 
 echo "==> schemathesis against $base/openapi.json for at most ${seconds}s"
 set +e
-TWOFOLD_API_FUZZ_KEY="$operator_key" "${st[@]}" --config-file "$config" run "$base/openapi.json" "${flags[@]}"
+# From $OUT, where schemathesis keeps its .schemathesis cache (not in the checkout).
+(cd "$OUT" && TWOFOLD_API_FUZZ_KEY="$operator_key" \
+    "${st[@]}" --config-file "$config" run "$base/openapi.json" "${flags[@]}")
 status=$?
 set -e
 
