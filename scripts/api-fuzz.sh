@@ -45,6 +45,7 @@ echo "schemathesis: $("${st[@]}" --version 2>&1 | tail -n1)"
 
 OUT="${OUT:-$target/api-fuzz}"
 mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
 data="$(mktemp -d "${TMPDIR:-/tmp}/twofold-api-fuzz.XXXXXX")"
 server_log="$OUT/server.log"
 # shellcheck source=lib/serve.sh
