@@ -56,8 +56,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A free port: bind port 0 and give it back (the server binds it a moment later).
-port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+port="$(serve_free_port)"
 base="http://127.0.0.1:$port"
 twofold() { "$bin" --data-dir "$data" "$@"; }
 

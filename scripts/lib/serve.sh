@@ -3,6 +3,7 @@
 # started, waited for and stopped the same way everywhere.
 #
 #   serve_release_binaries              builds them unless SKIP_BUILD=1; sets bin and loadgen
+#   serve_free_port                     prints a port on 127.0.0.1 that nothing listens on
 #   serve_port_free PORT                fails if something answers on 127.0.0.1:PORT
 #   serve_operator_key BIN DATA LABEL   prints a new operator key (tfk_…), or fails
 #   serve_start BIN DATA PORT LOG       starts the server, sets server_pid, waits for /healthz
@@ -24,6 +25,11 @@ serve_release_binaries() {
             return 1
         fi
     done
+}
+
+serve_free_port() {
+    # Bind port 0 and give it back: the server binds it a moment later.
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 serve_port_free() {
