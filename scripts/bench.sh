@@ -57,70 +57,25 @@ stamp="$(date +%Y%m%d-%H%M%S)"
 json="$OUT/bench-$stamp-c${CONCURRENCY//,/-}.json"
 server_log="$OUT/server-$stamp.log"
 
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    echo "==> building release binaries (a few minutes on a cold cache)"
-    cargo build --release -p twofold-server -p twofold-loadgen
-fi
-bin="$root/target/release/twofold"
-loadgen="$root/target/release/twofold-loadgen"
-for b in "$bin" "$loadgen"; do
-    if [ ! -x "$b" ]; then
-        echo "bench.sh: $b is missing; run without SKIP_BUILD=1" >&2
-        exit 1
-    fi
-done
-
-if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/healthz"; then
-    echo "bench.sh: something already answers on 127.0.0.1:$PORT; stop it or pick another PORT=" >&2
-    exit 1
-fi
+# shellcheck source=lib/serve.sh
+. "$root/scripts/lib/serve.sh"
+serve_release_binaries
+serve_port_free "$PORT"
 
 data="$(mktemp -d "${TMPDIR:-/tmp}/twofold-bench.XXXXXX")"
-server_pid=""
 cleanup() {
-    if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -TERM "$server_pid" 2>/dev/null || true
-        for _ in $(seq 1 50); do
-            kill -0 "$server_pid" 2>/dev/null || break
-            sleep 0.2
-        done
-        kill -KILL "$server_pid" 2>/dev/null || true
-    fi
+    serve_stop
     rm -rf "$data"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 echo "==> creating an operator key in $data"
-key_out="$("$bin" apikey create --operator --label bench --data-dir "$data")"
-token="$(grep -o 'tfk_[A-Za-z0-9_-]*' <<<"$key_out" | head -n1 || true)"
-if [ -z "$token" ]; then
-    echo "bench.sh: could not find a tfk_ token in the output of 'twofold apikey create':" >&2
-    echo "$key_out" >&2
-    exit 1
-fi
+token="$(serve_operator_key "$bin" "$data" bench)"
 
 printf '[throttle]\ntenant_failures_per_hour = %s\n' "${TENANT_FAILURES:-1000000000}" >"$data/bench.toml"
 echo "==> starting twofold serve on 127.0.0.1:$PORT (log: $server_log)"
-TWOFOLD_LOG_LEVEL="${TWOFOLD_LOG_LEVEL:-warn}" \
-    "$bin" serve --config "$data/bench.toml" --data-dir "$data" --listen "127.0.0.1:$PORT" \
-    >"$server_log" 2>&1 &
-server_pid=$!
-for _ in $(seq 1 100); do
-    if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/healthz"; then
-        break
-    fi
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-        echo "bench.sh: the server exited during startup; its log:" >&2
-        cat "$server_log" >&2
-        exit 1
-    fi
-    sleep 0.1
-done
-if ! curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/healthz"; then
-    echo "bench.sh: the server did not answer /healthz within 10 s; see $server_log" >&2
-    exit 1
-fi
+serve_start "$bin" "$data" "$PORT" "$server_log" --config "$data/bench.toml"
 sleep 1
 idle_kib="$(awk '/^VmRSS:/ {print $2}' "/proc/$server_pid/status")"
 echo "==> server pid $server_pid, idle RSS ${idle_kib} KiB ($((idle_kib / 1024)) MiB)"

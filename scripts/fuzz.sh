@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Builds and runs every cargo-fuzz target of twofold-otp for SECONDS each (default 10).
+# Builds and runs every cargo-fuzz target for SECONDS each (default 10): the OTP maths
+# (otpauth_uri, base32, code_verify), the core's code parsing and TOTP windows (code_parse),
+# every token decoder (tokens) and the API's JSON request types (api_json).
 #
 #   scripts/fuzz.sh [SECONDS]
 #
@@ -24,7 +26,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 
-targets=(otpauth_uri base32 code_verify)
+targets=(otpauth_uri base32 code_verify code_parse tokens api_json)
 
 echo "==> building ${#targets[@]} fuzz targets"
 cargo fuzz build

@@ -12,8 +12,10 @@
 #      so the server package is installed even then (TWOFOLD_TEST_PG_BIN: another directory);
 #   2. checks formatting and lints (cargo fmt, cargo clippy -D warnings);
 #   3. runs every test of the workspace (cargo test);
-#   4. builds the cargo-fuzz targets and runs each for a few seconds (FUZZ_SECONDS, default 5).
-# Set SKIP_FUZZ=1 to leave out step 4 while iterating locally (CI never sets it).
+#   4. API fuzzing: schemathesis against the debug `twofold` binary step 3 built
+#      (scripts/api-fuzz.sh, about 3 minutes; API_FUZZ_SECONDS);
+#   5. builds the cargo-fuzz targets and runs each for a few seconds (FUZZ_SECONDS, default 5).
+# Set SKIP_FUZZ=1 to leave out steps 4 and 5 while iterating locally (CI never sets it).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -125,6 +127,8 @@ if [ "$test_status" -ne 0 ]; then
 fi
 
 if [ "${SKIP_FUZZ:-0}" != "1" ]; then
+    step "API fuzzing (schemathesis, ${API_FUZZ_SECONDS:-150}s)"
+    scripts/api-fuzz.sh
     step "fuzz smoke run (${FUZZ_SECONDS:-5}s per target)"
     scripts/fuzz.sh "${FUZZ_SECONDS:-5}"
 fi

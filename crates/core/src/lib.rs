@@ -18,6 +18,7 @@ pub mod rollout;
 pub mod security;
 pub mod service;
 pub mod throttle;
+pub mod tokens;
 pub mod totp;
 pub mod types;
 pub mod vault;

@@ -11,6 +11,10 @@
 //! `--nodes 1,2,3` runs with the first 1, 2 and 3 of them, `--server-pid` names each node's
 //! process and `--pg-pid`/`--pg-url` PostgreSQL's, for CPU time and transactions per request.
 //!
+//! Open loop (`scripts/soak.sh`): `--rate 2000` sends 2,000 requests per second on a fixed
+//! schedule, with at most `--concurrency` in flight, and measures each latency from when the
+//! request was due.
+//!
 //! Replay protection lets each (user, TOTP step) succeed once, so the valid run hands out each
 //! user at most once per 30 s step; with too few users the workers wait for the next step
 //! ("starved") and the report says how many users would have been enough.
@@ -67,6 +71,12 @@ struct Args {
     /// Seconds per timed run.
     #[arg(long, default_value_t = 10)]
     duration: u64,
+    /// Open loop: send this many requests per second on a fixed schedule (at most
+    /// --concurrency in flight; latency counted from when each was due) instead of each worker
+    /// sending its next request when the last is answered. A valid-code run needs about
+    /// rate x 30 s users.
+    #[arg(long, value_name = "N")]
+    rate: Option<f64>,
     #[arg(long, value_enum, default_value_t = Mode::Both)]
     mode: Mode,
     /// The server's process: its CPU time per request is reported, and its RSS sampled
@@ -165,6 +175,13 @@ fn validate(a: &Args) -> Result<(), String> {
     }
     if a.duration == 0 {
         return Err("--duration must be at least 1 second".into());
+    }
+    if a.rate
+        .is_some_and(|r| !(r.is_finite() && r > 0.0 && r <= 1_000_000.0))
+    {
+        return Err(
+            "--rate must be a number of requests per second above 0, at most 1000000".into(),
+        );
     }
     if let Some(nodes) = &a.nodes {
         if nodes.iter().any(|&n| n == 0 || n > a.url.len()) {
@@ -268,6 +285,7 @@ async fn real_main(args: Args, threads: usize, cpus: usize) -> Result<(), String
                     concurrency,
                     nodes,
                     duration: Duration::from_secs(args.duration),
+                    rate: args.rate,
                 });
             }
         }
@@ -317,8 +335,12 @@ async fn real_main(args: Args, threads: usize, cpus: usize) -> Result<(), String
                 tokio::time::sleep(Duration::from_secs_f64(wait + 0.05)).await;
             }
         }
+        let pace = args
+            .rate
+            .map(|r| format!(" at {r:.0} requests/s (open loop)"))
+            .unwrap_or_default();
         eprintln!(
-            "{} codes: {concurrency} workers on {nodes} node(s) for {}s...",
+            "{} codes: {concurrency} workers on {nodes} node(s) for {}s{pace}...",
             kind.name(),
             args.duration
         );
@@ -409,6 +431,17 @@ fn print_run(r: &RunReport, users: usize, window_s: u64) {
         "   requests {}  ({:.0} req/s)   verified:true {}   verified:false {}",
         r.requests, r.throughput_rps, r.verified, r.not_verified
     );
+    if let Some(rate) = r.rate_rps {
+        println!(
+            "   open loop at {rate:.0} req/s: {} due requests not sent for lack of an unused user{}",
+            r.skipped,
+            if r.skipped > 0 {
+                " (provision more --users: rate x 30 s + 20%)"
+            } else {
+                ""
+            }
+        );
+    }
     println!(
         "   latency  p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms  (mean {:.2} ms)",
         l.p50 as f64 / 1e3,

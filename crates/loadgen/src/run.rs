@@ -1,4 +1,10 @@
-//! The timed verify runs: C workers POSTing `/verify` for T seconds.
+//! The timed verify runs: C workers POSTing `/verify` for T seconds, either as fast as the
+//! server answers (closed loop) or at a fixed rate (open loop, `--rate`).
+//!
+//! In the open loop, request `n` is due at `start + n / rate` whatever happened before, and
+//! its latency is measured from that due time: when every worker is busy, the wait for a free
+//! one counts too, so a slow server shows in the percentiles instead of silently lowering the
+//! rate ("coordinated omission").
 
 use crate::api::{error_chain, unix_secs, unix_secs_f64, Api, BenchUser};
 use hdrhistogram::Histogram;
@@ -130,6 +136,8 @@ struct WorkerStats {
     transport_errors: u64,
     first_errors: Vec<String>,
     starved: Duration,
+    /// Open loop: requests that were due while no user was available (not sent).
+    skipped: u64,
 }
 
 impl WorkerStats {
@@ -144,6 +152,7 @@ impl WorkerStats {
             transport_errors: 0,
             first_errors: Vec::new(),
             starved: Duration::ZERO,
+            skipped: 0,
         })
     }
 
@@ -161,6 +170,11 @@ pub struct RunReport {
     pub concurrency: usize,
     /// Nodes the workers were spread over.
     pub nodes: usize,
+    /// Open loop: the requests per second asked for (`None`: closed loop).
+    pub rate_rps: Option<f64>,
+    /// Open loop: requests that fell due while every user had been used in the current TOTP
+    /// step, so none was sent (provision more users).
+    pub skipped: u64,
     pub duration_s: f64,
     pub requests: u64,
     /// Answers `{"verified":true}`.
@@ -222,6 +236,41 @@ pub struct Plan {
     pub concurrency: usize,
     pub nodes: usize,
     pub duration: Duration,
+    /// Requests per second in an open loop (`concurrency` is then the most in flight at once);
+    /// `None`: each worker sends its next request when the last one is answered.
+    pub rate: Option<f64>,
+}
+
+/// The due times of an open-loop run: request `n` at `start + n / rate`.
+struct Pacer {
+    start: Instant,
+    interval: Duration,
+    next: AtomicU64,
+}
+
+impl Pacer {
+    fn new(start: Instant, rate: f64) -> Self {
+        Self {
+            start,
+            interval: Duration::from_secs_f64(1.0 / rate.max(1e-3)),
+            next: AtomicU64::new(0),
+        }
+    }
+
+    /// When the next request not yet claimed by a worker is due.
+    fn claim(&self) -> Instant {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        self.start + self.interval.mul_f64(n as f64)
+    }
+}
+
+/// How often a run prints its progress: every second, or every 10 s in runs over a minute.
+fn progress_every(duration: Duration) -> Duration {
+    if duration > Duration::from_secs(60) {
+        Duration::from_secs(10)
+    } else {
+        Duration::from_secs(1)
+    }
 }
 
 /// Runs `concurrency` workers for `duration`, printing progress every second.
@@ -237,9 +286,11 @@ pub async fn run(
         concurrency,
         nodes,
         duration,
+        rate,
     } = plan;
     let nodes = nodes.max(1);
     let start = Instant::now();
+    let pacer = rate.map(|r| Arc::new(Pacer::new(start, r)));
     let deadline = start + duration;
     let done = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
@@ -253,15 +304,32 @@ pub async fn run(
         let node = w % nodes;
         let (api, users, scheduler) = (api.clone(), users.clone(), scheduler.clone());
         let (done, errors, round_robin) = (done.clone(), errors.clone(), round_robin.clone());
+        let pacer = pacer.clone();
         handles.push(tokio::spawn(async move {
             let mut st = WorkerStats::new()?;
             let json = HeaderValue::from_static("application/json");
             while Instant::now() < deadline {
+                let due = match &pacer {
+                    Some(p) => {
+                        let due = p.claim();
+                        if due >= deadline {
+                            break;
+                        }
+                        tokio::time::sleep_until(due.into()).await;
+                        Some(due)
+                    }
+                    None => None,
+                };
                 let (i, code) = match &scheduler {
                     Some(s) => match s.take() {
                         Ok((i, step)) => {
                             let u = &users[i];
                             (i, twofold_otp::totp_at_step(&u.secret, step, &u.params))
+                        }
+                        Err(_) if due.is_some() => {
+                            // The open loop keeps its schedule: this request is not sent.
+                            st.skipped += 1;
+                            continue;
                         }
                         Err(next_step_at) => {
                             // Every user has succeeded in this step: wait for the next one.
@@ -282,7 +350,8 @@ pub async fn run(
                     }
                 };
                 let body = format!("{{\"code\":\"{code}\"}}");
-                let t0 = Instant::now();
+                // Open loop: from when the request was due, waiting for a worker included.
+                let t0 = due.unwrap_or_else(Instant::now);
                 let sent = api
                     .client
                     .post(users[i].verify_urls[node].clone())
@@ -335,16 +404,18 @@ pub async fn run(
         let (done, errors) = (done.clone(), errors.clone());
         let name = kind.name();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let every = progress_every(duration);
+            let mut tick = tokio::time::interval(every);
             tick.tick().await;
             let mut last = 0;
             loop {
                 tick.tick().await;
                 let d = done.load(Ordering::Relaxed);
                 eprintln!(
-                    "  {name}: {:>4.1}s  {d:>9} requests  {:>7} req/s in the last second  {} errors",
+                    "  {name}: {:>5.1}s  {d:>9} requests  {:>7.0} req/s in the last {}s  {} errors",
                     start.elapsed().as_secs_f64(),
-                    d - last,
+                    (d - last) as f64 / every.as_secs_f64(),
+                    every.as_secs(),
                     errors.load(Ordering::Relaxed)
                 );
                 last = d;
@@ -368,6 +439,7 @@ pub async fn run(
                 }
                 total.transport_errors += s.transport_errors;
                 total.starved += s.starved;
+                total.skipped += s.skipped;
                 for e in s.first_errors {
                     total.note_error(e);
                 }
@@ -396,6 +468,8 @@ pub async fn run(
         mode: kind.name(),
         concurrency,
         nodes,
+        rate_rps: rate,
+        skipped: total.skipped,
         duration_s: elapsed,
         requests,
         verified: total.verified,
@@ -489,6 +563,28 @@ mod tests {
         assert_eq!(wrong_code("000123", 6), "000124");
         assert_eq!(wrong_code("999999", 6), "000000");
         assert_eq!(wrong_code("12345678", 8), "12345679");
+    }
+
+    #[test]
+    fn the_open_loop_schedule_is_fixed_by_the_rate() {
+        let start = Instant::now();
+        let p = Pacer::new(start, 400.0);
+        let due: Vec<Duration> = (0..5).map(|_| p.claim() - start).collect();
+        assert_eq!(due[0], Duration::ZERO);
+        for w in due.windows(2) {
+            assert!(
+                (w[1] - w[0]).as_nanos().abs_diff(2_500_000) < 1_000,
+                "{w:?}"
+            );
+        }
+        assert_eq!(
+            progress_every(Duration::from_secs(10)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            progress_every(Duration::from_secs(600)),
+            Duration::from_secs(10)
+        );
     }
 
     #[test]

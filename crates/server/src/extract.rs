@@ -95,11 +95,7 @@ pub fn bearer(headers: &axum::http::HeaderMap) -> Result<&str, twofold_core::Cor
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
+        .and_then(twofold_core::tokens::bearer)
         .ok_or(twofold_core::CoreError::Unauthenticated)
 }
 

@@ -4,7 +4,10 @@ use crate::api::{
     self, dto, login as l, messaging as m, security as sec, vault as v, webhooks as w,
 };
 use crate::error::{ErrorBody, ErrorDetail};
+use utoipa::openapi::header::{Header, HeaderBuilder};
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder, Type};
 use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
@@ -61,7 +64,7 @@ use utoipa::{Modify, OpenApi};
         v::VaultGroupDto, v::VaultGroupList, v::VaultCreateToken, v::VaultTokenDto,
         v::VaultCreatedToken, v::VaultTokenList,
     )),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &CommonErrors)
 )]
 pub struct ApiDoc;
 
@@ -91,5 +94,135 @@ impl Modify for BearerAuth {
                 ),
             );
         }
+    }
+}
+
+/// The error answers every operation can give, added where an operation's own annotations do
+/// not list them, so that the document says what clients really get (checked by
+/// `scripts/api-fuzz.sh`): 400 for a malformed path, query or body; 401 without a valid key
+/// (`WWW-Authenticate: Bearer`); 413 and 415 for a body too large or not sent as JSON; 503
+/// when the store is busy (`Retry-After`, SECURITY.md INV-09); and `Retry-After` on every 429.
+struct CommonErrors;
+
+fn error_response(description: &str, header: Option<(&str, &str)>) -> RefOr<Response> {
+    let mut b = ResponseBuilder::new().description(description).content(
+        "application/json",
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("ErrorBody")))
+            .build(),
+    );
+    if let Some((name, about)) = header {
+        b = b.header(name, string_header(about));
+    }
+    RefOr::T(b.build())
+}
+
+fn string_header(about: &str) -> Header {
+    HeaderBuilder::new()
+        .schema(utoipa::openapi::ObjectBuilder::new().schema_type(Type::String))
+        .description(Some(about))
+        .build()
+}
+
+impl CommonErrors {
+    fn add(op: &mut Operation) {
+        let mut common = vec![
+            ("400", error_response("malformed path, query or body", None)),
+            (
+                "503",
+                error_response(
+                    "the store is busy or unreachable: retry later",
+                    Some(("Retry-After", "seconds to wait")),
+                ),
+            ),
+        ];
+        if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+            common.push((
+                "401",
+                error_response(
+                    "no valid credential",
+                    Some(("WWW-Authenticate", "`Bearer`")),
+                ),
+            ));
+        }
+        if op.request_body.is_some() {
+            common.push(("413", error_response("the body is too large", None)));
+            common.push((
+                "415",
+                error_response("the body is not of the documented content type", None),
+            ));
+        }
+        for (status, response) in common {
+            op.responses
+                .responses
+                .entry(status.to_string())
+                .or_insert(response);
+        }
+        // The headers the error mapping always sets, also where an operation lists the
+        // status itself.
+        for (status, name, about) in [
+            ("401", "WWW-Authenticate", "`Bearer`"),
+            ("429", "Retry-After", "seconds to wait"),
+            ("503", "Retry-After", "seconds to wait"),
+        ] {
+            if let Some(RefOr::T(r)) = op.responses.responses.get_mut(status) {
+                r.headers
+                    .entry(name.to_string())
+                    .or_insert_with(|| string_header(about));
+            }
+        }
+    }
+}
+
+impl Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                Self::add(op);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// What `scripts/api-fuzz.sh` found missing: every operation documents the answers the
+    /// extractors and the store give it, with their headers.
+    #[test]
+    fn every_operation_documents_the_common_errors() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let mut operations = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                operations += 1;
+                let responses = &op["responses"];
+                let has = |s: &str| responses.get(s).is_some();
+                assert!(has("400") && has("503"), "{method} {path}");
+                assert!(responses["503"]["headers"]["Retry-After"].is_object());
+                if has("429") {
+                    assert!(responses["429"]["headers"]["Retry-After"].is_object());
+                }
+                if op.get("security").is_some() {
+                    assert!(has("401"), "{method} {path}");
+                    assert!(responses["401"]["headers"]["WWW-Authenticate"].is_object());
+                }
+                if op.get("requestBody").is_some() {
+                    assert!(has("413") && has("415"), "{method} {path}");
+                }
+            }
+        }
+        assert!(operations > 70, "{operations}");
     }
 }

@@ -596,7 +596,7 @@ impl Twofold {
         token: &str,
         now: i64,
     ) -> Result<Option<String>, CoreError> {
-        if !token.starts_with("tfd_") || token.len() > 100 {
+        if crate::tokens::parse(crate::tokens::TokenKind::Device, token).is_none() {
             return Ok(None);
         }
         let device = self
@@ -953,7 +953,7 @@ impl Twofold {
         tenant: &Tenant,
         token: &str,
     ) -> Result<(PendingLogin, User), CoreError> {
-        if !token.starts_with("tfl_") || token.len() > 100 {
+        if crate::tokens::parse(crate::tokens::TokenKind::PendingLogin, token).is_none() {
             return Err(invalid_token());
         }
         let now = self.now();
@@ -1430,7 +1430,7 @@ impl Twofold {
         token: &str,
     ) -> Result<Option<SessionView>, CoreError> {
         let tenant = self.tenant_for(actor, slug).await?;
-        if !token.starts_with("tfs_") || token.len() > 100 {
+        if crate::tokens::parse(crate::tokens::TokenKind::Session, token).is_none() {
             return Ok(None);
         }
         let Some(s) = self

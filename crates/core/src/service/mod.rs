@@ -10,8 +10,11 @@ use crate::rollout::{self, MethodSet, RolloutReport, RolloutStatus};
 use crate::security::{StoredFactor, Undo};
 use crate::totp;
 use crate::types::*;
+<<<<<<< HEAD
 use base64::Engine;
 use std::collections::HashMap;
+=======
+>>>>>>> fuzz
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use twofold_crypto::{Hasher, SharedKeyring};
@@ -321,9 +324,6 @@ impl Verdict {
 }
 
 pub const MAX_FACTORS_PER_USER: usize = 10;
-const API_KEY_PREFIX: &str = "tfk";
-/// 8 random bytes in unpadded base32.
-const API_KEY_ID_LEN: usize = 13;
 /// Longest issuer or account name put in an otpauth:// URI: keeps the QR code scannable.
 pub const MAX_LABEL_CHARS: usize = 64;
 
@@ -381,19 +381,14 @@ pub struct UserStatus {
 }
 
 fn cursor_encode(id: i64) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.to_string())
+    crate::tokens::cursor_encode(id)
 }
 
 fn cursor_decode(s: &str) -> Result<i64, CoreError> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(s)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.parse::<i64>().ok())
-        .ok_or(CoreError::Invalid {
-            field: "cursor",
-            message: "is not a cursor this server issued".into(),
-        })
+    crate::tokens::cursor_decode(s).ok_or(CoreError::Invalid {
+        field: "cursor",
+        message: "is not a cursor this server issued".into(),
+    })
 }
 
 impl Twofold {
@@ -476,9 +471,7 @@ impl Twofold {
     // ---------------------------------------------------------------- API keys
 
     fn mint_api_key(&self, tenant_id: Option<i64>, label: &str) -> (ApiKey, String) {
-        let key_id = base32::encode(&twofold_crypto::random_bytes(8)).to_ascii_lowercase();
-        let secret = twofold_crypto::random_token(32);
-        let token = format!("{API_KEY_PREFIX}_{key_id}_{secret}");
+        let (key_id, secret, token) = crate::tokens::ApiKeyToken::mint();
         let record = ApiKey {
             key_id,
             tenant_id,
@@ -493,21 +486,15 @@ impl Twofold {
     /// Resolves a bearer token to an actor. Unknown, malformed and revoked keys all answer the
     /// same, and the hash is computed either way so timing does not tell them apart.
     pub async fn authenticate(&self, token: &str) -> Result<Actor, CoreError> {
-        let mut parts = token.splitn(3, '_');
-        let (prefix, key_id, secret) = (parts.next(), parts.next(), parts.next());
-        let secret = secret.unwrap_or("");
-        let presented = self.hasher.hash("apikey", secret.as_bytes());
-        let (Some(API_KEY_PREFIX), Some(key_id)) = (prefix, key_id) else {
+        let parsed = crate::tokens::ApiKeyToken::parse(token);
+        // Hash even a malformed key, so timing does not tell the two apart.
+        let presented = self
+            .hasher
+            .hash("apikey", parsed.map_or(&b""[..], |t| t.secret.as_bytes()));
+        // Only ids this server could have minted reach the store.
+        let Some(crate::tokens::ApiKeyToken { key_id, .. }) = parsed else {
             return Err(CoreError::Unauthenticated);
         };
-        // Only ids this server could have minted reach the store.
-        if key_id.len() != API_KEY_ID_LEN
-            || !key_id
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
-        {
-            return Err(CoreError::Unauthenticated);
-        }
         let now = self.now();
         let key = match self.api_keys.get(&key_id.to_string(), now) {
             Some(k) => k,

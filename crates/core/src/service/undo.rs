@@ -70,7 +70,7 @@ impl Twofold {
 
     /// The link behind a token, or `NotFound("link")` for anything that is not one.
     async fn revert_link_of(&self, token: &str) -> Result<(RevertLink, Undo), CoreError> {
-        if !token.starts_with("tfr_") || token.len() > 100 {
+        if crate::tokens::parse(crate::tokens::TokenKind::Revert, token).is_none() {
             return Err(CoreError::NotFound("link"));
         }
         let link = self

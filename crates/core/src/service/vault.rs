@@ -647,7 +647,7 @@ impl Twofold {
     /// The live token behind a `tfv_…` bearer, with its tenant. Unknown, malformed and revoked
     /// tokens all answer `Unauthenticated`.
     async fn vault_token_of(&self, token: &str) -> Result<(VaultToken, Tenant), CoreError> {
-        if !token.starts_with("tfv_") || token.len() > 100 {
+        if crate::tokens::parse(crate::tokens::TokenKind::Vault, token).is_none() {
             return Err(CoreError::Unauthenticated);
         }
         let record = self
