@@ -71,18 +71,9 @@ mkdir -p "$OUT"
 stamp="$(date +%Y%m%d-%H%M%S)"
 json="$OUT/multinode-$stamp.json"
 
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    echo "==> building release binaries (a few minutes on a cold cache)"
-    cargo build --release -p twofold-server -p twofold-loadgen
-fi
-bin="$root/target/release/twofold"
-loadgen="$root/target/release/twofold-loadgen"
-for b in "$bin" "$loadgen"; do
-    if [ ! -x "$b" ]; then
-        echo "bench-multinode.sh: $b is missing; run without SKIP_BUILD=1" >&2
-        exit 1
-    fi
-done
+# shellcheck source=lib/serve.sh
+. "$root/scripts/lib/serve.sh"
+serve_release_binaries
 
 if ! pg_version="$(psql "$PG_URL" -w -XAtq -c 'SHOW server_version' 2>&1)"; then
     echo "bench-multinode.sh: PostgreSQL does not answer at PG_URL: $pg_version" >&2
@@ -102,15 +93,8 @@ fi
 dirs="$(mktemp -d "${TMPDIR:-/tmp}/twofold-multinode.XXXXXX")"
 pids=()
 cleanup() {
-    for pid in "${pids[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        for _ in $(seq 1 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.2
-        done
-        kill -KILL "$pid" 2>/dev/null || true
+    for server_pid in "${pids[@]}"; do
+        serve_stop
     done
     psql "$PG_URL" -w -XAtq -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
     rm -rf "$dirs"
@@ -129,43 +113,18 @@ export TWOFOLD_DATABASE_URL="$db_url" TWOFOLD_DATABASE_POOL_SIZE="$POOL"
 export TWOFOLD_LOG_LEVEL="${TWOFOLD_LOG_LEVEL:-warn}"
 
 echo "==> creating an operator key (this also migrates the database)"
-key_out="$("$bin" apikey create --operator --label bench --data-dir "$dirs/cli")"
-token="$(grep -o 'tfk_[A-Za-z0-9_-]*' <<<"$key_out" | head -n1 || true)"
-if [ -z "$token" ]; then
-    echo "bench-multinode.sh: no tfk_ token in the output of 'twofold apikey create':" >&2
-    echo "$key_out" >&2
-    exit 1
-fi
+token="$(serve_operator_key "$bin" "$dirs/cli" bench)"
 
 printf '[throttle]\ntenant_failures_per_hour = %s\n' "${TENANT_FAILURES:-1000000000}" >"$dirs/bench.toml"
 urls=()
 for i in $(seq 0 $((NODES - 1))); do
     port=$((PORT + i))
-    if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/healthz"; then
-        echo "bench-multinode.sh: something already answers on 127.0.0.1:$port; pick another PORT=" >&2
-        exit 1
-    fi
+    serve_port_free "$port"
     log="$OUT/multinode-$stamp-node$((i + 1)).log"
-    "$bin" serve --config "$dirs/bench.toml" --data-dir "$dirs/node$i" --listen "127.0.0.1:$port" \
-        >"$log" 2>&1 &
-    pids+=("$!")
+    serve_start "$bin" "$dirs/node$i" "$port" "$log" --config "$dirs/bench.toml"
+    pids+=("$server_pid")
     urls+=("http://127.0.0.1:$port")
-    echo "==> node $((i + 1)): pid $!, http://127.0.0.1:$port (log: $log)"
-done
-for i in "${!urls[@]}"; do
-    for _ in $(seq 1 150); do
-        curl -s -o /dev/null --max-time 1 "${urls[$i]}/healthz" && break
-        if ! kill -0 "${pids[$i]}" 2>/dev/null; then
-            echo "bench-multinode.sh: node $((i + 1)) exited during startup; its log:" >&2
-            cat "$OUT/multinode-$stamp-node$((i + 1)).log" >&2
-            exit 1
-        fi
-        sleep 0.1
-    done
-    if ! curl -s -o /dev/null --max-time 1 "${urls[$i]}/healthz"; then
-        echo "bench-multinode.sh: node $((i + 1)) did not answer /healthz within 15 s" >&2
-        exit 1
-    fi
+    echo "==> node $((i + 1)): pid $server_pid, http://127.0.0.1:$port (log: $log)"
 done
 
 join() { local IFS=,; echo "$*"; }
