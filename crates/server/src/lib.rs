@@ -9,12 +9,14 @@ pub mod error;
 pub mod extract;
 pub mod keys;
 pub mod keywatch;
+pub mod oidc;
 pub mod metrics;
 pub mod openapi;
 pub mod pages;
 pub mod qrimage;
 pub mod rotation;
 pub mod state;
+pub mod web;
 
 pub use app::{router, Application};
 pub use config::Config;

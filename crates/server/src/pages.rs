@@ -1,4 +1,5 @@
 //! Server-rendered pages reached from emails: the "this wasn't me" link of security notices.
+//! Layout, headers, cookies and CSRF come from [`crate::web`].
 //!
 //! Opening the link (GET) only shows what happened and a button, because mail scanners and
 //! link previews open links by themselves; the button's POST does the work. The form carries a
@@ -9,14 +10,15 @@
 //! holds the link's token).
 
 use crate::state::AppState;
+use crate::web::{client_meta, escape, page};
 use axum::extract::{Form, Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
 use twofold_core::service::{RevertState, RevertView};
-use twofold_core::{CoreError, RequestMeta};
+use twofold_core::CoreError;
 
 const CSRF_COOKIE: &str = "tf_csrf";
 
@@ -28,59 +30,6 @@ pub fn routes() -> Router<AppState> {
 pub struct ConfirmForm {
     #[serde(default)]
     csrf: String,
-}
-
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// A whole page around `body` (already escaped HTML), with the page headers.
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    let html = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>{title}</title>\n<style>\
-         body{{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;\
-         padding:24px;background:#f5f5f5;color:#1a1a1a;line-height:1.5}}\
-         main{{max-width:32rem;margin:0 auto;background:#fff;padding:24px;border-radius:8px}}\
-         h1{{font-size:1.4rem;margin-top:0}}\
-         button{{font-size:1rem;padding:12px 20px;border:0;border-radius:6px;\
-         background:#b00020;color:#fff;cursor:pointer}}\
-         button:focus{{outline:3px solid #1a1a1a;outline-offset:2px}}\
-         .what{{background:#f0f0f0;padding:12px;border-radius:6px}}\
-         </style>\n</head>\n<body>\n<main>\n<h1>{title}</h1>\n{body}\n</main>\n</body>\n</html>\n",
-        title = escape(title),
-    );
-    let mut resp = (status, html).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; \
-             frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    resp
 }
 
 fn error_page(e: &CoreError) -> Response {
@@ -146,7 +95,8 @@ async fn show(State(s): State<AppState>, Path(token): Path<String>) -> Response 
     if let Some(done) = state_page(&view) {
         return done;
     }
-    let csrf = twofold_crypto::random_token(32);
+    // Scoped to this one link's path, so two links open in two tabs do not clash.
+    let (csrf, cookie) = crate::web::csrf_token(&s, CSRF_COOKIE, &format!("/wasnt-me/{token}"));
     let undo = view
         .undo
         .as_deref()
@@ -160,53 +110,13 @@ async fn show(State(s): State<AppState>, Path(token): Path<String>) -> Response 
          <li>lock your two-step verification settings until an administrator has checked \
          them,</li>\n<li>tell your organisation's administrators.</li>\n</ul>\n\
          <form method=\"post\">\n<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\n\
-         <button type=\"submit\">This wasn't me: secure my account</button>\n</form>\n\
+         <button type=\"submit\" class=\"danger\">This wasn't me: secure my account</button>\n</form>\n\
          <p>If it was you, close this page: nothing happens.</p>",
         change = escape(&view.change),
     );
     let mut resp = page(StatusCode::OK, "Was this you?", &body);
-    // Scoped to this one link's path, so two links open in two tabs do not clash.
-    let secure = if s.https { "; Secure" } else { "" };
-    let cookie = format!(
-        "{CSRF_COOKIE}={csrf}; Path=/wasnt-me/{token}{secure}; HttpOnly; SameSite=Strict; \
-         Max-Age=3600"
-    );
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        resp.headers_mut().insert(header::SET_COOKIE, v);
-    }
+    crate::web::set_cookie(&mut resp, cookie);
     resp
-}
-
-/// The request context of a page a user opened: the client IP from the socket, or from
-/// `X-Forwarded-For` as far as configured trusted proxies vouch for it (INV-08). When no
-/// vouched-for address exists, the audit row names the proxy and the per-IP budget is not
-/// charged to an address the client chose.
-fn client_meta(s: &AppState, meta: RequestMeta, headers: &HeaderMap) -> RequestMeta {
-    let Some(peer) = meta.ip.as_deref().and_then(|ip| ip.parse().ok()) else {
-        return meta;
-    };
-    let forwarded: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    let resolved = twofold_geo::resolve_client_ip(peer, &forwarded, &s.proxies);
-    RequestMeta {
-        ip: Some(resolved.addr().to_string()),
-        client_ip: resolved.known().map(|ip| ip.to_string()),
-        ..meta
-    }
-}
-
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
 }
 
 async fn confirm(
@@ -216,10 +126,7 @@ async fn confirm(
     headers: HeaderMap,
     Form(form): Form<ConfirmForm>,
 ) -> Response {
-    let expected = cookie(&headers, CSRF_COOKIE).unwrap_or("");
-    let ok =
-        !expected.is_empty() && twofold_crypto::ct_eq(expected.as_bytes(), form.csrf.as_bytes());
-    if !ok {
+    if !crate::web::csrf_ok(&headers, CSRF_COOKIE, &form.csrf) {
         return page(
             StatusCode::FORBIDDEN,
             "Please open the link again",

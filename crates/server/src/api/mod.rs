@@ -5,6 +5,7 @@ pub mod login;
 pub mod messaging;
 pub mod security;
 pub mod vault;
+pub mod oidc;
 pub mod webhooks;
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -65,6 +66,7 @@ pub fn routes() -> Router<AppState> {
         .merge(messaging::routes())
         .merge(login::routes())
         .merge(webhooks::routes())
+        .merge(oidc::routes())
         .merge(vault::routes())
         .merge(security::routes())
 }
