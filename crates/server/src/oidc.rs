@@ -261,11 +261,12 @@ fn kind_label(kind: &str) -> &'static str {
 
 fn challenge_page(
     s: &AppState,
+    headers: &HeaderMap,
     view: &HostedView,
     chosen: Option<&str>,
     notice: Notice,
 ) -> Response {
-    let (csrf, csrf_cookie) = csrf_token(s, CSRF_COOKIE, COOKIE_PATH);
+    let (csrf, csrf_cookie) = csrf_token(s, headers, CSRF_COOKIE, COOKIE_PATH);
     let factor = chosen
         .and_then(|id| view.factors.iter().find(|f| f.id == id))
         .or(view.factors.first());
@@ -392,7 +393,7 @@ async fn challenge(
     Query(q): Query<ChallengeQuery>,
 ) -> Response {
     match s.core.hosted_view(login_token(&headers)).await {
-        Ok(view) => challenge_page(&s, &view, q.method.as_deref(), Notice::None),
+        Ok(view) => challenge_page(&s, &headers, &view, q.method.as_deref(), Notice::None),
         Err(e) => core_error_page(&e),
     }
 }
@@ -455,15 +456,20 @@ async fn verify(
     {
         Ok(step) => match done(&s, step) {
             Some(resp) => resp,
-            None => refused_page(&s, token, factor).await,
+            None => refused_page(&s, &headers, token, factor).await,
         },
         Err(e) => core_error_page(&e),
     }
 }
 
-async fn refused_page(s: &AppState, token: &str, factor: Option<&str>) -> Response {
+async fn refused_page(
+    s: &AppState,
+    headers: &HeaderMap,
+    token: &str,
+    factor: Option<&str>,
+) -> Response {
     match s.core.hosted_view(token).await {
-        Ok(view) => challenge_page(s, &view, factor, Notice::Refused),
+        Ok(view) => challenge_page(s, headers, &view, factor, Notice::Refused),
         Err(e) => core_error_page(&e),
     }
 }
@@ -508,11 +514,11 @@ async fn send_code(
         }
         Err(e) => return core_error_page(&e),
     };
-    challenge_page(&s, &view, Some(&form.factor_id), notice)
+    challenge_page(&s, &headers, &view, Some(&form.factor_id), notice)
 }
 
-fn recover_page(s: &AppState, refused: bool) -> Response {
-    let (csrf, csrf_cookie) = csrf_token(s, CSRF_COOKIE, COOKIE_PATH);
+fn recover_page(s: &AppState, headers: &HeaderMap, refused: bool) -> Response {
+    let (csrf, csrf_cookie) = csrf_token(s, headers, CSRF_COOKIE, COOKIE_PATH);
     let alert = if refused {
         "<p class=\"error\" role=\"alert\">That recovery code did not work. Check it and try \
          again.</p>\n"
@@ -542,7 +548,7 @@ fn recover_page(s: &AppState, refused: bool) -> Response {
 
 async fn recover_form(State(s): State<AppState>, headers: HeaderMap) -> Response {
     match s.core.hosted_view(login_token(&headers)).await {
-        Ok(_) => recover_page(&s, false),
+        Ok(_) => recover_page(&s, &headers, false),
         Err(e) => core_error_page(&e),
     }
 }
@@ -572,7 +578,7 @@ async fn recover(
         .hosted_recover(&meta, token, form.recovery_code.trim())
         .await
     {
-        Ok(step) => done(&s, step).unwrap_or_else(|| recover_page(&s, true)),
+        Ok(step) => done(&s, step).unwrap_or_else(|| recover_page(&s, &headers, true)),
         Err(e) => core_error_page(&e),
     }
 }

@@ -87,7 +87,11 @@ fn state_page(view: &RevertView) -> Option<Response> {
     }
 }
 
-async fn show(State(s): State<AppState>, Path(token): Path<String>) -> Response {
+async fn show(
+    State(s): State<AppState>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let view = match s.core.revert_preview(&token).await {
         Ok(v) => v,
         Err(e) => return error_page(&e),
@@ -96,7 +100,7 @@ async fn show(State(s): State<AppState>, Path(token): Path<String>) -> Response 
         return done;
     }
     // Scoped to this one link's path, so two links open in two tabs do not clash.
-    let (csrf, cookie) = crate::web::csrf_token(&s, CSRF_COOKIE, &format!("/wasnt-me/{token}"));
+    let (csrf, cookie) = crate::web::csrf_token(&s, &headers, CSRF_COOKIE, &format!("/wasnt-me/{token}"));
     let undo = view
         .undo
         .as_deref()

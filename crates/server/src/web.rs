@@ -129,13 +129,19 @@ pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// A fresh CSRF token for a form, and the cookie that must come back with it.
+/// The CSRF token for a page's forms, and the cookie that must come back with them. A token
+/// the browser already holds is kept (so a page opened earlier, or in another tab, still
+/// works); otherwise a fresh random one.
 pub fn csrf_token(
     state: &AppState,
+    headers: &HeaderMap,
     cookie_name: &str,
     path: &str,
 ) -> (String, Option<HeaderValue>) {
-    let token = twofold_crypto::random_token(32);
+    let token = cookie_value(headers, cookie_name)
+        .filter(|t| t.len() == 43 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .map(String::from)
+        .unwrap_or_else(|| twofold_crypto::random_token(32));
     let cookie = cookie(state, cookie_name, &token, path, SameSite::Strict, 3600);
     (token, cookie)
 }
