@@ -703,24 +703,65 @@ async fn forms_need_their_csrf_token_and_the_login_cookie_is_only_for_its_login(
     // The right code with the token: done; afterwards the same cookie opens nothing.
     let back = b.verify(&page, &code, false).await;
     code_of(&app, &back, &req);
+    // The same cookies in another browser (a copy of the jar): the login is over.
     let copy = Browser::new(&app);
-    copy.jar.add_cookie_str(
-        &format!("tf_login={pending}; Path=/oidc"),
-        &reqwest::Url::parse(&app.base).unwrap(),
-    );
+    let base = reqwest::Url::parse(&app.base).unwrap();
+    let csrf = page.csrf();
+    copy.jar
+        .add_cookie_str(&format!("tf_login={pending}; Path=/oidc"), &base);
+    copy.jar
+        .add_cookie_str(&format!("tf_oidc_csrf={csrf}; Path=/oidc"), &base);
     let p = copy.get("/oidc/challenge").await;
     assert_eq!(p.status, StatusCode::BAD_REQUEST, "{}", p.body);
     assert!(p.body.contains("This sign-in has ended"));
     app.advance_secs(30);
     let fresh = oathtool(&e.secret, app.now_secs());
-    let csrf = page.csrf();
     let p = copy
         .post(
             "/oidc/challenge/verify",
             &[("csrf", &csrf), ("factor_id", &factor), ("code", &fresh)],
         )
         .await;
-    assert_eq!(p.status, StatusCode::FORBIDDEN, "no CSRF cookie in this browser");
+    assert_eq!(p.status, StatusCode::BAD_REQUEST, "{}", p.body);
+    assert!(p.body.contains("This sign-in has ended"));
+    assert_eq!(p.location, None);
+}
+
+#[tokio::test]
+async fn a_throttled_right_code_looks_like_a_wrong_one_then_works_after_the_backoff() {
+    let app = spawn().await;
+    let (e, secret) = acme(&app).await;
+    let rp = Rp::discover(&app, "acme.web", &secret).await;
+    let b = Browser::new(&app);
+    let req = rp.authorize(&hint(&app, &secret));
+    let page = b.open_challenge(&req.url).await;
+    // Five wrong codes start the backoff (SECURITY.md: exponential after 5 failures).
+    let mut wrong = None;
+    for _ in 0..5 {
+        let p = b.verify(&page, "000000", false).await;
+        assert_eq!(p.status, StatusCode::UNAUTHORIZED);
+        wrong = Some(p.body);
+    }
+    // The right code while throttled: the very same page (INV-11); the audit log knows why.
+    let right = oathtool(&e.secret, app.now_secs());
+    let throttled = b.verify(&page, &right, false).await;
+    assert_eq!(throttled.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(Some(throttled.body), wrong);
+    let audit = app.audit(&e, "action=login.verify").await;
+    assert_eq!(audit[0]["reason"], "throttled", "{:?}", audit[0]);
+    // After the backoff, the next code signs in.
+    app.advance_secs(15 * 60);
+    let back = b
+        .verify(&page, &oathtool(&e.secret, app.now_secs()), false)
+        .await;
+    // The pending login lives 10 minutes: this one expired meanwhile.
+    assert_eq!(back.status, StatusCode::BAD_REQUEST, "{}", back.body);
+    let req = rp.authorize(&hint(&app, &secret));
+    let page = b.open_challenge(&req.url).await;
+    let back = b
+        .verify(&page, &oathtool(&e.secret, app.now_secs()), false)
+        .await;
+    code_of(&app, &back, &req);
 }
 
 #[tokio::test]
