@@ -280,8 +280,8 @@ pub fn check_hint(
     if claims.exp > now_secs + HINT_MAX_AHEAD_SECS {
         return Err(HintError::TooLong);
     }
-    let jti_ok = (8..=128).contains(&claims.jti.len())
-        && claims.jti.bytes().all(|b| b.is_ascii_graphic());
+    let jti_ok =
+        (8..=128).contains(&claims.jti.len()) && claims.jti.bytes().all(|b| b.is_ascii_graphic());
     if !jti_ok {
         return Err(HintError::BadJti);
     }
@@ -376,10 +376,7 @@ mod tests {
         let iss = "https://2fa.example.com";
         let now = 2_000_000_000; // after 2033; the arithmetic is i64 throughout
         assert_eq!(check_hint(&claims(now + 60), "acme.web", iss, now), Ok(()));
-        assert_eq!(
-            check_hint(&claims(now + 120), "acme.web", iss, now),
-            Ok(())
-        );
+        assert_eq!(check_hint(&claims(now + 120), "acme.web", iss, now), Ok(()));
         assert_eq!(
             check_hint(&claims(now + 121), "acme.web", iss, now),
             Err(HintError::TooLong)
@@ -415,7 +412,10 @@ mod tests {
 
     #[test]
     fn client_ids_split_at_the_first_dot() {
-        assert_eq!(OidcClient::split_id("acme.web.v2"), Some(("acme", "web.v2")));
+        assert_eq!(
+            OidcClient::split_id("acme.web.v2"),
+            Some(("acme", "web.v2"))
+        );
         assert_eq!(OidcClient::split_id("acme"), None);
         assert_eq!(OidcClient::split_id(".web"), None);
     }

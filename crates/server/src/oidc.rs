@@ -26,8 +26,7 @@ use axum::Router;
 use serde::Deserialize;
 use twofold_core::oidc::{ACR_1FA, ACR_2FA, ACR_REMEMBERED};
 use twofold_core::service::oidc::{
-    AuthorizeError, AuthorizeRequest, Authorized, HostedStep, HostedView, TokenError,
-    TokenRequest,
+    AuthorizeError, AuthorizeRequest, Authorized, HostedStep, HostedView, TokenError, TokenRequest,
 };
 use twofold_core::CoreError;
 
@@ -105,6 +104,13 @@ fn core_error_page(e: &CoreError) -> Response {
             "Please wait a moment",
             "<p>There were too many attempts. Wait a little, then try again.</p>",
         ),
+        // Something the browser sent does not fit this sign-in (a method switched off
+        // meanwhile, a factor that is not the user's): a 4xx, never a 500.
+        CoreError::Conflict { .. } | CoreError::Invalid { .. } | CoreError::NotFound(_) => page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in cannot go on",
+            "<p>Go back to the application and sign in again.</p>",
+        ),
         _ => {
             tracing::error!(error = %e, "hosted sign-in page failed");
             page(
@@ -124,8 +130,10 @@ fn see_other(location: &str) -> Response {
             resp.headers_mut().insert(header::LOCATION, v);
             resp.headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            resp.headers_mut()
-                .insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+            resp.headers_mut().insert(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            );
             resp
         }
         Err(_) => page(
@@ -202,16 +210,27 @@ async fn authorize(
             let ttl = (pending.expires_at - s.core.now()).max(0) / 1000;
             set_cookie(
                 &mut resp,
-                cookie(&s, LOGIN_COOKIE, &pending.token, COOKIE_PATH, SameSite::Lax, ttl),
+                cookie(
+                    &s,
+                    LOGIN_COOKIE,
+                    &pending.token,
+                    COOKIE_PATH,
+                    SameSite::Lax,
+                    ttl,
+                ),
             );
             resp
         }
         Ok(Authorized::Denied { back, reason }) => {
             let text = match reason.as_str() {
-                "locked" => "Two-step verification is locked for your account after too many \
-                             wrong codes. Contact your administrator.",
-                "client_not_supported" => "This application cannot be used while two-step \
-                                           verification is required for you.",
+                "locked" => {
+                    "Two-step verification is locked for your account after too many \
+                             wrong codes. Contact your administrator."
+                }
+                "client_not_supported" => {
+                    "This application cannot be used while two-step \
+                                           verification is required for you."
+                }
                 _ => "Your organisation's settings do not allow this sign-in.",
             };
             back_page(StatusCode::FORBIDDEN, "You cannot sign in", text, &back)
@@ -243,8 +262,13 @@ enum Notice {
     None,
     /// Wrong, replayed, throttled or locked: one message (INV-11).
     Refused,
-    Sent { destination: String, wait_secs: i64 },
-    Wait { secs: i64 },
+    Sent {
+        destination: String,
+        wait_secs: i64,
+    },
+    Wait {
+        secs: i64,
+    },
 }
 
 fn login_token(headers: &HeaderMap) -> &str {
@@ -505,13 +529,15 @@ async fn send_code(
         Err(CoreError::TooMany { retry_after_ms, .. }) => Notice::Wait {
             secs: (retry_after_ms.max(0) + 999) / 1000,
         },
-        Err(e @ CoreError::Conflict {
-            code: "invalid_login_token",
-            ..
-        }) => return core_error_page(&e),
-        Err(CoreError::NotFound(_)) | Err(CoreError::Invalid { .. }) | Err(CoreError::Conflict { .. }) => {
-            Notice::None
-        }
+        Err(
+            e @ CoreError::Conflict {
+                code: "invalid_login_token",
+                ..
+            },
+        ) => return core_error_page(&e),
+        Err(CoreError::NotFound(_))
+        | Err(CoreError::Invalid { .. })
+        | Err(CoreError::Conflict { .. }) => Notice::None,
         Err(e) => return core_error_page(&e),
     };
     challenge_page(&s, &headers, &view, Some(&form.factor_id), notice)
@@ -638,7 +664,11 @@ fn basic_credentials(headers: &HeaderMap) -> Option<Option<(String, String)>> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok();
     let parsed = value
         .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
         .and_then(|raw| String::from_utf8(raw).ok())
         .and_then(|pair| {
             let (id, secret) = pair.split_once(':')?;

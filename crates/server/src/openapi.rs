@@ -1,8 +1,7 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 
 use crate::api::{
-    self, dto, login as l, messaging as m, oidc as o, security as sec, vault as v,
-    webhooks as w,
+    self, dto, login as l, messaging as m, oidc as o, security as sec, vault as v, webhooks as w,
 };
 use crate::error::{ErrorBody, ErrorDetail};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};

@@ -100,7 +100,8 @@ async fn show(
         return done;
     }
     // Scoped to this one link's path, so two links open in two tabs do not clash.
-    let (csrf, cookie) = crate::web::csrf_token(&s, &headers, CSRF_COOKIE, &format!("/wasnt-me/{token}"));
+    let (csrf, cookie) =
+        crate::web::csrf_token(&s, &headers, CSRF_COOKIE, &format!("/wasnt-me/{token}"));
     let undo = view
         .undo
         .as_deref()

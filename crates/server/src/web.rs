@@ -139,7 +139,11 @@ pub fn csrf_token(
     path: &str,
 ) -> (String, Option<HeaderValue>) {
     let token = cookie_value(headers, cookie_name)
-        .filter(|t| t.len() == 43 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .filter(|t| {
+            t.len() == 43
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
         .map(String::from)
         .unwrap_or_else(|| twofold_crypto::random_token(32));
     let cookie = cookie(state, cookie_name, &token, path, SameSite::Strict, 3600);

@@ -335,14 +335,23 @@ fn code_of(app: &TestApp, back: &Page, req: &Request) -> String {
         "{:?}",
         back.location
     );
-    assert_eq!(back.param("state").as_deref(), Some(req.state.secret().as_str()));
+    assert_eq!(
+        back.param("state").as_deref(),
+        Some(req.state.secret().as_str())
+    );
     assert_eq!(back.param("iss"), Some(issuer(app)));
     assert_eq!(back.param("error"), None, "{:?}", back.location);
     back.param("code").unwrap()
 }
 
 /// A full sign-in with the authenticator app; returns the request and the code.
-async fn sign_in(app: &TestApp, rp: &Rp, e: &Enrolled, b: &Browser, remember: bool) -> (Request, String) {
+async fn sign_in(
+    app: &TestApp,
+    rp: &Rp,
+    e: &Enrolled,
+    b: &Browser,
+    remember: bool,
+) -> (Request, String) {
     let req = rp.authorize(&hint(app, &e.key_secret()));
     let page = b.open_challenge(&req.url).await;
     let back = b
@@ -390,8 +399,17 @@ async fn an_oidc_relying_party_signs_in_through_the_hosted_challenge() {
     // The login cookie: HttpOnly, SameSite=Lax (the client's redirect is a cross-site
     // top-level navigation), only for the hosted pages, short-lived.
     let login_cookie = first.headers["set-cookie"].to_str().unwrap().to_string();
-    for part in ["tf_login=tfl_", "HttpOnly", "SameSite=Lax", "Path=/oidc", "Max-Age=600"] {
-        assert!(login_cookie.contains(part), "{part} missing: {login_cookie}");
+    for part in [
+        "tf_login=tfl_",
+        "HttpOnly",
+        "SameSite=Lax",
+        "Path=/oidc",
+        "Max-Age=600",
+    ] {
+        assert!(
+            login_cookie.contains(part),
+            "{part} missing: {login_cookie}"
+        );
     }
     let page = b.get(first.location.as_deref().unwrap()).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
@@ -411,13 +429,21 @@ async fn an_oidc_relying_party_signs_in_through_the_hosted_challenge() {
         "href=\"/oidc/challenge/recover\"",
         "name=\"viewport\"",
     ] {
-        assert!(page.body.contains(needle), "{needle} missing in {}", page.body);
+        assert!(
+            page.body.contains(needle),
+            "{needle} missing in {}",
+            page.body
+        );
     }
 
     // A wrong code, then the right one.
     let wrong = b.verify(&page, "000000", false).await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
-    assert!(wrong.body.contains("That code did not work"), "{}", wrong.body);
+    assert!(
+        wrong.body.contains("That code did not work"),
+        "{}",
+        wrong.body
+    );
     let back = b
         .verify(&wrong, &oathtool(&e.secret, app.now_secs()), false)
         .await;
@@ -435,7 +461,9 @@ async fn an_oidc_relying_party_signs_in_through_the_hosted_challenge() {
     assert_eq!(amr, vec!["pwd", "otp"]);
     assert_eq!(
         claims.auth_context_ref(),
-        Some(&AuthenticationContextClass::new("urn:twofold:acr:2fa".into()))
+        Some(&AuthenticationContextClass::new(
+            "urn:twofold:acr:2fa".into()
+        ))
     );
     assert_eq!(
         claims.auth_time().unwrap().timestamp(),
@@ -471,10 +499,7 @@ async fn bad_login_hints_are_refused_back_to_the_client() {
     let refused = |label: &'static str, hint: String| (label, hint);
     let jti = "replayed-jti-0001";
     let cases = vec![
-        refused(
-            "expired",
-            hint_with(&app, &secret, json!({"exp": now - 1})),
-        ),
+        refused("expired", hint_with(&app, &secret, json!({"exp": now - 1}))),
         refused(
             "exp more than 2 minutes ahead",
             hint_with(&app, &secret, json!({"exp": now + 121})),
@@ -497,7 +522,11 @@ async fn bad_login_hints_are_refused_back_to_the_client() {
         let req = rp.authorize(&h);
         let p = b.get(&req.url).await;
         assert_eq!(p.status, StatusCode::SEE_OTHER, "{label}: {}", p.body);
-        assert_eq!(p.param("error").as_deref(), Some("invalid_request"), "{label}");
+        assert_eq!(
+            p.param("error").as_deref(),
+            Some("invalid_request"),
+            "{label}"
+        );
         assert_eq!(
             p.param("state").as_deref(),
             Some(req.state.secret().as_str()),
@@ -509,10 +538,12 @@ async fn bad_login_hints_are_refused_back_to_the_client() {
     let none = format!(
         "{}.{}.",
         b64(br#"{"alg":"none","typ":"JWT"}"#),
-        b64(json!({"iss": "acme.web", "aud": issuer(&app), "sub": "alice",
+        b64(
+            json!({"iss": "acme.web", "aud": issuer(&app), "sub": "alice",
                    "primary": "password", "exp": now + 60, "jti": "unsigned-0001"})
-        .to_string()
-        .as_bytes())
+            .to_string()
+            .as_bytes()
+        )
     );
     let p = b.get(&rp.authorize(&none).url).await;
     assert_eq!(p.param("error").as_deref(), Some("invalid_request"));
@@ -595,7 +626,10 @@ async fn the_token_endpoint_binds_the_code_to_client_redirect_and_verifier() {
     let code = app.next_code("gboss@example.com").await;
     let (s, c) = app
         .post(
-            &format!("/v1/tenants/globex/policy/proposals/{}/confirm", p["id"].as_str().unwrap()),
+            &format!(
+                "/v1/tenants/globex/policy/proposals/{}/confirm",
+                p["id"].as_str().unwrap()
+            ),
             &globex_key,
             json!({"code": code}),
         )
@@ -631,13 +665,31 @@ async fn the_token_endpoint_binds_the_code_to_client_redirect_and_verifier() {
     // Wrong secret: invalid_client (401). Another tenant's client, a wrong redirect URI or
     // verifier: invalid_grant. None of these spends the code.
     let (s, r) = post(base("acme.web", "wrong", REDIRECT, &right)).await;
-    assert_eq!((s, r["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")));
+    assert_eq!(
+        (s, r["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_client"))
+    );
     let (s, r) = post(base("globex.web", &globex_secret, REDIRECT, &right)).await;
-    assert_eq!((s, r["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
-    let (s, r) = post(base("acme.web", &secret, "http://localhost:3000/other", &right)).await;
-    assert_eq!((s, r["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+    assert_eq!(
+        (s, r["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    let (s, r) = post(base(
+        "acme.web",
+        &secret,
+        "http://localhost:3000/other",
+        &right,
+    ))
+    .await;
+    assert_eq!(
+        (s, r["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
     let (s, r) = post(base("acme.web", &secret, REDIRECT, &wrong_verifier)).await;
-    assert_eq!((s, r["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+    assert_eq!(
+        (s, r["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
     // client_secret_post with everything right: the ID token.
     let (s, r) = post(base("acme.web", &secret, REDIRECT, &right)).await;
     assert_eq!(s, StatusCode::OK, "{r}");
@@ -645,7 +697,10 @@ async fn the_token_endpoint_binds_the_code_to_client_redirect_and_verifier() {
     assert!(r["id_token"].as_str().unwrap().split('.').count() == 3);
     // Spent.
     let (s, r) = post(base("acme.web", &secret, REDIRECT, &right)).await;
-    assert_eq!((s, r["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+    assert_eq!(
+        (s, r["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
 
     // A code expires after a minute.
     app.advance_secs(30);
@@ -659,7 +714,12 @@ async fn the_token_endpoint_binds_the_code_to_client_redirect_and_verifier() {
     let grp = Rp::discover(&app, "globex.web", &globex_secret).await;
     let gh = hint_with(&app, &globex_secret, json!({"iss": "globex.web"}));
     let p = b.get(&grp.authorize(&gh).url).await;
-    assert_eq!(p.param("error").as_deref(), Some("access_denied"), "{:?}", p.location);
+    assert_eq!(
+        p.param("error").as_deref(),
+        Some("access_denied"),
+        "{:?}",
+        p.location
+    );
 }
 
 #[tokio::test]
@@ -828,11 +888,18 @@ async fn a_remembered_device_skips_the_code_until_sign_out_everywhere_or_a_facto
             json!({"code": code}),
         )
         .await;
-    assert_eq!((s, c["confirmed"].as_bool()), (StatusCode::OK, Some(true)), "{c}");
+    assert_eq!(
+        (s, c["confirmed"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{c}"
+    );
     app.advance_secs(30);
     let (s, d) = app
         .post(
-            &format!("/v1/tenants/acme/users/alice/factors/{}/disable", e.factor_id),
+            &format!(
+                "/v1/tenants/acme/users/alice/factors/{}/disable",
+                e.factor_id
+            ),
             &e.key,
             json!({"code": oathtool(&e.secret, app.now_secs())}),
         )
@@ -850,7 +917,11 @@ async fn a_remembered_device_skips_the_code_until_sign_out_everywhere_or_a_facto
         )
         .await;
     assert_eq!(sent.status, StatusCode::OK, "{}", sent.body);
-    assert!(sent.body.contains("You can ask for another in"), "{}", sent.body);
+    assert!(
+        sent.body.contains("You can ask for another in"),
+        "{}",
+        sent.body
+    );
     let code = app
         .next_message_where("alice@example.com", |m| m.code().is_some())
         .await
@@ -863,7 +934,11 @@ async fn a_remembered_device_skips_the_code_until_sign_out_everywhere_or_a_facto
             &[("csrf", &sent.csrf()), ("factor_id", &email_factor)],
         )
         .await;
-    assert!(again.body.contains("A code was sent recently"), "{}", again.body);
+    assert!(
+        again.body.contains("A code was sent recently"),
+        "{}",
+        again.body
+    );
     let back = b.verify(&sent, &code, false).await;
     let code = code_of(&app, &back, &req);
     let tokens = rp.exchange(&code, req.verifier).await.unwrap();
@@ -892,14 +967,20 @@ async fn recovery_codes_cancel_and_the_pages_for_what_is_not_there_yet() {
     let wrong = b
         .post(
             "/oidc/challenge/recover",
-            &[("csrf", &form.csrf()), ("recovery_code", "aaaa-bbbb-cccc-dddd")],
+            &[
+                ("csrf", &form.csrf()),
+                ("recovery_code", "aaaa-bbbb-cccc-dddd"),
+            ],
         )
         .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     let back = b
         .post(
             "/oidc/challenge/recover",
-            &[("csrf", &wrong.csrf()), ("recovery_code", &e.recovery_codes[0])],
+            &[
+                ("csrf", &wrong.csrf()),
+                ("recovery_code", &e.recovery_codes[0]),
+            ],
         )
         .await;
     let code = code_of(&app, &back, &req);
@@ -949,8 +1030,14 @@ async fn clients_are_managed_by_the_tenant_api_with_audit_rows() {
 
     // Bad input: 400 with a stable code; an unknown client app; a second registration.
     for (body, code) in [
-        (json!({"client_app": "web", "redirect_uris": ["http://app.example/cb"]}), "invalid"),
-        (json!({"client_app": "nope", "redirect_uris": [REDIRECT]}), "invalid"),
+        (
+            json!({"client_app": "web", "redirect_uris": ["http://app.example/cb"]}),
+            "invalid",
+        ),
+        (
+            json!({"client_app": "nope", "redirect_uris": [REDIRECT]}),
+            "invalid",
+        ),
         (json!({"client_app": "web", "redirect_uris": []}), "invalid"),
     ] {
         let (s, r) = app.post(path, &e.key, body).await;
@@ -958,9 +1045,16 @@ async fn clients_are_managed_by_the_tenant_api_with_audit_rows() {
         assert!(err(&r).unwrap().starts_with(code), "{r}");
     }
     let (s, r) = app
-        .post(path, &e.key, json!({"client_app": "web", "redirect_uris": [REDIRECT]}))
+        .post(
+            path,
+            &e.key,
+            json!({"client_app": "web", "redirect_uris": [REDIRECT]}),
+        )
         .await;
-    assert_eq!((s, err(&r)), (StatusCode::CONFLICT, Some("oidc_client_exists")));
+    assert_eq!(
+        (s, err(&r)),
+        (StatusCode::CONFLICT, Some("oidc_client_exists"))
+    );
 
     // Listed without the secret; another tenant's key sees nothing of it.
     let (s, list) = app.get(path, &e.key).await;
@@ -970,13 +1064,21 @@ async fn clients_are_managed_by_the_tenant_api_with_audit_rows() {
     let (s, _) = app.get(path, &other).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, _) = app
-        .post("/v1/tenants/acme/oidc/clients/acme.web/secret", &other, json!({}))
+        .post(
+            "/v1/tenants/acme/oidc/clients/acme.web/secret",
+            &other,
+            json!({}),
+        )
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
     // Rotation: the old secret stops working at the token endpoint and for hints.
     let (s, rotated) = app
-        .post("/v1/tenants/acme/oidc/clients/acme.web/secret", &e.key, json!({}))
+        .post(
+            "/v1/tenants/acme/oidc/clients/acme.web/secret",
+            &e.key,
+            json!({}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{rotated}");
     let new_secret = rotated["client_secret"].as_str().unwrap();
@@ -1001,7 +1103,11 @@ async fn clients_are_managed_by_the_tenant_api_with_audit_rows() {
     assert_eq!(s, StatusCode::OK, "{r}");
     assert_eq!(r["redirect_uris"], json!(["https://app.example.com/cb"]));
     let p = b.get(&rp.authorize(&hint(&app, new_secret)).url).await;
-    assert_eq!(p.status, StatusCode::BAD_REQUEST, "the old URI is not trusted now");
+    assert_eq!(
+        p.status,
+        StatusCode::BAD_REQUEST,
+        "the old URI is not trusted now"
+    );
 
     let audit = app.audit(&e, "").await;
     let actions: Vec<&str> = audit.iter().filter_map(|a| a["action"].as_str()).collect();

@@ -1129,7 +1129,10 @@ impl Twofold {
             method.as_str()
         };
         let (mut effects, issued) = self.second_step_effects(&policy, user, login, amr_method, now);
-        effects.extend(extra(&issued.id, &format!("{},{amr_method}", login.primary)));
+        effects.extend(extra(
+            &issued.id,
+            &format!("{},{amr_method}", login.primary),
+        ));
         let mut device = None;
         // A frozen user's settings stay as they are: no new remembered device either.
         let remember_device = remember_device && user.frozen_at.is_none();

@@ -256,9 +256,10 @@ impl Twofold {
         client_id: &str,
     ) -> Result<(String, Vec<u8>), CoreError> {
         let secret = twofold_crypto::random_token(32);
-        let sealed = self
-            .keyring
-            .seal(secret.as_bytes(), &OidcClient::seal_owner(tenant_id, client_id))?;
+        let sealed = self.keyring.seal(
+            secret.as_bytes(),
+            &OidcClient::seal_owner(tenant_id, client_id),
+        )?;
         Ok((secret, sealed))
     }
 
@@ -570,7 +571,9 @@ impl Twofold {
         meta: &RequestMeta,
         req: AuthorizeRequest,
     ) -> Result<Authorized, AuthorizeError> {
-        let (tenant, client) = self.trusted_client(&req.client_id, &req.redirect_uri).await?;
+        let (tenant, client) = self
+            .trusted_client(&req.client_id, &req.redirect_uri)
+            .await?;
         let back = |error: &str, description: &str| {
             AuthorizeError::Back(with_params(
                 &req.redirect_uri,
@@ -650,7 +653,10 @@ impl Twofold {
                 audit.outcome = "denied".into();
                 audit.reason = Some("hint_replayed".into());
                 self.store.append_audit(audit).await?;
-                return Err(back("invalid_request", "the login_hint_token was used already"));
+                return Err(back(
+                    "invalid_request",
+                    "the login_hint_token was used already",
+                ));
             }
             Err(e) => return Err(AuthorizeError::Core(e.into())),
         }
@@ -1002,7 +1008,11 @@ impl Twofold {
 
     /// "Cancel" on the hosted challenge: the pending login ends here (audited) and the
     /// client hears `access_denied`.
-    pub async fn hosted_cancel(&self, meta: &RequestMeta, token: &str) -> Result<String, CoreError> {
+    pub async fn hosted_cancel(
+        &self,
+        meta: &RequestMeta,
+        token: &str,
+    ) -> Result<String, CoreError> {
         let (tenant, login, user, hosted) = self.hosted_of(token).await?;
         let now = self.now();
         let mut audit = self.audit(
@@ -1074,7 +1084,8 @@ impl Twofold {
         meta: &RequestMeta,
         req: TokenRequest,
     ) -> Result<TokenResponse, TokenError> {
-        let (Some(client_id), Some(secret)) = (req.client_id.as_deref(), req.client_secret.as_deref())
+        let (Some(client_id), Some(secret)) =
+            (req.client_id.as_deref(), req.client_secret.as_deref())
         else {
             return Err(TokenError::InvalidClient);
         };

@@ -3,9 +3,9 @@
 pub mod dto;
 pub mod login;
 pub mod messaging;
+pub mod oidc;
 pub mod security;
 pub mod vault;
-pub mod oidc;
 pub mod webhooks;
 
 use crate::error::{ApiError, ApiResult, ErrorBody};

@@ -109,7 +109,13 @@ pub async fn create_oidc_client(
 ) -> ApiResult<Created<IssuedOidcClient>> {
     let issued = s
         .core
-        .create_oidc_client(&actor, &meta, &tenant, &body.client_app, &body.redirect_uris)
+        .create_oidc_client(
+            &actor,
+            &meta,
+            &tenant,
+            &body.client_app,
+            &body.redirect_uris,
+        )
         .await?;
     Ok(created(issued.into()))
 }

@@ -5,9 +5,9 @@
 use super::logins::{applied, apply, STATE_CHANGED};
 use super::*;
 use twofold_core::keys::SealedColumn;
-use twofold_core::service::keys::sweep_sealed;
 use twofold_core::messaging::*;
 use twofold_core::oidc::*;
+use twofold_core::service::keys::sweep_sealed;
 use twofold_crypto::{KeyMaterial, Keyring};
 
 fn client(t: &Tenant, app: &str, sealed: Vec<u8>) -> OidcClient {
@@ -15,7 +15,10 @@ fn client(t: &Tenant, app: &str, sealed: Vec<u8>) -> OidcClient {
         id: OidcClient::client_id(&t.slug, app),
         tenant_id: t.id,
         app_id: app.into(),
-        redirect_uris: vec!["https://app.example.com/cb".into(), "http://localhost/cb".into()],
+        redirect_uris: vec![
+            "https://app.example.com/cb".into(),
+            "http://localhost/cb".into(),
+        ],
         sealed_secret: sealed,
         created_at: 1_000,
         secret_at: 1_000,
@@ -68,7 +71,10 @@ pub async fn oidc_clients_round_trip_per_tenant(s: DynStore) {
         tenant_id: other.id,
         redirect_uris: vec!["https://evil.example/cb".into()],
     };
-    assert_eq!(apply(&s, &other, vec![wrong], 2_000).await, Err(STATE_CHANGED));
+    assert_eq!(
+        apply(&s, &other, vec![wrong], 2_000).await,
+        Err(STATE_CHANGED)
+    );
     let uris = vec!["https://new.example.com/cb".to_string()];
     let set = Effect::SetOidcRedirectUris {
         id: "acme.web".into(),
@@ -91,7 +97,10 @@ pub async fn oidc_clients_round_trip_per_tenant(s: DynStore) {
         id: "acme.web".into(),
         tenant_id,
     };
-    assert_eq!(apply(&s, &t, vec![delete(other.id)], 4_000).await, Err(STATE_CHANGED));
+    assert_eq!(
+        apply(&s, &t, vec![delete(other.id)], 4_000).await,
+        Err(STATE_CHANGED)
+    );
     applied(&s, &t, vec![delete(t.id)], 4_000).await;
     assert_eq!(s.oidc_client("acme.web").await.unwrap(), None);
     assert_eq!(s.oidc_clients(other.id).await.unwrap().len(), 1);
@@ -207,7 +216,13 @@ pub async fn hosted_logins_round_trip_and_spent_state_is_pruned(s: DynStore) {
         created_at: 1_000,
         expires_at: 601_000,
     };
-    applied(&s, &t, vec![Effect::InsertHostedLogin(hosted.clone())], 1_000).await;
+    applied(
+        &s,
+        &t,
+        vec![Effect::InsertHostedLogin(hosted.clone())],
+        1_000,
+    )
+    .await;
     assert_eq!(s.hosted_login("lgn_1").await.unwrap(), Some(hosted));
     assert_eq!(s.hosted_login("lgn_2").await.unwrap(), None);
     applied(&s, &t, vec![jti(&t, "jti-a", 121_000)], 1_000).await;
@@ -248,12 +263,17 @@ pub async fn a_rotation_sweep_reseals_oidc_secrets_and_signing_keys(s: DynStore)
     };
     applied(&s, &t, vec![Effect::InsertSigningKey(key)], 1_000).await;
     let both = Keyring::from_keys([old.clone(), new.clone()], &new.id()).unwrap();
-    let census = sweep_sealed(&*s, Some(&both), 10, &mut |_| {}).await.unwrap();
+    let census = sweep_sealed(&*s, Some(&both), 10, &mut |_| {})
+        .await
+        .unwrap();
     assert_eq!(census.resealed, 2, "{census:?}");
     assert!(census.unreadable.is_empty(), "{census:?}");
     let only_new = Keyring::new(new);
     let c = s.oidc_client("acme.web").await.unwrap().unwrap();
-    assert_eq!(only_new.unseal(&c.sealed_secret, &owner).unwrap(), b"client-secret");
+    assert_eq!(
+        only_new.unseal(&c.sealed_secret, &owner).unwrap(),
+        b"client-secret"
+    );
     let k = s.signing_keys().await.unwrap().remove(0);
     assert_eq!(
         only_new

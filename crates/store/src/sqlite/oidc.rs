@@ -138,7 +138,9 @@ pub(super) fn apply(c: &Connection, effect: Effect) -> Result<(), StoreError> {
     match effect {
         Effect::InsertOidcClient(o) => exec(
             c,
-            &format!("INSERT INTO oidc_clients ({OIDC_CLIENT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+            &format!(
+                "INSERT INTO oidc_clients ({OIDC_CLIENT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            ),
             params![
                 o.id,
                 o.tenant_id,
