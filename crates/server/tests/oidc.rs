@@ -327,6 +327,16 @@ impl Browser {
     }
 }
 
+/// The ID token's `amr` values.
+fn amr(claims: &openidconnect::core::CoreIdTokenClaims) -> Vec<String> {
+    claims
+        .auth_method_refs()
+        .unwrap()
+        .iter()
+        .map(|a| a.to_string())
+        .collect()
+}
+
 /// The redirect back to the client: its code, after checking `state` and `iss`.
 fn code_of(app: &TestApp, back: &Page, req: &Request) -> String {
     assert_eq!(back.status, StatusCode::SEE_OTHER, "{}", back.body);
@@ -452,13 +462,7 @@ async fn an_oidc_relying_party_signs_in_through_the_hosted_challenge() {
     let tokens = rp.exchange(&code, req.verifier).await.unwrap();
     let claims = rp.claims(&app, &tokens, &req.nonce);
     assert_eq!(claims.subject().as_str(), "alice");
-    let amr: Vec<String> = claims
-        .auth_method_refs()
-        .unwrap()
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
-    assert_eq!(amr, vec!["pwd", "otp"]);
+    assert_eq!(amr(&claims), vec!["pwd", "otp"]);
     assert_eq!(
         claims.auth_context_ref(),
         Some(&AuthenticationContextClass::new(
@@ -871,28 +875,7 @@ async fn a_remembered_device_skips_the_code_until_sign_out_everywhere_or_a_facto
     // (proven by a code from it): the device dies with the factor change.
     let req = rp.authorize(&hint(&app, &secret));
     code_of(&app, &b.get(&req.url).await, &req);
-    let (s, f) = app
-        .post(
-            "/v1/tenants/acme/users/alice/factors/email",
-            &e.key,
-            json!({"email": "alice@example.com"}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{f}");
-    let email_factor = f["factor"]["id"].as_str().unwrap().to_string();
-    let code = app.next_code("alice@example.com").await;
-    let (s, c) = app
-        .post(
-            &format!("/v1/tenants/acme/users/alice/factors/{email_factor}/confirm"),
-            &e.key,
-            json!({"code": code}),
-        )
-        .await;
-    assert_eq!(
-        (s, c["confirmed"].as_bool()),
-        (StatusCode::OK, Some(true)),
-        "{c}"
-    );
+    let email_factor = app.active_contact(&e, "email", "alice@example.com").await;
     app.advance_secs(30);
     let (s, d) = app
         .post(
@@ -942,14 +925,10 @@ async fn a_remembered_device_skips_the_code_until_sign_out_everywhere_or_a_facto
     let back = b.verify(&sent, &code, false).await;
     let code = code_of(&app, &back, &req);
     let tokens = rp.exchange(&code, req.verifier).await.unwrap();
-    let amr: Vec<String> = rp
-        .claims(&app, &tokens, &req.nonce)
-        .auth_method_refs()
-        .unwrap()
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
-    assert_eq!(amr, vec!["pwd", "email"]);
+    assert_eq!(
+        amr(&rp.claims(&app, &tokens, &req.nonce)),
+        vec!["pwd", "email"]
+    );
 }
 
 #[tokio::test]
@@ -985,14 +964,10 @@ async fn recovery_codes_cancel_and_the_pages_for_what_is_not_there_yet() {
         .await;
     let code = code_of(&app, &back, &req);
     let tokens = rp.exchange(&code, req.verifier).await.unwrap();
-    let amr: Vec<String> = rp
-        .claims(&app, &tokens, &req.nonce)
-        .auth_method_refs()
-        .unwrap()
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
-    assert_eq!(amr, vec!["pwd", "rcode"]);
+    assert_eq!(
+        amr(&rp.claims(&app, &tokens, &req.nonce)),
+        vec!["pwd", "rcode"]
+    );
 
     // Cancel: a page, then access_denied back to the client.
     let req = rp.authorize(&hint(&app, &secret));

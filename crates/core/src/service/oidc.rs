@@ -796,6 +796,23 @@ impl Twofold {
         (code, Effect::InsertAuthCode(row))
     }
 
+    /// The `extra` of a second step on the hosted pages: the authorization code, minted in
+    /// the transaction that completes the login (amr from the step), written to `out`.
+    fn code_minter<'a>(
+        &'a self,
+        hosted: &'a HostedLogin,
+        user: &'a User,
+        now: i64,
+        out: &'a mut String,
+    ) -> impl FnOnce(&str, &str) -> Vec<Effect> + 'a {
+        move |session_id, amr| {
+            let (code, effect) =
+                self.auth_code_effect(hosted, user, amr, true, Some(session_id), now);
+            *out = code;
+            vec![effect]
+        }
+    }
+
     fn code_redirect(&self, hosted: &HostedLogin, code: &str) -> String {
         with_params(
             &hosted.redirect_uri,
@@ -950,12 +967,7 @@ impl Twofold {
                 factor_id,
                 remember_device,
                 None,
-                |session_id, amr| {
-                    let (c, effect) =
-                        self.auth_code_effect(&hosted, &user, amr, true, Some(session_id), now);
-                    auth_code = c;
-                    vec![effect]
-                },
+                self.code_minter(&hosted, &user, now, &mut auth_code),
             )
             .await;
         match outcome {
@@ -991,12 +1003,7 @@ impl Twofold {
                 meta,
                 step,
                 recovery_code,
-                |session_id, amr| {
-                    let (c, effect) =
-                        self.auth_code_effect(&hosted, &user, amr, true, Some(session_id), now);
-                    auth_code = c;
-                    vec![effect]
-                },
+                self.code_minter(&hosted, &user, now, &mut auth_code),
             )
             .await;
         match outcome {

@@ -125,13 +125,6 @@ pub(super) async fn prune(c: &impl GenericClient, before: i64) -> Result<u64, St
     Ok(n)
 }
 
-async fn changed(tx: &Tx<'_>, sql: &str, params: Params<'_>) -> Result<(), StoreError> {
-    match exec(tx, sql, params).await? {
-        1 => Ok(()),
-        _ => Err(StoreError::Conflict("state_changed")),
-    }
-}
-
 /// Applies one of the provider's effects; anything else is a bug in the caller.
 pub(super) async fn apply(tx: &Tx<'_>, effect: Effect) -> Result<(), StoreError> {
     match effect {
