@@ -8,6 +8,7 @@
 mod common;
 
 use common::logins::{err, required, set_policy, setup};
+use common::oidc::{Browser, Page};
 use common::{spawn_app_with, Enrolled, TestApp};
 use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata,
@@ -16,10 +17,8 @@ use openidconnect::{
     AuthenticationContextClass, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl,
     Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, TokenResponse,
 };
-use reqwest::cookie::CookieStore;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::sync::Arc;
 
 const REDIRECT: &str = "http://localhost:3000/callback";
 
@@ -192,138 +191,6 @@ impl Rp {
             .claims(&verifier, nonce)
             .unwrap()
             .clone()
-    }
-}
-
-/// The user's browser: a cookie store, redirects looked at one by one.
-struct Browser {
-    http: reqwest::Client,
-    jar: Arc<reqwest::cookie::Jar>,
-    base: String,
-}
-
-struct Page {
-    status: StatusCode,
-    location: Option<String>,
-    headers: reqwest::header::HeaderMap,
-    body: String,
-}
-
-impl Page {
-    /// The CSRF token of the page's forms.
-    fn csrf(&self) -> String {
-        let at = self
-            .body
-            .find("name=\"csrf\" value=\"")
-            .unwrap_or_else(|| panic!("no CSRF token in {}", self.body));
-        let rest = &self.body[at + 19..];
-        rest[..rest.find('"').unwrap()].to_string()
-    }
-
-    /// The value of a hidden or other input by name.
-    fn input(&self, name: &str) -> Option<String> {
-        let marker = format!("name=\"{name}\" value=\"");
-        let at = self.body.find(&marker)?;
-        let rest = &self.body[at + marker.len()..];
-        Some(rest[..rest.find('"')?].to_string())
-    }
-
-    /// A query parameter of the redirect.
-    fn param(&self, name: &str) -> Option<String> {
-        let url = reqwest::Url::parse(self.location.as_deref()?).ok()?;
-        url.query_pairs()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
-    }
-}
-
-impl Browser {
-    fn new(app: &TestApp) -> Browser {
-        let jar = Arc::new(reqwest::cookie::Jar::default());
-        let http = reqwest::Client::builder()
-            .cookie_provider(jar.clone())
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        Browser {
-            http,
-            jar,
-            base: app.base.clone(),
-        }
-    }
-
-    async fn page(resp: reqwest::Response) -> Page {
-        Page {
-            status: resp.status(),
-            location: resp
-                .headers()
-                .get("location")
-                .map(|v| v.to_str().unwrap().to_string()),
-            headers: resp.headers().clone(),
-            body: resp.text().await.unwrap(),
-        }
-    }
-
-    fn url(&self, to: &str) -> String {
-        if to.starts_with('/') {
-            format!("{}{to}", self.base)
-        } else {
-            to.to_string()
-        }
-    }
-
-    async fn get(&self, to: &str) -> Page {
-        Self::page(self.http.get(self.url(to)).send().await.unwrap()).await
-    }
-
-    async fn post(&self, to: &str, form: &[(&str, &str)]) -> Page {
-        Self::page(
-            self.http
-                .post(self.url(to))
-                .form(form)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
-    }
-
-    /// A cookie's value, as the browser would send it to the hosted pages.
-    fn cookie(&self, name: &str) -> Option<String> {
-        let url = reqwest::Url::parse(&format!("{}/oidc/challenge", self.base)).unwrap();
-        let header = self.jar.cookies(&url)?;
-        header
-            .to_str()
-            .unwrap()
-            .split("; ")
-            .filter_map(|kv| kv.split_once('='))
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.to_string())
-    }
-
-    /// Opens the authorization URL; returns the challenge page it leads to.
-    async fn open_challenge(&self, url: &str) -> Page {
-        let first = self.get(url).await;
-        assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", first.body);
-        assert_eq!(first.location.as_deref(), Some("/oidc/challenge"));
-        let page = self.get("/oidc/challenge").await;
-        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-        page
-    }
-
-    /// Types `code` into the challenge page and presses "Verify".
-    async fn verify(&self, page: &Page, code: &str, remember: bool) -> Page {
-        let csrf = page.csrf();
-        let factor = page.input("factor_id").unwrap_or_default();
-        let mut form = vec![
-            ("csrf", csrf.as_str()),
-            ("factor_id", factor.as_str()),
-            ("code", code),
-        ];
-        if remember {
-            form.push(("remember", "1"));
-        }
-        self.post("/oidc/challenge/verify", &form).await
     }
 }
 
@@ -1108,4 +975,70 @@ async fn clients_are_managed_by_the_tenant_api_with_audit_rows() {
     // The OpenAPI document describes the client API.
     let (_, doc) = app.get("/openapi.json", &e.key).await;
     assert!(doc["paths"]["/v1/tenants/{tenant}/oidc/clients"]["post"].is_object());
+}
+
+#[tokio::test]
+async fn every_node_on_one_store_signs_with_the_same_published_key() {
+    let app = spawn().await;
+    let (e, secret) = acme(&app).await;
+    let e = with_secret(e, &secret);
+    // A second node on the same data directory (same keys, same database).
+    let port = twofold_testkit::free_port();
+    let other = common::spawn_app_at_with(app.data_path.clone(), |c| {
+        c.listen = format!("127.0.0.1:{port}").parse().unwrap();
+        c.public_url = Some(app.base.clone());
+    })
+    .await;
+    let jwks = |base: String| async move {
+        reqwest::get(format!("{base}/oidc/jwks"))
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    // The key is made on first use, by whichever node comes first, and shared.
+    let from_other = jwks(other.base.clone()).await;
+    let from_first = jwks(app.base.clone()).await;
+    assert_eq!(from_first, from_other);
+    assert_eq!(from_first["keys"].as_array().unwrap().len(), 1);
+    assert_eq!(from_first["keys"][0]["alg"], "ES256");
+    assert!(
+        from_first["keys"][0].get("d").is_none(),
+        "never the private key"
+    );
+    // A code issued through one node is exchanged on the other; the ID token verifies
+    // against the JWKS the relying party discovered from the first.
+    let rp = Rp::discover(&app, "acme.web", &secret).await;
+    let b = Browser::new(&app);
+    let (req, code) = sign_in(&app, &rp, &e, &b, false).await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", req.verifier.secret().as_str()),
+    ];
+    let r = reqwest::Client::new()
+        .post(format!("{}/oidc/token", other.base))
+        .basic_auth("acme.web", Some(&secret))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let id_token = r.json::<Value>().await.unwrap()["id_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let header = jsonwebtoken::decode_header(&id_token).unwrap();
+    assert_eq!(header.kid.as_deref(), from_first["keys"][0]["kid"].as_str());
+    let token: openidconnect::core::CoreIdToken = id_token.parse().unwrap();
+    let now = app.now_secs() as i64;
+    let verifier = rp
+        .client
+        .id_token_verifier()
+        .set_allowed_algs(vec![CoreJwsSigningAlgorithm::EcdsaP256Sha256])
+        .set_time_fn(move || chrono::DateTime::from_timestamp(now, 0).unwrap());
+    let claims = token.claims(&verifier, &req.nonce).unwrap();
+    assert_eq!(claims.subject().as_str(), "alice");
 }

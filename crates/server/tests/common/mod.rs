@@ -4,6 +4,7 @@
 
 pub mod attacks;
 pub mod logins;
+pub mod oidc;
 pub mod process;
 
 use reqwest::{Client, Method, Response, StatusCode};
