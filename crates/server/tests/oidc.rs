@@ -535,32 +535,28 @@ async fn the_token_endpoint_binds_the_code_to_client_redirect_and_verifier() {
     let wrong_verifier = PkceCodeChallenge::new_random_sha256().1.secret().clone();
     // Wrong secret: invalid_client (401). Another tenant's client, a wrong redirect URI or
     // verifier: invalid_grant. None of these spends the code.
-    let (s, r) = post(base("acme.web", "wrong", REDIRECT, &right)).await;
-    assert_eq!(
-        (s, r["error"].as_str()),
-        (StatusCode::UNAUTHORIZED, Some("invalid_client"))
-    );
-    let (s, r) = post(base("globex.web", &globex_secret, REDIRECT, &right)).await;
-    assert_eq!(
-        (s, r["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
-    );
-    let (s, r) = post(base(
-        "acme.web",
-        &secret,
-        "http://localhost:3000/other",
-        &right,
-    ))
-    .await;
-    assert_eq!(
-        (s, r["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
-    );
-    let (s, r) = post(base("acme.web", &secret, REDIRECT, &wrong_verifier)).await;
-    assert_eq!(
-        (s, r["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
-    );
+    let other_redirect = "http://localhost:3000/other";
+    for (form, want) in [
+        (
+            base("acme.web", "wrong", REDIRECT, &right),
+            (StatusCode::UNAUTHORIZED, "invalid_client"),
+        ),
+        (
+            base("globex.web", &globex_secret, REDIRECT, &right),
+            (StatusCode::BAD_REQUEST, "invalid_grant"),
+        ),
+        (
+            base("acme.web", &secret, other_redirect, &right),
+            (StatusCode::BAD_REQUEST, "invalid_grant"),
+        ),
+        (
+            base("acme.web", &secret, REDIRECT, &wrong_verifier),
+            (StatusCode::BAD_REQUEST, "invalid_grant"),
+        ),
+    ] {
+        let (s, r) = post(form).await;
+        assert_eq!((s, r["error"].as_str().unwrap()), want, "{r}");
+    }
     // client_secret_post with everything right: the ID token.
     let (s, r) = post(base("acme.web", &secret, REDIRECT, &right)).await;
     assert_eq!(s, StatusCode::OK, "{r}");

@@ -41,6 +41,28 @@ pub struct IssuedClient {
     pub client_secret: String,
 }
 
+/// `?` on core, store and crypto errors inside the provider's functions: they become the
+/// `Core` variant (a 503 or 500, never an OAuth error the client could act on).
+macro_rules! core_errors_into {
+    ($t:ident) => {
+        impl From<CoreError> for $t {
+            fn from(e: CoreError) -> Self {
+                $t::Core(e)
+            }
+        }
+        impl From<StoreError> for $t {
+            fn from(e: StoreError) -> Self {
+                $t::Core(e.into())
+            }
+        }
+        impl From<twofold_crypto::CryptoError> for $t {
+            fn from(e: twofold_crypto::CryptoError) -> Self {
+                $t::Core(e.into())
+            }
+        }
+    };
+}
+
 /// The parameters of an authorization request (OIDC Core §3.1.2.1), as the browser sent them.
 /// No `Debug`: the hint is a bearer credential until its `jti` is spent.
 #[derive(Clone, Default)]
@@ -81,17 +103,7 @@ pub enum AuthorizeError {
     Core(CoreError),
 }
 
-impl From<CoreError> for AuthorizeError {
-    fn from(e: CoreError) -> Self {
-        AuthorizeError::Core(e)
-    }
-}
-
-impl From<StoreError> for AuthorizeError {
-    fn from(e: StoreError) -> Self {
-        AuthorizeError::Core(e.into())
-    }
-}
+core_errors_into!(AuthorizeError);
 
 /// One of the user's methods the hosted challenge offers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,23 +169,7 @@ pub enum TokenError {
     Core(CoreError),
 }
 
-impl From<CoreError> for TokenError {
-    fn from(e: CoreError) -> Self {
-        TokenError::Core(e)
-    }
-}
-
-impl From<StoreError> for TokenError {
-    fn from(e: StoreError) -> Self {
-        TokenError::Core(e.into())
-    }
-}
-
-impl From<twofold_crypto::CryptoError> for TokenError {
-    fn from(e: twofold_crypto::CryptoError) -> Self {
-        TokenError::Core(e.into())
-    }
-}
+core_errors_into!(TokenError);
 
 #[derive(serde::Serialize)]
 struct IdTokenClaims<'a> {
