@@ -21,6 +21,10 @@
 #   OUT=target/bench   where the JSON results and the server log are kept
 #   SKIP_BUILD=1       use the existing release binaries
 #   TWOFOLD_*          passed on to the server, e.g. TWOFOLD_CACHE_TTL_MS
+#   TENANT_FAILURES=1000000000  the server's [throttle] tenant_failures_per_hour: the default
+#                      (10,000/h) fills within a second of a wrong-code run, after which the run
+#                      measures refusals instead of judged wrong codes; every failure is still
+#                      charged to the tenant's budget row, so its cost is measured
 #
 # By default every run starts with the server's factor cache cold (the load generator waits
 # --cool-down 31 s between runs), which is how real logins look. To measure the warm-cache path:
@@ -96,9 +100,11 @@ if [ -z "$token" ]; then
     exit 1
 fi
 
+printf '[throttle]\ntenant_failures_per_hour = %s\n' "${TENANT_FAILURES:-1000000000}" >"$data/bench.toml"
 echo "==> starting twofold serve on 127.0.0.1:$PORT (log: $server_log)"
 TWOFOLD_LOG_LEVEL="${TWOFOLD_LOG_LEVEL:-warn}" \
-    "$bin" serve --data-dir "$data" --listen "127.0.0.1:$PORT" >"$server_log" 2>&1 &
+    "$bin" serve --config "$data/bench.toml" --data-dir "$data" --listen "127.0.0.1:$PORT" \
+    >"$server_log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do
     if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/healthz"; then

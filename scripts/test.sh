@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a used one:
 #   1. installs what the tests need and nobody here wrote: oathtool, zbarimg (zbar-tools),
-#      qrencode (makes the QR images the vault imports),
+#      qrencode (makes the QR images the vault imports), chromium and chromium-driver (the
+#      hosted pages' tests drive headless Chromium over WebDriver),
 #      Python's pyotp, openapi-spec-validator, aiosmtpd (the SMTP server the delivery tests
 #      send real mail to) and mmdb-writer (writes the MaxMind DB the geo tests read), and
 #      PostgreSQL (the store conformance suite runs against it): started if installed,
@@ -23,6 +24,9 @@ need_apt=()
 command -v oathtool >/dev/null 2>&1 || need_apt+=(oathtool)
 command -v zbarimg >/dev/null 2>&1 || need_apt+=(zbar-tools)
 command -v qrencode >/dev/null 2>&1 || need_apt+=(qrencode)
+# TWOFOLD_CHROMIUM / TWOFOLD_CHROMEDRIVER may name other binaries (crates/testkit/src/browser.rs).
+[ -n "${TWOFOLD_CHROMIUM:-}" ] || command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+[ -n "${TWOFOLD_CHROMEDRIVER:-}" ] || command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 # With TWOFOLD_TEST_PG_URL the server is elsewhere, but psql still reports its version.
 if [ -n "${TWOFOLD_TEST_PG_URL:-}" ] && ! command -v psql >/dev/null 2>&1; then
     need_apt+=(postgresql-client)
@@ -96,6 +100,8 @@ fi
 
 echo "oathtool: $(oathtool --version | head -n1)"
 echo "zbarimg:  $(zbarimg --version 2>&1 | head -n1)"
+echo "chromium: $("${TWOFOLD_CHROMIUM:-chromium}" --version 2>/dev/null | head -n1)"
+echo "chromedriver: $("${TWOFOLD_CHROMEDRIVER:-chromedriver}" --version | head -n1)"
 echo "pyotp:    $(python3 -c 'import pyotp; print(pyotp.__version__ if hasattr(pyotp, "__version__") else "installed")')"
 echo "aiosmtpd: $(python3 -c 'import aiosmtpd; print(aiosmtpd.__version__)')"
 echo "mmdb-writer: $(python3 -c 'import mmdb_writer; print(mmdb_writer.__version__)')"

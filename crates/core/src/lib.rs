@@ -15,6 +15,7 @@ pub mod phone_change;
 pub mod policy;
 pub mod ports;
 pub mod risk;
+pub mod rollout;
 pub mod security;
 pub mod service;
 pub mod throttle;

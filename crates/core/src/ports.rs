@@ -6,6 +6,7 @@ use crate::login::*;
 use crate::messaging::*;
 use crate::model::*;
 use crate::oidc::*;
+use crate::rollout::{MethodGroup, MethodSet};
 use crate::security::*;
 use crate::vault::*;
 use async_trait::async_trait;
@@ -182,6 +183,15 @@ pub trait Store: Send + Sync + 'static {
         after_id: Option<i64>,
         limit: u32,
     ) -> StoreResult<Vec<User>>;
+    /// The tenant's users counted by profile and by the methods of their active factors: the
+    /// rollout report in one aggregate query, whatever the tenant's size.
+    async fn rollout_groups(&self, tenant_id: i64) -> StoreResult<Vec<MethodGroup>>;
+    /// The methods of the active factors of these users (users with none are left out).
+    async fn active_methods(
+        &self,
+        tenant_id: i64,
+        user_ids: &[i64],
+    ) -> StoreResult<Vec<(i64, MethodSet)>>;
 
     /// Inserts a factor unless the user already has `max_per_user` (then
     /// `Conflict("too_many_factors")`), checked in the same transaction.

@@ -98,6 +98,7 @@ async fn open_parts(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Twofol
             login: config.sessions.to_core().map_err(StartupError::Config)?,
             public_url: config.public_url().map_err(StartupError::Config)?,
             throttle: config.throttle.to_core().map_err(StartupError::Config)?,
+            vault: config.vault.to_core().map_err(StartupError::Config)?,
             ..TwofoldConfig::default()
         },
     );
@@ -302,6 +303,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(api::routes())
         .merge(crate::pages::routes())
         .merge(crate::oidc::routes())
+        .merge(crate::web::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -350,8 +352,11 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         .observe_request(method, &route, status, elapsed);
     tracing::debug!(%method, %route, status, ms = elapsed * 1e3, "request");
     let h = resp.headers_mut();
-    // Responses can carry one-time secrets (enrolment, new keys): never cache them.
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Responses can carry one-time secrets (enrolment, new keys): never cache them, unless the
+    // handler said otherwise (the pages' versioned stylesheet).
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

@@ -89,6 +89,41 @@ pub struct Config {
     pub throttle: ThrottleSection,
     /// `[network]`: where end users are (geo-IP database) and which proxies to believe.
     pub network: NetworkSection,
+    /// `[vault]`: how many authenticator-vault codes are handed out per minute.
+    pub vault: VaultSection,
+}
+
+/// Caps on vault codes, counted in the store so they hold across nodes. A robot that signs in
+/// once a minute needs one code a minute; a leaked token should not become a code oracle.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct VaultSection {
+    /// Codes per minute for one caller (an API key or a vault token), over all entries.
+    pub per_caller_per_minute: u32,
+    /// Codes per minute for one entry, over all callers.
+    pub per_entry_per_minute: u32,
+}
+
+impl Default for VaultSection {
+    fn default() -> Self {
+        let d = twofold_core::service::vault::VaultConfig::default();
+        Self {
+            per_caller_per_minute: d.per_caller_per_minute,
+            per_entry_per_minute: d.per_entry_per_minute,
+        }
+    }
+}
+
+impl VaultSection {
+    pub fn to_core(&self) -> Result<twofold_core::service::vault::VaultConfig, String> {
+        if self.per_caller_per_minute == 0 || self.per_entry_per_minute == 0 {
+            return Err("[vault] limits must be at least 1 code per minute".into());
+        }
+        Ok(twofold_core::service::vault::VaultConfig {
+            per_caller_per_minute: self.per_caller_per_minute,
+            per_entry_per_minute: self.per_entry_per_minute,
+        })
+    }
 }
 
 /// How the server learns where an end user is. The API takes the end user's IP from the
@@ -274,6 +309,7 @@ impl std::fmt::Debug for Config {
             .field("sessions", &self.sessions)
             .field("public_url", &self.public_url)
             .field("throttle", &self.throttle)
+            .field("vault", &self.vault)
             .field("network", &self.network)
             .finish()
     }
@@ -303,6 +339,7 @@ impl Default for Config {
             sessions: SessionsConfig::default(),
             public_url: None,
             throttle: ThrottleSection::default(),
+            vault: VaultSection::default(),
             network: NetworkSection::default(),
         }
     }
@@ -501,6 +538,20 @@ fn comma_list(value: &str) -> Vec<String> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vault_limits_come_from_the_file_and_must_be_positive() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[vault]\nper_caller_per_minute = 5\n").unwrap();
+        let (c, warnings) = Config::load_from(Some(&path), &[]).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let v = c.vault.to_core().unwrap();
+        assert_eq!((v.per_caller_per_minute, v.per_entry_per_minute), (5, 120));
+        std::fs::write(&path, "[vault]\nper_entry_per_minute = 0\n").unwrap();
+        let (c, _) = Config::load_from(Some(&path), &[]).unwrap();
+        assert!(c.vault.to_core().unwrap_err().contains("[vault]"));
+    }
 
     #[test]
     fn file_then_env_with_warnings() {

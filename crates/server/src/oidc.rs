@@ -8,16 +8,15 @@
 //!   `/oidc/authorize` is a cross-site top-level navigation; it lives as long as the pending
 //!   login and is useless once that completes (INV-04).
 //! - `tf_device`: the remembered-device token, when the user ticked "remember this device".
-//! - `tf_oidc_csrf`: the double-submit CSRF token of the forms, SameSite=Strict.
+//! - `tf_csrf`: the double-submit CSRF token of the forms ([`crate::web::Csrf`]).
 //!
 //! Errors follow RFC 6749 §4.1.2.1: sent back to the client only when its redirect URI is
 //! registered for it; otherwise a page, so an open redirect is impossible.
 
 use crate::extract::Meta;
+use crate::pages::client_meta;
 use crate::state::AppState;
-use crate::web::{
-    client_meta, cookie, cookie_value, csrf_ok, csrf_token, escape, page, set_cookie, SameSite,
-};
+use crate::web::{csp_with_form_action, escape, page, read_cookie, CookieFactory, Csrf, SameSite};
 use axum::extract::{Form, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -32,20 +31,48 @@ use twofold_core::CoreError;
 
 const LOGIN_COOKIE: &str = "tf_login";
 const DEVICE_COOKIE: &str = "tf_device";
-const CSRF_COOKIE: &str = "tf_oidc_csrf";
 const COOKIE_PATH: &str = "/oidc";
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/.well-known/openid-configuration", get(discovery))
-        .route("/oidc/jwks", get(jwks))
+    let pages = Router::new()
         .route("/oidc/authorize", get(authorize))
-        .route("/oidc/token", post(token))
         .route("/oidc/challenge", get(challenge))
         .route("/oidc/challenge/verify", post(verify))
         .route("/oidc/challenge/send", post(send_code))
         .route("/oidc/challenge/recover", get(recover_form).post(recover))
-        .route("/oidc/challenge/cancel", post(cancel))
+        .route("/oidc/challenge/cancel", post(cancel));
+    Router::new()
+        .route("/.well-known/openid-configuration", get(discovery))
+        .route("/oidc/jwks", get(jwks))
+        .route("/oidc/token", post(token))
+        .merge(crate::web::hardened(pages))
+}
+
+/// Adds a `Set-Cookie` (several may be set on one response).
+fn set_cookie(resp: &mut Response, cookie: Option<HeaderValue>) {
+    if let Some(v) = cookie {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+fn cookie(s: &AppState, name: &str, value: &str, max_age_secs: i64) -> Option<HeaderValue> {
+    CookieFactory::of(s).build(
+        name,
+        value,
+        COOKIE_PATH,
+        max_age_secs.max(0) as u64,
+        SameSite::Lax,
+    )
+}
+
+/// The page's forms post to this origin, and the verify and recover POSTs redirect to the
+/// client: Chromium checks `form-action` on that redirect, so the client's origin is allowed
+/// too (CSP Level 3).
+fn allow_redirect_to(resp: &mut Response, origin: &str) {
+    if let Some(csp) = csp_with_form_action(&[origin]) {
+        resp.headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
 }
 
 // ------------------------------------------------------------ discovery and keys
@@ -158,7 +185,10 @@ fn back_page(status: StatusCode, title: &str, text: &str, back: &str) -> Respons
 }
 
 fn clear(s: &AppState, resp: &mut Response, name: &str) {
-    set_cookie(resp, cookie(s, name, "", COOKIE_PATH, SameSite::Lax, 0));
+    set_cookie(
+        resp,
+        CookieFactory::of(s).clear(name, COOKIE_PATH, SameSite::Lax),
+    );
 }
 
 /// Query and form parameters as pairs, each name at most once (RFC 6749 §3.1: "Request and
@@ -197,7 +227,7 @@ async fn authorize(
         code_challenge: q.remove("code_challenge"),
         code_challenge_method: q.remove("code_challenge_method"),
         login_hint_token: q.remove("login_hint_token"),
-        device_token: cookie_value(&headers, DEVICE_COOKIE).map(String::from),
+        device_token: read_cookie(&headers, DEVICE_COOKIE).map(String::from),
         user_agent: headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
@@ -208,17 +238,7 @@ async fn authorize(
         Ok(Authorized::Challenge(pending)) => {
             let mut resp = see_other("/oidc/challenge");
             let ttl = (pending.expires_at - s.core.now()).max(0) / 1000;
-            set_cookie(
-                &mut resp,
-                cookie(
-                    &s,
-                    LOGIN_COOKIE,
-                    &pending.token,
-                    COOKIE_PATH,
-                    SameSite::Lax,
-                    ttl,
-                ),
-            );
+            set_cookie(&mut resp, cookie(&s, LOGIN_COOKIE, &pending.token, ttl));
             resp
         }
         Ok(Authorized::Denied { back, reason }) => {
@@ -272,7 +292,7 @@ enum Notice {
 }
 
 fn login_token(headers: &HeaderMap) -> &str {
-    cookie_value(headers, LOGIN_COOKIE).unwrap_or("")
+    read_cookie(headers, LOGIN_COOKIE).unwrap_or("")
 }
 
 fn kind_label(kind: &str) -> &'static str {
@@ -285,12 +305,12 @@ fn kind_label(kind: &str) -> &'static str {
 
 fn challenge_page(
     s: &AppState,
-    headers: &HeaderMap,
     view: &HostedView,
     chosen: Option<&str>,
     notice: Notice,
 ) -> Response {
-    let (csrf, csrf_cookie) = csrf_token(s, headers, CSRF_COOKIE, COOKIE_PATH);
+    let csrf = Csrf::issue(&CookieFactory::of(s), COOKIE_PATH);
+    let field = csrf.field();
     let factor = chosen
         .and_then(|id| view.factors.iter().find(|f| f.id == id))
         .or(view.factors.first());
@@ -336,7 +356,7 @@ fn challenge_page(
             };
             body.push_str(&format!(
                 "<form method=\"post\" action=\"/oidc/challenge/send\">\n\
-                 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\n\
+                 {field}\n\
                  <input type=\"hidden\" name=\"factor_id\" value=\"{id}\">\n\
                  <button type=\"submit\" class=\"plain\">{label}</button>\n</form>\n",
                 id = escape(&f.id),
@@ -354,7 +374,7 @@ fn challenge_page(
             .unwrap_or_default();
         body.push_str(&format!(
             "<form method=\"post\" action=\"/oidc/challenge/verify\">\n\
-             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\n\
+             {field}\n\
              <input type=\"hidden\" name=\"factor_id\" value=\"{id}\">\n\
              <label for=\"code\">Verification code</label>\n\
              <input type=\"text\" id=\"code\" name=\"code\" autocomplete=\"one-time-code\" \
@@ -394,7 +414,7 @@ fn challenge_page(
     }
     body.push_str(&format!(
         "<form method=\"post\" action=\"/oidc/challenge/cancel\">\n\
-         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\n\
+         {field}\n\
          <button type=\"submit\" class=\"plain\">Cancel sign-in</button>\n</form>"
     ));
     let status = match notice {
@@ -402,7 +422,8 @@ fn challenge_page(
         _ => StatusCode::OK,
     };
     let mut resp = page(status, "Two-step verification", &body);
-    set_cookie(&mut resp, csrf_cookie);
+    csrf.attach(&mut resp);
+    allow_redirect_to(&mut resp, &view.redirect_origin);
     resp
 }
 
@@ -417,7 +438,7 @@ async fn challenge(
     Query(q): Query<ChallengeQuery>,
 ) -> Response {
     match s.core.hosted_view(login_token(&headers)).await {
-        Ok(view) => challenge_page(&s, &headers, &view, q.method.as_deref(), Notice::None),
+        Ok(view) => challenge_page(&s, &view, q.method.as_deref(), Notice::None),
         Err(e) => core_error_page(&e),
     }
 }
@@ -452,10 +473,7 @@ fn done(s: &AppState, step: HostedStep) -> Option<Response> {
     clear(s, &mut resp, LOGIN_COOKIE);
     if let Some(d) = device {
         let ttl = (d.expires_at - s.core.now()).max(0) / 1000;
-        set_cookie(
-            &mut resp,
-            cookie(s, DEVICE_COOKIE, &d.token, COOKIE_PATH, SameSite::Lax, ttl),
-        );
+        set_cookie(&mut resp, cookie(s, DEVICE_COOKIE, &d.token, ttl));
     }
     Some(resp)
 }
@@ -466,7 +484,7 @@ async fn verify(
     headers: HeaderMap,
     Form(form): Form<VerifyForm>,
 ) -> Response {
-    if !csrf_ok(&headers, CSRF_COOKIE, &form.csrf) {
+    if !Csrf::verify(&headers, &form.csrf) {
         return csrf_refused();
     }
     let meta = client_meta(&s, meta, &headers);
@@ -480,20 +498,15 @@ async fn verify(
     {
         Ok(step) => match done(&s, step) {
             Some(resp) => resp,
-            None => refused_page(&s, &headers, token, factor).await,
+            None => refused_page(&s, token, factor).await,
         },
         Err(e) => core_error_page(&e),
     }
 }
 
-async fn refused_page(
-    s: &AppState,
-    headers: &HeaderMap,
-    token: &str,
-    factor: Option<&str>,
-) -> Response {
+async fn refused_page(s: &AppState, token: &str, factor: Option<&str>) -> Response {
     match s.core.hosted_view(token).await {
-        Ok(view) => challenge_page(s, headers, &view, factor, Notice::Refused),
+        Ok(view) => challenge_page(s, &view, factor, Notice::Refused),
         Err(e) => core_error_page(&e),
     }
 }
@@ -512,7 +525,7 @@ async fn send_code(
     headers: HeaderMap,
     Form(form): Form<SendForm>,
 ) -> Response {
-    if !csrf_ok(&headers, CSRF_COOKIE, &form.csrf) {
+    if !Csrf::verify(&headers, &form.csrf) {
         return csrf_refused();
     }
     let meta = client_meta(&s, meta, &headers);
@@ -540,11 +553,12 @@ async fn send_code(
         | Err(CoreError::Conflict { .. }) => Notice::None,
         Err(e) => return core_error_page(&e),
     };
-    challenge_page(&s, &headers, &view, Some(&form.factor_id), notice)
+    challenge_page(&s, &view, Some(&form.factor_id), notice)
 }
 
-fn recover_page(s: &AppState, headers: &HeaderMap, refused: bool) -> Response {
-    let (csrf, csrf_cookie) = csrf_token(s, headers, CSRF_COOKIE, COOKIE_PATH);
+fn recover_page(s: &AppState, view: &HostedView, refused: bool) -> Response {
+    let csrf = Csrf::issue(&CookieFactory::of(s), COOKIE_PATH);
+    let field = csrf.field();
     let alert = if refused {
         "<p class=\"error\" role=\"alert\">That recovery code did not work. Check it and try \
          again.</p>\n"
@@ -555,7 +569,7 @@ fn recover_page(s: &AppState, headers: &HeaderMap, refused: bool) -> Response {
         "{alert}<p>Enter one of the recovery codes you saved when you set up two-step \
          verification. Each code works once.</p>\n\
          <form method=\"post\" action=\"/oidc/challenge/recover\">\n\
-         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\n\
+         {field}\n\
          <label for=\"recovery_code\">Recovery code</label>\n\
          <input type=\"text\" id=\"recovery_code\" name=\"recovery_code\" autocomplete=\"off\" \
          autocapitalize=\"none\" spellcheck=\"false\" maxlength=\"64\" required autofocus>\n\
@@ -568,13 +582,14 @@ fn recover_page(s: &AppState, headers: &HeaderMap, refused: bool) -> Response {
         StatusCode::OK
     };
     let mut resp = page(status, "Use a recovery code", &body);
-    set_cookie(&mut resp, csrf_cookie);
+    csrf.attach(&mut resp);
+    allow_redirect_to(&mut resp, &view.redirect_origin);
     resp
 }
 
 async fn recover_form(State(s): State<AppState>, headers: HeaderMap) -> Response {
     match s.core.hosted_view(login_token(&headers)).await {
-        Ok(_) => recover_page(&s, &headers, false),
+        Ok(view) => recover_page(&s, &view, false),
         Err(e) => core_error_page(&e),
     }
 }
@@ -594,17 +609,24 @@ async fn recover(
     headers: HeaderMap,
     Form(form): Form<RecoverForm>,
 ) -> Response {
-    if !csrf_ok(&headers, CSRF_COOKIE, &form.csrf) {
+    if !Csrf::verify(&headers, &form.csrf) {
         return csrf_refused();
     }
     let meta = client_meta(&s, meta, &headers);
     let token = login_token(&headers);
-    match s
+    let step = match s
         .core
         .hosted_recover(&meta, token, form.recovery_code.trim())
         .await
     {
-        Ok(step) => done(&s, step).unwrap_or_else(|| recover_page(&s, &headers, true)),
+        Ok(step) => step,
+        Err(e) => return core_error_page(&e),
+    };
+    if let Some(resp) = done(&s, step) {
+        return resp;
+    }
+    match s.core.hosted_view(token).await {
+        Ok(view) => recover_page(&s, &view, true),
         Err(e) => core_error_page(&e),
     }
 }
@@ -621,7 +643,7 @@ async fn cancel(
     headers: HeaderMap,
     Form(form): Form<CancelForm>,
 ) -> Response {
-    if !csrf_ok(&headers, CSRF_COOKIE, &form.csrf) {
+    if !Csrf::verify(&headers, &form.csrf) {
         return csrf_refused();
     }
     let meta = client_meta(&s, meta, &headers);

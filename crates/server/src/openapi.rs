@@ -18,7 +18,7 @@ use utoipa::{Modify, OpenApi};
         api::create_tenant, api::get_tenant,
         api::create_operator_key, api::list_operator_keys, api::revoke_api_key,
         api::create_tenant_key, api::list_tenant_keys,
-        api::create_user, api::list_users, api::get_user,
+        api::create_user, api::list_users, api::get_user, api::rollout,
         api::list_factors, api::enroll_totp, api::confirm_factor, api::resync_factor,
         api::unlock_factor, api::delete_factor, api::verify, api::list_audit,
         m::enroll_sms, m::enroll_email, m::send_code, m::disable_factor,
@@ -43,7 +43,8 @@ use utoipa::{Modify, OpenApi};
     components(schemas(
         ErrorBody, ErrorDetail, dto::CreateTenant, dto::TenantDto, dto::CreatedTenant,
         dto::IssuedApiKeyDto, dto::CreateApiKey, dto::ApiKeyDto, dto::ApiKeyList,
-        dto::CreateUser, dto::UserDto, dto::UserPage, dto::EnrollTotp, dto::EnrollmentDto,
+        dto::CreateUser, dto::UserDto, dto::UserPage, dto::UserStatusDto, dto::TwoFactorDto,
+        dto::RolloutDto, dto::MethodCountsDto, dto::EnrollTotp, dto::EnrollmentDto,
         dto::FactorDto, dto::FactorList, dto::CodeBody, dto::ConfirmResult, dto::VerifyBody,
         dto::VerifyResult, dto::ResyncBody, dto::ResyncResult, dto::AuditEventDto,
         dto::AuditPage, m::EnrollSms, m::EnrollEmail, m::SendReceiptDto,

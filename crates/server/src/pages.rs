@@ -1,16 +1,14 @@
 //! Server-rendered pages reached from emails: the "this wasn't me" link of security notices.
-//! Layout, headers, cookies and CSRF come from [`crate::web`].
 //!
 //! Opening the link (GET) only shows what happened and a button, because mail scanners and
 //! link previews open links by themselves; the button's POST does the work. The form carries a
-//! CSRF token that must equal a cookie set with the page (double submit: HttpOnly,
-//! SameSite=Strict, scoped to the link's own path, Secure when `public_url` is https), compared
-//! in constant time. Every page is sent
-//! with a CSP that allows no script at all, may not be framed, and leaks no referrer (the URL
-//! holds the link's token).
+//! CSRF token that must equal a cookie set with the page (double submit, scoped to the link's
+//! own path, see [`crate::web::Csrf`]). Layout, headers (a CSP that allows no script at all,
+//! no framing, no referrer: the URL holds the link's token) and cookies come from
+//! [`crate::web`].
 
 use crate::state::AppState;
-use crate::web::{client_meta, escape, page};
+use crate::web::{CookieFactory, Csrf};
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -18,12 +16,13 @@ use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
 use twofold_core::service::{RevertState, RevertView};
-use twofold_core::CoreError;
+use twofold_core::{CoreError, RequestMeta};
 
-const CSRF_COOKIE: &str = "tf_csrf";
+/// The layout and escaping every page uses (they live in [`crate::web`]).
+pub(crate) use crate::web::{escape, page};
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/wasnt-me/{token}", get(show).post(confirm))
+    crate::web::hardened(Router::new().route("/wasnt-me/{token}", get(show).post(confirm)))
 }
 
 #[derive(Deserialize)]
@@ -87,11 +86,7 @@ fn state_page(view: &RevertView) -> Option<Response> {
     }
 }
 
-async fn show(
-    State(s): State<AppState>,
-    Path(token): Path<String>,
-    headers: HeaderMap,
-) -> Response {
+async fn show(State(s): State<AppState>, Path(token): Path<String>) -> Response {
     let view = match s.core.revert_preview(&token).await {
         Ok(v) => v,
         Err(e) => return error_page(&e),
@@ -100,8 +95,7 @@ async fn show(
         return done;
     }
     // Scoped to this one link's path, so two links open in two tabs do not clash.
-    let (csrf, cookie) =
-        crate::web::csrf_token(&s, &headers, CSRF_COOKIE, &format!("/wasnt-me/{token}"));
+    let csrf = Csrf::issue(&CookieFactory::of(&s), &format!("/wasnt-me/{token}"));
     let undo = view
         .undo
         .as_deref()
@@ -114,14 +108,36 @@ async fn show(
          <li>sign you out everywhere,</li>\n\
          <li>lock your two-step verification settings until an administrator has checked \
          them,</li>\n<li>tell your organisation's administrators.</li>\n</ul>\n\
-         <form method=\"post\">\n<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\n\
-         <button type=\"submit\" class=\"danger\">This wasn't me: secure my account</button>\n</form>\n\
+         <form method=\"post\">\n{field}\n\
+         <button type=\"submit\">This wasn't me: secure my account</button>\n</form>\n\
          <p>If it was you, close this page: nothing happens.</p>",
         change = escape(&view.change),
+        field = csrf.field(),
     );
     let mut resp = page(StatusCode::OK, "Was this you?", &body);
-    crate::web::set_cookie(&mut resp, cookie);
+    csrf.attach(&mut resp);
     resp
+}
+
+/// The request context of a page a user opened: the client IP from the socket, or from
+/// `X-Forwarded-For` as far as configured trusted proxies vouch for it (INV-08). When no
+/// vouched-for address exists, the audit row names the proxy and the per-IP budget is not
+/// charged to an address the client chose.
+pub(crate) fn client_meta(s: &AppState, meta: RequestMeta, headers: &HeaderMap) -> RequestMeta {
+    let Some(peer) = meta.ip.as_deref().and_then(|ip| ip.parse().ok()) else {
+        return meta;
+    };
+    let forwarded: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let resolved = twofold_geo::resolve_client_ip(peer, &forwarded, &s.proxies);
+    RequestMeta {
+        ip: Some(resolved.addr().to_string()),
+        client_ip: resolved.known().map(|ip| ip.to_string()),
+        ..meta
+    }
 }
 
 async fn confirm(
@@ -131,7 +147,7 @@ async fn confirm(
     headers: HeaderMap,
     Form(form): Form<ConfirmForm>,
 ) -> Response {
-    if !crate::web::csrf_ok(&headers, CSRF_COOKIE, &form.csrf) {
+    if !Csrf::verify(&headers, &form.csrf) {
         return page(
             StatusCode::FORBIDDEN,
             "Please open the link again",

@@ -637,7 +637,7 @@ async fn forms_need_their_csrf_token_and_the_login_cookie_is_only_for_its_login(
     copy.jar
         .add_cookie_str(&format!("tf_login={pending}; Path=/oidc"), &base);
     copy.jar
-        .add_cookie_str(&format!("tf_oidc_csrf={csrf}; Path=/oidc"), &base);
+        .add_cookie_str(&format!("tf_csrf={csrf}; Path=/oidc"), &base);
     let p = copy.get("/oidc/challenge").await;
     assert_eq!(p.status, StatusCode::BAD_REQUEST, "{}", p.body);
     assert!(p.body.contains("This sign-in has ended"));
@@ -785,7 +785,7 @@ async fn a_remembered_device_skips_the_code_until_sign_out_everywhere_or_a_facto
         "{}",
         again.body
     );
-    let back = b.verify(&sent, &code, false).await;
+    let back = b.verify(&again, &code, false).await;
     let code = code_of(&app, &back, &req);
     let tokens = rp.exchange(&code, req.verifier).await.unwrap();
     assert_eq!(

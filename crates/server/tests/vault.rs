@@ -548,3 +548,40 @@ async fn export_needs_the_code_emailed_to_the_admin() {
         .await;
     assert_eq!(audit.len(), 3, "{audit:?}");
 }
+
+/// `[vault]` limits come from the config: per caller over all entries, and per entry over all
+/// callers, each refusing the code past its cap.
+#[tokio::test]
+async fn the_configured_limits_cap_codes_per_caller_and_per_entry() {
+    let app = spawn_app_with(|c| {
+        c.vault.per_caller_per_minute = 3;
+        c.vault.per_entry_per_minute = 4;
+    })
+    .await;
+    let key = app.tenant("acme").await;
+    for name in ["bank", "shop"] {
+        let body =
+            json!({"name": name, "owner": "robot", "owner_kind": "service", "secret": SECRET});
+        let (s, b) = add(&app, &key, body).await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+    let (_, first) = token(&app, &key, json!({"label": "a", "entry": "bank"})).await;
+    let (_, second) = token(&app, &key, json!({"label": "b", "entry": "bank"})).await;
+    let limited = (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited"));
+    for _ in 0..3 {
+        assert_eq!(token_code(&app, &first, "bank").await.0, StatusCode::OK);
+    }
+    let (s, b) = token_code(&app, &first, "bank").await;
+    assert_eq!((s, err(&b)), limited, "the fourth code for one caller");
+    // Another caller still gets one: the entry's own cap (4) is reached only then.
+    assert_eq!(token_code(&app, &second, "bank").await.0, StatusCode::OK);
+    let (s, b) = token_code(&app, &second, "bank").await;
+    assert_eq!((s, err(&b)), limited, "the fifth code for one entry");
+    // The tenant's API key is another caller, and "shop" another entry with room left.
+    let (s, c) = app
+        .get("/v1/tenants/acme/vault/entries/shop/code", &key)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    app.advance_secs(60);
+    assert_eq!(token_code(&app, &first, "bank").await.0, StatusCode::OK);
+}

@@ -544,3 +544,51 @@ pub(crate) fn uris_to_json(uris: &[String]) -> String {
 pub(crate) fn uris_from_json(json: &str) -> Result<Vec<String>, String> {
     serde_json::from_str(json).map_err(|e| format!("stored redirect_uris: {e}"))
 }
+
+/// The bits of [`twofold_core::rollout::MethodSet`] for one user's active factors, computed in
+/// SQL that both backends accept (no `bit_or` in SQLite).
+const METHOD_BITS: &str = "CAST(MAX(CASE WHEN kind = 'totp' THEN 1 ELSE 0 END)
+     + MAX(CASE WHEN kind = 'sms' THEN 2 ELSE 0 END)
+     + MAX(CASE WHEN kind = 'email' THEN 4 ELSE 0 END) AS BIGINT)";
+
+/// Users counted by profile and method bits; `p` is the tenant id's placeholder (`?1`, `$1`).
+pub(crate) fn rollout_groups_sql(p: &str) -> String {
+    format!(
+        "SELECT u.profile, COALESCE(m.bits, 0) AS bits, COUNT(*) AS n
+         FROM users u LEFT JOIN (
+             SELECT user_id, {METHOD_BITS} AS bits FROM factors
+             WHERE tenant_id = {p} AND status = 'active' GROUP BY user_id
+         ) m ON m.user_id = u.id
+         WHERE u.tenant_id = {p}
+         GROUP BY u.profile, COALESCE(m.bits, 0)"
+    )
+}
+
+/// Method bits per user with ids in `[$2, $3]` (a page of users is a range of ids; the caller
+/// keeps the ids it asked for). `ps` are the placeholders of tenant id, low and high id.
+pub(crate) fn active_methods_sql(ps: [&str; 3]) -> String {
+    let [tenant, low, high] = ps;
+    format!(
+        "SELECT user_id, {METHOD_BITS} FROM factors
+         WHERE tenant_id = {tenant} AND status = 'active' AND user_id >= {low} AND user_id <= {high}
+         GROUP BY user_id"
+    )
+}
+
+/// The rows of [`rollout_groups_sql`] as groups.
+pub(crate) fn method_group(
+    profile: Option<String>,
+    bits: i64,
+    users: i64,
+) -> twofold_core::rollout::MethodGroup {
+    twofold_core::rollout::MethodGroup {
+        profile,
+        methods: twofold_core::rollout::MethodSet::from_bits(bits),
+        users: users.max(0) as u64,
+    }
+}
+
+/// The id range that covers `ids`, and a filter back to exactly those ids.
+pub(crate) fn id_range(ids: &[i64]) -> Option<(i64, i64)> {
+    Some((*ids.iter().min()?, *ids.iter().max()?))
+}

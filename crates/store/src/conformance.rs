@@ -245,6 +245,105 @@ pub async fn users_are_unique_per_tenant_and_paginate(s: DynStore) {
     assert!(page1.iter().chain(&page2).all(|u| u.tenant_id == a.id));
 }
 
+pub async fn rollout_groups_count_users_by_profile_and_active_methods(s: DynStore) {
+    use twofold_core::rollout::{MethodGroup, MethodSet};
+    let a = tenant(&s, "acme").await;
+    let b = tenant(&s, "beta").await;
+    let mut users = Vec::new();
+    for (ext, profile) in [
+        ("ann", Some("admin")),
+        ("bob", Some("admin")),
+        ("cat", None),
+        ("dan", None),
+        ("eve", None),
+    ] {
+        let u = s
+            .create_user(
+                NewUser {
+                    tenant_id: a.id,
+                    external_id: ext.into(),
+                    email: None,
+                    phone: None,
+                    profile: profile.map(str::to_string),
+                    is_admin: false,
+                    created_at: 2,
+                },
+                audit("user.create", Some(a.id), 2),
+            )
+            .await
+            .unwrap();
+        users.push(u);
+    }
+    let add = |u: &User, id: &str, kind: &str, status: FactorStatus| {
+        let mut f = factor(&a, u, id, status);
+        f.kind = kind.into();
+        f
+    };
+    // ann: TOTP and SMS (twice: still one user); cat: email; dan: a pending TOTP only.
+    for f in [
+        add(&users[0], "f1", "totp", FactorStatus::Active),
+        add(&users[0], "f2", "sms", FactorStatus::Active),
+        add(&users[0], "f3", "sms", FactorStatus::Active),
+        add(&users[2], "f4", "email", FactorStatus::Active),
+        add(&users[3], "f5", "totp", FactorStatus::Pending),
+    ] {
+        s.insert_factor(f, 10, audit("factor.enrol", Some(a.id), 3))
+            .await
+            .unwrap();
+    }
+    // Another tenant's active factor and user count nowhere in acme's report.
+    let stranger = user(&s, &b, "ann").await;
+    s.insert_factor(
+        factor(&b, &stranger, "f6", FactorStatus::Active),
+        10,
+        audit("factor.enrol", Some(b.id), 3),
+    )
+    .await
+    .unwrap();
+
+    let bits = |kinds: &[&str]| MethodSet::from_kinds(kinds.iter().copied());
+    let mut groups = s.rollout_groups(a.id).await.unwrap();
+    groups.sort_by_key(|g| (g.profile.clone(), g.methods.iter().collect::<Vec<_>>()));
+    let group = |profile: Option<&str>, kinds: &[&str], users| MethodGroup {
+        profile: profile.map(str::to_string),
+        methods: bits(kinds),
+        users,
+    };
+    assert_eq!(
+        groups,
+        vec![
+            group(None, &[], 2),
+            group(None, &["email"], 1),
+            group(Some("admin"), &[], 1),
+            group(Some("admin"), &["totp", "sms"], 1),
+        ]
+    );
+    assert_eq!(s.rollout_groups(999_999).await.unwrap(), vec![]);
+
+    let ids: Vec<i64> = users.iter().map(|u| u.id).collect();
+    let mut methods = s.active_methods(a.id, &ids).await.unwrap();
+    methods.sort();
+    assert_eq!(
+        methods,
+        vec![
+            (users[0].id, bits(&["totp", "sms"])),
+            (users[2].id, bits(&["email"]))
+        ]
+    );
+    // Only the ids asked for, even inside the id range; none from another tenant.
+    assert_eq!(
+        s.active_methods(a.id, &[users[1].id, users[3].id])
+            .await
+            .unwrap(),
+        vec![]
+    );
+    assert_eq!(
+        s.active_methods(a.id, &[stranger.id]).await.unwrap(),
+        vec![]
+    );
+    assert_eq!(s.active_methods(a.id, &[]).await.unwrap(), vec![]);
+}
+
 pub async fn api_keys_store_hashes_and_revoke_once(s: DynStore) {
     let t = tenant(&s, "acme").await;
     let key = ApiKey {
@@ -616,6 +715,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@each $make;
             tenants_are_unique_and_audited,
             users_are_unique_per_tenant_and_paginate,
+            rollout_groups_count_users_by_profile_and_active_methods,
             api_keys_store_hashes_and_revoke_once,
             confirmation_activates_and_learns_drift,
             a_step_is_consumed_once,

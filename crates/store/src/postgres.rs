@@ -433,6 +433,45 @@ impl Store for PgStore {
         all(rows, user_row)
     }
 
+    async fn rollout_groups(
+        &self,
+        tenant_id: i64,
+    ) -> StoreResult<Vec<twofold_core::rollout::MethodGroup>> {
+        let client = self.client().await?;
+        let rows = query(&client, &rollout_groups_sql("$1"), &[&tenant_id]).await?;
+        all(rows, |r| {
+            Ok(method_group(get(r, 0)?, get(r, 1)?, get(r, 2)?))
+        })
+    }
+
+    async fn active_methods(
+        &self,
+        tenant_id: i64,
+        user_ids: &[i64],
+    ) -> StoreResult<Vec<(i64, twofold_core::rollout::MethodSet)>> {
+        let Some((low, high)) = id_range(user_ids) else {
+            return Ok(Vec::new());
+        };
+        let client = self.client().await?;
+        let rows = query(
+            &client,
+            &active_methods_sql(["$1", "$2", "$3"]),
+            &[&tenant_id, &low, &high],
+        )
+        .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let user: i64 = get(r, 0)?;
+            if user_ids.contains(&user) {
+                out.push((
+                    user,
+                    twofold_core::rollout::MethodSet::from_bits(get(r, 1)?),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
     async fn user_with_factors(
         &self,
         tenant_id: i64,

@@ -154,8 +154,19 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteJob>>) {
                 }
             }
         };
+        let shed = matches!(commit, Err(StoreError::Busy));
         for job in batch {
             job.finish(commit.clone());
+        }
+        // BEGIN waited out the whole busy timeout: another process holds the write lock.
+        // Everything that queued up meanwhile is refused now rather than each batch waiting a
+        // timeout of its own, which under steady traffic would grow every caller's wait with
+        // the queue (up to QUEUE_DEPTH / MAX_BATCH timeouts) instead of answering 503 within
+        // one. Jobs that arrive after this start a fresh attempt.
+        if shed {
+            while let Ok(job) = rx.try_recv() {
+                job.finish(Err(StoreError::Busy));
+            }
         }
     }
 }
@@ -539,6 +550,54 @@ impl Store for SqliteStore {
                 .query_map(params![tenant_id, after_id.unwrap_or(0), limit], user_row)
                 .map_err(backend)?;
             rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn rollout_groups(
+        &self,
+        tenant_id: i64,
+    ) -> StoreResult<Vec<twofold_core::rollout::MethodGroup>> {
+        self.read(move |c| {
+            let mut s = c
+                .prepare_cached(&rollout_groups_sql("?1"))
+                .map_err(backend)?;
+            let rows = s
+                .query_map(params![tenant_id], |r| {
+                    Ok(method_group(r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn active_methods(
+        &self,
+        tenant_id: i64,
+        user_ids: &[i64],
+    ) -> StoreResult<Vec<(i64, twofold_core::rollout::MethodSet)>> {
+        let Some((low, high)) = id_range(user_ids) else {
+            return Ok(Vec::new());
+        };
+        let wanted: std::collections::HashSet<i64> = user_ids.iter().copied().collect();
+        self.read(move |c| {
+            let mut s = c
+                .prepare_cached(&active_methods_sql(["?1", "?2", "?3"]))
+                .map_err(backend)?;
+            let rows = s
+                .query_map(params![tenant_id, low, high], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                })
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (user, bits) = row.map_err(backend)?;
+                if wanted.contains(&user) {
+                    out.push((user, twofold_core::rollout::MethodSet::from_bits(bits)));
+                }
+            }
+            Ok(out)
         })
         .await
     }

@@ -214,3 +214,43 @@ async fn a_0001_database_upgrades_in_place() {
     assert_eq!((alice.generation, alice.skip_until), (0, None));
     assert_eq!(s.policy(t.id).await.unwrap(), None);
 }
+
+/// Another process holding the write lock past the busy timeout: the writer's `BEGIN` fails
+/// with `Busy`, and so does every write that queued up behind it while it waited, at once.
+/// Left in the queue, each of those would wait out a busy timeout of its own, 512 at a time:
+/// under steady traffic the wait grows with the queue (minutes at its full depth) instead of
+/// staying within one timeout, and the server never answers its 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_queued_behind_another_process_lock_are_refused_together() {
+    use twofold_core::ports::{Store, StoreError};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("twofold.db");
+    let s = Arc::new(SqliteStore::open(&path).unwrap());
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+
+    // Three batches' worth, all queued long before the first busy timeout (5 s) ends.
+    let n = 3 * twofold_store::MAX_BATCH;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for at in 0..n {
+        let (s, tx) = (s.clone(), tx.clone());
+        tokio::spawn(async move {
+            let _ = tx.send(s.append_audit(audit_row(at as i64)).await);
+        });
+    }
+    drop(tx);
+    let first = rx.recv().await.unwrap();
+    assert!(matches!(first, Err(StoreError::Busy)), "{first:?}");
+    // The lock goes once the first refusal is in: a write still queued would now succeed.
+    other.execute_batch("ROLLBACK").unwrap();
+    let mut busy = 1;
+    while let Some(r) = rx.recv().await {
+        busy += usize::from(matches!(r, Err(StoreError::Busy)));
+    }
+    assert_eq!(
+        busy, n,
+        "every write queued during the wait is refused with it"
+    );
+    // And the writer is fine afterwards.
+    s.append_audit(audit_row(0)).await.unwrap();
+}

@@ -1,17 +1,21 @@
 //! The test kit: real components for the store, delivery and server tests. A real SMTP server
 //! process (Python's aiosmtpd, `fixtures/smtp_sink.py`), a private CA and server certificate,
 //! a scriptable local HTTP server speaking whatever an SMS provider speaks, a fresh
-//! PostgreSQL database per test ([`PgDatabase`]), a private PostgreSQL server with TLS
-//! ([`PgTlsServer`]), and a MaxMind DB written by a third-party writer for the geo tests
-//! ([`geo::geo_fixture`]).
+//! PostgreSQL database per test ([`PgDatabase`]), a private PostgreSQL server, with TLS or one a
+//! test can stop and start ([`PgServer`]), a MaxMind DB written by a third-party writer for the
+//! geo tests ([`geo::geo_fixture`]), and headless Chromium driven over WebDriver
+//! ([`browser::Browser`]).
 //!
 //! Test support only (a dev-dependency): it fails loudly instead of returning errors.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod browser;
 pub mod geo;
 mod pg_server;
 pub use geo::geo_fixture;
-pub use pg_server::PgTlsServer;
+pub use pg_server::PgServer;
+/// The name the TLS tests know it by.
+pub type PgTlsServer = PgServer;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
@@ -287,11 +291,19 @@ pub struct MockHttp {
 
 impl MockHttp {
     pub async fn start() -> MockHttp {
+        Self::start_on(0).await
+    }
+
+    /// The same on a given port, e.g. one a server was already configured with while nothing
+    /// listened on it (a provider that was down and comes back).
+    pub async fn start_on(port: u16) -> MockHttp {
         let state = HttpState::default();
         let app = axum::Router::new()
             .fallback(record)
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();

@@ -1,7 +1,8 @@
-//! A private PostgreSQL server for tests that need settings the shared one does not have: TLS
-//! with the test CA's certificate, and a `pg_hba.conf` that admits TCP connections only over
-//! TLS (`hostssl`). Made with the server's own `initdb` and `pg_ctl` in a temporary directory,
-//! on a free port; stopped and deleted when dropped.
+//! A private PostgreSQL server for tests that need what the shared one cannot give: TLS with
+//! the test CA's certificate and a `pg_hba.conf` that admits TCP connections only over TLS
+//! (`hostssl`), or a plain server the test may stop and start again (the fault tests restart
+//! the database under a running Twofold). Made with the server's own `initdb` and `pg_ctl` in
+//! a temporary directory, on a free port; stopped and deleted when dropped.
 //!
 //! PostgreSQL refuses to run as root: as root (CI, the test script) the server runs as the
 //! `postgres` user that the Debian package creates, through `runuser`.
@@ -52,9 +53,9 @@ fn id(args: &[&str]) -> Option<u32> {
 }
 
 /// A PostgreSQL server of the test's own; see the module docs.
-pub struct PgTlsServer {
+pub struct PgServer {
     pub port: u16,
-    /// The directory of its Unix socket (trusted, for [`PgTlsServer::admin`]).
+    /// The directory of its Unix socket (trusted, for [`PgServer::admin`]).
     pub socket_dir: PathBuf,
     data: PathBuf,
     bin: PathBuf,
@@ -63,10 +64,19 @@ pub struct PgTlsServer {
     _dir: tempfile::TempDir,
 }
 
-impl PgTlsServer {
+impl PgServer {
     /// Starts a server with `pki`'s certificate (for `localhost` and `127.0.0.1`), listening on
     /// 127.0.0.1 only. Takes a second or two: `initdb` without fsync, a small configuration.
     pub fn start(pki: &TestPki) -> Self {
+        Self::launch(Some(pki))
+    }
+
+    /// Starts a server without TLS that trusts every connection from 127.0.0.1.
+    pub fn start_plain() -> Self {
+        Self::launch(None)
+    }
+
+    fn launch(pki: Option<&TestPki>) -> Self {
         let bin = bin_dir().unwrap_or_else(|| {
             panic!(
                 "these tests need PostgreSQL's server programs (initdb, pg_ctl): install the \
@@ -109,42 +119,37 @@ impl PgTlsServer {
                 "--no-sync",
             ],
         );
-        for (name, from) in [("server.pem", &pki.cert), ("server.key", &pki.key)] {
-            server.write(name, &std::fs::read(from).unwrap());
-        }
-        server.write(
-            "pg_hba.conf",
-            b"local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
-        );
+        let (hba, ssl): (&[u8], &str) = match pki {
+            Some(pki) => {
+                for (name, from) in [("server.pem", &pki.cert), ("server.key", &pki.key)] {
+                    server.write(name, &std::fs::read(from).unwrap());
+                }
+                (
+                    b"local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+                    "ssl = on\nssl_cert_file = 'server.pem'\nssl_key_file = 'server.key'\n",
+                )
+            }
+            None => (
+                b"local all all trust\nhost all all 127.0.0.1/32 trust\n",
+                "ssl = off\n",
+            ),
+        };
+        server.write("pg_hba.conf", hba);
         // A free port can be taken between the probe and the start: try a few.
         for attempt in 0.. {
             server.port = crate::free_port();
             let conf = format!(
                 "port = {}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
-                 ssl = on\nssl_cert_file = 'server.pem'\nssl_key_file = 'server.key'\n\
-                 fsync = off\nshared_buffers = 16MB\nmax_connections = 40\n",
+                 {ssl}fsync = off\nshared_buffers = 16MB\nmax_connections = 40\n",
                 server.port,
                 path_str(&server.socket_dir)
             );
             server.write("postgresql.auto.conf", conf.as_bytes());
-            let log = server.socket_dir.join("server.log");
-            let out = server.try_run(
-                "pg_ctl",
-                &[
-                    "-D",
-                    path_str(&server.data),
-                    "-l",
-                    path_str(&log),
-                    "-w",
-                    "-t",
-                    "30",
-                    "start",
-                ],
-            );
+            let out = server.pg_ctl_start();
             if out.status.success() {
                 break;
             }
-            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            let log = server.log();
             assert!(
                 attempt < 3 && log.contains("could not bind"),
                 "pg_ctl start failed: {}{}\nserver log:\n{log}",
@@ -153,6 +158,51 @@ impl PgTlsServer {
             );
         }
         server
+    }
+
+    /// `pg_ctl start`, waiting until the server accepts connections.
+    fn pg_ctl_start(&self) -> Output {
+        let log = self.socket_dir.join("server.log");
+        self.try_run(
+            "pg_ctl",
+            &[
+                "-D",
+                path_str(&self.data),
+                "-l",
+                path_str(&log),
+                "-w",
+                "-t",
+                "30",
+                "start",
+            ],
+        )
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.socket_dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// Stops the server as an operator restarting it would (`pg_ctl stop -m fast`: open
+    /// transactions are rolled back, clients are disconnected), and waits until it is down.
+    pub fn stop(&self) {
+        self.run(
+            "pg_ctl",
+            &["-D", path_str(&self.data), "-m", "fast", "-w", "stop"],
+        );
+    }
+
+    /// Starts the stopped server again on the same port and data; returns once it accepts
+    /// connections.
+    pub fn start_again(&self) {
+        let out = self.pg_ctl_start();
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}{}\nserver log:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
     }
 
     /// `postgres://postgres@{host}:{port}/postgres?{params}`.
@@ -214,7 +264,7 @@ impl PgTlsServer {
     }
 }
 
-impl Drop for PgTlsServer {
+impl Drop for PgServer {
     fn drop(&mut self) {
         let out = self.try_run(
             "pg_ctl",

@@ -6,10 +6,12 @@ use crate::error::CoreError;
 use crate::messaging::Effect;
 use crate::model::*;
 use crate::ports::*;
+use crate::rollout::{self, MethodSet, RolloutReport, RolloutStatus};
 use crate::security::{StoredFactor, Undo};
 use crate::totp;
 use crate::types::*;
 use base64::Engine;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use twofold_crypto::{Hasher, SharedKeyring};
@@ -373,6 +375,18 @@ fn known_shape(external_id: &str) -> Result<(), CoreError> {
         .map_err(|_| CoreError::NotFound("user"))
 }
 
+/// Store pages one filtered user listing reads at most (see [`Twofold::list_users`]).
+pub const USER_SCAN_PAGES: usize = 20;
+
+/// A user and where they stand in the org's 2FA rollout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserStatus {
+    pub user: User,
+    /// The methods of the user's active factors.
+    pub methods: MethodSet,
+    pub status: RolloutStatus,
+}
+
 fn cursor_encode(id: i64) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.to_string())
 }
@@ -715,23 +729,92 @@ impl Twofold {
         self.user_in(&tenant, external_id).await
     }
 
+    /// A page of users with where each stands in the rollout, optionally only those with one
+    /// status. Filtering reads up to [`USER_SCAN_PAGES`] store pages per call, so a rare
+    /// status in a large tenant gives short (even empty) pages with a `next_cursor`: follow it
+    /// until it is `None`.
     pub async fn list_users(
         &self,
         actor: &Actor,
         slug: &str,
         cursor: Option<&str>,
         limit: Option<u32>,
-    ) -> Result<(Vec<User>, Option<String>), CoreError> {
+        only: Option<RolloutStatus>,
+    ) -> Result<(Vec<UserStatus>, Option<String>), CoreError> {
         let tenant = self.tenant_for(actor, slug).await?;
-        let after = cursor.map(cursor_decode).transpose()?;
+        let (policy, _) = self.policy_of(&tenant).await?;
+        let mut after = cursor.map(cursor_decode).transpose()?;
         let limit = limit.unwrap_or(50).clamp(1, 500);
-        let users = self.store.list_users(tenant.id, after, limit).await?;
-        let next = if users.len() as u32 == limit {
-            users.last().map(|u| cursor_encode(u.id))
-        } else {
-            None
-        };
-        Ok((users, next))
+        let now = self.now();
+        let mut out = Vec::new();
+        for _ in 0..USER_SCAN_PAGES {
+            let users = self.store.list_users(tenant.id, after, limit).await?;
+            let full = users.len() as u32 == limit;
+            let ids: Vec<i64> = users.iter().map(|u| u.id).collect();
+            let methods: HashMap<i64, MethodSet> = self
+                .store
+                .active_methods(tenant.id, &ids)
+                .await?
+                .into_iter()
+                .collect();
+            for user in users {
+                after = Some(user.id);
+                let methods = methods.get(&user.id).copied().unwrap_or_default();
+                let status = rollout::status(&policy, user.profile.as_deref(), methods, now);
+                if only.is_some_and(|o| o != status) {
+                    continue;
+                }
+                out.push(UserStatus {
+                    user,
+                    methods,
+                    status,
+                });
+                if out.len() as u32 == limit {
+                    return Ok((out, after.map(cursor_encode)));
+                }
+            }
+            if !full {
+                return Ok((out, None));
+            }
+        }
+        Ok((out, after.map(cursor_encode)))
+    }
+
+    /// One user with where they stand in the rollout.
+    pub async fn user_status(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        external_id: &str,
+    ) -> Result<UserStatus, CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
+        let user = self.user_in(&tenant, external_id).await?;
+        let (policy, _) = self.policy_of(&tenant).await?;
+        let methods = self
+            .store
+            .active_methods(tenant.id, &[user.id])
+            .await?
+            .first()
+            .map(|(_, m)| *m)
+            .unwrap_or_default();
+        let status = rollout::status(&policy, user.profile.as_deref(), methods, self.now());
+        Ok(UserStatus {
+            user,
+            methods,
+            status,
+        })
+    }
+
+    /// The tenant's rollout at a glance: counts per status and method, deadline, progress.
+    pub async fn rollout_report(
+        &self,
+        actor: &Actor,
+        slug: &str,
+    ) -> Result<RolloutReport, CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
+        let (policy, _) = self.policy_of(&tenant).await?;
+        let groups = self.store.rollout_groups(tenant.id).await?;
+        Ok(rollout::summarize(&policy, &groups, self.now()))
     }
 
     // ---------------------------------------------------------------- factors

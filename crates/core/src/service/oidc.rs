@@ -125,6 +125,9 @@ pub struct HostedView {
     /// "Remember this device" lifetime, when the tenant offers it.
     pub remember_days: Option<u32>,
     pub recovery_codes_left: bool,
+    /// `scheme://host[:port]` of the redirect URI the login goes back to (the pages' CSP
+    /// must let their forms' redirects go there).
+    pub redirect_origin: String,
 }
 
 /// The result of a second step on the hosted pages. No `Debug`: it holds tokens.
@@ -900,6 +903,7 @@ impl Twofold {
                 .remember_device_days
                 .filter(|_| user.frozen_at.is_none()),
             recovery_codes_left: self.store.recovery_codes_left(user.id).await? > 0,
+            redirect_origin: origin_of(&hosted.redirect_uri),
         })
     }
 
@@ -1238,6 +1242,17 @@ impl Twofold {
             .store
             .prune_oidc(self.now() - crate::policy::DAY_MS)
             .await?)
+    }
+}
+
+/// `scheme://authority` of an absolute URI (registered redirect URIs are validated so).
+fn origin_of(uri: &str) -> String {
+    match uri.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority = rest.split(['/', '?']).next().unwrap_or_default();
+            format!("{scheme}://{authority}")
+        }
+        None => String::new(),
     }
 }
 

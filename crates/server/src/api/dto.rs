@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 use twofold_core::model::{ApiKey, AuditEvent, Tenant, User};
-use twofold_core::service::{FactorView, IssuedApiKey};
+use twofold_core::rollout::RolloutReport;
+use twofold_core::service::{FactorView, IssuedApiKey, UserStatus};
 use utoipa::{IntoParams, ToSchema};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -129,11 +130,103 @@ impl From<&User> for UserDto {
     }
 }
 
+/// Where a user stands in the organisation's 2FA rollout.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TwoFactorDto {
+    /// `enrolled` (an active factor of a method the org enables), `pending` (required, before
+    /// the deadline), `overdue` (required, deadline passed: the next login must enrol),
+    /// `optional` or `not_required`.
+    #[schema(example = "pending")]
+    pub status: String,
+    /// Methods of the user's active factors (`totp`, `sms`, `email`).
+    pub methods: Vec<String>,
+}
+
+/// A user with their 2FA status.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserStatusDto {
+    #[serde(flatten)]
+    pub user: UserDto,
+    pub two_factor: TwoFactorDto,
+}
+
+impl From<&UserStatus> for UserStatusDto {
+    fn from(u: &UserStatus) -> Self {
+        Self {
+            user: UserDto::from(&u.user),
+            two_factor: TwoFactorDto {
+                status: u.status.as_str().to_string(),
+                methods: u.methods.iter().map(|m| m.as_str().to_string()).collect(),
+            },
+        }
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserPage {
-    pub users: Vec<UserDto>,
-    /// Pass as `cursor` for the next page; absent on the last page.
+    pub users: Vec<UserStatusDto>,
+    /// Pass as `cursor` for the next page; absent when no user is left. A page filtered by
+    /// `status` may hold fewer users than `limit` (even none) and still have a next cursor.
     pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct UserListParams {
+    pub cursor: Option<String>,
+    /// 1–500, default 50.
+    pub limit: Option<u32>,
+    /// Only users with this 2FA status: `enrolled`, `pending`, `overdue`, `optional`,
+    /// `not_required`.
+    pub status: Option<String>,
+}
+
+/// The rollout at a glance (the admin console's progress view).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RolloutDto {
+    pub total: u64,
+    pub enrolled: u64,
+    pub pending: u64,
+    pub overdue: u64,
+    pub optional: u64,
+    pub not_required: u64,
+    /// Users with an active factor of each method; a user with two methods counts twice.
+    pub by_method: MethodCountsDto,
+    /// When 2FA becomes (or became) mandatory, Unix ms; absent when it is not scheduled.
+    pub deadline: Option<i64>,
+    /// Whole days until the deadline, rounded up; 0 once passed.
+    pub days_left: Option<i64>,
+    /// Enrolled among users for whom 2FA is required or optional, in per cent.
+    pub progress_percent: Option<f64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MethodCountsDto {
+    pub totp: u64,
+    pub sms: u64,
+    pub email: u64,
+}
+
+impl From<RolloutReport> for RolloutDto {
+    fn from(r: RolloutReport) -> Self {
+        Self {
+            total: r.total,
+            enrolled: r.enrolled,
+            pending: r.pending,
+            overdue: r.overdue,
+            optional: r.optional,
+            not_required: r.not_required,
+            by_method: MethodCountsDto {
+                totp: r.by_method.totp,
+                sms: r.by_method.sms,
+                email: r.by_method.email,
+            },
+            deadline: r.deadline,
+            days_left: r.days_left,
+            progress_percent: r.progress_percent,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

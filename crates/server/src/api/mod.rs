@@ -16,6 +16,7 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::Router;
 use dto::*;
+use twofold_core::rollout::RolloutStatus;
 use twofold_core::service::{EnrollOptions, NewUserInput};
 use twofold_otp::Algorithm;
 
@@ -37,6 +38,7 @@ pub fn routes() -> Router<AppState> {
             post(create_user).get(list_users),
         )
         .route("/v1/tenants/{tenant}/users/{user}", get(get_user))
+        .route("/v1/tenants/{tenant}/rollout", get(rollout))
         .route(
             "/v1/tenants/{tenant}/users/{user}/factors",
             get(list_factors),
@@ -222,7 +224,7 @@ pub async fn create_user(
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/users", tag = "users",
-    params(("tenant" = String, Path, description = "Tenant slug"), PageParams),
+    params(("tenant" = String, Path, description = "Tenant slug"), UserListParams),
     responses((status = 200, body = UserPage), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody)),
     security(("api_key" = [])))]
@@ -230,29 +232,55 @@ pub async fn list_users(
     State(s): State<AppState>,
     Auth(actor): Auth,
     Path(tenant): Path<String>,
-    Query(q): Query<PageParams>,
+    Query(q): Query<UserListParams>,
 ) -> ApiResult<axum::Json<UserPage>> {
+    let only = q
+        .status
+        .as_deref()
+        .map(|v| {
+            RolloutStatus::parse(v).ok_or(twofold_core::CoreError::Invalid {
+                field: "status",
+                message: "one of enrolled, pending, overdue, optional, not_required".into(),
+            })
+        })
+        .transpose()?;
     let (users, next_cursor) = s
         .core
-        .list_users(&actor, &tenant, q.cursor.as_deref(), q.limit)
+        .list_users(&actor, &tenant, q.cursor.as_deref(), q.limit, only)
         .await?;
     Ok(axum::Json(UserPage {
-        users: users.iter().map(UserDto::from).collect(),
+        users: users.iter().map(UserStatusDto::from).collect(),
         next_cursor,
     }))
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/users/{user}", tag = "users",
     params(("tenant" = String, Path), ("user" = String, Path, description = "External user id")),
-    responses((status = 200, body = UserDto), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = UserStatusDto), (status = 404, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn get_user(
     State(s): State<AppState>,
     Auth(actor): Auth,
     Path((tenant, user)): Path<(String, String)>,
-) -> ApiResult<axum::Json<UserDto>> {
-    let u = s.core.user(&actor, &tenant, &user).await?;
-    Ok(axum::Json(UserDto::from(&u)))
+) -> ApiResult<axum::Json<UserStatusDto>> {
+    let u = s.core.user_status(&actor, &tenant, &user).await?;
+    Ok(axum::Json(UserStatusDto::from(&u)))
+}
+
+/// Counts per 2FA status and method, the deadline and the enrolled share: what an admin
+/// watches while 2FA becomes mandatory.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/rollout", tag = "users",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    responses((status = 200, body = RolloutDto), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn rollout(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(tenant): Path<String>,
+) -> ApiResult<axum::Json<RolloutDto>> {
+    Ok(axum::Json(
+        s.core.rollout_report(&actor, &tenant).await?.into(),
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/users/{user}/factors", tag = "factors",

@@ -23,11 +23,38 @@ const STATE_CHANGED: StoreError = StoreError::Conflict("state_changed");
 
 /// Applies `effects` in order; the first failure stops (and, through the transaction, undoes)
 /// the whole operation.
+///
+/// The rows of the users that any effect will lock are locked first, in id order: requests
+/// that lock a user row up front (a TOTP attempt, [`lock_user`]) and then charge shared
+/// counters (tenant and IP failure budgets, sending caps) must not meet one that charges
+/// those counters first and reaches the user row later (a recovery code's budget charge, then
+/// `RequireNotFrozen`), or PostgreSQL aborts one of them as a deadlock and the caller gets a
+/// 503 under nothing but ordinary parallel traffic (found by tests/faults.rs).
 pub(super) async fn apply_effects(tx: &Tx<'_>, effects: Vec<Effect>) -> Result<(), StoreError> {
+    let mut users: Vec<i64> = effects.iter().filter_map(user_row_locked_by).collect();
+    users.sort_unstable();
+    users.dedup();
+    for user_id in users {
+        lock_user(tx, user_id).await?;
+    }
     for effect in effects {
         apply(tx, effect).await?;
     }
     Ok(())
+}
+
+/// The user whose row `effect` locks when applied (an `UPDATE users` or [`lock_user`]).
+fn user_row_locked_by(effect: &Effect) -> Option<i64> {
+    match effect {
+        Effect::BumpGeneration { user_id }
+        | Effect::SetSkip { user_id, .. }
+        | Effect::SetAdmin { user_id, .. }
+        | Effect::ReplaceRecoveryCodes { user_id, .. }
+        | Effect::DeleteAllFactors { user_id }
+        | Effect::SetFrozen { user_id, .. }
+        | Effect::RequireNotFrozen { user_id } => Some(*user_id),
+        _ => None,
+    }
 }
 
 /// Runs a conditional write; no row changed means the precondition failed.

@@ -45,6 +45,8 @@ pub(crate) fn pg(e: tokio_postgres::Error) -> StoreError {
         // tokio-postgres has no public accessor for its "connect timed out" kind.
         || e.to_string().starts_with("timeout");
     if lost || e.code().is_some_and(|c| BUSY.contains(c)) {
+        // The caller answers 503 without the cause: keep it for whoever reads the log.
+        tracing::debug!(code = ?e.code().map(SqlState::code), error = %e, "PostgreSQL busy");
         return StoreError::Busy;
     }
     match std::error::Error::source(&e) {
