@@ -74,15 +74,23 @@ pub enum SealedColumn {
     /// `vault_entries.sealed_secret`: third-party TOTP/HOTP secrets, bound to
     /// `vault:<tenant>:<entry>`.
     VaultSecret,
+    /// `oidc_clients.sealed_secret`: OIDC client secrets (HS256 needs the secret itself),
+    /// bound to `oidc-client:<tenant>:<client id>`.
+    OidcClientSecret,
+    /// `oidc_signing_keys.sealed_key`: the provider's ES256 private keys, bound to
+    /// `oidc-signing:<kid>`.
+    OidcSigningKey,
 }
 
 impl SealedColumn {
-    pub const ALL: [SealedColumn; 5] = [
+    pub const ALL: [SealedColumn; 7] = [
         SealedColumn::FactorSecret,
         SealedColumn::OutboxParams,
         SealedColumn::WebhookSecret,
         SealedColumn::RevertUndo,
         SealedColumn::VaultSecret,
+        SealedColumn::OidcClientSecret,
+        SealedColumn::OidcSigningKey,
     ];
 
     /// `table.column`, for messages.
@@ -93,6 +101,8 @@ impl SealedColumn {
             SealedColumn::WebhookSecret => "webhooks.sealed_secret",
             SealedColumn::RevertUndo => "revert_links.undo",
             SealedColumn::VaultSecret => "vault_entries.sealed_secret",
+            SealedColumn::OidcClientSecret => "oidc_clients.sealed_secret",
+            SealedColumn::OidcSigningKey => "oidc_signing_keys.sealed_key",
         }
     }
 }

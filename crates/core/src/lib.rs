@@ -10,6 +10,7 @@ pub mod keys;
 pub mod login;
 pub mod messaging;
 pub mod model;
+pub mod oidc;
 pub mod phone_change;
 pub mod policy;
 pub mod ports;

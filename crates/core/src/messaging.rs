@@ -573,6 +573,45 @@ pub enum Effect {
         tenant_id: i64,
         at: i64,
     },
+    /// Registers an OIDC client; an id already registered is `Conflict("oidc_client_exists")`.
+    InsertOidcClient(crate::oidc::OidcClient),
+    /// Replaces one of the tenant's clients' redirect URIs; a missing client is
+    /// `state_changed`.
+    SetOidcRedirectUris {
+        id: String,
+        tenant_id: i64,
+        redirect_uris: Vec<String>,
+    },
+    /// Replaces a client's sealed secret (rotation); a missing client is `state_changed`.
+    SetOidcSecret {
+        id: String,
+        tenant_id: i64,
+        sealed_secret: Vec<u8>,
+        at: i64,
+    },
+    /// Removes one of the tenant's clients; a missing one is `state_changed`.
+    DeleteOidcClient {
+        id: String,
+        tenant_id: i64,
+    },
+    /// Stores a signing key; a `kid` already stored is `Conflict("signing_key_exists")`.
+    InsertSigningKey(crate::oidc::SigningKey),
+    /// Spends a login hint's `jti` for this client: a `jti` seen before (until `expires_at`,
+    /// after which the hint is dead anyway) is `Conflict("hint_replayed")`.
+    UseHintJti {
+        client_id: String,
+        jti: String,
+        tenant_id: i64,
+        expires_at: i64,
+    },
+    InsertAuthCode(crate::oidc::AuthCode),
+    /// Spends an authorization code by one conditional update: only if unused and not expired
+    /// at `at`; otherwise `state_changed`.
+    UseAuthCode {
+        code_hash: Vec<u8>,
+        at: i64,
+    },
+    InsertHostedLogin(crate::oidc::HostedLogin),
 }
 
 /// Issue a one-time code: refuse if the newest code for the same (user, factor, purpose) was

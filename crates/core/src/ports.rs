@@ -5,6 +5,7 @@ use crate::keys::*;
 use crate::login::*;
 use crate::messaging::*;
 use crate::model::*;
+use crate::oidc::*;
 use crate::rollout::{MethodGroup, MethodSet};
 use crate::security::*;
 use crate::vault::*;
@@ -381,6 +382,20 @@ pub trait Store: Send + Sync + 'static {
     async fn vault_tokens(&self, tenant_id: i64) -> StoreResult<Vec<VaultToken>>;
     /// The token with this keyed hash, revoked or not.
     async fn vault_token(&self, token_hash: &[u8]) -> StoreResult<Option<VaultToken>>;
+
+    // ------------------------------------------------------------ OpenID Connect
+
+    async fn oidc_client(&self, client_id: &str) -> StoreResult<Option<OidcClient>>;
+    /// The tenant's OIDC clients, by id.
+    async fn oidc_clients(&self, tenant_id: i64) -> StoreResult<Vec<OidcClient>>;
+    /// Every signing key, oldest first (the oldest signs; all are published).
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>>;
+    /// The authorization code with this keyed hash, used or not.
+    async fn auth_code(&self, code_hash: &[u8]) -> StoreResult<Option<AuthCode>>;
+    async fn hosted_login(&self, login_id: &str) -> StoreResult<Option<HostedLogin>>;
+    /// Deletes hint `jti`s, authorization codes and hosted logins that expired before
+    /// `before`; returns how many rows went.
+    async fn prune_oidc(&self, before: i64) -> StoreResult<u64>;
 
     async fn append_audit(&self, audit: AuditRecord) -> StoreResult<()>;
     async fn list_audit(&self, query: AuditQuery) -> StoreResult<Vec<AuditEvent>>;

@@ -283,6 +283,9 @@ async fn prune_forever(state: AppState) {
             Ok(n) => tracing::info!(rows = n, "pruned old messages, codes and counters"),
             Err(e) => tracing::warn!(error = %e, "outbox pruning failed; will retry next hour"),
         }
+        if let Err(e) = state.core.prune_oidc().await {
+            tracing::warn!(error = %e, "pruning spent OIDC codes and hints failed; will retry");
+        }
         match state.core.prune_login_history().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(rows = n, "pruned login history older than a year"),
@@ -299,6 +302,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .merge(api::routes())
         .merge(crate::pages::routes())
+        .merge(crate::oidc::routes())
         .merge(crate::web::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -10,6 +10,7 @@ pub mod extract;
 pub mod keys;
 pub mod keywatch;
 pub mod metrics;
+pub mod oidc;
 pub mod openapi;
 pub mod pages;
 pub mod qrimage;

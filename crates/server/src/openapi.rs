@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 
 use crate::api::{
-    self, dto, login as l, messaging as m, security as sec, vault as v, webhooks as w,
+    self, dto, login as l, messaging as m, oidc as o, security as sec, vault as v, webhooks as w,
 };
 use crate::error::{ErrorBody, ErrorDetail};
 use utoipa::openapi::header::{Header, HeaderBuilder};
@@ -40,6 +40,8 @@ use utoipa::{Modify, OpenApi};
         v::create_entry, v::create_entry_from_qr, v::list_entries, v::get_entry, v::delete_entry,
         v::set_entry_group, v::entry_code, v::token_code, v::start_export, v::confirm_export,
         v::create_group, v::list_groups, v::create_token, v::list_tokens, v::revoke_token,
+        o::create_oidc_client, o::list_oidc_clients, o::set_redirect_uris, o::rotate_oidc_secret,
+        o::delete_oidc_client,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, dto::CreateTenant, dto::TenantDto, dto::CreatedTenant,
@@ -63,6 +65,8 @@ use utoipa::{Modify, OpenApi};
         v::VaultExportBody, v::VaultConfirmExport, v::VaultExportDto, v::VaultCreateGroup,
         v::VaultGroupDto, v::VaultGroupList, v::VaultCreateToken, v::VaultTokenDto,
         v::VaultCreatedToken, v::VaultTokenList,
+        o::CreateOidcClient, o::RedirectUris, o::OidcClientDto, o::IssuedOidcClient,
+        o::OidcClientList,
     )),
     modifiers(&BearerAuth, &CommonErrors)
 )]

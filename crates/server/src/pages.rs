@@ -123,7 +123,7 @@ async fn show(State(s): State<AppState>, Path(token): Path<String>) -> Response 
 /// `X-Forwarded-For` as far as configured trusted proxies vouch for it (INV-08). When no
 /// vouched-for address exists, the audit row names the proxy and the per-IP budget is not
 /// charged to an address the client chose.
-fn client_meta(s: &AppState, meta: RequestMeta, headers: &HeaderMap) -> RequestMeta {
+pub(crate) fn client_meta(s: &AppState, meta: RequestMeta, headers: &HeaderMap) -> RequestMeta {
     let Some(peer) = meta.ip.as_deref().and_then(|ip| ip.parse().ok()) else {
         return meta;
     };

@@ -119,7 +119,10 @@ async fn fill(app: &TestApp) -> (Enrolled, serde_json::Value, String) {
         &e,
         required(json!({
             "risk": {"mode": "adaptive"},
-            "clients": [{"id": "imap", "supports_2fa": false, "app_passwords": true}]
+            "clients": [
+                {"id": "imap", "supports_2fa": false, "app_passwords": true},
+                {"id": "web", "supports_2fa": true}
+            ]
         })),
     )
     .await;
@@ -172,6 +175,23 @@ async fn fill(app: &TestApp) -> (Enrolled, serde_json::Value, String) {
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{t}");
+    // The OIDC provider: a client, its signing key, a spent hint, a hosted login, and a
+    // code minted by a hosted second step (not exchanged).
+    let (s, c) = app
+        .post(
+            "/v1/tenants/acme/oidc/clients",
+            &e.key,
+            json!({"client_app": "web", "redirect_uris": ["http://localhost:3000/cb"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let secret = c["client_secret"].as_str().unwrap();
+    let (b, page) =
+        oidc::start_hosted(app, "acme.web", secret, "http://localhost:3000/cb", &e).await;
+    let code = app.code_at_offset(&e.secret, &e.params, 0);
+    let back = b.verify(&page, &code, false).await;
+    assert!(back.param("code").is_some(), "{:?}", back.location);
+    app.advance_secs(30);
     let pending = login(app, &e, "alice", json!({})).await;
     assert_eq!(pending["decision"], "challenge", "{pending}");
     let done = login(app, &e, "alice", json!({})).await;

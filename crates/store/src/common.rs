@@ -393,6 +393,8 @@ pub(crate) struct SealedSql {
     pub key: &'static str,
     pub value: &'static str,
     pub user: &'static str,
+    /// The tenant column, or a constant for rows that belong to no tenant.
+    pub tenant: &'static str,
     pub holds_value: &'static str,
     /// The value is `TEXT` (the undo JSON), not a blob: bound and read as a string.
     pub text: bool,
@@ -407,6 +409,7 @@ pub(crate) fn sealed_sql(column: twofold_core::keys::SealedColumn) -> SealedSql 
             value: "sealed_secret",
             user: "user_id",
             // SMS and email factors have no seed: an empty blob.
+            tenant: "tenant_id",
             holds_value: "length(sealed_secret) > 0",
             text: false,
         },
@@ -416,6 +419,7 @@ pub(crate) fn sealed_sql(column: twofold_core::keys::SealedColumn) -> SealedSql 
             value: "sealed_params",
             user: "CAST(NULL AS BIGINT)",
             // Wiped once sent or given up.
+            tenant: "tenant_id",
             holds_value: "sealed_params IS NOT NULL",
             text: false,
         },
@@ -424,6 +428,7 @@ pub(crate) fn sealed_sql(column: twofold_core::keys::SealedColumn) -> SealedSql 
             key: "id",
             value: "sealed_secret",
             user: "CAST(NULL AS BIGINT)",
+            tenant: "tenant_id",
             holds_value: "TRUE",
             text: false,
         },
@@ -433,6 +438,7 @@ pub(crate) fn sealed_sql(column: twofold_core::keys::SealedColumn) -> SealedSql 
             value: "undo",
             user: "user_id",
             // Only an undo that restores a factor carries a seed.
+            tenant: "tenant_id",
             holds_value: "undo LIKE '%\"sealed_secret\"%'",
             text: true,
         },
@@ -441,6 +447,26 @@ pub(crate) fn sealed_sql(column: twofold_core::keys::SealedColumn) -> SealedSql 
             key: "id",
             value: "sealed_secret",
             user: "CAST(NULL AS BIGINT)",
+            tenant: "tenant_id",
+            holds_value: "TRUE",
+            text: false,
+        },
+        OidcClientSecret => SealedSql {
+            table: "oidc_clients",
+            key: "id",
+            value: "sealed_secret",
+            user: "CAST(NULL AS BIGINT)",
+            tenant: "tenant_id",
+            holds_value: "TRUE",
+            text: false,
+        },
+        // Signing keys are the provider's, not a tenant's: `tenant_id` is 0.
+        OidcSigningKey => SealedSql {
+            table: "oidc_signing_keys",
+            key: "kid",
+            value: "sealed_key",
+            user: "CAST(NULL AS BIGINT)",
+            tenant: "CAST(0 AS BIGINT)",
             holds_value: "TRUE",
             text: false,
         },
@@ -451,9 +477,10 @@ impl SealedSql {
     /// A page of rows after a cursor; `$1`-style or `?1`-style placeholders by `param`.
     pub fn select_page(&self, param: impl Fn(usize) -> String) -> String {
         format!(
-            "SELECT {key}, tenant_id, {user}, {value} FROM {table}
+            "SELECT {key}, {tenant}, {user}, {value} FROM {table}
              WHERE {holds} AND {key} > {after} ORDER BY {key} LIMIT {limit}",
             key = self.key,
+            tenant = self.tenant,
             user = self.user,
             value = self.value,
             table = self.table,
@@ -499,6 +526,24 @@ pub(crate) fn split_key_ids(joined: &str) -> Vec<String> {
 pub(crate) const KEY_STATE_COLS: &str = "active_key_id, pending_key_id, version, changed_at";
 
 pub(crate) const NODE_KEYS_COLS: &str = "node_id, key_ids, sealing_key_id, started_at, seen_at";
+
+pub(crate) const OIDC_CLIENT_COLS: &str =
+    "id, tenant_id, app_id, redirect_uris, sealed_secret, created_at, secret_at";
+pub(crate) const SIGNING_KEY_COLS: &str = "kid, sealed_key, created_at";
+pub(crate) const AUTH_CODE_COLS: &str = "code_hash, tenant_id, client_id, redirect_uri, \
+     code_challenge, nonce, user_id, subject, amr, acr, auth_time, session_id, created_at, \
+     expires_at, used_at";
+pub(crate) const HOSTED_LOGIN_COLS: &str = "login_id, tenant_id, client_id, redirect_uri, state, \
+     nonce, code_challenge, created_at, expires_at";
+
+/// A client's redirect URIs as stored: a JSON array.
+pub(crate) fn uris_to_json(uris: &[String]) -> String {
+    serde_json::to_string(uris).unwrap_or_else(|_| "[]".into())
+}
+
+pub(crate) fn uris_from_json(json: &str) -> Result<Vec<String>, String> {
+    serde_json::from_str(json).map_err(|e| format!("stored redirect_uris: {e}"))
+}
 
 /// The bits of [`twofold_core::rollout::MethodSet`] for one user's active factors, computed in
 /// SQL that both backends accept (no `bit_or` in SQLite).

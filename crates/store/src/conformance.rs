@@ -11,12 +11,14 @@ mod jobs;
 mod keys;
 mod logins;
 mod messaging;
+mod oidc;
 mod security;
 mod vault;
 pub use jobs::*;
 pub use keys::*;
 pub use logins::*;
 pub use messaging::*;
+pub use oidc::*;
 pub use security::*;
 pub use vault::*;
 
@@ -792,7 +794,12 @@ macro_rules! conformance_tests {
             a_reseal_changes_only_rows_that_still_hold_what_was_read,
             a_rotation_sweep_reseals_every_column_under_the_new_key,
             vault_entries_groups_and_tokens_round_trip_per_tenant,
-            parallel_hotp_advances_take_distinct_counters
+            parallel_hotp_advances_take_distinct_counters,
+            oidc_clients_round_trip_per_tenant,
+            parallel_uses_of_one_hint_jti_succeed_once,
+            parallel_exchanges_of_one_code_succeed_once,
+            hosted_logins_round_trip_and_spent_state_is_pruned,
+            a_rotation_sweep_reseals_oidc_secrets_and_signing_keys
         );
     };
     (@each $make:expr; $($name:ident),*) => {

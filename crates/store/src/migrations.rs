@@ -56,6 +56,10 @@ pub const SQLITE: &[(&str, &str)] = &[
         "0008_vault",
         include_str!("../migrations/sqlite/0008_vault.sql"),
     ),
+    (
+        "0009_oidc",
+        include_str!("../migrations/sqlite/0009_oidc.sql"),
+    ),
 ];
 
 /// The same versions as [`SQLITE`], in PostgreSQL's dialect.
@@ -91,6 +95,10 @@ pub const POSTGRES: &[(&str, &str)] = &[
     (
         "0008_vault",
         include_str!("../migrations/postgres/0008_vault.sql"),
+    ),
+    (
+        "0009_oidc",
+        include_str!("../migrations/postgres/0009_oidc.sql"),
     ),
 ];
 
@@ -271,7 +279,8 @@ mod tests {
                 "0005_webhooks",
                 "0006_security",
                 "0007_keys",
-                "0008_vault"
+                "0008_vault",
+                "0009_oidc"
             ]
         );
     }

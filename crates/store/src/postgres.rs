@@ -32,6 +32,7 @@ mod factors;
 mod jobs;
 mod keys;
 mod logins;
+mod oidc;
 mod outbox;
 mod rows;
 mod security;
@@ -50,6 +51,7 @@ use twofold_core::keys::*;
 use twofold_core::login::*;
 use twofold_core::messaging::*;
 use twofold_core::model::*;
+use twofold_core::oidc::*;
 use twofold_core::ports::*;
 use twofold_core::security::*;
 use twofold_core::vault::*;
@@ -859,6 +861,30 @@ impl Store for PgStore {
 
     async fn vault_token(&self, token_hash: &[u8]) -> StoreResult<Option<VaultToken>> {
         vault::token(&self.client().await?, token_hash).await
+    }
+
+    async fn oidc_client(&self, client_id: &str) -> StoreResult<Option<OidcClient>> {
+        oidc::client(&self.client().await?, client_id).await
+    }
+
+    async fn oidc_clients(&self, tenant_id: i64) -> StoreResult<Vec<OidcClient>> {
+        oidc::clients(&self.client().await?, tenant_id).await
+    }
+
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
+        oidc::signing_keys(&self.client().await?).await
+    }
+
+    async fn auth_code(&self, code_hash: &[u8]) -> StoreResult<Option<AuthCode>> {
+        oidc::code(&self.client().await?, code_hash).await
+    }
+
+    async fn hosted_login(&self, login_id: &str) -> StoreResult<Option<HostedLogin>> {
+        oidc::hosted(&self.client().await?, login_id).await
+    }
+
+    async fn prune_oidc(&self, before: i64) -> StoreResult<u64> {
+        oidc::prune(&self.client().await?, before).await
     }
 
     async fn append_audit(&self, audit: AuditRecord) -> StoreResult<()> {

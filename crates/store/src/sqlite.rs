@@ -22,6 +22,7 @@ mod factors;
 mod jobs;
 mod keys;
 mod logins;
+mod oidc;
 mod outbox;
 mod rows;
 mod security;
@@ -40,6 +41,7 @@ use twofold_core::keys::*;
 use twofold_core::login::*;
 use twofold_core::messaging::*;
 use twofold_core::model::*;
+use twofold_core::oidc::*;
 use twofold_core::ports::*;
 use twofold_core::security::*;
 use twofold_core::vault::*;
@@ -975,6 +977,33 @@ impl Store for SqliteStore {
     async fn vault_token(&self, token_hash: &[u8]) -> StoreResult<Option<VaultToken>> {
         let hash = token_hash.to_vec();
         self.point_read(move |c| vault::token(c, &hash)).await
+    }
+
+    async fn oidc_client(&self, client_id: &str) -> StoreResult<Option<OidcClient>> {
+        let id = client_id.to_string();
+        self.point_read(move |c| oidc::client(c, &id)).await
+    }
+
+    async fn oidc_clients(&self, tenant_id: i64) -> StoreResult<Vec<OidcClient>> {
+        self.point_read(move |c| oidc::clients(c, tenant_id)).await
+    }
+
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
+        self.point_read(oidc::signing_keys).await
+    }
+
+    async fn auth_code(&self, code_hash: &[u8]) -> StoreResult<Option<AuthCode>> {
+        let hash = code_hash.to_vec();
+        self.point_read(move |c| oidc::code(c, &hash)).await
+    }
+
+    async fn hosted_login(&self, login_id: &str) -> StoreResult<Option<HostedLogin>> {
+        let id = login_id.to_string();
+        self.point_read(move |c| oidc::hosted(c, &id)).await
+    }
+
+    async fn prune_oidc(&self, before: i64) -> StoreResult<u64> {
+        self.write(move |c| oidc::prune(c, before)).await
     }
 
     async fn append_audit(&self, audit: AuditRecord) -> StoreResult<()> {

@@ -100,6 +100,14 @@ fn blob_of(column: SealedColumn, row: &SealedRow) -> Result<Option<Blob>, String
             sealed: row.value.clone(),
             owner: crate::vault::VaultEntry::seal_owner(row.tenant_id, &row.key),
         },
+        SealedColumn::OidcClientSecret => Blob {
+            sealed: row.value.clone(),
+            owner: crate::oidc::OidcClient::seal_owner(row.tenant_id, &row.key),
+        },
+        SealedColumn::OidcSigningKey => Blob {
+            sealed: row.value.clone(),
+            owner: crate::oidc::SigningKey::seal_owner(&row.key),
+        },
         SealedColumn::RevertUndo => {
             let Undo::RestoreFactor { factor } = parse_undo(&row.value)? else {
                 return Ok(None);

@@ -198,6 +198,15 @@ fn method_of(kind: &str) -> Option<Method> {
     Method::parse(kind)
 }
 
+/// A challenged login found by its token, with its tenant and user: what the second step
+/// works on.
+#[derive(Clone, Copy)]
+pub(super) struct SecondStep<'a> {
+    pub tenant: &'a Tenant,
+    pub login: &'a PendingLogin,
+    pub user: &'a User,
+}
+
 fn invalid_token() -> CoreError {
     CoreError::conflict(
         "invalid_login_token",
@@ -948,7 +957,7 @@ impl Twofold {
     }
 
     /// The live pending login of this tenant behind a token, or the one generic refusal.
-    async fn pending_login_for(
+    pub(super) async fn pending_login_for(
         &self,
         tenant: &Tenant,
         token: &str,
@@ -973,7 +982,7 @@ impl Twofold {
     }
 
     /// The live pending login behind a token, if it waits for a code.
-    async fn challenged_login(
+    pub(super) async fn challenged_login(
         &self,
         tenant: &Tenant,
         token: &str,
@@ -1061,16 +1070,54 @@ impl Twofold {
         let code = OtpCode::parse(code)?;
         let tenant = self.tenant_for(actor, slug).await?;
         let (login, user) = self.challenged_login(&tenant, pending_token).await?;
+        let step = SecondStep {
+            tenant: &tenant,
+            login: &login,
+            user: &user,
+        };
+        self.verify_step(
+            actor,
+            meta,
+            step,
+            &code,
+            factor_id,
+            remember_device,
+            device_label,
+            |_, _| Vec::new(),
+        )
+        .await
+    }
+
+    /// [`Self::login_verify`] for a challenged login already looked up; `extra(session_id,
+    /// amr)` adds effects to the transaction that consumes the code (the hosted login's
+    /// authorization code), so they happen exactly when the session is minted.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn verify_step(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        step: SecondStep<'_>,
+        code: &OtpCode,
+        factor_id: Option<&str>,
+        remember_device: bool,
+        device_label: Option<&str>,
+        extra: impl FnOnce(&str, &str) -> Vec<Effect>,
+    ) -> Result<StepOutcome, CoreError> {
+        let SecondStep {
+            tenant,
+            login,
+            user,
+        } = step;
         // Failures count against the end user's IP as the integrator passed it (INV-08).
         let meta = &RequestMeta {
             client_ip: login.ip.clone(),
             ..meta.clone()
         };
         let named = match factor_id {
-            Some(id) => Some(self.login_factor(&tenant, &user, id).await?),
+            Some(id) => Some(self.login_factor(tenant, user, id).await?),
             None => None,
         };
-        let (policy, _) = self.policy_of(&tenant).await?;
+        let (policy, _) = self.policy_of(tenant).await?;
         let now = self.now();
         let method = named
             .as_ref()
@@ -1081,8 +1128,11 @@ impl Twofold {
         } else {
             method.as_str()
         };
-        let (mut effects, issued) =
-            self.second_step_effects(&policy, &user, &login, amr_method, now);
+        let (mut effects, issued) = self.second_step_effects(&policy, user, login, amr_method, now);
+        effects.extend(extra(
+            &issued.id,
+            &format!("{},{amr_method}", login.primary),
+        ));
         let mut device = None;
         // A frozen user's settings stay as they are: no new remembered device either.
         let remember_device = remember_device && user.frozen_at.is_none();
@@ -1118,8 +1168,8 @@ impl Twofold {
         let on = On {
             actor,
             meta,
-            tenant: &tenant,
-            user: &user,
+            tenant,
+            user,
         };
         let verdict = match &named {
             Some(f) if f.kind != "totp" => {
@@ -1128,7 +1178,7 @@ impl Twofold {
                     f,
                     CodePurpose::Verify,
                     Some(self.action_hash(&["login", &login.id])),
-                    &code,
+                    code,
                     effects,
                     audit,
                 )
@@ -1142,14 +1192,14 @@ impl Twofold {
             }
             _ => {
                 let only = named.as_ref().map(|f| f.id.clone());
-                self.attempt_with(&tenant, &user.external_id, meta, audit, |cached, now| {
+                self.attempt_with(tenant, &user.external_id, meta, audit, |cached, now| {
                     let active: Vec<&CachedFactor> = cached
                         .factors
                         .iter()
                         .filter(|f| f.status == FactorStatus::Active)
                         .filter(|f| only.as_ref().is_none_or(|id| *id == f.id))
                         .collect();
-                    let matched = window_match(&active, &code, now);
+                    let matched = window_match(&active, code, now);
                     Ok(Picked {
                         factors: active.iter().map(|f| f.as_ref()).collect(),
                         matched,
@@ -1181,21 +1231,46 @@ impl Twofold {
     ) -> Result<StepOutcome, CoreError> {
         let tenant = self.tenant_for(actor, slug).await?;
         let (login, user) = self.challenged_login(&tenant, pending_token).await?;
+        let step = SecondStep {
+            tenant: &tenant,
+            login: &login,
+            user: &user,
+        };
+        self.recover_step(actor, meta, step, recovery_code, |_, _| Vec::new())
+            .await
+    }
+
+    /// [`Self::login_recover`] for a challenged login already looked up; `extra` as in
+    /// [`Self::verify_step`].
+    pub(super) async fn recover_step(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        step: SecondStep<'_>,
+        recovery_code: &str,
+        extra: impl FnOnce(&str, &str) -> Vec<Effect>,
+    ) -> Result<StepOutcome, CoreError> {
+        let SecondStep {
+            tenant,
+            login,
+            user,
+        } = step;
         let meta = &RequestMeta {
             client_ip: login.ip.clone(),
             ..meta.clone()
         };
         let now = self.now();
-        let (policy, _) = self.policy_of(&tenant).await?;
-        let (mut effects, issued) = self.second_step_effects(&policy, &user, &login, "rcode", now);
+        let (policy, _) = self.policy_of(tenant).await?;
+        let (mut effects, issued) = self.second_step_effects(&policy, user, login, "rcode", now);
+        effects.extend(extra(&issued.id, &format!("{},rcode", login.primary)));
         effects.push(Effect::UnlockUserFactors { user_id: user.id });
         let mut audit = self.audit(actor, meta, "login.recover", Some(tenant.id));
         audit.ip = login.ip.clone().or(audit.ip);
         let on = On {
             actor,
             meta,
-            tenant: &tenant,
-            user: &user,
+            tenant,
+            user,
         };
         let verdict = self
             .use_recovery_code(&on, recovery_code, "sign in", effects, audit)

@@ -28,6 +28,7 @@ mod jobs;
 pub mod keys;
 mod login;
 pub mod notices;
+pub mod oidc;
 mod operator;
 mod outbox;
 mod recovery;
@@ -61,6 +62,9 @@ pub enum Actor {
     Cli,
     /// Background jobs.
     System,
+    /// A user's browser on the hosted pages, sent by this OIDC client of the tenant with a
+    /// login hint the client signed: it may act only on its own pending login.
+    Hosted { tenant_id: i64, client_id: String },
 }
 
 impl Actor {
@@ -69,16 +73,19 @@ impl Actor {
             Actor::Operator { key_id } | Actor::Tenant { key_id, .. } => format!("apikey:{key_id}"),
             Actor::Cli => "cli".into(),
             Actor::System => "system".into(),
+            Actor::Hosted { client_id, .. } => format!("oidc:{client_id}"),
         }
     }
 
     fn is_operator(&self) -> bool {
-        !matches!(self, Actor::Tenant { .. })
+        !matches!(self, Actor::Tenant { .. } | Actor::Hosted { .. })
     }
 
     fn sees_tenant(&self, tenant_id: i64) -> bool {
         match self {
-            Actor::Tenant { tenant_id: t, .. } => *t == tenant_id,
+            Actor::Tenant { tenant_id: t, .. } | Actor::Hosted { tenant_id: t, .. } => {
+                *t == tenant_id
+            }
             _ => true,
         }
     }

@@ -137,7 +137,7 @@ impl Twofold {
         let from = match actor {
             Actor::Operator { .. } | Actor::Cli => "an administrator of this service".to_string(),
             Actor::System => "Twofold itself".to_string(),
-            Actor::Tenant { .. } => match meta.ip.as_deref() {
+            Actor::Tenant { .. } | Actor::Hosted { .. } => match meta.ip.as_deref() {
                 Some(ip) => format!("a request from {ip}"),
                 None => "your organisation's application".to_string(),
             },

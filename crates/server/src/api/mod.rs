@@ -3,6 +3,7 @@
 pub mod dto;
 pub mod login;
 pub mod messaging;
+pub mod oidc;
 pub mod security;
 pub mod vault;
 pub mod webhooks;
@@ -67,6 +68,7 @@ pub fn routes() -> Router<AppState> {
         .merge(messaging::routes())
         .merge(login::routes())
         .merge(webhooks::routes())
+        .merge(oidc::routes())
         .merge(vault::routes())
         .merge(security::routes())
 }

@@ -4,6 +4,7 @@
 
 pub mod attacks;
 pub mod logins;
+pub mod oidc;
 pub mod process;
 
 use reqwest::{Client, Method, Response, StatusCode};
@@ -375,6 +376,38 @@ impl TestApp {
             json!({ "code": code }),
         )
         .await
+    }
+
+    /// Enrols an SMS or email factor (`kind`) for `e`'s user and confirms it with the code
+    /// sent to `destination`; returns the factor id.
+    pub async fn active_contact(&self, e: &Enrolled, kind: &str, destination: &str) -> String {
+        let field = if kind == "sms" { "phone" } else { "email" };
+        let (s, f) = self
+            .post(
+                &format!("/v1/tenants/{}/users/{}/factors/{kind}", e.tenant, e.user),
+                &e.key,
+                json!({ field: destination }),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{f}");
+        let id = f["factor"]["id"].as_str().unwrap().to_string();
+        let code = self.next_code(destination).await;
+        let (s, c) = self
+            .post(
+                &format!(
+                    "/v1/tenants/{}/users/{}/factors/{id}/confirm",
+                    e.tenant, e.user
+                ),
+                &e.key,
+                json!({ "code": code }),
+            )
+            .await;
+        assert_eq!(
+            (s, c["confirmed"].as_bool()),
+            (StatusCode::OK, Some(true)),
+            "{c}"
+        );
+        id
     }
 
     /// A fresh pending factor for an existing user.

@@ -420,6 +420,15 @@ async fn apply(tx: &Tx<'_>, effect: Effect) -> Result<(), StoreError> {
         | Effect::InsertVaultGroup(_)
         | Effect::InsertVaultToken(_)
         | Effect::RevokeVaultToken { .. }) => super::vault::apply(tx, e).await,
+        e @ (Effect::InsertOidcClient(_)
+        | Effect::SetOidcRedirectUris { .. }
+        | Effect::SetOidcSecret { .. }
+        | Effect::DeleteOidcClient { .. }
+        | Effect::InsertSigningKey(_)
+        | Effect::UseHintJti { .. }
+        | Effect::InsertAuthCode(_)
+        | Effect::UseAuthCode { .. }
+        | Effect::InsertHostedLogin(_)) => super::oidc::apply(tx, e).await,
         Effect::ChargeBudgets { limits, at } => {
             match count_sends_checked(tx, &limits, at, true).await? {
                 None => Ok(()),

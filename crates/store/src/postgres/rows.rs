@@ -75,6 +75,14 @@ pub(super) async fn exec(
     exec_raw(c, sql, params).await.map_err(pg)
 }
 
+/// One row changed, or the effect's precondition failed (`state_changed`).
+pub(super) async fn changed(tx: &Tx<'_>, sql: &str, params: Params<'_>) -> Result<(), StoreError> {
+    match exec(tx, sql, params).await? {
+        1 => Ok(()),
+        _ => Err(StoreError::Conflict("state_changed")),
+    }
+}
+
 async fn exec_raw(
     c: &impl GenericClient,
     sql: &str,

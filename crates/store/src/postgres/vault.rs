@@ -119,13 +119,6 @@ pub(super) async fn token(
         .transpose()
 }
 
-async fn changed(tx: &Tx<'_>, sql: &str, params: Params<'_>) -> Result<(), StoreError> {
-    match exec(tx, sql, params).await? {
-        1 => Ok(()),
-        _ => Err(StoreError::Conflict("state_changed")),
-    }
-}
-
 /// Applies one of the vault's effects; anything else is a bug in the caller.
 pub(super) async fn apply(tx: &Tx<'_>, effect: Effect) -> Result<(), StoreError> {
     match effect {

@@ -305,6 +305,15 @@ fn apply(c: &Connection, effect: Effect) -> Result<(), StoreError> {
         | Effect::InsertVaultGroup(_)
         | Effect::InsertVaultToken(_)
         | Effect::RevokeVaultToken { .. }) => super::vault::apply(c, e),
+        e @ (Effect::InsertOidcClient(_)
+        | Effect::SetOidcRedirectUris { .. }
+        | Effect::SetOidcSecret { .. }
+        | Effect::DeleteOidcClient { .. }
+        | Effect::InsertSigningKey(_)
+        | Effect::UseHintJti { .. }
+        | Effect::InsertAuthCode(_)
+        | Effect::UseAuthCode { .. }
+        | Effect::InsertHostedLogin(_)) => super::oidc::apply(c, e),
         Effect::UnlockUserFactors { user_id } => c
             .prepare_cached(
                 "UPDATE factors SET failures = 0, blocked_until = NULL, locked_at = NULL

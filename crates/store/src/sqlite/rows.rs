@@ -60,6 +60,19 @@ pub(super) fn all<T, P: rusqlite::Params>(
     rows.collect::<Result<_, _>>().map_err(backend)
 }
 
+/// One row changed, or the effect's precondition failed (`state_changed`).
+pub(super) fn changed(n: rusqlite::Result<usize>) -> Result<(), StoreError> {
+    match n.map_err(backend)? {
+        1 => Ok(()),
+        _ => Err(StoreError::Conflict("state_changed")),
+    }
+}
+
+/// Runs a cached statement; how many rows it changed.
+pub(super) fn exec(c: &Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    c.prepare_cached(sql).and_then(|mut s| s.execute(p))
+}
+
 pub(super) fn insert_audit(c: &Connection, a: &AuditRecord) -> Result<(), StoreError> {
     c.prepare_cached(
         "INSERT INTO audit_events (tenant_id, at, actor, action, user_id, factor_id, outcome,

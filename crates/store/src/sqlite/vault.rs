@@ -111,17 +111,6 @@ pub(super) fn token(c: &Connection, hash: &[u8]) -> Result<Option<VaultToken>, S
     )
 }
 
-fn changed(n: rusqlite::Result<usize>) -> Result<(), StoreError> {
-    match n.map_err(backend)? {
-        1 => Ok(()),
-        _ => Err(StoreError::Conflict("state_changed")),
-    }
-}
-
-fn exec(c: &Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<usize> {
-    c.prepare_cached(sql).and_then(|mut s| s.execute(p))
-}
-
 /// Applies one of the vault's effects; anything else is a bug in the caller.
 pub(super) fn apply(c: &Connection, effect: Effect) -> Result<(), StoreError> {
     match effect {
