@@ -50,11 +50,11 @@ impl DevMessage {
         let b = self.text.as_bytes();
         (0..b.len().saturating_sub(5)).find_map(|i| {
             let run = &b[i..i + 6];
-            let before = i
-                .checked_sub(1)
-                .map(|j| b[j].is_ascii_digit())
-                .unwrap_or(false);
-            let after = b.get(i + 6).is_some_and(|c| c.is_ascii_digit());
+            // Standing alone, not part of a word or a link's token (a security notice's
+            // "this wasn't me" link may hold six digits in a row).
+            let joined = |c: &u8| c.is_ascii_alphanumeric() || b"_-/".contains(c);
+            let before = i.checked_sub(1).is_some_and(|j| joined(&b[j]));
+            let after = b.get(i + 6).is_some_and(joined);
             (run.iter().all(u8::is_ascii_digit) && !before && !after)
                 .then(|| String::from_utf8_lossy(run).into_owned())
         })
