@@ -10,11 +10,7 @@ use crate::rollout::{self, MethodSet, RolloutReport, RolloutStatus};
 use crate::security::{StoredFactor, Undo};
 use crate::totp;
 use crate::types::*;
-<<<<<<< HEAD
-use base64::Engine;
 use std::collections::HashMap;
-=======
->>>>>>> fuzz
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use twofold_crypto::{Hasher, SharedKeyring};
