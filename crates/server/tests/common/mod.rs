@@ -6,6 +6,7 @@ pub mod attacks;
 pub mod logins;
 pub mod oidc;
 pub mod process;
+pub mod rp;
 
 use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::{json, Value};
