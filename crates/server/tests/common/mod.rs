@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod attacks;
+pub mod chromium;
 pub mod logins;
 pub mod oidc;
 pub mod process;

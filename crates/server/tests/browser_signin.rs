@@ -1,0 +1,243 @@
+//! The hosted sign-in (issue #6) in headless Chromium: the test is the integrator (client
+//! registered through the API, login hint signed with its secret, authorization URL with PKCE
+//! and nonce from the `openidconnect` crate, code exchanged and ID token verified by the same
+//! crate), Chromium is the user's browser, `oathtool` is the user's authenticator app. The
+//! client's redirect URI is a local HTTP server, so the page the browser lands on loads.
+//!
+//! What only a real browser proves: the cookies (SameSite=Lax, path `/oidc`) come back on the
+//! cross-origin redirect and the form posts; `autofocus` and labels; the CSP `form-action` of
+//! the challenge page lets the 303 after the POST go on to the client's origin (Chromium
+//! enforces `form-action` on redirects); the page fits a phone. Failing steps keep a
+//! screenshot and the page source under `target/browser-failures/`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::chromium::{assert_page_is_clean, wait_for_title, wait_for_url, WAIT};
+use common::logins::{required, set_policy, setup};
+use common::rp::*;
+use common::{Enrolled, TestApp};
+use serde_json::json;
+use twofold_testkit::browser::fantoccini::{Client, Locator};
+use twofold_testkit::browser::Browser;
+use twofold_testkit::MockHttp;
+
+const CHALLENGE: &str = "Two-step verification";
+const ACR_2FA: &str = "urn:twofold:acr:2fa";
+
+/// The integrator of tenant acme: alice has a TOTP factor enrolled through the API, 2FA is
+/// required with "remember this device" for 30 days, and client `acme.web` is registered with
+/// the redirect URI of `callback`.
+struct Integrator {
+    app: TestApp,
+    e: Enrolled,
+    secret: String,
+    rp: Rp,
+    redirect: String,
+    _callback: MockHttp,
+}
+
+async fn integrator() -> Integrator {
+    let app = spawn().await;
+    let e = setup(&app).await;
+    set_policy(&app, &e, required(json!({}))).await;
+    let callback = MockHttp::start().await;
+    let redirect = format!("{}/callback", callback.base_url);
+    let secret = register_to(&app, "acme", &e.key, "web", &redirect).await;
+    let rp = Rp::discover_to(&app, "acme.web", &secret, &redirect).await;
+    Integrator {
+        app,
+        e,
+        secret,
+        rp,
+        redirect,
+        _callback: callback,
+    }
+}
+
+impl Integrator {
+    /// A fresh authorization request, as the integrator makes after checking the password.
+    fn authorize(&self) -> Request {
+        self.rp.authorize(&hint(&self.app, &self.secret))
+    }
+
+    /// The code alice's authenticator app shows now.
+    fn right_code(&self) -> String {
+        oathtool(&self.e.secret, self.app.now_secs())
+    }
+
+    /// Exchanges the code the browser brought back and verifies the ID token; returns its
+    /// `amr` and `acr`.
+    async fn exchange(&self, landed: &str, req: Request) -> (Vec<String>, String) {
+        let code = code_in(&self.app, landed, &self.redirect, &req);
+        let tokens = self.rp.exchange(&code, req.verifier).await.unwrap();
+        let claims = self.rp.claims(&self.app, &tokens, &req.nonce);
+        assert_eq!(claims.subject().as_str(), "alice");
+        let acr = claims.auth_context_ref().unwrap().to_string();
+        (amr(&claims), acr)
+    }
+}
+
+/// A code that is not `right` (same length, every digit different).
+fn wrong_code(right: &str) -> String {
+    right
+        .chars()
+        .map(|d| char::from(b'0' + (d.to_digit(10).unwrap() as u8 + 1) % 10))
+        .collect()
+}
+
+/// `(id of the focused element, text of the label of the code field)`.
+async fn focus_and_label(c: &Client) -> (String, String) {
+    let v = c
+        .execute(
+            "const f = document.getElementById('code');\
+             return [document.activeElement.id, f.labels[0].innerText.trim()];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    (
+        v[0].as_str().unwrap().to_string(),
+        v[1].as_str().unwrap().to_string(),
+    )
+}
+
+/// Types `code` into the labelled field, optionally ticks "remember this device", presses
+/// Verify.
+async fn submit_code(c: &Client, code: &str, remember: bool) {
+    c.find(Locator::Id("code"))
+        .await
+        .unwrap()
+        .send_keys(code)
+        .await
+        .unwrap();
+    if remember {
+        let tick = c.find(Locator::Id("remember")).await.unwrap();
+        tick.click().await.unwrap();
+        assert!(tick.is_selected().await.unwrap());
+    }
+    c.find(Locator::XPath("//button[normalize-space()='Verify']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_user_signs_in_with_a_code_in_chromium_and_the_remembered_device_skips_it_next_time() {
+    let i = integrator().await;
+    let browser = Browser::start().await;
+    let b = &browser;
+
+    let req = i.authorize();
+    let url = req.url.clone();
+    b.step("challenge", |c| async move {
+        c.goto(&url).await.unwrap();
+        wait_for_title(&c, CHALLENGE).await;
+        assert_page_is_clean(b).await;
+        // The code field has the keyboard focus and its visible label.
+        assert_eq!(
+            focus_and_label(&c).await,
+            ("code".to_string(), "Verification code".to_string())
+        );
+    })
+    .await;
+
+    let wrong = wrong_code(&i.right_code());
+    b.step("wrong-code", |c| async move {
+        submit_code(&c, &wrong, false).await;
+        let alert = c
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css("p.error[role=alert]"))
+            .await
+            .unwrap();
+        assert!(alert
+            .text()
+            .await
+            .unwrap()
+            .contains("That code did not work"));
+        assert_eq!(c.title().await.unwrap(), CHALLENGE);
+        // The field is back, empty, focused and labelled, ready for the next try.
+        assert_eq!(
+            focus_and_label(&c).await,
+            ("code".to_string(), "Verification code".to_string())
+        );
+        let field = c.find(Locator::Id("code")).await.unwrap();
+        assert_eq!(field.prop("value").await.unwrap().as_deref(), Some(""));
+        // The answer to the wrong code is a 401, which Chromium logs as a failed load; the
+        // page itself has no other problem.
+        assert_eq!(b.page_problems().await, Vec::<String>::new());
+        let errors = b.console_errors();
+        assert!(errors.iter().all(|e| e.contains("401")), "{errors:?}");
+    })
+    .await;
+
+    let right = i.right_code();
+    let redirect = i.redirect.clone();
+    let landed = b
+        .step("right-code-remembered", |c| async move {
+            submit_code(&c, &right, true).await;
+            // The POST's 303 goes to the client's origin: allowed by the page's form-action.
+            wait_for_url(&c, &redirect).await
+        })
+        .await;
+    let (amr, acr) = i.exchange(&landed, req).await;
+    assert_eq!(
+        (amr, acr.as_str()),
+        (vec!["pwd".into(), "otp".into()], ACR_2FA)
+    );
+
+    // The next sign-in in the same browser: the remembered device skips the code, the browser
+    // goes straight back to the client.
+    i.app.advance_secs(60);
+    let req = i.authorize();
+    let (url, redirect) = (req.url.clone(), i.redirect.clone());
+    let landed = b
+        .step("remembered", |c| async move {
+            c.goto(&url).await.unwrap();
+            wait_for_url(&c, &redirect).await
+        })
+        .await;
+    let (_, acr) = i.exchange(&landed, req).await;
+    assert_eq!(acr, "urn:twofold:acr:remembered-device");
+}
+
+#[tokio::test]
+async fn the_challenge_page_fits_a_phone_and_passes_the_page_checks() {
+    let i = integrator().await;
+    let browser = Browser::phone().await;
+    let b = &browser;
+    let req = i.authorize();
+    let url = req.url.clone();
+    b.step("challenge", |c| async move {
+        c.goto(&url).await.unwrap();
+        wait_for_title(&c, CHALLENGE).await;
+        assert_page_is_clean(b).await;
+    })
+    .await;
+    let wrong = wrong_code(&i.right_code());
+    b.step("wrong-code", |c| async move {
+        submit_code(&c, &wrong, false).await;
+        c.wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css("p.error[role=alert]"))
+            .await
+            .unwrap();
+        assert_eq!(b.page_problems().await, Vec::<String>::new());
+    })
+    .await;
+    let (right, redirect) = (i.right_code(), i.redirect.clone());
+    let landed = b
+        .step("right-code", |c| async move {
+            submit_code(&c, &right, false).await;
+            wait_for_url(&c, &redirect).await
+        })
+        .await;
+    let (amr, acr) = i.exchange(&landed, req).await;
+    assert_eq!(
+        (amr, acr.as_str()),
+        (vec!["pwd".into(), "otp".into()], ACR_2FA)
+    );
+}
