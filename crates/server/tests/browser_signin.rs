@@ -164,6 +164,26 @@ async fn a_user_signs_in_with_a_code_in_chromium_and_the_remembered_device_skips
             focus_and_label(&c).await,
             ("code".to_string(), "Verification code".to_string())
         );
+        // The stylesheet styles the OIDC pages' classes: the alert's tinted box, the
+        // secondary "Cancel sign-in" as an underlined link-like button, the checkbox row.
+        let style = c
+            .execute(
+                "const s = q => getComputedStyle(document.querySelector(q));\
+                 return [s('p.error').backgroundColor, s('button.plain').backgroundColor,\
+                         s('button.plain').textDecorationLine, s('label.check').display];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            style,
+            json!([
+                "rgb(253, 236, 238)",
+                "rgb(255, 255, 255)",
+                "underline",
+                "flex"
+            ])
+        );
         let field = c.find(Locator::Id("code")).await.unwrap();
         assert_eq!(field.prop("value").await.unwrap().as_deref(), Some(""));
         // The answer to the wrong code is a 401, which Chromium logs as a failed load; the
