@@ -24,6 +24,7 @@ use twofold_testkit::MockHttp;
 
 const CHALLENGE: &str = "Two-step verification";
 const ACR_2FA: &str = "urn:twofold:acr:2fa";
+const ENROLL: &str = "Set up two-step verification";
 
 /// The integrator of tenant acme: alice has a TOTP factor enrolled through the API, 2FA is
 /// required with "remember this device" for 30 days, and client `acme.web` is registered with
@@ -66,13 +67,18 @@ impl Integrator {
         oathtool(&self.e.secret, self.app.now_secs())
     }
 
-    /// Exchanges the code the browser brought back and verifies the ID token; returns its
-    /// `amr` and `acr`.
+    /// Exchanges the code the browser brought back and verifies alice's ID token; returns
+    /// its `amr` and `acr`.
     async fn exchange(&self, landed: &str, req: Request) -> (Vec<String>, String) {
+        self.exchange_for("alice", landed, req).await
+    }
+
+    /// The same for `user`'s sign-in.
+    async fn exchange_for(&self, user: &str, landed: &str, req: Request) -> (Vec<String>, String) {
         let code = code_in(&self.app, landed, &self.redirect, &req);
         let tokens = self.rp.exchange(&code, req.verifier).await.unwrap();
         let claims = self.rp.claims(&self.app, &tokens, &req.nonce);
-        assert_eq!(claims.subject().as_str(), "alice");
+        assert_eq!(claims.subject().as_str(), user);
         let acr = claims.auth_context_ref().unwrap().to_string();
         (amr(&claims), acr)
     }
@@ -100,6 +106,17 @@ async fn focus_and_label(c: &Client) -> (String, String) {
         v[0].as_str().unwrap().to_string(),
         v[1].as_str().unwrap().to_string(),
     )
+}
+
+/// The page checks of a page that refused a code: the answer is a 401, which Chromium logs
+/// as a failed load; nothing else may be wrong.
+async fn assert_refused_page_is_clean(b: &Browser) {
+    assert_eq!(b.page_problems().await, Vec::<String>::new());
+    let errors = b.console_errors();
+    assert!(
+        !errors.is_empty() && errors.iter().all(|e| e.contains("401")),
+        "{errors:?}"
+    );
 }
 
 /// Types `code` into the labelled field, optionally ticks "remember this device", presses
@@ -186,11 +203,7 @@ async fn a_user_signs_in_with_a_code_in_chromium_and_the_remembered_device_skips
         );
         let field = c.find(Locator::Id("code")).await.unwrap();
         assert_eq!(field.prop("value").await.unwrap().as_deref(), Some(""));
-        // The answer to the wrong code is a 401, which Chromium logs as a failed load; the
-        // page itself has no other problem.
-        assert_eq!(b.page_problems().await, Vec::<String>::new());
-        let errors = b.console_errors();
-        assert!(errors.iter().all(|e| e.contains("401")), "{errors:?}");
+        assert_refused_page_is_clean(b).await;
     })
     .await;
 
@@ -245,7 +258,7 @@ async fn the_challenge_page_fits_a_phone_and_passes_the_page_checks() {
             .for_element(Locator::Css("p.error[role=alert]"))
             .await
             .unwrap();
-        assert_eq!(b.page_problems().await, Vec::<String>::new());
+        assert_refused_page_is_clean(b).await;
     })
     .await;
     let (right, redirect) = (i.right_code(), i.redirect.clone());
@@ -260,4 +273,151 @@ async fn the_challenge_page_fits_a_phone_and_passes_the_page_checks() {
         (amr, acr.as_str()),
         (vec!["pwd".into(), "otp".into()], ACR_2FA)
     );
+}
+
+/// Clicks the button named `name`.
+async fn press_button(c: &Client, name: &str) {
+    let xpath = format!("//button[normalize-space()=\"{name}\"]");
+    c.find(Locator::XPath(&xpath))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_user_without_a_factor_enrols_an_app_at_sign_in_on_a_phone_and_gets_recovery_codes() {
+    let i = integrator().await;
+    i.app.user("acme", &i.e.key, "bob").await;
+    let req =
+        i.rp.authorize(&hint_with(&i.app, &i.secret, json!({"sub": "bob"})));
+    let browser = Browser::phone().await;
+    let b = &browser;
+
+    let url = req.url.clone();
+    b.step("asked-to-enrol", |c| async move {
+        c.goto(&url).await.unwrap();
+        wait_for_title(&c, ENROLL).await;
+        assert_page_is_clean(b).await;
+        press_button(&c, "Set up an authenticator app").await;
+    })
+    .await;
+
+    let key = b
+        .step("qr-and-key", |c| async move {
+            let key = c
+                .wait()
+                .at_most(WAIT)
+                .for_element(Locator::Css("code.key"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            assert_page_is_clean(b).await;
+            // The QR code is an image from a data: URL, allowed by the CSP's img-src, and it
+            // decoded (an image the browser refused has no natural size).
+            let qr = c
+                .execute(
+                    "const q = document.querySelector('img.qr');\
+                     return [q.src.slice(0, 26), q.complete && q.naturalWidth > 0, q.alt];",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            assert_eq!(qr[0], "data:image/svg+xml;base64,");
+            assert_eq!(qr[1], true, "the QR image did not load");
+            assert!(qr[2].as_str().unwrap().starts_with("QR code"));
+            key
+        })
+        .await;
+    // Readable groups of four: 32 base32 characters for a 160-bit key.
+    let groups: Vec<&str> = key.split(' ').collect();
+    assert!(
+        groups.len() >= 8 && groups.iter().all(|g| g.len() <= 4),
+        "{key:?}"
+    );
+
+    let wrong = wrong_code(&oathtool_b32(&key, i.app.now_secs()));
+    b.step("wrong-code", |c| async move {
+        submit_enrol_code(&c, &wrong).await;
+        let alert = c
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css("p.error[role=alert]"))
+            .await
+            .unwrap();
+        assert!(alert
+            .text()
+            .await
+            .unwrap()
+            .contains("That code did not work"));
+        assert_refused_page_is_clean(b).await;
+    })
+    .await;
+
+    let right = oathtool_b32(&key, i.app.now_secs());
+    let codes = b
+        .step("right-code", |c| async move {
+            submit_enrol_code(&c, &right).await;
+            wait_for_title(&c, "Save your recovery codes").await;
+            assert_page_is_clean(b).await;
+            let mut codes = Vec::new();
+            for li in c.find_all(Locator::Css("ul.codes code")).await.unwrap() {
+                codes.push(li.text().await.unwrap());
+            }
+            codes
+        })
+        .await;
+    assert!(codes.len() >= 8, "{codes:?}");
+
+    let redirect = i.redirect.clone();
+    let landed = b
+        .step("continue", |c| async move {
+            c.find(Locator::Css("a.continue"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            wait_for_url(&c, &redirect).await
+        })
+        .await;
+    let (amr, acr) = i.exchange_for("bob", &landed, req).await;
+    assert_eq!(
+        (amr, acr.as_str()),
+        (vec!["pwd".into(), "otp".into()], ACR_2FA)
+    );
+
+    // Bob's authenticator app is his active factor now, and a code of his recovery codes is
+    // one the server counts.
+    let (_, list) = i
+        .app
+        .get("/v1/tenants/acme/users/bob/factors", &i.e.key)
+        .await;
+    let active: Vec<_> = list["factors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["status"] == "active")
+        .map(|f| f["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(active, vec!["totp"], "{list}");
+    let (_, status) = i
+        .app
+        .get("/v1/tenants/acme/users/bob/recovery-codes", &i.e.key)
+        .await;
+    assert_eq!(status["remaining"], codes.len(), "{status}");
+}
+
+/// Types the app's code into the enrolment page and turns two-step verification on.
+async fn submit_enrol_code(c: &Client, code: &str) {
+    c.find(Locator::Id("code"))
+        .await
+        .unwrap()
+        .send_keys(code)
+        .await
+        .unwrap();
+    press_button(c, "Turn on two-step verification").await;
 }

@@ -600,13 +600,18 @@ async fn recovery_codes_cancel_and_the_pages_for_what_is_not_there_yet() {
     assert!(done.body.contains("error=access_denied"), "{}", done.body);
     assert!(done.body.contains(&format!("state={}", req.state.secret())));
 
-    // A user without a factor while 2FA is required: enrolment is not on these pages yet.
+    // A user without a factor while 2FA is required: the enrolment page (tested in Chromium
+    // in browser_signin.rs), which the challenge does not stand in for.
     app.user("acme", &e.key, "bob").await;
     let h = hint_with(&app, &secret, json!({"sub": "bob"}));
     let p = b.get(&rp.authorize(&h).url).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert_eq!(p.location.as_deref(), Some("/oidc/enroll"));
+    let p = b.get("/oidc/enroll").await;
     assert_eq!(p.status, StatusCode::OK, "{}", p.body);
-    assert!(p.body.contains("not yet available"), "{}", p.body);
-    assert!(p.body.contains("error=access_denied"));
+    assert!(p.body.contains("Set up an authenticator app"), "{}", p.body);
+    let p = b.get("/oidc/challenge").await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST, "{}", p.body);
 
     // A client app that cannot do 2FA while it is required: denied, with a page.
     let imap_secret = register(&app, "acme", &e.key, "imap").await;

@@ -18,8 +18,14 @@ use serde_json::{json, Value};
 
 pub const REDIRECT: &str = "http://localhost:3000/callback";
 
+/// The code an authenticator app holding `secret` shows at `at_secs`.
 pub fn oathtool(secret: &[u8], at_secs: u64) -> String {
-    let b32 = twofold_otp::base32::encode(secret);
+    oathtool_b32(&twofold_otp::base32::encode(secret), at_secs)
+}
+
+/// The same for a key as a person reads it off a page (base32, spaces allowed).
+pub fn oathtool_b32(key: &str, at_secs: u64) -> String {
+    let b32: String = key.split_whitespace().collect();
     let out = std::process::Command::new("oathtool")
         .args(["--totp", "-b", &b32, "-N", &format!("@{at_secs}")])
         .output()
