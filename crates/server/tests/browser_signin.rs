@@ -372,6 +372,8 @@ async fn a_user_without_a_factor_enrols_an_app_at_sign_in_on_a_phone_and_gets_re
         .await;
     assert!(codes.len() >= 8, "{codes:?}");
 
+    // Saving the codes takes a while: the code waiting behind "continue" lives 10 minutes.
+    i.app.advance_secs(5 * 60);
     let redirect = i.redirect.clone();
     let landed = b
         .step("continue", |c| async move {

@@ -740,8 +740,15 @@ impl Twofold {
                 } else {
                     primary_amr(&claims.primary).to_string()
                 };
-                let (code, effect) =
-                    self.auth_code_effect(&hosted, &user, &amr, false, Some(&session.id), now);
+                let (code, effect) = self.auth_code_effect(
+                    &hosted,
+                    &user,
+                    &amr,
+                    false,
+                    Some(&session.id),
+                    now,
+                    CODE_TTL_MS,
+                );
                 let mut audit = self.audit(&actor, meta, "oidc.code", Some(tenant.id));
                 audit.user_id = Some(user.id);
                 audit.reason = Some(client.id.clone());
@@ -786,8 +793,9 @@ impl Twofold {
         }
     }
 
-    /// A fresh authorization code bound to the hosted request and the login's user, and the
-    /// effect that stores its hash.
+    /// A fresh authorization code bound to the hosted request and the login's user, valid for
+    /// `ttl_ms`, and the effect that stores its hash.
+    #[allow(clippy::too_many_arguments)]
     fn auth_code_effect(
         &self,
         hosted: &HostedLogin,
@@ -796,6 +804,7 @@ impl Twofold {
         second_factor: bool,
         session_id: Option<&str>,
         now: i64,
+        ttl_ms: i64,
     ) -> (String, Effect) {
         let (code, code_hash) = self.mint_token(CODE_PREFIX);
         let row = AuthCode {
@@ -812,7 +821,7 @@ impl Twofold {
             auth_time: now,
             session_id: session_id.map(String::from),
             created_at: now,
-            expires_at: now + CODE_TTL_MS,
+            expires_at: now + ttl_ms,
             used_at: None,
         };
         (code, Effect::InsertAuthCode(row))
@@ -829,7 +838,7 @@ impl Twofold {
     ) -> impl FnOnce(&str, &str) -> Vec<Effect> + 'a {
         move |session_id, amr| {
             let (code, effect) =
-                self.auth_code_effect(hosted, user, amr, true, Some(session_id), now);
+                self.auth_code_effect(hosted, user, amr, true, Some(session_id), now, CODE_TTL_MS);
             *out = code;
             vec![effect]
         }
@@ -1136,7 +1145,19 @@ impl Twofold {
                 token,
                 factor_id,
                 code,
-                self.code_minter(&hosted, &user, now, &mut auth_code),
+                |session_id, amr| {
+                    let (code, effect) = self.auth_code_effect(
+                        &hosted,
+                        &user,
+                        amr,
+                        true,
+                        Some(session_id),
+                        now,
+                        ENROLL_CODE_TTL_MS,
+                    );
+                    auth_code = code;
+                    vec![effect]
+                },
             )
             .await;
         match outcome {
