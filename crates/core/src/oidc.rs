@@ -17,6 +17,10 @@ use serde::Serialize;
 
 /// How long an authorization code lives (OIDC Core recommends minutes at most).
 pub const CODE_TTL_MS: i64 = 60_000;
+/// The code of a sign-in that enrolled the user's first factor lives longer: the browser goes
+/// back only after the user has saved the recovery codes shown once before it, which takes
+/// minutes (RFC 6749 §4.1.2 recommends at most 10).
+pub const ENROLL_CODE_TTL_MS: i64 = 600_000;
 /// How far ahead a login hint's `exp` may be.
 pub const HINT_MAX_AHEAD_SECS: i64 = 120;
 /// How long an ID token is valid: it is proof of one login, checked once by the client.

@@ -25,7 +25,8 @@ use axum::Router;
 use serde::Deserialize;
 use twofold_core::oidc::{ACR_1FA, ACR_2FA, ACR_REMEMBERED};
 use twofold_core::service::oidc::{
-    AuthorizeError, AuthorizeRequest, Authorized, HostedStep, HostedView, TokenError, TokenRequest,
+    AuthorizeError, AuthorizeRequest, Authorized, HostedEnrollView, HostedStep, HostedView,
+    TokenError, TokenRequest,
 };
 use twofold_core::CoreError;
 
@@ -40,7 +41,10 @@ pub fn routes() -> Router<AppState> {
         .route("/oidc/challenge/verify", post(verify))
         .route("/oidc/challenge/send", post(send_code))
         .route("/oidc/challenge/recover", get(recover_form).post(recover))
-        .route("/oidc/challenge/cancel", post(cancel));
+        .route("/oidc/challenge/cancel", post(cancel))
+        .route("/oidc/enroll", get(enroll_start))
+        .route("/oidc/enroll/totp", post(enroll_totp))
+        .route("/oidc/enroll/confirm", post(enroll_confirm));
     Router::new()
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/oidc/jwks", get(jwks))
@@ -235,12 +239,8 @@ async fn authorize(
     };
     match s.core.oidc_authorize(&meta, req).await {
         Ok(Authorized::Redirect(to)) => see_other(&to),
-        Ok(Authorized::Challenge(pending)) => {
-            let mut resp = see_other("/oidc/challenge");
-            let ttl = (pending.expires_at - s.core.now()).max(0) / 1000;
-            set_cookie(&mut resp, cookie(&s, LOGIN_COOKIE, &pending.token, ttl));
-            resp
-        }
+        Ok(Authorized::Challenge(pending)) => login_cookie_and_go(&s, &pending, "/oidc/challenge"),
+        Ok(Authorized::Enroll(pending)) => login_cookie_and_go(&s, &pending, "/oidc/enroll"),
         Ok(Authorized::Denied { back, reason }) => {
             let text = match reason.as_str() {
                 "locked" => {
@@ -255,14 +255,6 @@ async fn authorize(
             };
             back_page(StatusCode::FORBIDDEN, "You cannot sign in", text, &back)
         }
-        Ok(Authorized::NotYet { back, .. }) => back_page(
-            StatusCode::OK,
-            "Set up two-step verification",
-            "Your organisation asks you to set up two-step verification. Setting it up is not \
-             yet available on these pages: ask your administrator or use the application's \
-             own settings.",
-            &back,
-        ),
         Err(AuthorizeError::Back(to)) => see_other(&to),
         Err(AuthorizeError::Untrusted(why)) => page(
             StatusCode::BAD_REQUEST,
@@ -275,6 +267,18 @@ async fn authorize(
         ),
         Err(AuthorizeError::Core(e)) => core_error_page(&e),
     }
+}
+
+/// The login cookie for `pending`, and a 303 to the hosted page that goes on with it.
+fn login_cookie_and_go(
+    s: &AppState,
+    pending: &twofold_core::service::IssuedToken,
+    to: &str,
+) -> Response {
+    let mut resp = see_other(to);
+    let ttl = (pending.expires_at - s.core.now()).max(0) / 1000;
+    set_cookie(&mut resp, cookie(s, LOGIN_COOKIE, &pending.token, ttl));
+    resp
 }
 
 /// The page's notice above the form.
@@ -660,6 +664,199 @@ async fn cancel(
         }
         Err(e) => core_error_page(&e),
     }
+}
+
+// ------------------------------------------------------------ enrolment at login
+
+const ENROLL_TITLE: &str = "Set up two-step verification";
+
+/// "Signing in to <app> (<organisation>)." for the enrolment pages.
+fn enroll_intro(view: &HostedEnrollView) -> String {
+    format!(
+        "<p>Signing in to <strong>{}</strong> ({}).</p>\n",
+        escape(&view.client_app),
+        escape(&view.tenant_name)
+    )
+}
+
+/// The "set up an authenticator app" button (again, after a wrong code: a fresh key).
+fn enroll_button(field: &str, label: &str, class: &str) -> String {
+    format!(
+        "<form method=\"post\" action=\"/oidc/enroll/totp\">\n{field}\n\
+         <button type=\"submit\"{class}>{label}</button>\n</form>\n"
+    )
+}
+
+/// The form that confirms the new factor with its first code.
+fn enroll_code_form(field: &str, factor_id: &str) -> String {
+    format!(
+        "<form method=\"post\" action=\"/oidc/enroll/confirm\">\n{field}\n\
+         <input type=\"hidden\" name=\"factor_id\" value=\"{id}\">\n\
+         <label for=\"code\">Code from the app</label>\n\
+         <input type=\"text\" id=\"code\" name=\"code\" autocomplete=\"one-time-code\" \
+         inputmode=\"numeric\" pattern=\"[0-9]*\" maxlength=\"10\" required autofocus>\n\
+         <button type=\"submit\">Turn on two-step verification</button>\n</form>\n",
+        id = escape(factor_id),
+    )
+}
+
+/// An enrolment page: CSRF cookie attached. Its forms post to this origin only, and the
+/// recovery codes page links (not posts) to the client, so the default CSP fits.
+fn enroll_page(s: &AppState, status: StatusCode, body: impl FnOnce(&str) -> String) -> Response {
+    let csrf = Csrf::issue(&CookieFactory::of(s), COOKIE_PATH);
+    let mut resp = page(status, ENROLL_TITLE, &body(&csrf.field()));
+    csrf.attach(&mut resp);
+    resp
+}
+
+/// The key in groups of four (`JBSW Y3DP …`), easier to type into an app than one run.
+fn key_groups(secret: &str) -> String {
+    secret
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `GET /oidc/enroll`: what is asked and why; setting up happens on the button (a POST with
+/// its CSRF token), so reloading or prefetching the page creates nothing.
+async fn enroll_start(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let view = match s.core.hosted_enroll_view(login_token(&headers)).await {
+        Ok(v) => v,
+        Err(e) => return core_error_page(&e),
+    };
+    enroll_page(&s, StatusCode::OK, |field| {
+        format!(
+            "{}<p>Your organisation asks you to protect your account with a second step: a \
+             code from an authenticator app on your phone, each time you sign in.</p>\n\
+             <p>You need an authenticator app (for example FreeOTP, Aegis, Google \
+             Authenticator or Microsoft Authenticator).</p>\n{}",
+            enroll_intro(&view),
+            enroll_button(field, "Set up an authenticator app", "")
+        )
+    })
+}
+
+#[derive(Deserialize)]
+struct CsrfOnly {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /oidc/enroll/totp`: a new pending factor; the page shows its QR code and its key
+/// once (the key is sealed in the store and never shown again).
+async fn enroll_totp(
+    State(s): State<AppState>,
+    Meta(meta): Meta,
+    headers: HeaderMap,
+    Form(form): Form<CsrfOnly>,
+) -> Response {
+    use base64::Engine;
+    if !Csrf::verify(&headers, &form.csrf) {
+        return csrf_refused();
+    }
+    let meta = client_meta(&s, meta, &headers);
+    let token = login_token(&headers);
+    let view = match s.core.hosted_enroll_view(token).await {
+        Ok(v) => v,
+        Err(e) => return core_error_page(&e),
+    };
+    let enrolment = match s.core.hosted_enroll_totp(&meta, token).await {
+        Ok(e) => e,
+        Err(e) => return core_error_page(&e),
+    };
+    let qr = base64::engine::general_purpose::STANDARD.encode(enrolment.qr_svg.as_bytes());
+    enroll_page(&s, StatusCode::OK, |field| {
+        format!(
+            "{intro}<ol>\n<li>Open your authenticator app and add an account.</li>\n\
+             <li>Scan this QR code:\n<img class=\"qr\" src=\"data:image/svg+xml;base64,{qr}\" \
+             alt=\"QR code of your key (the key is written out below)\" width=\"200\" \
+             height=\"200\"></li>\n\
+             <li>Or, if you cannot scan, type this key:\n<code class=\"key\">{key}</code></li>\n\
+             <li>Enter the 6-digit code the app shows.</li>\n</ol>\n{form}",
+            intro = enroll_intro(&view),
+            key = escape(&key_groups(&enrolment.secret)),
+            form = enroll_code_form(field, &enrolment.factor.id),
+        )
+    })
+}
+
+/// No `Debug`: it holds a code.
+#[derive(Deserialize)]
+struct EnrollConfirmForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    factor_id: String,
+    #[serde(default)]
+    code: String,
+}
+
+/// `POST /oidc/enroll/confirm`: the first code turns the factor on and completes the login;
+/// the recovery codes are shown this once, then a link goes back to the client with its
+/// authorization code. A wrong code asks again for the same factor.
+async fn enroll_confirm(
+    State(s): State<AppState>,
+    Meta(meta): Meta,
+    headers: HeaderMap,
+    Form(form): Form<EnrollConfirmForm>,
+) -> Response {
+    if !Csrf::verify(&headers, &form.csrf) {
+        return csrf_refused();
+    }
+    let meta = client_meta(&s, meta, &headers);
+    let token = login_token(&headers);
+    let view = match s.core.hosted_enroll_view(token).await {
+        Ok(v) => v,
+        Err(e) => return core_error_page(&e),
+    };
+    let step = s
+        .core
+        .hosted_enroll_confirm(&meta, token, &form.factor_id, form.code.trim())
+        .await;
+    match step {
+        Ok((HostedStep::Done { redirect, .. }, codes)) => {
+            let codes = codes.map(|c| c.codes).unwrap_or_default();
+            let mut resp = recovery_codes_page(&view, &codes, &redirect);
+            clear(&s, &mut resp, LOGIN_COOKIE);
+            resp
+        }
+        Ok((HostedStep::Rejected, _)) => enroll_page(&s, StatusCode::UNAUTHORIZED, |field| {
+            format!(
+                "{}<p class=\"error\" role=\"alert\">That code did not work. Check the time \
+                 on your phone and enter the code the app shows now.</p>\n{}\
+                 <p>Lost the key?</p>\n{}",
+                enroll_intro(&view),
+                enroll_code_form(field, &form.factor_id),
+                enroll_button(field, "Start again with a new key", " class=\"plain\"")
+            )
+        }),
+        Err(e) => core_error_page(&e),
+    }
+}
+
+/// Two-step verification is on: the recovery codes, shown this once, then on to the client.
+fn recovery_codes_page(view: &HostedEnrollView, codes: &[String], redirect: &str) -> Response {
+    let items: Vec<String> = codes
+        .iter()
+        .map(|c| format!("<li><code>{}</code></li>", escape(c)))
+        .collect();
+    page(
+        StatusCode::OK,
+        "Save your recovery codes",
+        &format!(
+            "<p class=\"note\" role=\"status\">Two-step verification is on for your \
+             account.</p>\n\
+             <p>If you lose your phone, each of these codes signs you in once. Write them down \
+             or print them and keep them somewhere safe: they are shown only now.</p>\n\
+             <ul class=\"codes\">\n{}\n</ul>\n\
+             <p><a class=\"continue\" href=\"{}\">I have saved them: continue to {}</a></p>",
+            items.join("\n"),
+            escape(redirect),
+            escape(&view.client_app)
+        ),
+    )
 }
 
 // ------------------------------------------------------------ token endpoint

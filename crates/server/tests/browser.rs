@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::chromium::{assert_page_is_clean, wait_for_title};
 use common::logins::*;
 use common::*;
 use reqwest::StatusCode;
@@ -68,23 +69,6 @@ async fn factor_ids(app: &TestApp, r: &Reported) -> Vec<String> {
         .iter()
         .map(|f| f["id"].as_str().unwrap().to_string())
         .collect()
-}
-
-/// Waits (WebDriver's implicit polling, 20 s at most) for a page whose `<h1>` is `title`.
-async fn wait_for_title(c: &twofold_testkit::browser::fantoccini::Client, title: &str) {
-    let xpath = format!("//h1[normalize-space()=\"{title}\"]");
-    c.wait()
-        .at_most(std::time::Duration::from_secs(20))
-        .for_element(Locator::XPath(&xpath))
-        .await
-        .unwrap_or_else(|e| panic!("no page titled {title:?}: {e}"));
-    assert_eq!(c.title().await.unwrap(), title);
-}
-
-/// Every page must pass the script-checkable accessibility and layout basics and log no error.
-async fn assert_page_is_clean(b: &Browser) {
-    assert_eq!(b.page_problems().await, Vec::<String>::new());
-    assert_eq!(b.console_errors(), Vec::<String>::new());
 }
 
 #[tokio::test]

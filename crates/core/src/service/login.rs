@@ -1373,6 +1373,25 @@ impl Twofold {
         factor_id: &str,
         code: &str,
     ) -> Result<StepOutcome, CoreError> {
+        self.enroll_confirm_with(actor, meta, slug, pending_token, factor_id, code, |_, _| {
+            Vec::new()
+        })
+        .await
+    }
+
+    /// [`Self::login_enroll_confirm`] with `extra(session_id, amr)`: effects committed in the
+    /// same transaction (the hosted pages mint their authorization code there).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn enroll_confirm_with(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        pending_token: &str,
+        factor_id: &str,
+        code: &str,
+        extra: impl FnOnce(&str, &str) -> Vec<Effect>,
+    ) -> Result<StepOutcome, CoreError> {
         let code = OtpCode::parse(code)?;
         let tenant = self.tenant_for(actor, slug).await?;
         let id = FactorId::parse(factor_id)?;
@@ -1393,9 +1412,10 @@ impl Twofold {
             factor.kind.as_str()
         };
         let (policy, _) = self.policy_of(&tenant).await?;
-        let (extra, issued) = self.second_step_effects(&policy, &user, &login, amr, now);
+        let (mut effects, issued) = self.second_step_effects(&policy, &user, &login, amr, now);
+        effects.extend(extra(&issued.id, &format!("{},{amr}", login.primary)));
         let (verdict, recovery_codes) = self
-            .confirm_with(actor, meta, &tenant, &user, &factor, &code, extra)
+            .confirm_with(actor, meta, &tenant, &user, &factor, &code, effects)
             .await?;
         self.forget_user(tenant.id, &user.external_id);
         let accepted = verdict.is_accepted();

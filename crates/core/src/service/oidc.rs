@@ -12,9 +12,13 @@
 //!        │ challenge                           ▲
 //!        ▼                                     │ right code / recovery code: login
 //!   hosted login (cookie = pending token) ─────┘ completed, session and code in one tx
-//!        │ deny / cancel / enrolment needed
+//!        │ deny / cancel
 //!        ▼
 //!   page, then error=access_denied back to the client
+//!
+//!   login decision ──enroll required / offered──▶ hosted login (cookie) ──▶ TOTP enrolment
+//!        ──first right code──▶ factor active, login completed, session, recovery codes and
+//!        code in one tx ──▶ recovery codes shown once ──▶ redirect back
 //! ```
 //!
 //! The browser's cookie is the pending login's own token (`tfl_…`, stored only as a keyed
@@ -33,6 +37,14 @@ use crate::service::{IssuedToken, LoginRequest, SendReceipt, StepOutcome};
 use jsonwebtoken::{Algorithm as JwtAlg, DecodingKey, EncodingKey, Header, Validation};
 
 const CODE_PREFIX: &str = "tfc";
+
+/// The one refusal for a browser cookie that names no live hosted login.
+fn invalid_login() -> CoreError {
+    CoreError::conflict(
+        "invalid_login_token",
+        "this sign-in is over or expired: start again from the application",
+    )
+}
 
 /// A client as registered or rotated: the secret is shown this once. No `Debug`.
 #[derive(Clone)]
@@ -89,8 +101,9 @@ pub enum Authorized {
     Challenge(IssuedToken),
     /// The login is refused: a page that says so, then back with `error=access_denied`.
     Denied { back: String, reason: String },
-    /// Enrolment at login or the countdown: not on the hosted pages yet.
-    NotYet { back: String, decision: String },
+    /// Enrolment at login (`enroll_required` or `enroll_offered`), bound to this pending
+    /// login (the browser's cookie) like the challenge.
+    Enroll(IssuedToken),
 }
 
 /// An authorization request that cannot go on.
@@ -128,6 +141,13 @@ pub struct HostedView {
     /// `scheme://host[:port]` of the redirect URI the login goes back to (the pages' CSP
     /// must let their forms' redirects go there).
     pub redirect_origin: String,
+}
+
+/// What the hosted enrolment page names.
+#[derive(Debug, Clone)]
+pub struct HostedEnrollView {
+    pub tenant_name: String,
+    pub client_app: String,
 }
 
 /// The result of a second step on the hosted pages. No `Debug`: it holds tokens.
@@ -720,8 +740,15 @@ impl Twofold {
                 } else {
                     primary_amr(&claims.primary).to_string()
                 };
-                let (code, effect) =
-                    self.auth_code_effect(&hosted, &user, &amr, false, Some(&session.id), now);
+                let (code, effect) = self.auth_code_effect(
+                    &hosted,
+                    &user,
+                    &amr,
+                    false,
+                    Some(&session.id),
+                    now,
+                    CODE_TTL_MS,
+                );
                 let mut audit = self.audit(&actor, meta, "oidc.code", Some(tenant.id));
                 audit.user_id = Some(user.id);
                 audit.reason = Some(client.id.clone());
@@ -743,19 +770,22 @@ impl Twofold {
                 Ok(Authorized::Challenge(pending))
             }
             (Decision::Deny { reason }, _, _) => Ok(denied(reason.as_str())),
-            (d @ (Decision::EnrollRequired { .. } | Decision::EnrollOffered { .. }), _, _) => {
-                Ok(Authorized::NotYet {
-                    back: with_params(
-                        &req.redirect_uri,
-                        &[
-                            ("error", Some("access_denied")),
-                            ("error_description", Some("enrolment_not_available")),
-                            ("state", req.state.as_deref()),
-                            ("iss", Some(&self.oidc_issuer())),
-                        ],
-                    ),
-                    decision: d.label().to_string(),
-                })
+            (
+                Decision::EnrollRequired { .. } | Decision::EnrollOffered { .. },
+                Some(pending),
+                _,
+            ) => {
+                let row = HostedLogin {
+                    login_id: pending.id.clone(),
+                    expires_at: pending.expires_at,
+                    ..hosted
+                };
+                let mut audit = self.audit(&actor, meta, "oidc.hosted.enroll", Some(tenant.id));
+                audit.reason = Some(row.login_id.clone());
+                self.store
+                    .apply(vec![Effect::InsertHostedLogin(row)], audit)
+                    .await?;
+                Ok(Authorized::Enroll(pending))
             }
             _ => Err(AuthorizeError::Core(CoreError::Internal(
                 "a login decision without its token".into(),
@@ -763,8 +793,9 @@ impl Twofold {
         }
     }
 
-    /// A fresh authorization code bound to the hosted request and the login's user, and the
-    /// effect that stores its hash.
+    /// A fresh authorization code bound to the hosted request and the login's user, valid for
+    /// `ttl_ms`, and the effect that stores its hash.
+    #[allow(clippy::too_many_arguments)]
     fn auth_code_effect(
         &self,
         hosted: &HostedLogin,
@@ -773,6 +804,7 @@ impl Twofold {
         second_factor: bool,
         session_id: Option<&str>,
         now: i64,
+        ttl_ms: i64,
     ) -> (String, Effect) {
         let (code, code_hash) = self.mint_token(CODE_PREFIX);
         let row = AuthCode {
@@ -789,7 +821,7 @@ impl Twofold {
             auth_time: now,
             session_id: session_id.map(String::from),
             created_at: now,
-            expires_at: now + CODE_TTL_MS,
+            expires_at: now + ttl_ms,
             used_at: None,
         };
         (code, Effect::InsertAuthCode(row))
@@ -806,7 +838,7 @@ impl Twofold {
     ) -> impl FnOnce(&str, &str) -> Vec<Effect> + 'a {
         move |session_id, amr| {
             let (code, effect) =
-                self.auth_code_effect(hosted, user, amr, true, Some(session_id), now);
+                self.auth_code_effect(hosted, user, amr, true, Some(session_id), now, CODE_TTL_MS);
             *out = code;
             vec![effect]
         }
@@ -832,12 +864,17 @@ impl Twofold {
         &self,
         token: &str,
     ) -> Result<(Tenant, PendingLogin, User, HostedLogin), CoreError> {
-        let invalid = || {
-            CoreError::conflict(
-                "invalid_login_token",
-                "this sign-in is over or expired: start again from the application",
-            )
-        };
+        let (tenant, hosted) = self.hosted_login_of(token).await?;
+        let (login, user) = self
+            .challenged_login(&tenant, token)
+            .await
+            .map_err(|_| invalid_login())?;
+        Ok((tenant, login, user, hosted))
+    }
+
+    /// The tenant and hosted login behind a browser's cookie, whatever the login waits for.
+    async fn hosted_login_of(&self, token: &str) -> Result<(Tenant, HostedLogin), CoreError> {
+        let invalid = invalid_login;
         if !token.starts_with("tfl_") || token.len() > 100 {
             return Err(invalid());
         }
@@ -857,11 +894,7 @@ impl Twofold {
             .await?
             .filter(|h| h.tenant_id == tenant.id)
             .ok_or_else(invalid)?;
-        let (login, user) = self
-            .challenged_login(&tenant, token)
-            .await
-            .map_err(|_| invalid())?;
-        Ok((tenant, login, user, hosted))
+        Ok((tenant, hosted))
     }
 
     fn hosted_actor(hosted: &HostedLogin) -> Actor {
@@ -1040,10 +1073,7 @@ impl Twofold {
             )
             .await
             .map_err(|e| match e {
-                StoreError::Conflict("state_changed") => CoreError::conflict(
-                    "invalid_login_token",
-                    "this sign-in is over or expired: start again from the application",
-                ),
+                StoreError::Conflict("state_changed") => invalid_login(),
                 e => e.into(),
             })?;
         Ok(with_params(
@@ -1055,6 +1085,91 @@ impl Twofold {
                 ("iss", Some(&self.oidc_issuer())),
             ],
         ))
+    }
+
+    // ------------------------------------------------------------ enrolment at login
+
+    /// Who is enrolling on the hosted pages: the organisation's name and the client app.
+    pub async fn hosted_enroll_view(&self, token: &str) -> Result<HostedEnrollView, CoreError> {
+        let (tenant, hosted) = self.hosted_login_of(token).await?;
+        Ok(HostedEnrollView {
+            tenant_name: tenant.name.clone(),
+            client_app: OidcClient::split_id(&hosted.client_id)
+                .map(|(_, app)| app.to_string())
+                .unwrap_or_default(),
+        })
+    }
+
+    /// A new authenticator app for the hosted login's user, pending until its first code
+    /// (only for a login whose decision was an enrolment and a user without an active
+    /// factor: `login_enroll_totp`'s rules).
+    pub async fn hosted_enroll_totp(
+        &self,
+        meta: &RequestMeta,
+        token: &str,
+    ) -> Result<Enrollment, CoreError> {
+        let (tenant, hosted) = self.hosted_login_of(token).await?;
+        self.login_enroll_totp(
+            &Self::hosted_actor(&hosted),
+            meta,
+            &tenant.slug,
+            token,
+            EnrollOptions::default(),
+        )
+        .await
+    }
+
+    /// The first code of the factor enrolled on the hosted pages: one transaction activates
+    /// the factor, completes the login, mints the session, the recovery codes and the
+    /// authorization code. A wrong code is [`HostedStep::Rejected`] (the factor stays
+    /// pending and the page asks again).
+    pub async fn hosted_enroll_confirm(
+        &self,
+        meta: &RequestMeta,
+        token: &str,
+        factor_id: &str,
+        code: &str,
+    ) -> Result<(HostedStep, Option<RecoveryCodes>), CoreError> {
+        let (tenant, hosted) = self.hosted_login_of(token).await?;
+        let (_, user) = self.pending_login_for(&tenant, token).await?;
+        if OtpCode::parse(code).is_err() {
+            return Ok((HostedStep::Rejected, None));
+        }
+        let now = self.now();
+        let mut auth_code = String::new();
+        let outcome = self
+            .enroll_confirm_with(
+                &Self::hosted_actor(&hosted),
+                meta,
+                &tenant.slug,
+                token,
+                factor_id,
+                code,
+                |session_id, amr| {
+                    let (code, effect) = self.auth_code_effect(
+                        &hosted,
+                        &user,
+                        amr,
+                        true,
+                        Some(session_id),
+                        now,
+                        ENROLL_CODE_TTL_MS,
+                    );
+                    auth_code = code;
+                    vec![effect]
+                },
+            )
+            .await;
+        match outcome {
+            Ok(mut o) => {
+                let codes = o.recovery_codes.take();
+                Ok((self.hosted_done(&hosted, &auth_code, o), codes))
+            }
+            Err(CoreError::NotFound(_)) | Err(CoreError::Invalid { .. }) => {
+                Ok((HostedStep::Rejected, None))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     // ------------------------------------------------------------ token endpoint

@@ -3,9 +3,11 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod attacks;
+pub mod chromium;
 pub mod logins;
 pub mod oidc;
 pub mod process;
+pub mod rp;
 
 use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::{json, Value};

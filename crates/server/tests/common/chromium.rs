@@ -1,0 +1,44 @@
+//! Waiting and checking in headless Chromium (`twofold_testkit::browser`), shared by the
+//! browser tests: waits poll a condition through WebDriver (never a fixed sleep) and give up
+//! after 20 s, and every page must pass the harness's page checks.
+
+use std::time::Duration;
+use twofold_testkit::browser::fantoccini::{Client, Locator};
+use twofold_testkit::browser::Browser;
+
+/// How long a browser wait polls before the step fails.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Waits for a page whose `<h1>` is `title`, and checks that it is the document title too.
+pub async fn wait_for_title(c: &Client, title: &str) {
+    let xpath = format!("//h1[normalize-space()=\"{title}\"]");
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath(&xpath))
+        .await
+        .unwrap_or_else(|e| panic!("no page titled {title:?}: {e}"));
+    assert_eq!(c.title().await.unwrap(), title);
+}
+
+/// Waits until the browser is at a URL that starts with `prefix` (a redirect to another
+/// origin, where there is no element of ours to wait for); returns that URL.
+pub async fn wait_for_url(c: &Client, prefix: &str) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let url = c.current_url().await.unwrap().to_string();
+        if url.starts_with(prefix) {
+            return url;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still at {url}, waiting for {prefix}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every page must pass the script-checkable accessibility and layout basics and log no error.
+pub async fn assert_page_is_clean(b: &Browser) {
+    assert_eq!(b.page_problems().await, Vec::<String>::new());
+    assert_eq!(b.console_errors(), Vec::<String>::new());
+}
