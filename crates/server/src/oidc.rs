@@ -28,7 +28,7 @@ use twofold_core::service::oidc::{
     AuthorizeError, AuthorizeRequest, Authorized, HostedEnrollView, HostedStep, HostedView,
     TokenError, TokenRequest,
 };
-use twofold_core::CoreError;
+use twofold_core::{CoreError, RequestMeta};
 
 const LOGIN_COOKIE: &str = "tf_login";
 const DEVICE_COOKIE: &str = "tf_device";
@@ -447,6 +447,17 @@ async fn challenge(
     }
 }
 
+/// What every form POST of a hosted login starts with: its CSRF pair checked (`None`: answer
+/// with [`csrf_refused`]), then the end user's request facts and the login cookie's token.
+fn posted<'h>(
+    s: &AppState,
+    meta: RequestMeta,
+    headers: &'h HeaderMap,
+    csrf: &str,
+) -> Option<(RequestMeta, &'h str)> {
+    Csrf::verify(headers, csrf).then(|| (client_meta(s, meta, headers), login_token(headers)))
+}
+
 fn csrf_refused() -> Response {
     page(
         StatusCode::FORBIDDEN,
@@ -488,11 +499,9 @@ async fn verify(
     headers: HeaderMap,
     Form(form): Form<VerifyForm>,
 ) -> Response {
-    if !Csrf::verify(&headers, &form.csrf) {
+    let Some((meta, token)) = posted(&s, meta, &headers, &form.csrf) else {
         return csrf_refused();
-    }
-    let meta = client_meta(&s, meta, &headers);
-    let token = login_token(&headers);
+    };
     let factor = form.factor_id.as_deref().filter(|f| !f.is_empty());
     let remember = form.remember.as_deref() == Some("1");
     match s
@@ -529,11 +538,9 @@ async fn send_code(
     headers: HeaderMap,
     Form(form): Form<SendForm>,
 ) -> Response {
-    if !Csrf::verify(&headers, &form.csrf) {
+    let Some((meta, token)) = posted(&s, meta, &headers, &form.csrf) else {
         return csrf_refused();
-    }
-    let meta = client_meta(&s, meta, &headers);
-    let token = login_token(&headers);
+    };
     let view = match s.core.hosted_view(token).await {
         Ok(v) => v,
         Err(e) => return core_error_page(&e),
@@ -613,11 +620,9 @@ async fn recover(
     headers: HeaderMap,
     Form(form): Form<RecoverForm>,
 ) -> Response {
-    if !Csrf::verify(&headers, &form.csrf) {
+    let Some((meta, token)) = posted(&s, meta, &headers, &form.csrf) else {
         return csrf_refused();
-    }
-    let meta = client_meta(&s, meta, &headers);
-    let token = login_token(&headers);
+    };
     let step = match s
         .core
         .hosted_recover(&meta, token, form.recovery_code.trim())
@@ -647,11 +652,10 @@ async fn cancel(
     headers: HeaderMap,
     Form(form): Form<CancelForm>,
 ) -> Response {
-    if !Csrf::verify(&headers, &form.csrf) {
+    let Some((meta, token)) = posted(&s, meta, &headers, &form.csrf) else {
         return csrf_refused();
-    }
-    let meta = client_meta(&s, meta, &headers);
-    match s.core.hosted_cancel(&meta, login_token(&headers)).await {
+    };
+    match s.core.hosted_cancel(&meta, token).await {
         Ok(back) => {
             let mut resp = back_page(
                 StatusCode::OK,
@@ -753,11 +757,9 @@ async fn enroll_totp(
     Form(form): Form<CsrfOnly>,
 ) -> Response {
     use base64::Engine;
-    if !Csrf::verify(&headers, &form.csrf) {
+    let Some((meta, token)) = posted(&s, meta, &headers, &form.csrf) else {
         return csrf_refused();
-    }
-    let meta = client_meta(&s, meta, &headers);
-    let token = login_token(&headers);
+    };
     let view = match s.core.hosted_enroll_view(token).await {
         Ok(v) => v,
         Err(e) => return core_error_page(&e),
@@ -802,11 +804,9 @@ async fn enroll_confirm(
     headers: HeaderMap,
     Form(form): Form<EnrollConfirmForm>,
 ) -> Response {
-    if !Csrf::verify(&headers, &form.csrf) {
+    let Some((meta, token)) = posted(&s, meta, &headers, &form.csrf) else {
         return csrf_refused();
-    }
-    let meta = client_meta(&s, meta, &headers);
-    let token = login_token(&headers);
+    };
     let view = match s.core.hosted_enroll_view(token).await {
         Ok(v) => v,
         Err(e) => return core_error_page(&e),
