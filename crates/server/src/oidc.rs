@@ -640,8 +640,9 @@ async fn recover(
     }
 }
 
+/// A form whose only field is its CSRF token (cancel, "set up an authenticator app").
 #[derive(Deserialize)]
-struct CancelForm {
+struct CsrfOnly {
     #[serde(default)]
     csrf: String,
 }
@@ -650,7 +651,7 @@ async fn cancel(
     State(s): State<AppState>,
     Meta(meta): Meta,
     headers: HeaderMap,
-    Form(form): Form<CancelForm>,
+    Form(form): Form<CsrfOnly>,
 ) -> Response {
     let Some((meta, token)) = posted(&s, meta, &headers, &form.csrf) else {
         return csrf_refused();
@@ -740,12 +741,6 @@ async fn enroll_start(State(s): State<AppState>, headers: HeaderMap) -> Response
             enroll_button(field, "Set up an authenticator app", "")
         )
     })
-}
-
-#[derive(Deserialize)]
-struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
 }
 
 /// `POST /oidc/enroll/totp`: a new pending factor; the page shows its QR code and its key

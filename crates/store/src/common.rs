@@ -588,7 +588,20 @@ pub(crate) fn method_group(
     }
 }
 
-/// The id range that covers `ids`, and a filter back to exactly those ids.
+/// The id range that covers `ids` (the range query of [`active_methods_sql`]).
 pub(crate) fn id_range(ids: &[i64]) -> Option<(i64, i64)> {
     Some((*ids.iter().min()?, *ids.iter().max()?))
+}
+
+/// The rows of [`active_methods_sql`] (user id, method bits) of exactly the users in `ids`:
+/// the id range may hold users the caller did not ask for.
+pub(crate) fn methods_of(
+    rows: impl IntoIterator<Item = (i64, i64)>,
+    ids: &[i64],
+) -> Vec<(i64, twofold_core::rollout::MethodSet)> {
+    let wanted: std::collections::HashSet<i64> = ids.iter().copied().collect();
+    rows.into_iter()
+        .filter(|(user, _)| wanted.contains(user))
+        .map(|(user, bits)| (user, twofold_core::rollout::MethodSet::from_bits(bits)))
+        .collect()
 }

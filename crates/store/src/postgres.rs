@@ -459,17 +459,8 @@ impl Store for PgStore {
             &[&tenant_id, &low, &high],
         )
         .await?;
-        let mut out = Vec::new();
-        for r in &rows {
-            let user: i64 = get(r, 0)?;
-            if user_ids.contains(&user) {
-                out.push((
-                    user,
-                    twofold_core::rollout::MethodSet::from_bits(get(r, 1)?),
-                ));
-            }
-        }
-        Ok(out)
+        let rows = all(rows, |r| Ok((get(r, 0)?, get(r, 1)?)))?;
+        Ok(methods_of(rows, user_ids))
     }
 
     async fn user_with_factors(

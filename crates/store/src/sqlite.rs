@@ -580,7 +580,7 @@ impl Store for SqliteStore {
         let Some((low, high)) = id_range(user_ids) else {
             return Ok(Vec::new());
         };
-        let wanted: std::collections::HashSet<i64> = user_ids.iter().copied().collect();
+        let ids = user_ids.to_vec();
         self.read(move |c| {
             let mut s = c
                 .prepare_cached(&active_methods_sql(["?1", "?2", "?3"]))
@@ -589,15 +589,10 @@ impl Store for SqliteStore {
                 .query_map(params![tenant_id, low, high], |r| {
                     Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
                 })
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
                 .map_err(backend)?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (user, bits) = row.map_err(backend)?;
-                if wanted.contains(&user) {
-                    out.push((user, twofold_core::rollout::MethodSet::from_bits(bits)));
-                }
-            }
-            Ok(out)
+            Ok(methods_of(rows, &ids))
         })
         .await
     }
