@@ -254,10 +254,8 @@ mod tests {
         }
         // The last character is as random as the others (with 96 random bits it could only
         // be one of two letters).
-        let last: std::collections::HashSet<char> = samples
-            .iter()
-            .map(|p| p.chars().last().unwrap())
-            .collect();
+        let last: std::collections::HashSet<char> =
+            samples.iter().map(|p| p.chars().last().unwrap()).collect();
         assert!(last.len() > 16, "{last:?}");
     }
     use super::*;

@@ -561,19 +561,20 @@ async fn refused_page(s: &AppState, token: &str, factor: Option<&str>) -> Respon
     }
 }
 
+/// A form naming one factor of the login (send a code, resend an enrolment code).
 #[derive(Deserialize)]
-struct SendForm {
+pub(crate) struct FactorForm {
     #[serde(default)]
-    csrf: String,
+    pub(crate) csrf: String,
     #[serde(default)]
-    factor_id: String,
+    pub(crate) factor_id: String,
 }
 
 async fn send_code(
     State(s): State<AppState>,
     Meta(meta): Meta,
     headers: HeaderMap,
-    Form(form): Form<SendForm>,
+    Form(form): Form<FactorForm>,
 ) -> Response {
     let Some((meta, token)) = posted(&s, meta, &headers, &form.csrf) else {
         return csrf_refused();

@@ -20,6 +20,7 @@
 //! cookies, CSRF check and error pages of [`crate::oidc`].
 
 use crate::extract::Meta;
+use crate::oidc::FactorForm;
 use crate::oidc::{
     allow_redirect_to, cancel, clear, core_error_page, csrf_refused, kind_label, login_token,
     posted, see_other, signing_in, CsrfOnly, Notice, COOKIE_PATH, LOGIN_COOKIE,
@@ -39,6 +40,7 @@ use twofold_core::service::notices::human_utc;
 use twofold_core::service::oidc::{HostedEnrollView, HostedFactor, HostedStep};
 use twofold_core::service::ContactKind;
 use twofold_core::CoreError;
+use twofold_core::RequestMeta;
 
 /// The enrolment pages' routes (the caller hardens them with the other hosted pages).
 pub fn routes() -> Router<AppState> {
@@ -294,12 +296,9 @@ async fn enroll_totp(
     Form(form): Form<CsrfOnly>,
 ) -> Response {
     use base64::Engine;
-    let Some((meta, token)) = posted(&s, meta, &headers, &form.csrf) else {
-        return csrf_refused();
-    };
-    let view = match s.core.hosted_enroll_view(token).await {
-        Ok(v) => v,
-        Err(e) => return core_error_page(&e),
+    let (meta, token, view) = match enrolling(&s, meta, &headers, &form.csrf).await {
+        Ok(x) => x,
+        Err(page) => return page,
     };
     let enrolment = match s.core.hosted_enroll_totp(&meta, token).await {
         Ok(e) => e,
@@ -481,6 +480,23 @@ fn typed_phone(typed: &str) -> String {
 }
 
 /// No `Debug`: it holds a phone number or an email address.
+/// What every enrolment form POST starts with: the CSRF pair and the login cookie
+/// ([`posted`]), then the enrolment view of that login; `Err` is the page to answer with.
+async fn enrolling<'h>(
+    s: &AppState,
+    meta: RequestMeta,
+    headers: &'h HeaderMap,
+    csrf: &str,
+) -> Result<(RequestMeta, &'h str, HostedEnrollView), Response> {
+    let Some((meta, token)) = posted(s, meta, headers, csrf) else {
+        return Err(csrf_refused());
+    };
+    match s.core.hosted_enroll_view(token).await {
+        Ok(view) => Ok((meta, token, view)),
+        Err(e) => Err(core_error_page(&e)),
+    }
+}
+
 #[derive(Deserialize)]
 struct ContactForm {
     #[serde(default)]
@@ -498,12 +514,9 @@ async fn contact_enroll(
     form: ContactForm,
     c: &Contact,
 ) -> Response {
-    let Some((meta, token)) = posted(&s, meta, &headers, &form.csrf) else {
-        return csrf_refused();
-    };
-    let view = match s.core.hosted_enroll_view(token).await {
-        Ok(v) => v,
-        Err(e) => return core_error_page(&e),
+    let (meta, token, view) = match enrolling(&s, meta, &headers, &form.csrf).await {
+        Ok(x) => x,
+        Err(page) => return page,
     };
     let typed = form.destination.trim();
     let destination = match c.kind {
@@ -567,28 +580,17 @@ async fn email_enroll(
     contact_enroll(s, meta, headers, form, &EMAIL).await
 }
 
-#[derive(Deserialize)]
-struct ResendForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    factor_id: String,
-}
-
 /// `POST /oidc/enroll/resend`: the enrolment code again, under the core's cooldown and caps
 /// (the page says how long to wait).
 async fn resend(
     State(s): State<AppState>,
     Meta(meta): Meta,
     headers: HeaderMap,
-    Form(form): Form<ResendForm>,
+    Form(form): Form<FactorForm>,
 ) -> Response {
-    let Some((meta, token)) = posted(&s, meta, &headers, &form.csrf) else {
-        return csrf_refused();
-    };
-    let view = match s.core.hosted_enroll_view(token).await {
-        Ok(v) => v,
-        Err(e) => return core_error_page(&e),
+    let (meta, token, view) = match enrolling(&s, meta, &headers, &form.csrf).await {
+        Ok(x) => x,
+        Err(page) => return page,
     };
     let contact = view
         .pending
@@ -627,12 +629,9 @@ async fn enroll_confirm(
     headers: HeaderMap,
     Form(form): Form<EnrollConfirmForm>,
 ) -> Response {
-    let Some((meta, token)) = posted(&s, meta, &headers, &form.csrf) else {
-        return csrf_refused();
-    };
-    let view = match s.core.hosted_enroll_view(token).await {
-        Ok(v) => v,
-        Err(e) => return core_error_page(&e),
+    let (meta, token, view) = match enrolling(&s, meta, &headers, &form.csrf).await {
+        Ok(x) => x,
+        Err(page) => return page,
     };
     let step = s
         .core

@@ -58,7 +58,10 @@ async fn the_emailed_code_confirms_once_under_parallel_replays() {
         );
     }
     let confirms = o.app.audit(&o.alice, "action=proposal.apply").await;
-    let by_console = confirms.iter().filter(|e| e["actor"] == "admin:boss").count();
+    let by_console = confirms
+        .iter()
+        .filter(|e| e["actor"] == "admin:boss")
+        .count();
     assert_eq!(by_console, 1, "{confirms:?}");
 }
 

@@ -73,10 +73,10 @@ async fn type_into(c: &Client, id: &str, text: &str) {
     field.send_keys(text).await.unwrap();
 }
 
-#[tokio::test]
-async fn an_admin_makes_2fa_mandatory_in_chromium_confirming_with_the_mailed_code() {
-    let sink = SmtpSink::start(SinkOptions::default()).await;
-    let app = spawn_with_mail(&sink).await;
+/// Tenant acme with `users` and the admin boss (an authenticator app confirmed a step ago),
+/// and an operator's one-time console link for boss: `(app, tenant key, boss, link)`.
+async fn boss_with_a_link(sink: &SmtpSink, users: &[&str]) -> (TestApp, String, Enrolled, String) {
+    let app = spawn_with_mail(sink).await;
     let key = app.tenant("acme").await;
     let (s, body) = app
         .post(
@@ -86,7 +86,7 @@ async fn an_admin_makes_2fa_mandatory_in_chromium_confirming_with_the_mailed_cod
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{body}");
-    for user in ["alice", "bob"] {
+    for user in users {
         app.user("acme", &key, user).await;
     }
     let boss = app.pending("acme", &key, "boss").await;
@@ -95,9 +95,6 @@ async fn an_admin_makes_2fa_mandatory_in_chromium_confirming_with_the_mailed_cod
         .await;
     assert_eq!(s, StatusCode::OK, "{body}");
     app.advance_secs(30);
-    // boss's "a method was added" notice went out over SMTP too.
-    let notices = sink.received().len();
-
     let out = twofold_with_env(
         &app.data_path,
         &["console", "link", "--tenant", "acme", "--admin", "boss"],
@@ -105,6 +102,15 @@ async fn an_admin_makes_2fa_mandatory_in_chromium_confirming_with_the_mailed_cod
     );
     assert!(out.status.success(), "{out:?}");
     let link = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    (app, key, boss, link)
+}
+
+#[tokio::test]
+async fn an_admin_makes_2fa_mandatory_in_chromium_confirming_with_the_mailed_code() {
+    let sink = SmtpSink::start(SinkOptions::default()).await;
+    let (app, key, boss, link) = boss_with_a_link(&sink, &["alice", "bob"]).await;
+    // boss's "a method was added" notice went out over SMTP too.
+    let notices = sink.received().len();
 
     let browser = Browser::start().await;
     let b = &browser;
@@ -208,26 +214,7 @@ async fn an_admin_makes_2fa_mandatory_in_chromium_confirming_with_the_mailed_cod
 #[tokio::test]
 async fn the_console_fits_a_phone() {
     let sink = SmtpSink::start(SinkOptions::default()).await;
-    let app = spawn_with_mail(&sink).await;
-    let key = app.tenant("acme").await;
-    let (s, _) = app
-        .post(
-            "/v1/tenants/acme/users",
-            &app.operator_key,
-            json!({"external_id": "boss", "email": "boss@example.com", "is_admin": true}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED);
-    let boss = app.pending("acme", &key, "boss").await;
-    app.confirm(&boss, &app.code_at_offset(&boss.secret, &boss.params, 0))
-        .await;
-    app.advance_secs(30);
-    let out = twofold_with_env(
-        &app.data_path,
-        &["console", "link", "--tenant", "acme", "--admin", "boss"],
-        &[("TWOFOLD_PUBLIC_URL", &app.base)],
-    );
-    let link = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let (app, _, boss, link) = boss_with_a_link(&sink, &[]).await;
     let browser = Browser::phone().await;
     let b = &browser;
     let code = oathtool(&boss.secret, app.now_secs());

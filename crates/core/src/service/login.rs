@@ -409,20 +409,19 @@ impl Twofold {
         admin: &str,
         user: &str,
     ) -> Result<(ProposalView, SendReceipt), CoreError> {
-        let tenant = self.tenant_for(actor, slug).await?;
-        let target = self.user_in(&tenant, user).await?;
-        if target.is_admin {
-            return Err(CoreError::conflict(
-                "already_admin",
-                "the user is an admin already",
-            ));
-        }
-        let action = ProposalAction::MakeAdmin {
-            user_id: target.id,
-            external_id: target.external_id.clone(),
-        };
-        let (p, receipt) = self.propose(actor, meta, &tenant, admin, action, 0).await?;
-        Ok((ProposalView::of(&p, Vec::new()), receipt))
+        self.propose_about(actor, meta, slug, admin, user, |target| {
+            if target.is_admin {
+                return Err(CoreError::conflict(
+                    "already_admin",
+                    "the user is an admin already",
+                ));
+            }
+            Ok(ProposalAction::MakeAdmin {
+                user_id: target.id,
+                external_id: target.external_id.clone(),
+            })
+        })
+        .await
     }
 
     /// Proposes resetting a user's two-step verification, to be confirmed by the code emailed
@@ -435,12 +434,28 @@ impl Twofold {
         admin: &str,
         user: &str,
     ) -> Result<(ProposalView, SendReceipt), CoreError> {
+        self.propose_about(actor, meta, slug, admin, user, |target| {
+            Ok(ProposalAction::ResetUser {
+                user_id: target.id,
+                external_id: target.external_id.clone(),
+            })
+        })
+        .await
+    }
+
+    /// A proposal about one user of the tenant, made by `admin`.
+    async fn propose_about(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        admin: &str,
+        user: &str,
+        action: impl FnOnce(&User) -> Result<ProposalAction, CoreError>,
+    ) -> Result<(ProposalView, SendReceipt), CoreError> {
         let tenant = self.tenant_for(actor, slug).await?;
         let target = self.user_in(&tenant, user).await?;
-        let action = ProposalAction::ResetUser {
-            user_id: target.id,
-            external_id: target.external_id.clone(),
-        };
+        let action = action(&target)?;
         let (p, receipt) = self.propose(actor, meta, &tenant, admin, action, 0).await?;
         Ok((ProposalView::of(&p, Vec::new()), receipt))
     }
