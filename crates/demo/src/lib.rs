@@ -526,8 +526,8 @@ async fn account(State(app): State<DemoApp>, headers: HeaderMap) -> Response {
     let body = format!(
         "<p class=\"note\" role=\"status\">Twofold verified your second step; this app checked \
          the ID token it signed.</p>\n\
-         <dl class=\"claims\">\n<dt>Signed in with (<code>amr</code>)</dt><dd>{methods}</dd>\n\
-         <dt>Assurance (<code>acr</code>)</dt><dd><code>{acr}</code></dd>\n\
+         <dl class=\"claims\">\n<dt>Signed in with (<code>amr</code>)</dt><dd id=\"amr\">{methods}</dd>\n\
+         <dt>Assurance (<code>acr</code>)</dt><dd id=\"acr\"><code>{acr}</code></dd>\n\
          <dt>Second step at (<code>auth_time</code>)</dt><dd>{at}</dd>\n</dl>\n\
          <div class=\"actions\">\n{console}<form method=\"post\" action=\"/logout\">\n{field}\n\
          <button type=\"submit\" class=\"plain\">Sign out</button>\n</form>\n</div>",

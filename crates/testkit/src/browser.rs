@@ -233,6 +233,8 @@ impl Driver {
 pub enum Viewport {
     /// A 1280×800 desktop window.
     Desktop,
+    /// A 1024×700 laptop window: small enough for screenshots in the documentation.
+    Laptop,
     /// A 360×740 phone (CSS pixels, device pixel ratio 3, touch), through mobile emulation.
     Phone,
 }
@@ -241,12 +243,14 @@ impl Viewport {
     pub fn width(self) -> u32 {
         match self {
             Viewport::Desktop => 1280,
+            Viewport::Laptop => 1024,
             Viewport::Phone => 360,
         }
     }
     pub fn height(self) -> u32 {
         match self {
             Viewport::Desktop => 800,
+            Viewport::Laptop => 700,
             Viewport::Phone => 740,
         }
     }
@@ -416,6 +420,16 @@ impl Browser {
                 })
             }
         }
+    }
+
+    /// Saves a PNG of what the window shows now to `path` (its folder is created), e.g. for
+    /// the screenshots in the documentation.
+    pub async fn save_screenshot(&self, path: &Path) {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        let png = self.client.screenshot().await.unwrap();
+        std::fs::write(path, png).unwrap();
     }
 
     /// Writes `target/browser-failures/<test>-<step>.png` and `.html`; returns both paths.

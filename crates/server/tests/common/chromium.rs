@@ -42,3 +42,42 @@ pub async fn assert_page_is_clean(b: &Browser) {
     assert_eq!(b.page_problems().await, Vec::<String>::new());
     assert_eq!(b.console_errors(), Vec::<String>::new());
 }
+
+/// Clicks the button named `name`.
+pub async fn press_button(c: &Client, name: &str) {
+    let xpath = format!("//button[normalize-space()=\"{name}\"]");
+    c.find(Locator::XPath(&xpath))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Types `text` into the field with id `id`.
+pub async fn type_into(c: &Client, id: &str, text: &str) {
+    c.find(Locator::Id(id))
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+/// On the challenge page: types `code` into the labelled field, optionally ticks "remember
+/// this device", presses Verify.
+pub async fn submit_code(c: &Client, code: &str, remember: bool) {
+    type_into(c, "code", code).await;
+    if remember {
+        let tick = c.find(Locator::Id("remember")).await.unwrap();
+        tick.click().await.unwrap();
+        assert!(tick.is_selected().await.unwrap());
+    }
+    press_button(c, "Verify").await;
+}
+
+/// On the enrolment page: types the app's code and turns two-step verification on.
+pub async fn submit_enrol_code(c: &Client, code: &str) {
+    type_into(c, "code", code).await;
+    press_button(c, "Turn on two-step verification").await;
+}
