@@ -36,6 +36,8 @@ struct Demo {
     data_dir: PathBuf,
     /// Everything it printed until the banner's last line.
     stdout: String,
+    /// Its later lines.
+    lines: std::sync::mpsc::Receiver<String>,
 }
 
 impl Demo {
@@ -80,6 +82,7 @@ impl Demo {
                             app: format!("http://127.0.0.1:{app_port}"),
                             data_dir: data_dir.to_path_buf(),
                             stdout,
+                            lines: rx,
                         };
                     }
                 }
@@ -105,11 +108,12 @@ impl Demo {
         assert!(ok);
         let status = self.child.wait().unwrap();
         assert!(status.success(), "{status:?}");
-        let mut rest = String::new();
-        if let Some(mut out) = self.child.stdout.take() {
-            std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+        // Its stdout closed as it exited: the reader ends after the last line.
+        let mut rest = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(10)) {
+            rest.push(line);
         }
-        rest
+        rest.join("\n")
     }
 
     fn messages(&self) -> Vec<DevMessage> {

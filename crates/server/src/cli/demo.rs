@@ -13,6 +13,7 @@ use super::{shutdown_signal, CliError};
 use crate::app::Application;
 use crate::config::Config;
 use std::collections::HashSet;
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -140,7 +141,7 @@ fn banner(issuer: &str, app_url: &str, outbox: &Path) {
          Users of {TENANT_NAME}:\n{users}\n\n\
          Try: sign in as alice and set up an authenticator app (scan the QR code, or type the\n\
          key), keep the recovery codes, then sign in again and tick \"remember this device\".\n\
-         Sign in as bob to see the countdown, as carol to get a code in the Mailbox.\n\n\
+         Sign in as bob to be reminded (14 days left), as carol to get a code in the Mailbox.\n\n\
          Press Ctrl-C to stop.",
         outbox = outbox.display(),
         users = users.join("\n"),
@@ -206,7 +207,8 @@ async fn set_policy(core: &Twofold, outbox: &Path) -> Result<(), CliError> {
         ));
     }
     progress(&format!(
-        "{} confirmed the settings with the code emailed to her: two-step verification          required for everyone in {} days (authenticator app, text message, email)",
+        "{} confirmed the settings with the code emailed to her: two-step verification \
+         required for everyone in {} days (authenticator app, text message, email)",
         admin.name,
         data::GRACE_DAYS
     ));
