@@ -6,8 +6,8 @@ use twofold_core::policy::{ClientApp, Enforcement, Method, Policy, DAY_MS};
 
 pub const TENANT: &str = "demo";
 pub const TENANT_NAME: &str = "Demo Corp";
-/// The client app in the policy, registered for OpenID Connect as `demo.app`.
-pub const CLIENT_APP: &str = "app";
+/// The client app in the policy, registered for OpenID Connect as `demo.portal`.
+pub const CLIENT_APP: &str = "portal";
 /// The profile of the organisation's administrators.
 pub const ADMIN_PROFILE: &str = "admins";
 /// Days until two-step verification becomes mandatory for everyone.
@@ -120,7 +120,7 @@ mod tests {
             );
         }
         assert!(p.client(CLIENT_APP).is_some_and(|c| c.supports_2fa));
-        assert_eq!(client_id(), "demo.app");
+        assert_eq!(client_id(), "demo.portal");
     }
 
     #[test]

@@ -40,7 +40,7 @@ const CSRF_COOKIE: &str = "demo_csrf";
 const FLOW_TTL: Duration = Duration::from_secs(15 * 60);
 const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// Messages the Mailbox shows, newest first.
-const MAILBOX_SIZE: usize = 25;
+const MAILBOX_SIZE: usize = 20;
 const DEMO_CSS: &str = include_str!("demo.css");
 
 /// What the demo app needs to know.

@@ -295,7 +295,6 @@ async fn alice_enrols_an_app_signs_in_again_and_is_remembered_then_bob_is_asked_
         .await
         .unwrap();
         assert_page_is_clean(b).await;
-        shot(b, "8-mailbox").await;
     })
     .await;
 }
@@ -356,7 +355,9 @@ async fn carol_reads_her_emailed_code_in_the_mailbox_and_signs_in_with_it() {
             wait_for_title(&c, "Mailbox").await;
             assert_page_is_clean(b).await;
             let xpath = format!("//article[h2='Email to carol@demo.test']//code[.='{sent}']");
-            c.find(Locator::XPath(&xpath)).await.unwrap().text().await.unwrap()
+            let code = c.find(Locator::XPath(&xpath)).await.unwrap().text().await.unwrap();
+            shot(b, "8-mailbox").await;
+            code
         })
         .await;
 
@@ -452,7 +453,7 @@ async fn the_demo_app_refuses_wrong_passwords_forged_forms_and_tampered_callback
             .map(|(_, v)| v.into_owned())
     };
     assert_eq!(param("code_challenge_method").as_deref(), Some("S256"));
-    assert_eq!(param("client_id").as_deref(), Some("demo.app"));
+    assert_eq!(param("client_id").as_deref(), Some("demo.portal"));
     assert_eq!(
         param("redirect_uri"),
         Some(format!("{}/callback", demo.app))
