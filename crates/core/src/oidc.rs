@@ -192,11 +192,18 @@ pub fn validate_redirect_uris(uris: &[String]) -> Result<Vec<String>, CoreError>
     Ok(out)
 }
 
+/// The S256 `code_challenge` of a verifier (RFC 7636 §4.2), for Twofold's own console, which
+/// is a client of the provider too.
+pub fn pkce_challenge(verifier: &str) -> String {
+    use base64::Engine;
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(verifier.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+}
+
 /// RFC 7636 §4.4.1 with S256: BASE64URL-ENCODE(SHA256(ASCII(code_verifier))) equals the
 /// challenge, compared in constant time. A verifier outside 43..=128 unreserved characters
 /// never matches.
 pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {
-    use base64::Engine;
     let ok_shape = (43..=128).contains(&verifier.len())
         && verifier
             .bytes()
@@ -204,9 +211,7 @@ pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {
     if !ok_shape {
         return false;
     }
-    let digest = <sha2::Sha256 as sha2::Digest>::digest(verifier.as_bytes());
-    let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
-    twofold_crypto::ct_eq(computed.as_bytes(), challenge.as_bytes())
+    twofold_crypto::ct_eq(pkce_challenge(verifier).as_bytes(), challenge.as_bytes())
 }
 
 /// A `code_challenge` of the S256 method: 43 base64url characters (a SHA-256 digest).

@@ -120,6 +120,44 @@ impl Default for Policy {
     }
 }
 
+/// Unix milliseconds of UTC midnight on a `YYYY-MM-DD` date (proleptic Gregorian; years
+/// 1970–9999), for deadlines typed into a form. `None` for anything else.
+pub fn utc_date_ms(date: &str) -> Option<i64> {
+    let mut parts = date.splitn(3, '-');
+    let mut num = |len: usize| {
+        parts
+            .next()
+            .filter(|p| p.len() == len && p.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|p| p.parse::<i64>().ok())
+    };
+    let (y, m, d) = (num(4)?, num(2)?, num(2)?);
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if y < 1970 || !(1..=12).contains(&m) || d < 1 || d > month_days[(m - 1) as usize] {
+        return None;
+    }
+    // Days from 1970-01-01 (H. Hinnant's days_from_civil).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some((era * 146_097 + doe - 719_468) * DAY_MS)
+}
+
 fn invalid(field: &'static str, message: impl Into<String>) -> CoreError {
     CoreError::Invalid {
         field,
@@ -488,6 +526,25 @@ pub fn skip_until(policy: &Policy, now: i64) -> i64 {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+
+    #[test]
+    fn form_dates_are_utc_midnights() {
+        assert_eq!(utc_date_ms("1970-01-01"), Some(0));
+        // 2026-11-26T00:00:00Z
+        assert_eq!(utc_date_ms("2026-11-26"), Some(1_795_651_200_000));
+        assert_eq!(utc_date_ms("2024-02-29"), Some(1_709_164_800_000));
+        for bad in [
+            "2023-02-29",
+            "2026-13-01",
+            "2026-00-10",
+            "26-11-26",
+            "2026-11-26x",
+            "",
+            "2026/11/26",
+        ] {
+            assert_eq!(utc_date_ms(bad), None, "{bad}");
+        }
+    }
     use super::*;
     use AllowReason::*;
     use Decision::*;

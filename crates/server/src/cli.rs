@@ -78,6 +78,9 @@ pub enum Command {
     /// The authenticator vault: third-party TOTP/HOTP secrets whose codes automation fetches.
     #[command(subcommand)]
     Vault(vault::VaultCmd),
+    /// The admin console: one-time links for org admins.
+    #[command(subcommand)]
+    Console(ConsoleCmd),
     /// Write a consistent copy of the live SQLite database to FILE (safe while serving); on
     /// PostgreSQL use pg_dump. The copy holds no key: back up master.key and hashing.key too.
     Backup {
@@ -218,6 +221,19 @@ pub enum PolicyCmd {
         proposal: String,
         #[arg(long)]
         code: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsoleCmd {
+    /// Print a one-time link (15 minutes) that opens the admin console for an admin; they
+    /// still sign in with their second factor (or set one up first).
+    Link {
+        #[arg(long)]
+        tenant: String,
+        /// External id of the admin.
+        #[arg(long)]
+        admin: String,
     },
 }
 
@@ -501,6 +517,17 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
             }
         }
         Command::Vault(cmd) => vault::run(&*core(&config).await?, &actor, &meta, cmd).await?,
+        Command::Console(ConsoleCmd::Link { tenant, admin }) => {
+            let (url, expires_at) = core(&config)
+                .await?
+                .mint_console_link(&actor, &RequestMeta::default(), &tenant, &admin)
+                .await?;
+            println!("{url}");
+            eprintln!(
+                "valid once, until {}; send it to {admin} over a channel you trust",
+                twofold_core::service::notices::human_utc(expires_at)
+            );
+        }
         Command::Policy(PolicyCmd::Show { tenant }) => {
             let (policy, version) = core(&config).await?.get_policy(&actor, &tenant).await?;
             let json = serde_json::to_string_pretty(&policy)

@@ -374,6 +374,9 @@ const ENV_KEYS: &[&str] = &[
     "LOG_FORMAT",
     "LOG_LEVEL",
     "TEMPLATES_DIR",
+    "PUBLIC_URL",
+    "TRUSTED_PROXIES",
+    "GEOIP_DB",
 ];
 
 impl Config {
@@ -537,6 +540,23 @@ fn comma_list(value: &str) -> Vec<String> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+
+    #[test]
+    fn public_url_proxies_and_geoip_come_from_the_environment() {
+        let env: Vec<(String, String)> = [
+            ("TWOFOLD_PUBLIC_URL", "https://2fa.example.com"),
+            ("TWOFOLD_TRUSTED_PROXIES", "10.0.0.0/8"),
+            ("TWOFOLD_GEOIP_DB", "/srv/geo.mmdb"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let (c, warnings) = Config::load_from(None, &env).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(c.public_url.as_deref(), Some("https://2fa.example.com"));
+        assert_eq!(c.network.trusted_proxies, vec!["10.0.0.0/8".to_string()]);
+        assert_eq!(c.network.geoip_db, Some(PathBuf::from("/srv/geo.mmdb")));
+    }
     use super::*;
 
     #[test]

@@ -270,7 +270,7 @@ async fn authorize(
 }
 
 /// The login cookie for `pending`, and a 303 to the hosted page that goes on with it.
-fn login_cookie_and_go(
+pub(crate) fn login_cookie_and_go(
     s: &AppState,
     pending: &twofold_core::service::IssuedToken,
     to: &str,

@@ -143,8 +143,19 @@ impl ProposalView {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ProposalAction {
-    Policy { policy: Policy },
-    MakeAdmin { user_id: i64, external_id: String },
+    Policy {
+        policy: Policy,
+    },
+    MakeAdmin {
+        user_id: i64,
+        external_id: String,
+    },
+    /// Switch 2FA off for one user (lost phone, no recovery code): they enrol again at their
+    /// next sign-in. An admin never enrols for someone else; this is the most they can do.
+    ResetUser {
+        user_id: i64,
+        external_id: String,
+    },
 }
 
 impl ProposalAction {
@@ -152,6 +163,7 @@ impl ProposalAction {
         match self {
             ProposalAction::Policy { .. } => "policy",
             ProposalAction::MakeAdmin { .. } => "make_admin",
+            ProposalAction::ResetUser { .. } => "reset_user",
         }
     }
 
@@ -177,6 +189,10 @@ impl ProposalAction {
             ProposalAction::MakeAdmin { external_id, .. } => {
                 format!("make {external_id} an administrator")
             }
+            ProposalAction::ResetUser { external_id, .. } => format!(
+                "reset two-step verification of {external_id} (every method and recovery code \
+                 removed, signed out everywhere)"
+            ),
         }
     }
 }
@@ -409,9 +425,54 @@ impl Twofold {
         Ok((ProposalView::of(&p, Vec::new()), receipt))
     }
 
+    /// Proposes resetting a user's two-step verification, to be confirmed by the code emailed
+    /// to the proposing admin (operators use `user 2fa-off` directly).
+    pub async fn propose_reset(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        admin: &str,
+        user: &str,
+    ) -> Result<(ProposalView, SendReceipt), CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
+        let target = self.user_in(&tenant, user).await?;
+        let action = ProposalAction::ResetUser {
+            user_id: target.id,
+            external_id: target.external_id.clone(),
+        };
+        let (p, receipt) = self.propose(actor, meta, &tenant, admin, action, 0).await?;
+        Ok((ProposalView::of(&p, Vec::new()), receipt))
+    }
+
+    /// A pending proposal of the tenant, with what it does in words (for the page that asks
+    /// for its code). Another tenant's, confirmed, superseded or expired ones are not found.
+    pub async fn pending_proposal(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        proposal_id: &str,
+    ) -> Result<(ProposalView, String), CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
+        let now = self.now();
+        let p = self
+            .store
+            .proposal(proposal_id)
+            .await?
+            .filter(|p| {
+                p.tenant_id == tenant.id && p.state == ProposalState::Pending && now < p.expires_at
+            })
+            .ok_or(CoreError::NotFound("proposal"))?;
+        let action: ProposalAction = serde_json::from_str(&p.payload)
+            .map_err(|e| CoreError::Internal(format!("proposal {}: {e}", p.id)))?;
+        Ok((ProposalView::of(&p, Vec::new()), action.summary()))
+    }
+
     /// What a confirmed proposal changes, in the same transaction as its code is consumed.
     async fn proposal_effects(
         &self,
+        actor: &Actor,
+        meta: &RequestMeta,
         tenant: &Tenant,
         proposal: &Proposal,
         now: i64,
@@ -453,6 +514,29 @@ impl Twofold {
                 }],
                 format!("{external_id} was made an administrator of the organisation"),
             ),
+            ProposalAction::ResetUser {
+                user_id,
+                external_id,
+            } => {
+                let user = self
+                    .store
+                    .user_by_id(user_id)
+                    .await?
+                    .filter(|u| u.tenant_id == tenant.id)
+                    .ok_or_else(|| {
+                        CoreError::conflict("proposal_outdated", "the user no longer exists")
+                    })?;
+                let on = On {
+                    actor,
+                    meta,
+                    tenant,
+                    user: &user,
+                };
+                (
+                    self.user_2fa_off_effects(&on).await?,
+                    format!("two-step verification of {external_id} was reset"),
+                )
+            }
         })
     }
 
@@ -539,7 +623,9 @@ impl Twofold {
         let now = self.now();
         self.check_admin_attempts(&tenant, &admin, "proposal.confirm", now)
             .await?;
-        let (changes, change_text) = self.proposal_effects(&tenant, &proposal, now).await?;
+        let (changes, change_text) = self
+            .proposal_effects(actor, meta, &tenant, &proposal, now)
+            .await?;
         let mut change = self.audit(actor, meta, "proposal.apply", Some(tenant.id));
         change.user_id = Some(admin.id);
         change.reason = Some(proposal.id.clone());
@@ -592,6 +678,11 @@ impl Twofold {
             })?;
         if verdict.is_accepted() {
             self.jobs_queued();
+            if let Ok(ProposalAction::ResetUser { external_id, .. }) =
+                serde_json::from_str(&proposal.payload)
+            {
+                self.forget_user(tenant.id, &external_id);
+            }
         }
         Ok(verdict)
     }
@@ -1491,7 +1582,7 @@ impl Twofold {
 
     // ------------------------------------------------------------ sessions and devices
 
-    fn session_view(&self, s: &Session, user: &User, now: i64) -> SessionView {
+    pub(super) fn session_view(&self, s: &Session, user: &User, now: i64) -> SessionView {
         let cfg = &self.config.login;
         let active = s.revoked_at.is_none()
             && now < s.expires_at

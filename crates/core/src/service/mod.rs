@@ -18,6 +18,7 @@ use twofold_otp::{base32, qr, uri::KeyUri, uri::OtpKind, Algorithm, OtpParams};
 use zeroize::Zeroizing;
 
 mod app_passwords;
+pub mod console;
 mod contact;
 mod guard;
 mod jobs;
@@ -61,6 +62,13 @@ pub enum Actor {
     /// A user's browser on the hosted pages, sent by this OIDC client of the tenant with a
     /// login hint the client signed: it may act only on its own pending login.
     Hosted { tenant_id: i64, client_id: String },
+    /// An org admin signed in to the console (always with a second factor): what a tenant
+    /// key may do, and what needs an admin's emailed code is confirmed by this one.
+    Admin {
+        tenant_id: i64,
+        user_id: i64,
+        external_id: String,
+    },
 }
 
 impl Actor {
@@ -70,18 +78,22 @@ impl Actor {
             Actor::Cli => "cli".into(),
             Actor::System => "system".into(),
             Actor::Hosted { client_id, .. } => format!("oidc:{client_id}"),
+            Actor::Admin { external_id, .. } => format!("admin:{external_id}"),
         }
     }
 
     fn is_operator(&self) -> bool {
-        !matches!(self, Actor::Tenant { .. } | Actor::Hosted { .. })
+        !matches!(
+            self,
+            Actor::Tenant { .. } | Actor::Hosted { .. } | Actor::Admin { .. }
+        )
     }
 
     fn sees_tenant(&self, tenant_id: i64) -> bool {
         match self {
-            Actor::Tenant { tenant_id: t, .. } | Actor::Hosted { tenant_id: t, .. } => {
-                *t == tenant_id
-            }
+            Actor::Tenant { tenant_id: t, .. }
+            | Actor::Hosted { tenant_id: t, .. }
+            | Actor::Admin { tenant_id: t, .. } => *t == tenant_id,
             _ => true,
         }
     }

@@ -136,6 +136,9 @@ impl Twofold {
         };
         let from = match actor {
             Actor::Operator { .. } | Actor::Cli => "an administrator of this service".to_string(),
+            Actor::Admin { external_id, .. } => {
+                format!("{external_id}, an administrator of your organisation")
+            }
             Actor::System => "Twofold itself".to_string(),
             Actor::Tenant { .. } | Actor::Hosted { .. } => match meta.ip.as_deref() {
                 Some(ip) => format!("a request from {ip}"),

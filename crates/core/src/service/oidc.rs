@@ -118,6 +118,17 @@ pub enum AuthorizeError {
 
 core_errors_into!(AuthorizeError);
 
+/// Why a login hint cannot start a login (the audit row has the detail).
+pub(super) enum HintRefused {
+    /// Bad signature, claims, audience or expiry.
+    Invalid,
+    /// Its `jti` was spent already.
+    Replayed,
+    Core(CoreError),
+}
+
+core_errors_into!(HintRefused);
+
 /// One of the user's methods the hosted challenge offers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostedFactor {
@@ -307,7 +318,8 @@ impl Twofold {
         let tenant = self.tenant_for(actor, slug).await?;
         let redirect_uris = validate_redirect_uris(redirect_uris)?;
         let (policy, _) = self.policy_of(&tenant).await?;
-        if policy.client(app_id).is_none() {
+        // `@…` names Twofold's own clients (the console).
+        if app_id.starts_with('@') || policy.client(app_id).is_none() {
             return Err(CoreError::Invalid {
                 field: "client_app",
                 message: "is not a client app registered in the tenant's settings".into(),
@@ -582,6 +594,54 @@ impl Twofold {
         Ok(data.claims)
     }
 
+    /// Checks a login hint and spends its `jti` (audited either way): the claims of a hint
+    /// that may start one login, once.
+    pub(super) async fn spend_hint(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        tenant: &Tenant,
+        client: &OidcClient,
+        hint: &str,
+        now: i64,
+    ) -> Result<HintClaims, HintRefused> {
+        let refused = |why: &str| {
+            let mut audit = self.audit(actor, meta, "oidc.authorize", Some(tenant.id));
+            audit.outcome = "denied".into();
+            audit.reason = Some(why.into());
+            audit
+        };
+        let claims = match self.check_login_hint(client, hint, now) {
+            Ok(c) => c,
+            Err(why) => {
+                self.store.append_audit(refused(why.as_str())).await?;
+                return Err(HintRefused::Invalid);
+            }
+        };
+        let mut audit = self.audit(actor, meta, "oidc.hint", Some(tenant.id));
+        audit.reason = Some(claims.jti.chars().take(64).collect());
+        let spent = self
+            .store
+            .apply(
+                vec![Effect::UseHintJti {
+                    client_id: client.id.clone(),
+                    jti: claims.jti.clone(),
+                    tenant_id: tenant.id,
+                    expires_at: claims.exp.saturating_mul(1000),
+                }],
+                audit,
+            )
+            .await;
+        match spent {
+            Ok(()) => Ok(claims),
+            Err(StoreError::Conflict("hint_replayed")) => {
+                self.store.append_audit(refused("hint_replayed")).await?;
+                Err(HintRefused::Replayed)
+            }
+            Err(e) => Err(HintRefused::Core(e.into())),
+        }
+    }
+
     /// The authorization endpoint: checks the client, the request and the login hint, spends
     /// the hint's `jti`, runs the login decision for the hinted user, and says where the
     /// browser goes next.
@@ -641,44 +701,22 @@ impl Twofold {
         let Some(hint) = req.login_hint_token.as_deref() else {
             return Err(back("invalid_request", "login_hint_token is required"));
         };
-        let claims = match self.check_login_hint(&client, hint, now) {
+        let claims = match self
+            .spend_hint(&actor, meta, &tenant, &client, hint, now)
+            .await
+        {
             Ok(c) => c,
-            Err(why) => {
-                let mut audit = self.audit(&actor, meta, "oidc.authorize", Some(tenant.id));
-                audit.outcome = "denied".into();
-                audit.reason = Some(why.as_str().into());
-                self.store.append_audit(audit).await?;
-                return Err(back("invalid_request", "the login_hint_token is not valid"));
+            Err(HintRefused::Invalid) => {
+                return Err(back("invalid_request", "the login_hint_token is not valid"))
             }
-        };
-        let mut audit = self.audit(&actor, meta, "oidc.hint", Some(tenant.id));
-        audit.reason = Some(claims.jti.chars().take(64).collect());
-        let spent = self
-            .store
-            .apply(
-                vec![Effect::UseHintJti {
-                    client_id: client.id.clone(),
-                    jti: claims.jti.clone(),
-                    tenant_id: tenant.id,
-                    expires_at: claims.exp.saturating_mul(1000),
-                }],
-                audit,
-            )
-            .await;
-        match spent {
-            Ok(()) => {}
-            Err(StoreError::Conflict("hint_replayed")) => {
-                let mut audit = self.audit(&actor, meta, "oidc.authorize", Some(tenant.id));
-                audit.outcome = "denied".into();
-                audit.reason = Some("hint_replayed".into());
-                self.store.append_audit(audit).await?;
+            Err(HintRefused::Replayed) => {
                 return Err(back(
                     "invalid_request",
                     "the login_hint_token was used already",
-                ));
+                ))
             }
-            Err(e) => return Err(AuthorizeError::Core(e.into())),
-        }
+            Err(HintRefused::Core(e)) => return Err(AuthorizeError::Core(e)),
+        };
         let login = LoginRequest {
             user: claims.sub.clone(),
             primary: claims.primary.clone(),
@@ -926,15 +964,15 @@ impl Twofold {
             })
             .collect();
         factors.sort_by_key(|f| (f.kind != "totp", f.kind != "sms"));
+        let console = super::console::is_console_login(&hosted);
         Ok(HostedView {
             tenant_name: tenant.name.clone(),
-            client_app: OidcClient::split_id(&hosted.client_id)
-                .map(|(_, app)| app.to_string())
-                .unwrap_or_default(),
+            client_app: app_name(&hosted),
             factors,
+            // The console always asks for a second factor.
             remember_days: policy
                 .remember_device_days
-                .filter(|_| user.frozen_at.is_none()),
+                .filter(|_| user.frozen_at.is_none() && !console),
             recovery_codes_left: self.store.recovery_codes_left(user.id).await? > 0,
             redirect_origin: origin_of(&hosted.redirect_uri),
         })
@@ -980,6 +1018,7 @@ impl Twofold {
         remember_device: bool,
     ) -> Result<HostedStep, CoreError> {
         let (tenant, login, user, hosted) = self.hosted_of(token).await?;
+        let remember_device = remember_device && !super::console::is_console_login(&hosted);
         // A code that does not parse is a wrong code, with the same answer (INV-11).
         let Ok(code) = OtpCode::parse(code) else {
             return Ok(HostedStep::Rejected);
@@ -1094,9 +1133,7 @@ impl Twofold {
         let (tenant, hosted) = self.hosted_login_of(token).await?;
         Ok(HostedEnrollView {
             tenant_name: tenant.name.clone(),
-            client_app: OidcClient::split_id(&hosted.client_id)
-                .map(|(_, app)| app.to_string())
-                .unwrap_or_default(),
+            client_app: app_name(&hosted),
         })
     }
 
@@ -1224,22 +1261,57 @@ impl Twofold {
                 "code, redirect_uri and code_verifier are required",
             ));
         };
-        if !code.starts_with("tfc_") || code.len() > 100 {
-            return Err(TokenError::InvalidGrant);
-        }
         let actor = Actor::Hosted {
             tenant_id: client.tenant_id,
             client_id: client.id.clone(),
         };
         let now = self.now();
+        let row = self
+            .spend_code(
+                &actor,
+                meta,
+                client.tenant_id,
+                &client.id,
+                code,
+                redirect_uri,
+                verifier,
+                now,
+            )
+            .await?;
+        let id_token = self.id_token(&client, &row, now).await?;
+        Ok(TokenResponse {
+            id_token,
+            access_token: twofold_crypto::random_token(32),
+            expires_in: ID_TOKEN_TTL_SECS,
+        })
+    }
+
+    /// Spends an authorization code issued to `client_id` for this redirect URI and PKCE
+    /// verifier, before it expires (audited either way). A spent code presented again revokes
+    /// the session its login minted.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn spend_code(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        tenant_id: i64,
+        client_id: &str,
+        code: &str,
+        redirect_uri: &str,
+        verifier: &str,
+        now: i64,
+    ) -> Result<AuthCode, TokenError> {
+        if !code.starts_with("tfc_") || code.len() > 100 {
+            return Err(TokenError::InvalidGrant);
+        }
         let hash = self.token_hash(CODE_PREFIX, code);
         let row = self
             .store
             .auth_code(&hash)
             .await?
-            .filter(|c| c.client_id == client.id && c.tenant_id == client.tenant_id)
+            .filter(|c| c.client_id == client_id && c.tenant_id == tenant_id)
             .ok_or(TokenError::InvalidGrant)?;
-        let mut audit = self.audit(&actor, meta, "oidc.token", Some(client.tenant_id));
+        let mut audit = self.audit(actor, meta, "oidc.token", Some(tenant_id));
         audit.user_id = Some(row.user_id);
         let refuse = |audit: AuditRecord, reason: &str| {
             let mut audit = audit;
@@ -1265,7 +1337,7 @@ impl Twofold {
             self.store.append_audit(refuse(audit, reason)).await?;
             return Err(TokenError::InvalidGrant);
         }
-        audit.reason = Some(client.id.clone());
+        audit.reason = Some(client_id.to_string());
         match self
             .store
             .apply(
@@ -1277,21 +1349,15 @@ impl Twofold {
             )
             .await
         {
-            Ok(()) => {}
+            Ok(()) => Ok(row),
             // Spent by a parallel exchange between our read and our write: a replay too.
             Err(StoreError::Conflict("state_changed")) => {
                 self.revoke_replayed(&row, refuse(audit, "code_replayed"), now)
                     .await?;
-                return Err(TokenError::InvalidGrant);
+                Err(TokenError::InvalidGrant)
             }
-            Err(e) => return Err(TokenError::Core(e.into())),
+            Err(e) => Err(TokenError::Core(e.into())),
         }
-        let id_token = self.id_token(&client, &row, now).await?;
-        Ok(TokenResponse {
-            id_token,
-            access_token: twofold_crypto::random_token(32),
-            expires_in: ID_TOKEN_TTL_SECS,
-        })
     }
 
     /// RFC 6749 §4.1.2: a code used twice revokes what it issued: the login's session.
@@ -1367,6 +1433,15 @@ fn origin_of(uri: &str) -> String {
             let authority = rest.split(['/', '?']).next().unwrap_or_default();
             format!("{scheme}://{authority}")
         }
+        None => String::new(),
+    }
+}
+
+/// The name the hosted pages show for the application being signed in to.
+fn app_name(hosted: &HostedLogin) -> String {
+    match OidcClient::split_id(&hosted.client_id) {
+        Some((_, super::console::CONSOLE_APP)) => "the admin console".into(),
+        Some((_, app)) => app.to_string(),
         None => String::new(),
     }
 }

@@ -102,6 +102,18 @@ impl Csrf {
         Csrf { token, cookie }
     }
 
+    /// The token the browser already holds for `path` (so forms open in other tabs keep
+    /// working), or a fresh one.
+    pub fn reuse_or_issue(cookies: &CookieFactory, headers: &HeaderMap, path: &str) -> Csrf {
+        match read_cookie(headers, CSRF_COOKIE).filter(|t| t.len() == 43) {
+            Some(token) => Csrf {
+                token: token.to_string(),
+                cookie: cookies.build(CSRF_COOKIE, token, path, CSRF_MAX_AGE, SameSite::Strict),
+            },
+            None => Csrf::issue(cookies, path),
+        }
+    }
+
     /// The hidden input carrying the token (the token is URL-safe base64: nothing to escape).
     pub fn field(&self) -> String {
         format!(
