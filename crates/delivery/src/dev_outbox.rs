@@ -97,10 +97,8 @@ impl DevMessage {
 /// `20250102T030405.123456Z-…` (see `spool::file_timestamp`) as `2025-01-02 03:04:05 UTC`.
 fn written_at(file_name: &str) -> Option<String> {
     let t = file_name.get(..15)?;
-    let digits = |r: std::ops::Range<usize>| {
-        t.get(r)
-            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
-    };
+    let digits =
+        |r: std::ops::Range<usize>| t.get(r).filter(|s| s.bytes().all(|b| b.is_ascii_digit()));
     Some(format!(
         "{}-{}-{} {}:{}:{} UTC",
         digits(0..4)?,
@@ -208,7 +206,10 @@ mod tests {
         };
         assert_eq!(m("code: 012345.").code().as_deref(), Some("012345"));
         assert_eq!(m("https://x/wasnt-me/ab123456cd 1234567").code(), None);
-        assert_eq!(m("ref_123456 then 654321").code().as_deref(), Some("654321"));
+        assert_eq!(
+            m("ref_123456 then 654321").code().as_deref(),
+            Some("654321")
+        );
     }
 
     #[test]

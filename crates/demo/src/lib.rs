@@ -138,7 +138,11 @@ impl DemoApp {
     }
 
     fn cookie(&self, name: &str, value: &str, max_age: Duration, same_site: &str) -> HeaderValue {
-        let secure = if self.0.secure_cookies { "; Secure" } else { "" };
+        let secure = if self.0.secure_cookies {
+            "; Secure"
+        } else {
+            ""
+        };
         // Values are URL-safe base64 tokens: always a valid header.
         HeaderValue::from_str(&format!(
             "{name}={value}; Path=/; Max-Age={}; HttpOnly; SameSite={same_site}{secure}",
@@ -283,13 +287,17 @@ fn csrf(app: &DemoApp, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
 }
 
 fn csrf_field(token: &str) -> String {
-    format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", escape(token))
+    format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        escape(token)
+    )
 }
 
 /// A form post is ours when its token matches the cookie's (double submit).
 fn csrf_ok(headers: &HeaderMap, posted: &str) -> bool {
-    read_cookie(headers, CSRF_COOKIE)
-        .is_some_and(|c| !posted.is_empty() && twofold_crypto::ct_eq(c.as_bytes(), posted.as_bytes()))
+    read_cookie(headers, CSRF_COOKIE).is_some_and(|c| {
+        !posted.is_empty() && twofold_crypto::ct_eq(c.as_bytes(), posted.as_bytes())
+    })
 }
 
 fn csrf_refused() -> Response {
@@ -535,11 +543,7 @@ async fn account(State(app): State<DemoApp>, headers: HeaderMap) -> Response {
         acr = escape(me.acr.as_deref().unwrap_or("none")),
         at = escape(&at),
     );
-    let mut resp = page(
-        StatusCode::OK,
-        &format!("Signed in as {}", me.sub),
-        &body,
-    );
+    let mut resp = page(StatusCode::OK, &format!("Signed in as {}", me.sub), &body);
     if let Some(c) = set {
         add_cookie(&mut resp, c);
     }

@@ -10,8 +10,8 @@
 mod common;
 
 use common::chromium::{
-    assert_page_is_clean, press_button, submit_code, submit_enrol_code, type_into,
-    wait_for_title, wait_for_url, WAIT,
+    assert_page_is_clean, press_button, submit_code, submit_enrol_code, type_into, wait_for_title,
+    wait_for_url, WAIT,
 };
 use common::rp::oathtool_b32;
 use common::{dev_messages, DevMessage};
@@ -178,10 +178,18 @@ async fn next_step_after(step: u64) {
 }
 
 #[tokio::test]
-async fn alice_enrols_an_app_signs_in_again_and_is_remembered_then_bob_is_asked_to_enrol() {
+async fn alice_enrols_signs_in_again_is_remembered_and_opens_the_console_then_bob_is_asked_to_enrol(
+) {
     let dir = tempfile::tempdir().unwrap();
     let demo = Demo::start(&dir.path().join("demo"));
-    for what in ["alice", "wonderland", "bob", "carol", &demo.app, &demo.twofold] {
+    for what in [
+        "alice",
+        "wonderland",
+        "bob",
+        "carol",
+        &demo.app,
+        &demo.twofold,
+    ] {
         assert!(demo.stdout.contains(what), "{what} in {}", demo.stdout);
     }
     let demo = &demo;
@@ -200,7 +208,12 @@ async fn alice_enrols_an_app_signs_in_again_and_is_remembered_then_bob_is_asked_
     b.step("alice-asked-to-enrol", |c| async move {
         sign_in(&c, demo, "alice", "wonderland").await;
         wait_for_title(&c, ENROLL).await;
-        assert!(c.current_url().await.unwrap().as_str().starts_with(&demo.twofold));
+        assert!(c
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .starts_with(&demo.twofold));
         assert_page_is_clean(b).await;
         press_button(&c, "Set up an authenticator app").await;
     })
@@ -227,7 +240,13 @@ async fn alice_enrols_an_app_signs_in_again_and_is_remembered_then_bob_is_asked_
     b.step("alice-recovery-codes", |c| async move {
         submit_enrol_code(&c, &code).await;
         wait_for_title(&c, "Save your recovery codes").await;
-        assert!(c.find_all(Locator::Css("ul.codes code")).await.unwrap().len() >= 8);
+        assert!(
+            c.find_all(Locator::Css("ul.codes code"))
+                .await
+                .unwrap()
+                .len()
+                >= 8
+        );
         assert_page_is_clean(b).await;
         shot(b, "3-recovery-codes").await;
         c.find(Locator::Css("a.continue"))
@@ -243,9 +262,11 @@ async fn alice_enrols_an_app_signs_in_again_and_is_remembered_then_bob_is_asked_
         assert!(amr.contains("otp"), "{amr}");
         assert!(acr.contains("urn:twofold:acr:2fa"), "{acr}");
         // The administrator's way into the console (which the console's own sign-in guards).
-        c.find(Locator::XPath("//button[normalize-space()='Admin console']"))
-            .await
-            .unwrap();
+        c.find(Locator::XPath(
+            "//button[normalize-space()='Admin console']",
+        ))
+        .await
+        .unwrap();
         assert_page_is_clean(b).await;
         shot(b, "4-signed-in").await;
         sign_out(&c).await;
@@ -261,13 +282,40 @@ async fn alice_enrols_an_app_signs_in_again_and_is_remembered_then_bob_is_asked_
         shot(b, "5-challenge").await;
     })
     .await;
-    let code = oathtool_b32(&key, now_secs());
+    let challenged_at = now_secs();
+    let code = oathtool_b32(&key, challenged_at);
     b.step("alice-remembered", |c| async move {
         submit_code(&c, &code, true).await;
         let (amr, _) = signed_in_as(&c, demo, "alice").await;
         assert!(amr.contains("otp"), "{amr}");
-        sign_out(&c).await;
-        // The third sign-in in this browser skips the code: the device is remembered.
+    })
+    .await;
+
+    // Her "Admin console" button: Twofold's console, which always asks for a second step.
+    next_step_after(challenged_at / 30).await;
+    b.step("alice-console-challenge", |c| async move {
+        press_button(&c, "Admin console").await;
+        wait_for_title(&c, CHALLENGE).await;
+        assert!(c
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .starts_with(&demo.twofold));
+    })
+    .await;
+    let code = oathtool_b32(&key, now_secs());
+    b.step("alice-console", |c| async move {
+        submit_code(&c, &code, false).await;
+        wait_for_title(&c, "Overview").await;
+        assert_page_is_clean(b).await;
+        shot(b, "9-console").await;
+    })
+    .await;
+
+    // Back in the demo app, the next sign-in in this browser skips the code: the device is
+    // remembered.
+    b.step("alice-remembered-device", |c| async move {
         sign_in(&c, demo, "alice", "wonderland").await;
         let (_, acr) = signed_in_as(&c, demo, "alice").await;
         assert!(acr.contains("urn:twofold:acr:remembered-device"), "{acr}");
@@ -313,7 +361,9 @@ async fn carol_reads_her_emailed_code_in_the_mailbox_and_signs_in_with_it() {
             wait_for_title(&c, CHALLENGE).await;
             // Her methods are codes by email and by text message: take the email.
             if let Ok(link) = c
-                .find(Locator::XPath("//a[contains(normalize-space(), '(email)')]"))
+                .find(Locator::XPath(
+                    "//a[contains(normalize-space(), '(email)')]",
+                ))
                 .await
             {
                 link.click().await.unwrap();
@@ -355,7 +405,13 @@ async fn carol_reads_her_emailed_code_in_the_mailbox_and_signs_in_with_it() {
             wait_for_title(&c, "Mailbox").await;
             assert_page_is_clean(b).await;
             let xpath = format!("//article[h2='Email to carol@demo.test']//code[.='{sent}']");
-            let code = c.find(Locator::XPath(&xpath)).await.unwrap().text().await.unwrap();
+            let code = c
+                .find(Locator::XPath(&xpath))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
             shot(b, "8-mailbox").await;
             code
         })
@@ -369,7 +425,9 @@ async fn carol_reads_her_emailed_code_in_the_mailbox_and_signs_in_with_it() {
         assert!(amr.contains("email"), "{amr}");
         // Only administrators get the console button.
         assert!(c
-            .find(Locator::XPath("//button[normalize-space()='Admin console']"))
+            .find(Locator::XPath(
+                "//button[normalize-space()='Admin console']"
+            ))
             .await
             .is_err());
         assert_page_is_clean(b).await;
@@ -388,11 +446,7 @@ fn http() -> reqwest::Client {
 
 /// The CSRF token of the sign-in page (its cookie lands in `client`'s jar).
 async fn csrf_of_sign_in(client: &reqwest::Client, demo: &Demo) -> String {
-    let page = client
-        .get(format!("{}/", demo.app))
-        .send()
-        .await
-        .unwrap();
+    let page = client.get(format!("{}/", demo.app)).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     let csp = page.headers()["content-security-policy"].to_str().unwrap();
     assert!(
@@ -428,11 +482,19 @@ async fn the_demo_app_refuses_wrong_passwords_forged_forms_and_tampered_callback
     let csrf = csrf_of_sign_in(&client, &demo).await;
 
     // A wrong password and an unknown user get the same answer, and nobody is sent on.
-    for (user, password) in [("alice", "builder"), ("mallory", "wonderland"), ("alice", "")] {
+    for (user, password) in [
+        ("alice", "builder"),
+        ("mallory", "wonderland"),
+        ("alice", ""),
+    ] {
         let r = post_login(&client, &demo, &csrf, user, password).await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{user}");
         assert!(r.headers().get("location").is_none());
-        assert!(r.text().await.unwrap().contains("Wrong user name or password"));
+        assert!(r
+            .text()
+            .await
+            .unwrap()
+            .contains("Wrong user name or password"));
     }
     // A form without this browser's CSRF token is refused before the password is looked at.
     let r = post_login(&client, &demo, "forged", "alice", "wonderland").await;
@@ -474,7 +536,11 @@ async fn the_demo_app_refuses_wrong_passwords_forged_forms_and_tampered_callback
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(r.text().await.unwrap().contains("could not be verified"));
     let r = callback(&state, "some-code").await.unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "the flow cookie is gone");
+    assert_eq!(
+        r.status(),
+        StatusCode::BAD_REQUEST,
+        "the flow cookie is gone"
+    );
 
     // With the right state, a code Twofold never issued is refused by its token endpoint.
     let r = post_login(&client, &demo, &csrf, "alice", "wonderland").await;
@@ -501,7 +567,8 @@ async fn the_demo_app_refuses_wrong_passwords_forged_forms_and_tampered_callback
     // redirect URI, and Twofold accepts the hints signed with the new client secret.
     let demo = Demo::start(&data);
     assert!(
-        demo.stdout.contains("tenant demo is there from an earlier start"),
+        demo.stdout
+            .contains("tenant demo is there from an earlier start"),
         "{}",
         demo.stdout
     );
@@ -512,5 +579,9 @@ async fn the_demo_app_refuses_wrong_passwords_forged_forms_and_tampered_callback
     let authorize = r.headers()["location"].to_str().unwrap().to_string();
     let r = client.get(&authorize).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert_eq!(r.headers()["location"], "/oidc/enroll", "bob is asked to enrol");
+    assert_eq!(
+        r.headers()["location"],
+        "/oidc/enroll",
+        "bob is asked to enrol"
+    );
 }

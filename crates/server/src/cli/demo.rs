@@ -113,7 +113,10 @@ pub async fn run(config: Config, app_listen: SocketAddr) -> Result<(), CliError>
     server
         .await
         .map_err(|e| CliError::Usage(format!("Twofold stopped abnormally: {e}")))??;
-    println!("demo stopped; its data stays in {}", config.data_dir.display());
+    println!(
+        "demo stopped; its data stays in {}",
+        config.data_dir.display()
+    );
     Ok(())
 }
 
