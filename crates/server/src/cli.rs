@@ -374,6 +374,15 @@ pub enum CliError {
 }
 
 pub fn load_config(cli: &Cli) -> Result<(Config, Vec<String>), CliError> {
+    if matches!(cli.command, Command::Demo { .. })
+        && (cli.config.is_some() || cli.database_url.is_some())
+    {
+        return Err(CliError::Usage(
+            "the demo keeps to its own embedded database and settings: drop --config and \
+             --database-url (--data-dir chooses where it lives)"
+                .into(),
+        ));
+    }
     let (mut config, warnings) = Config::load(cli.config.as_deref())?;
     if let Some(dir) = &cli.data_dir {
         config.data_dir = dir.clone();
@@ -388,13 +397,6 @@ pub fn load_config(cli: &Cli) -> Result<(Config, Vec<String>), CliError> {
         config.listen = *listen;
     }
     if let Command::Demo { listen, .. } = &cli.command {
-        if cli.config.is_some() || cli.database_url.is_some() {
-            return Err(CliError::Usage(
-                "the demo keeps to its own embedded database and settings: drop --config and \
-                 --database-url (--data-dir chooses where it lives)"
-                    .into(),
-            ));
-        }
         config = demo::config(&config, cli.data_dir.clone(), *listen);
     }
     Ok((config, warnings))

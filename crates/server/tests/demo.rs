@@ -585,3 +585,47 @@ async fn the_demo_app_refuses_wrong_passwords_forged_forms_and_tampered_callback
         "bob is asked to enrol"
     );
 }
+
+#[tokio::test]
+async fn the_demo_pages_fit_a_phone() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(&dir.path().join("demo"));
+    let demo = &demo;
+    let browser = Browser::phone().await;
+    let b = &browser;
+    b.step("sign-in", |c| async move {
+        c.goto(&format!("{}/", demo.app)).await.unwrap();
+        wait_for_title(&c, SIGN_IN).await;
+        assert_page_is_clean(b).await;
+    })
+    .await;
+    // Long lines (the links in the notices) wrap instead of widening the page.
+    b.step("mailbox", |c| async move {
+        c.goto(&format!("{}/mailbox", demo.app)).await.unwrap();
+        wait_for_title(&c, "Mailbox").await;
+        assert!(!c
+            .find_all(Locator::Css("article"))
+            .await
+            .unwrap()
+            .is_empty());
+        assert_page_is_clean(b).await;
+    })
+    .await;
+}
+
+#[test]
+fn the_demo_refuses_to_run_on_another_database_or_config() {
+    for flag in [
+        ["--database-url", "postgres://localhost/real"],
+        ["--config", "twofold.toml"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_twofold"))
+            .arg("demo")
+            .args(flag)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("the demo keeps to its own"), "{err}");
+    }
+}
