@@ -523,6 +523,41 @@ pub fn skip_until(policy: &Policy, now: i64) -> i64 {
     now + i64::from(policy.skip_hours) * HOUR_MS
 }
 
+/// What a user who has no factor may do, at `now`, instead of enrolling: the answer behind
+/// the hosted enrolment page's "Later" / "Not now" (and the same rule as [`may_skip`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Postpone {
+    /// Two-step verification is mandatory for the user now: enrol (or give up the sign-in).
+    Never,
+    /// The organisation lets users choose: "Not now", and no date to count down to.
+    Optional,
+    /// Mandatory from `deadline`, which is `days` calendar days away ([`days_until`]).
+    Until { deadline: i64, days: i64 },
+}
+
+pub fn postpone(policy: &Policy, profile: Option<&str>, now: i64) -> Postpone {
+    let until = |deadline| Postpone::Until {
+        deadline,
+        days: days_until(deadline, now),
+    };
+    match phase(policy, profile, now) {
+        Phase::Required => Postpone::Never,
+        Phase::Reminder { deadline } => until(deadline),
+        // Before the reminder window a login is not asked to enrol; a login that was (the
+        // policy changed meanwhile) still counts down to the date.
+        Phase::BeforeReminder => policy.mandatory_from.map_or(Postpone::Optional, until),
+        Phase::NotRequired => Postpone::Optional,
+    }
+}
+
+/// The number of calendar days (UTC) from `now` to `deadline`: 0 when the deadline is later
+/// today, 1 when it is tomorrow. Calendar days rather than 24-hour periods, so the count
+/// agrees with the date shown beside it ("in 1 day, on 2026-12-10 00:00 UTC"); for a deadline
+/// at midnight UTC (a date, the usual case) it equals the decision's rounded-up `days_left`.
+pub fn days_until(deadline: i64, now: i64) -> i64 {
+    (deadline.div_euclid(DAY_MS) - now.div_euclid(DAY_MS)).max(0)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -710,6 +745,61 @@ mod tests {
             Phase::Reminder { deadline: late }
         );
         assert_eq!(phase(&p, None, late), Phase::Required);
+    }
+
+    #[test]
+    fn the_countdown_counts_calendar_days_and_ends_at_the_deadline() {
+        // NOW is midnight UTC; a deadline ten days on at midnight.
+        let deadline = NOW + 10 * DAY_MS;
+        let p = policy(Enforcement::RequiredForAll, Some(deadline));
+        let until = |days| Postpone::Until { deadline, days };
+        assert_eq!(postpone(&p, None, NOW), until(10));
+        assert_eq!(postpone(&p, None, NOW + 13 * HOUR_MS), until(10));
+        // The last day: tomorrow at midnight is "1 day", like the rounded-up days_left.
+        assert_eq!(postpone(&p, None, deadline - 1), until(1));
+        assert_eq!(postpone(&p, None, deadline), Postpone::Never);
+        // A deadline in the afternoon: "today" in its morning, "1 day" the evening before.
+        let afternoon = NOW + 15 * HOUR_MS;
+        let p = policy(Enforcement::RequiredForAll, Some(afternoon));
+        let today = Postpone::Until {
+            deadline: afternoon,
+            days: 0,
+        };
+        assert_eq!(postpone(&p, None, NOW + 9 * HOUR_MS), today);
+        assert_eq!(
+            postpone(&p, None, NOW - 3 * HOUR_MS),
+            Postpone::Until {
+                deadline: afternoon,
+                days: 1
+            }
+        );
+        assert_eq!(postpone(&p, None, afternoon), Postpone::Never);
+        // Optional: no date; required with no date: never; before the reminder window the
+        // date still counts down.
+        let p = policy(Enforcement::Optional, None);
+        assert_eq!(postpone(&p, None, NOW), Postpone::Optional);
+        let p = policy(Enforcement::RequiredForAll, None);
+        assert_eq!(postpone(&p, None, NOW), Postpone::Never);
+        let far = NOW + 40 * DAY_MS;
+        let p = policy(Enforcement::RequiredForAll, Some(far));
+        assert_eq!(
+            postpone(&p, None, NOW),
+            Postpone::Until {
+                deadline: far,
+                days: 40
+            }
+        );
+        // The rule is may_skip's.
+        for now in [NOW, far - 1, far, far + DAY_MS] {
+            assert_eq!(
+                postpone(&p, None, now) != Postpone::Never,
+                may_skip(&p, None, now)
+            );
+        }
+        // After 2038, and never negative.
+        let late = 4_102_444_800_000; // 2100-01-01
+        assert_eq!(days_until(late, late - DAY_MS), 1);
+        assert_eq!(days_until(NOW, NOW + DAY_MS), 0);
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub const USERS: [DemoUser; 3] = [
         profile: Some(ADMIN_PROFILE),
         phone: None,
         set_up: &[],
-        story: "an administrator: sets up an authenticator app, gets recovery codes, then \
+        story: "an administrator: sets up an authenticator app and gets recovery codes, then \
                 opens the admin console",
     },
     DemoUser {
@@ -59,7 +59,7 @@ pub const USERS: [DemoUser; 3] = [
         profile: None,
         phone: None,
         set_up: &[],
-        story: "has 14 days left to set up two-step verification",
+        story: "sees the countdown: 14 days left to set up two-step verification, or Later",
     },
     DemoUser {
         name: "carol",
@@ -77,9 +77,10 @@ pub fn user(name: &str) -> Option<&'static DemoUser> {
     USERS.iter().find(|u| u.name == name)
 }
 
-/// The organisation's settings: two-step verification mandatory for everyone from
-/// [`GRACE_DAYS`] after `now_ms` (users see the countdown until then), with the authenticator
-/// app, text messages and email, and "remember this device" for 30 days.
+/// The organisation's settings: two-step verification mandatory for everyone from midnight
+/// (UTC) [`GRACE_DAYS`] days after `now_ms`, a date as an admin would pick it (users see the
+/// countdown until then), with the authenticator app, text messages and email, and "remember
+/// this device" for 30 days.
 ///
 /// Twofold's policy has one mandatory date for every profile it covers, so the
 /// administrators have the same grace period as everyone else.
@@ -87,7 +88,7 @@ pub fn policy(now_ms: i64) -> Policy {
     Policy {
         methods: vec![Method::Totp, Method::Sms, Method::Email],
         enforcement: Enforcement::RequiredForAll,
-        mandatory_from: Some(now_ms + GRACE_DAYS * DAY_MS),
+        mandatory_from: Some((now_ms.div_euclid(DAY_MS) + GRACE_DAYS) * DAY_MS),
         reminder_days: GRACE_DAYS as u32,
         remember_device_days: Some(30),
         clients: vec![ClientApp {
@@ -109,6 +110,10 @@ mod tests {
         let now = 1_795_651_200_000;
         let (p, warnings) = policy(now).validate().unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            twofold_core::policy::days_until(p.mandatory_from.unwrap(), now + DAY_MS - 1),
+            GRACE_DAYS
+        );
         for u in USERS {
             assert!(
                 matches!(

@@ -12,6 +12,7 @@ pub mod keys;
 pub mod keywatch;
 pub mod metrics;
 pub mod oidc;
+pub mod oidc_enroll;
 pub mod openapi;
 pub mod pages;
 pub mod qrimage;

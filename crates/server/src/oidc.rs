@@ -1,6 +1,7 @@
 //! The OpenID Connect provider over HTTP (OIDC Core 1.0, Discovery 1.0, RFC 6749, RFC 7636):
 //! discovery, the JWKS, the authorization endpoint, the token endpoint, and the hosted
-//! challenge pages the browser sees between the two.
+//! challenge pages the browser sees between the two (the enrolment pages are in
+//! [`crate::oidc_enroll`]).
 //!
 //! The logic is in `twofold_core::service::oidc`; this module parses, sets cookies and renders.
 //! Cookies (all from [`crate::web::cookie`], path `/oidc`):
@@ -25,14 +26,13 @@ use axum::Router;
 use serde::Deserialize;
 use twofold_core::oidc::{ACR_1FA, ACR_2FA, ACR_REMEMBERED};
 use twofold_core::service::oidc::{
-    AuthorizeError, AuthorizeRequest, Authorized, HostedEnrollView, HostedStep, HostedView,
-    TokenError, TokenRequest,
+    AuthorizeError, AuthorizeRequest, Authorized, HostedStep, HostedView, TokenError, TokenRequest,
 };
 use twofold_core::{CoreError, RequestMeta};
 
-const LOGIN_COOKIE: &str = "tf_login";
+pub(crate) const LOGIN_COOKIE: &str = "tf_login";
 const DEVICE_COOKIE: &str = "tf_device";
-const COOKIE_PATH: &str = "/oidc";
+pub(crate) const COOKIE_PATH: &str = "/oidc";
 
 pub fn routes() -> Router<AppState> {
     let pages = Router::new()
@@ -42,9 +42,7 @@ pub fn routes() -> Router<AppState> {
         .route("/oidc/challenge/send", post(send_code))
         .route("/oidc/challenge/recover", get(recover_form).post(recover))
         .route("/oidc/challenge/cancel", post(cancel))
-        .route("/oidc/enroll", get(enroll_start))
-        .route("/oidc/enroll/totp", post(enroll_totp))
-        .route("/oidc/enroll/confirm", post(enroll_confirm));
+        .merge(crate::oidc_enroll::routes());
     Router::new()
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/oidc/jwks", get(jwks))
@@ -72,7 +70,7 @@ fn cookie(s: &AppState, name: &str, value: &str, max_age_secs: i64) -> Option<He
 /// The page's forms post to this origin, and the verify and recover POSTs redirect to the
 /// client: Chromium checks `form-action` on that redirect, so the client's origin is allowed
 /// too (CSP Level 3).
-fn allow_redirect_to(resp: &mut Response, origin: &str) {
+pub(crate) fn allow_redirect_to(resp: &mut Response, origin: &str) {
     if let Some(csp) = csp_with_form_action(&[origin]) {
         resp.headers_mut()
             .insert(header::CONTENT_SECURITY_POLICY, csp);
@@ -114,7 +112,7 @@ async fn jwks(State(s): State<AppState>) -> Response {
 
 // ------------------------------------------------------------ pages
 
-fn core_error_page(e: &CoreError) -> Response {
+pub(crate) fn core_error_page(e: &CoreError) -> Response {
     match e {
         CoreError::Conflict {
             code: "invalid_login_token",
@@ -154,7 +152,7 @@ fn core_error_page(e: &CoreError) -> Response {
 }
 
 /// A 303 to `location` (absolute or path): the browser follows it with a GET.
-fn see_other(location: &str) -> Response {
+pub(crate) fn see_other(location: &str) -> Response {
     match HeaderValue::from_str(location) {
         Ok(v) => {
             let mut resp = StatusCode::SEE_OTHER.into_response();
@@ -176,7 +174,7 @@ fn see_other(location: &str) -> Response {
 }
 
 /// A page that explains, then a link back to the client carrying the OAuth error.
-fn back_page(status: StatusCode, title: &str, text: &str, back: &str) -> Response {
+pub(crate) fn back_page(status: StatusCode, title: &str, text: &str, back: &str) -> Response {
     page(
         status,
         title,
@@ -188,7 +186,7 @@ fn back_page(status: StatusCode, title: &str, text: &str, back: &str) -> Respons
     )
 }
 
-fn clear(s: &AppState, resp: &mut Response, name: &str) {
+pub(crate) fn clear(s: &AppState, resp: &mut Response, name: &str) {
     set_cookie(
         resp,
         CookieFactory::of(s).clear(name, COOKIE_PATH, SameSite::Lax),
@@ -247,7 +245,7 @@ async fn authorize(
                     "Two-step verification is locked for your account after too many \
                              wrong codes. Contact your administrator."
                 }
-                "client_not_supported" => {
+                "client_unsupported" => {
                     "This application cannot be used while two-step \
                                            verification is required for you."
                 }
@@ -282,7 +280,7 @@ pub(crate) fn login_cookie_and_go(
 }
 
 /// The page's notice above the form.
-enum Notice {
+pub(crate) enum Notice {
     None,
     /// Wrong, replayed, throttled or locked: one message (INV-11).
     Refused,
@@ -295,11 +293,72 @@ enum Notice {
     },
 }
 
-fn login_token(headers: &HeaderMap) -> &str {
+impl Notice {
+    /// The notice as HTML (empty for none): a refusal is an alert, the rest a status.
+    pub(crate) fn html(&self) -> String {
+        match self {
+            Notice::None => String::new(),
+            Notice::Refused => "<p class=\"error\" role=\"alert\">That code did not work. \
+                                Check it and try again, or ask for a new one.</p>\n"
+                .into(),
+            Notice::Sent {
+                destination,
+                wait_secs,
+            } => format!(
+                "<p class=\"note\" role=\"status\">We sent a code to {}. You can ask for \
+                 another in {wait_secs} seconds.</p>\n",
+                escape(destination)
+            ),
+            Notice::Wait { secs } => format!(
+                "<p class=\"note\" role=\"status\">A code was sent recently. You can ask for \
+                 another in {secs} seconds.</p>\n"
+            ),
+        }
+    }
+
+    /// What to show after "send a code": sent (with the cooldown), or wait (the cooldown or a
+    /// cap the core enforces). `Err`: the error to show as a page instead (the login is over,
+    /// or the store failed); anything else the browser sent that does not fit shows no notice.
+    pub(crate) fn after_send(
+        s: &AppState,
+        sent: Result<twofold_core::service::SendReceipt, CoreError>,
+    ) -> Result<Notice, CoreError> {
+        match sent {
+            Ok(receipt) => Ok(Notice::Sent {
+                destination: receipt.destination,
+                wait_secs: ((receipt.resend_at - s.core.now()).max(0) + 999) / 1000,
+            }),
+            Err(CoreError::TooMany { retry_after_ms, .. }) => Ok(Notice::Wait {
+                secs: (retry_after_ms.max(0) + 999) / 1000,
+            }),
+            Err(
+                e @ CoreError::Conflict {
+                    code: "invalid_login_token",
+                    ..
+                },
+            ) => Err(e),
+            Err(CoreError::NotFound(_))
+            | Err(CoreError::Invalid { .. })
+            | Err(CoreError::Conflict { .. }) => Ok(Notice::None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// "Signing in to <app> (<organisation>)." at the top of every hosted page of a login.
+pub(crate) fn signing_in(client_app: &str, tenant_name: &str) -> String {
+    format!(
+        "<p>Signing in to <strong>{}</strong> ({}).</p>\n",
+        escape(client_app),
+        escape(tenant_name)
+    )
+}
+
+pub(crate) fn login_token(headers: &HeaderMap) -> &str {
     read_cookie(headers, LOGIN_COOKIE).unwrap_or("")
 }
 
-fn kind_label(kind: &str) -> &'static str {
+pub(crate) fn kind_label(kind: &str) -> &'static str {
     match kind {
         "totp" => "authenticator app",
         "sms" => "text message",
@@ -318,30 +377,8 @@ fn challenge_page(
     let factor = chosen
         .and_then(|id| view.factors.iter().find(|f| f.id == id))
         .or(view.factors.first());
-    let mut body = format!(
-        "<p>Signing in to <strong>{}</strong> ({}).</p>\n",
-        escape(&view.client_app),
-        escape(&view.tenant_name)
-    );
-    match &notice {
-        Notice::None => {}
-        Notice::Refused => body.push_str(
-            "<p class=\"error\" role=\"alert\">That code did not work. Check it and try \
-             again, or ask for a new one.</p>\n",
-        ),
-        Notice::Sent {
-            destination,
-            wait_secs,
-        } => body.push_str(&format!(
-            "<p class=\"note\" role=\"status\">We sent a code to {}. You can ask for another \
-             in {wait_secs} seconds.</p>\n",
-            escape(destination)
-        )),
-        Notice::Wait { secs } => body.push_str(&format!(
-            "<p class=\"note\" role=\"status\">A code was sent recently. You can ask for \
-             another in {secs} seconds.</p>\n"
-        )),
-    }
+    let mut body = signing_in(&view.client_app, &view.tenant_name);
+    body.push_str(&notice.html());
     if let Some(f) = factor {
         let hint = match f.kind.as_str() {
             "totp" => "Enter the 6-digit code from your authenticator app.".to_string(),
@@ -449,7 +486,7 @@ async fn challenge(
 
 /// What every form POST of a hosted login starts with: its CSRF pair checked (`None`: answer
 /// with [`csrf_refused`]), then the end user's request facts and the login cookie's token.
-fn posted<'h>(
+pub(crate) fn posted<'h>(
     s: &AppState,
     meta: RequestMeta,
     headers: &'h HeaderMap,
@@ -458,7 +495,7 @@ fn posted<'h>(
     Csrf::verify(headers, csrf).then(|| (client_meta(s, meta, headers), login_token(headers)))
 }
 
-fn csrf_refused() -> Response {
+pub(crate) fn csrf_refused() -> Response {
     page(
         StatusCode::FORBIDDEN,
         "Please go back and try again",
@@ -545,23 +582,9 @@ async fn send_code(
         Ok(v) => v,
         Err(e) => return core_error_page(&e),
     };
-    let notice = match s.core.hosted_send_code(&meta, token, &form.factor_id).await {
-        Ok(receipt) => Notice::Sent {
-            destination: receipt.destination,
-            wait_secs: ((receipt.resend_at - s.core.now()).max(0) + 999) / 1000,
-        },
-        Err(CoreError::TooMany { retry_after_ms, .. }) => Notice::Wait {
-            secs: (retry_after_ms.max(0) + 999) / 1000,
-        },
-        Err(
-            e @ CoreError::Conflict {
-                code: "invalid_login_token",
-                ..
-            },
-        ) => return core_error_page(&e),
-        Err(CoreError::NotFound(_))
-        | Err(CoreError::Invalid { .. })
-        | Err(CoreError::Conflict { .. }) => Notice::None,
+    let sent = s.core.hosted_send_code(&meta, token, &form.factor_id).await;
+    let notice = match Notice::after_send(&s, sent) {
+        Ok(n) => n,
         Err(e) => return core_error_page(&e),
     };
     challenge_page(&s, &view, Some(&form.factor_id), notice)
@@ -642,12 +665,12 @@ async fn recover(
 
 /// A form whose only field is its CSRF token (cancel, "set up an authenticator app").
 #[derive(Deserialize)]
-struct CsrfOnly {
+pub(crate) struct CsrfOnly {
     #[serde(default)]
-    csrf: String,
+    pub(crate) csrf: String,
 }
 
-async fn cancel(
+pub(crate) async fn cancel(
     State(s): State<AppState>,
     Meta(meta): Meta,
     headers: HeaderMap,
@@ -669,189 +692,6 @@ async fn cancel(
         }
         Err(e) => core_error_page(&e),
     }
-}
-
-// ------------------------------------------------------------ enrolment at login
-
-const ENROLL_TITLE: &str = "Set up two-step verification";
-
-/// "Signing in to <app> (<organisation>)." for the enrolment pages.
-fn enroll_intro(view: &HostedEnrollView) -> String {
-    format!(
-        "<p>Signing in to <strong>{}</strong> ({}).</p>\n",
-        escape(&view.client_app),
-        escape(&view.tenant_name)
-    )
-}
-
-/// The "set up an authenticator app" button (again, after a wrong code: a fresh key).
-fn enroll_button(field: &str, label: &str, class: &str) -> String {
-    format!(
-        "<form method=\"post\" action=\"/oidc/enroll/totp\">\n{field}\n\
-         <button type=\"submit\"{class}>{label}</button>\n</form>\n"
-    )
-}
-
-/// The form that confirms the new factor with its first code.
-fn enroll_code_form(field: &str, factor_id: &str) -> String {
-    format!(
-        "<form method=\"post\" action=\"/oidc/enroll/confirm\">\n{field}\n\
-         <input type=\"hidden\" name=\"factor_id\" value=\"{id}\">\n\
-         <label for=\"code\">Code from the app</label>\n\
-         <input type=\"text\" id=\"code\" name=\"code\" autocomplete=\"one-time-code\" \
-         inputmode=\"numeric\" pattern=\"[0-9]*\" maxlength=\"10\" required autofocus>\n\
-         <button type=\"submit\">Turn on two-step verification</button>\n</form>\n",
-        id = escape(factor_id),
-    )
-}
-
-/// An enrolment page: CSRF cookie attached. Its forms post to this origin only, and the
-/// recovery codes page links (not posts) to the client, so the default CSP fits.
-fn enroll_page(s: &AppState, status: StatusCode, body: impl FnOnce(&str) -> String) -> Response {
-    let csrf = Csrf::issue(&CookieFactory::of(s), COOKIE_PATH);
-    let mut resp = page(status, ENROLL_TITLE, &body(&csrf.field()));
-    csrf.attach(&mut resp);
-    resp
-}
-
-/// The key in groups of four (`JBSW Y3DP …`), easier to type into an app than one run.
-fn key_groups(secret: &str) -> String {
-    secret
-        .as_bytes()
-        .chunks(4)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// `GET /oidc/enroll`: what is asked and why; setting up happens on the button (a POST with
-/// its CSRF token), so reloading or prefetching the page creates nothing.
-async fn enroll_start(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    let view = match s.core.hosted_enroll_view(login_token(&headers)).await {
-        Ok(v) => v,
-        Err(e) => return core_error_page(&e),
-    };
-    enroll_page(&s, StatusCode::OK, |field| {
-        format!(
-            "{}<p>Your organisation asks you to protect your account with a second step: a \
-             code from an authenticator app on your phone, each time you sign in.</p>\n\
-             <p>You need an authenticator app (for example FreeOTP, Aegis, Google \
-             Authenticator or Microsoft Authenticator).</p>\n{}",
-            enroll_intro(&view),
-            enroll_button(field, "Set up an authenticator app", "")
-        )
-    })
-}
-
-/// `POST /oidc/enroll/totp`: a new pending factor; the page shows its QR code and its key
-/// once (the key is sealed in the store and never shown again).
-async fn enroll_totp(
-    State(s): State<AppState>,
-    Meta(meta): Meta,
-    headers: HeaderMap,
-    Form(form): Form<CsrfOnly>,
-) -> Response {
-    use base64::Engine;
-    let Some((meta, token)) = posted(&s, meta, &headers, &form.csrf) else {
-        return csrf_refused();
-    };
-    let view = match s.core.hosted_enroll_view(token).await {
-        Ok(v) => v,
-        Err(e) => return core_error_page(&e),
-    };
-    let enrolment = match s.core.hosted_enroll_totp(&meta, token).await {
-        Ok(e) => e,
-        Err(e) => return core_error_page(&e),
-    };
-    let qr = base64::engine::general_purpose::STANDARD.encode(enrolment.qr_svg.as_bytes());
-    enroll_page(&s, StatusCode::OK, |field| {
-        format!(
-            "{intro}<ol>\n<li>Open your authenticator app and add an account.</li>\n\
-             <li>Scan this QR code:\n<img class=\"qr\" src=\"data:image/svg+xml;base64,{qr}\" \
-             alt=\"QR code of your key (the key is written out below)\" width=\"200\" \
-             height=\"200\"></li>\n\
-             <li>Or, if you cannot scan, type this key:\n<code class=\"key\">{key}</code></li>\n\
-             <li>Enter the 6-digit code the app shows.</li>\n</ol>\n{form}",
-            intro = enroll_intro(&view),
-            key = escape(&key_groups(&enrolment.secret)),
-            form = enroll_code_form(field, &enrolment.factor.id),
-        )
-    })
-}
-
-/// No `Debug`: it holds a code.
-#[derive(Deserialize)]
-struct EnrollConfirmForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    factor_id: String,
-    #[serde(default)]
-    code: String,
-}
-
-/// `POST /oidc/enroll/confirm`: the first code turns the factor on and completes the login;
-/// the recovery codes are shown this once, then a link goes back to the client with its
-/// authorization code. A wrong code asks again for the same factor.
-async fn enroll_confirm(
-    State(s): State<AppState>,
-    Meta(meta): Meta,
-    headers: HeaderMap,
-    Form(form): Form<EnrollConfirmForm>,
-) -> Response {
-    let Some((meta, token)) = posted(&s, meta, &headers, &form.csrf) else {
-        return csrf_refused();
-    };
-    let view = match s.core.hosted_enroll_view(token).await {
-        Ok(v) => v,
-        Err(e) => return core_error_page(&e),
-    };
-    let step = s
-        .core
-        .hosted_enroll_confirm(&meta, token, &form.factor_id, form.code.trim())
-        .await;
-    match step {
-        Ok((HostedStep::Done { redirect, .. }, codes)) => {
-            let codes = codes.map(|c| c.codes).unwrap_or_default();
-            let mut resp = recovery_codes_page(&view, &codes, &redirect);
-            clear(&s, &mut resp, LOGIN_COOKIE);
-            resp
-        }
-        Ok((HostedStep::Rejected, _)) => enroll_page(&s, StatusCode::UNAUTHORIZED, |field| {
-            format!(
-                "{}<p class=\"error\" role=\"alert\">That code did not work. Check the time \
-                 on your phone and enter the code the app shows now.</p>\n{}\
-                 <p>Lost the key?</p>\n{}",
-                enroll_intro(&view),
-                enroll_code_form(field, &form.factor_id),
-                enroll_button(field, "Start again with a new key", " class=\"plain\"")
-            )
-        }),
-        Err(e) => core_error_page(&e),
-    }
-}
-
-/// Two-step verification is on: the recovery codes, shown this once, then on to the client.
-fn recovery_codes_page(view: &HostedEnrollView, codes: &[String], redirect: &str) -> Response {
-    let items: Vec<String> = codes
-        .iter()
-        .map(|c| format!("<li><code>{}</code></li>", escape(c)))
-        .collect();
-    page(
-        StatusCode::OK,
-        "Save your recovery codes",
-        &format!(
-            "<p class=\"note\" role=\"status\">Two-step verification is on for your \
-             account.</p>\n\
-             <p>If you lose your phone, each of these codes signs you in once. Write them down \
-             or print them and keep them somewhere safe: they are shown only now.</p>\n\
-             <ul class=\"codes\">\n{}\n</ul>\n\
-             <p><a class=\"continue\" href=\"{}\">I have saved them: continue to {}</a></p>",
-            items.join("\n"),
-            escape(redirect),
-            escape(&view.client_app)
-        ),
-    )
 }
 
 // ------------------------------------------------------------ token endpoint

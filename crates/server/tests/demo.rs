@@ -178,8 +178,7 @@ async fn next_step_after(step: u64) {
 }
 
 #[tokio::test]
-async fn alice_enrols_signs_in_again_is_remembered_and_opens_the_console_then_bob_is_asked_to_enrol(
-) {
+async fn alice_enrols_signs_in_again_is_remembered_and_opens_the_console_and_bob_says_later() {
     let dir = tempfile::tempdir().unwrap();
     let demo = Demo::start(&dir.path().join("demo"));
     for what in [
@@ -204,17 +203,20 @@ async fn alice_enrols_signs_in_again_is_remembered_and_opens_the_console_then_bo
     })
     .await;
 
-    // alice has no method yet: Twofold's page asks her to set up an authenticator app.
+    // Everyone is in the grace period: alice chooses "Set up now", then the app.
     b.step("alice-asked-to-enrol", |c| async move {
         sign_in(&c, demo, "alice", "wonderland").await;
         wait_for_title(&c, ENROLL).await;
-        assert!(c
-            .current_url()
-            .await
-            .unwrap()
-            .as_str()
-            .starts_with(&demo.twofold));
+        assert!(c.current_url().await.unwrap().as_str().starts_with(&demo.twofold));
         assert_page_is_clean(b).await;
+        press_button(&c, "Set up now").await;
+        c.wait()
+            .at_most(WAIT)
+            .for_element(Locator::XPath(
+                "//button[normalize-space()='Set up an authenticator app']",
+            ))
+            .await
+            .unwrap();
         press_button(&c, "Set up an authenticator app").await;
     })
     .await;
@@ -323,13 +325,30 @@ async fn alice_enrols_signs_in_again_is_remembered_and_opens_the_console_then_bo
     })
     .await;
 
-    // bob is within the grace period: today he is offered the same set-up (the countdown page
-    // will show him the days left).
-    b.step("bob-asked-to-enrol", |c| async move {
+    // bob sees the countdown, and signs in with his password alone for now.
+    b.step("bob-countdown", |c| async move {
         sign_in(&c, demo, "bob", "builder").await;
         wait_for_title(&c, ENROLL).await;
+        let note = c
+            .find(Locator::Css("p.note"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        // 14 calendar days, or 13 once midnight (UTC) passed since the set-up.
+        assert!(
+            note.contains("becomes mandatory for your organisation in 14 days")
+                || note.contains("in 13 days"),
+            "{note}"
+        );
         assert_page_is_clean(b).await;
         shot(b, "6-bob").await;
+        press_button(&c, "Later").await;
+        let (amr, acr) = signed_in_as(&c, demo, "bob").await;
+        assert!(amr.contains("pwd") && !amr.contains("otp"), "{amr}");
+        assert!(acr.contains("urn:twofold:acr:1fa"), "{acr}");
+        sign_out(&c).await;
     })
     .await;
 

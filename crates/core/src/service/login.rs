@@ -1453,6 +1453,54 @@ impl Twofold {
             .await
     }
 
+    /// The factor being enrolled at this login, still pending, with the login and its user
+    /// (`enrolling_login`'s rules for the factor's method); `NotFound("factor")` otherwise.
+    async fn pending_enrolment(
+        &self,
+        tenant: &Tenant,
+        pending_token: &str,
+        factor_id: &str,
+    ) -> Result<(PendingLogin, User, Factor), CoreError> {
+        let id = FactorId::parse(factor_id)?;
+        let (_, probe) = self.pending_login_for(tenant, pending_token).await?;
+        let factor = self
+            .store
+            .factors_of(probe.id)
+            .await?
+            .into_iter()
+            .find(|f| f.id == id.as_str() && f.status == FactorStatus::Pending)
+            .ok_or(CoreError::NotFound("factor"))?;
+        let method = method_of(&factor.kind).ok_or(CoreError::NotFound("factor"))?;
+        let (login, user) = self.enrolling_login(tenant, pending_token, method).await?;
+        Ok((login, user, factor))
+    }
+
+    /// Sends the enrolment code of the phone or address being enrolled at this login again
+    /// (the first one did not arrive): the cooldown and sending caps of every code apply. The
+    /// API has no such call: an integrator resends through the factor's `send-code`.
+    pub(super) async fn login_enroll_resend(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        pending_token: &str,
+        factor_id: &str,
+    ) -> Result<SendReceipt, CoreError> {
+        let tenant = self.tenant_for(actor, slug).await?;
+        let (_, user, factor) = self
+            .pending_enrolment(&tenant, pending_token, factor_id)
+            .await?;
+        self.send_code(
+            actor,
+            meta,
+            slug,
+            &user.external_id,
+            &factor.id,
+            CodeFor::SignIn,
+        )
+        .await
+    }
+
     /// Confirms the factor enrolled at login with its first code; the same transaction
     /// activates it, completes the login and mints the session.
     pub async fn login_enroll_confirm(
@@ -1485,17 +1533,9 @@ impl Twofold {
     ) -> Result<StepOutcome, CoreError> {
         let code = OtpCode::parse(code)?;
         let tenant = self.tenant_for(actor, slug).await?;
-        let id = FactorId::parse(factor_id)?;
-        let (_, probe) = self.pending_login_for(&tenant, pending_token).await?;
-        let factor = self
-            .store
-            .factors_of(probe.id)
-            .await?
-            .into_iter()
-            .find(|f| f.id == id.as_str() && f.status == FactorStatus::Pending)
-            .ok_or(CoreError::NotFound("factor"))?;
-        let method = method_of(&factor.kind).ok_or(CoreError::NotFound("factor"))?;
-        let (login, user) = self.enrolling_login(&tenant, pending_token, method).await?;
+        let (login, user, factor) = self
+            .pending_enrolment(&tenant, pending_token, factor_id)
+            .await?;
         let now = self.now();
         let amr = if factor.kind == "totp" {
             "otp"
@@ -1527,6 +1567,21 @@ impl Twofold {
         slug: &str,
         pending_token: &str,
     ) -> Result<IssuedToken, CoreError> {
+        self.skip_with(actor, meta, slug, pending_token, |_, _| Vec::new())
+            .await
+    }
+
+    /// [`Self::login_skip`] with `extra(session_id, amr)`: effects committed in the same
+    /// transaction (the hosted pages mint their authorization code there). A refused skip
+    /// leaves a denied audit row: after the deadline only a stale or forged form asks for one.
+    pub(super) async fn skip_with(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        pending_token: &str,
+        extra: impl FnOnce(&str, &str) -> Vec<Effect>,
+    ) -> Result<IssuedToken, CoreError> {
         let tenant = self.tenant_for(actor, slug).await?;
         let (login, user) = self.pending_login_for(&tenant, pending_token).await?;
         let (policy, _) = self.policy_of(&tenant).await?;
@@ -1537,10 +1592,16 @@ impl Twofold {
             .await?
             .iter()
             .any(|f| f.status == FactorStatus::Active);
+        let mut audit = self.audit(actor, meta, "login.skip", Some(tenant.id));
+        audit.user_id = Some(user.id);
+        audit.at = now;
         if login.decision != "enroll_offered"
             || enrolled
             || !policy::may_skip(&policy, user.profile.as_deref(), now)
         {
+            audit.outcome = "denied".into();
+            audit.reason = Some("skip_not_allowed".into());
+            self.store.append_audit(audit).await?;
             return Err(CoreError::conflict(
                 "skip_not_allowed",
                 "two-step verification is mandatory now: enrol a method to sign in",
@@ -1554,24 +1615,20 @@ impl Twofold {
             login.ip.clone(),
             now,
         );
-        let mut audit = self.audit(actor, meta, "login.skip", Some(tenant.id));
-        audit.user_id = Some(user.id);
-        audit.at = now;
+        let mut effects = vec![
+            Effect::CompleteLogin {
+                login_id: login.id.clone(),
+                at: now,
+            },
+            Effect::SetSkip {
+                user_id: user.id,
+                until: policy::skip_until(&policy, now),
+            },
+            Effect::InsertSession(session),
+        ];
+        effects.extend(extra(&issued.id, &login.primary));
         self.store
-            .apply(
-                vec![
-                    Effect::CompleteLogin {
-                        login_id: login.id.clone(),
-                        at: now,
-                    },
-                    Effect::SetSkip {
-                        user_id: user.id,
-                        until: policy::skip_until(&policy, now),
-                    },
-                    Effect::InsertSession(session),
-                ],
-                audit,
-            )
+            .apply(effects, audit)
             .await
             .map_err(|e| match e {
                 StoreError::Conflict("state_changed") => invalid_token(),

@@ -16,10 +16,18 @@
 //!        ▼
 //!   page, then error=access_denied back to the client
 //!
-//!   login decision ──enroll required / offered──▶ hosted login (cookie) ──▶ TOTP enrolment
+//!   login decision ──enroll required / offered──▶ hosted login (cookie)
+//!        │ offered, before the deadline (or optional)        │ cancel
+//!        ├──"later" / "not now"──▶ skip remembered, login    ▼
+//!        │   completed, 1FA session and code in one tx    error=access_denied back
+//!        ▼                              ──▶ redirect back
+//!   TOTP, SMS or email enrolment (a code sent to the phone or address, resendable)
 //!        ──first right code──▶ factor active, login completed, session, recovery codes and
 //!        code in one tx ──▶ recovery codes shown once ──▶ redirect back
 //! ```
+//!
+//! Whether "later" is offered, and the days counted down, are read from the policy at each
+//! page and each POST (INV-10): once the deadline passes, the same login may only enrol.
 //!
 //! The browser's cookie is the pending login's own token (`tfl_…`, stored only as a keyed
 //! hash), so everything INV-04 says about pending tokens holds for it: it completes that one
@@ -32,8 +40,8 @@ use super::login::SecondStep;
 use super::*;
 use crate::login::PendingLogin;
 use crate::oidc::*;
-use crate::policy::{Decision, Method};
-use crate::service::{IssuedToken, LoginRequest, SendReceipt, StepOutcome};
+use crate::policy::{Decision, Method, Postpone};
+use crate::service::{ContactKind, IssuedToken, LoginRequest, SendReceipt, StepOutcome};
 use jsonwebtoken::{Algorithm as JwtAlg, DecodingKey, EncodingKey, Header, Validation};
 
 const CODE_PREFIX: &str = "tfc";
@@ -154,11 +162,20 @@ pub struct HostedView {
     pub redirect_origin: String,
 }
 
-/// What the hosted enrolment page names.
+/// What the hosted enrolment pages show.
 #[derive(Debug, Clone)]
 pub struct HostedEnrollView {
     pub tenant_name: String,
     pub client_app: String,
+    /// The methods the tenant enables, the authenticator app first (SECURITY.md: SMS is
+    /// restricted, email the weakest).
+    pub methods: Vec<Method>,
+    /// Whether, and until when, the user may postpone enrolling, as of now.
+    pub postpone: Postpone,
+    /// The factors this user is setting up (pending), to ask for the right code again.
+    pub pending: Vec<HostedFactor>,
+    /// `scheme://host[:port]` of the redirect URI ("later" redirects there after a POST).
+    pub redirect_origin: String,
 }
 
 /// The result of a second step on the hosted pages. No `Debug`: it holds tokens.
@@ -1085,14 +1102,15 @@ impl Twofold {
         }
     }
 
-    /// "Cancel" on the hosted challenge: the pending login ends here (audited) and the
-    /// client hears `access_denied`.
+    /// "Cancel" on the hosted challenge or enrolment pages: the pending login ends here
+    /// (audited, with what it waited for) and the client hears `access_denied`.
     pub async fn hosted_cancel(
         &self,
         meta: &RequestMeta,
         token: &str,
     ) -> Result<String, CoreError> {
-        let (tenant, login, user, hosted) = self.hosted_of(token).await?;
+        let (tenant, hosted) = self.hosted_login_of(token).await?;
+        let (login, user) = self.pending_login_for(&tenant, token).await?;
         let now = self.now();
         let mut audit = self.audit(
             &Self::hosted_actor(&hosted),
@@ -1102,6 +1120,7 @@ impl Twofold {
         );
         audit.user_id = Some(user.id);
         audit.outcome = "denied".into();
+        audit.reason = Some(login.decision.clone());
         self.store
             .apply(
                 vec![Effect::CompleteLogin {
@@ -1128,13 +1147,124 @@ impl Twofold {
 
     // ------------------------------------------------------------ enrolment at login
 
-    /// Who is enrolling on the hosted pages: the organisation's name and the client app.
+    /// What the hosted enrolment pages show for a live login that waits for an enrolment:
+    /// who signs in where, the methods the tenant enables, and whether "later" is allowed now
+    /// (the rule `login_skip` enforces, from the policy as it is now: INV-10).
     pub async fn hosted_enroll_view(&self, token: &str) -> Result<HostedEnrollView, CoreError> {
         let (tenant, hosted) = self.hosted_login_of(token).await?;
+        let (login, user) = self.pending_login_for(&tenant, token).await?;
+        if !matches!(
+            login.decision.as_str(),
+            "enroll_required" | "enroll_offered"
+        ) {
+            return Err(CoreError::conflict(
+                "not_an_enrolment",
+                "this login is not waiting for an enrolment",
+            ));
+        }
+        let (policy, _) = self.policy_of(&tenant).await?;
+        let mut methods = policy.methods.clone();
+        methods.sort();
+        methods.dedup();
+        let postpone = if login.decision == "enroll_offered" {
+            crate::policy::postpone(&policy, user.profile.as_deref(), self.now())
+        } else {
+            Postpone::Never
+        };
+        let pending = self
+            .store
+            .factors_of(user.id)
+            .await?
+            .iter()
+            .filter(|f| f.status == FactorStatus::Pending)
+            .map(|f| HostedFactor {
+                id: f.id.clone(),
+                kind: f.kind.clone(),
+                destination: f
+                    .destination
+                    .as_deref()
+                    .map(|d| notices::mask_destination(&f.kind, d)),
+            })
+            .collect();
         Ok(HostedEnrollView {
             tenant_name: tenant.name.clone(),
             client_app: app_name(&hosted),
+            methods,
+            postpone,
+            pending,
+            redirect_origin: origin_of(&hosted.redirect_uri),
         })
+    }
+
+    /// "Later" (or "Not now") on the hosted enrolment page: `login_skip`'s rules and audit
+    /// row, and the authorization code minted in the same transaction, with the first factor
+    /// as its only `amr` and the 1FA `acr`. Returns the redirect back to the client.
+    pub async fn hosted_skip(&self, meta: &RequestMeta, token: &str) -> Result<String, CoreError> {
+        let (tenant, hosted) = self.hosted_login_of(token).await?;
+        let (_, user) = self.pending_login_for(&tenant, token).await?;
+        let now = self.now();
+        let mut auth_code = String::new();
+        self.skip_with(
+            &Self::hosted_actor(&hosted),
+            meta,
+            &tenant.slug,
+            token,
+            |session_id, amr| {
+                let (code, effect) = self.auth_code_effect(
+                    &hosted,
+                    &user,
+                    amr,
+                    false,
+                    Some(session_id),
+                    now,
+                    CODE_TTL_MS,
+                );
+                auth_code = code;
+                vec![effect]
+            },
+        )
+        .await?;
+        Ok(self.code_redirect(&hosted, &auth_code))
+    }
+
+    /// A phone number or email address for the hosted login's user, pending until the code
+    /// sent to it comes back (`login_enroll_contact`'s rules: only at an enrolment, only a
+    /// method the tenant enables, only for a user without an active factor).
+    pub async fn hosted_enroll_contact(
+        &self,
+        meta: &RequestMeta,
+        token: &str,
+        kind: ContactKind,
+        destination: &str,
+    ) -> Result<(FactorView, SendReceipt), CoreError> {
+        let (tenant, hosted) = self.hosted_login_of(token).await?;
+        self.login_enroll_contact(
+            &Self::hosted_actor(&hosted),
+            meta,
+            &tenant.slug,
+            token,
+            kind,
+            destination,
+        )
+        .await
+    }
+
+    /// "Send a new code" while enrolling a phone or address on the hosted pages.
+    pub async fn hosted_enroll_resend(
+        &self,
+        meta: &RequestMeta,
+        token: &str,
+        factor_id: &str,
+    ) -> Result<SendReceipt, CoreError> {
+        let (tenant, hosted) = self.hosted_login_of(token).await?;
+        self.login_enroll_resend(
+            &Self::hosted_actor(&hosted),
+            meta,
+            &tenant.slug,
+            token,
+            factor_id,
+        )
+        .await
     }
 
     /// A new authenticator app for the hosted login's user, pending until its first code

@@ -142,9 +142,10 @@ fn banner(issuer: &str, app_url: &str, outbox: &Path) {
          \x20 Mailbox (codes by email and text message): {app_url}/mailbox\n\
          \x20 (written to {outbox})\n\n\
          Users of {TENANT_NAME}:\n{users}\n\n\
-         Try: sign in as alice and set up an authenticator app (scan the QR code, or type the\n\
-         key), keep the recovery codes, then sign in again and tick \"remember this device\".\n\
-         Sign in as bob to be reminded (14 days left), as carol to get a code in the Mailbox.\n\n\
+         Try: sign in as alice, choose Set up now and the authenticator app (scan the QR code\n\
+         or type the key), keep the recovery codes, then sign in again and tick \"remember\n\
+         this device\". Sign in as bob to see the countdown, as carol to get a code by email\n\
+         or text message in the Mailbox.\n\n\
          Press Ctrl-C to stop.",
         outbox = outbox.display(),
         users = users.join("\n"),

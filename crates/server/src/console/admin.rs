@@ -400,7 +400,8 @@ pub(super) async fn users(State(s): St, admin: Admin, Query(q): Query<UsersQuery
              with a code we email you.</p>\n\
              <table>\n<thead><tr><th scope=\"col\">User</th><th scope=\"col\">Status</th>\
              <th scope=\"col\">Methods</th><th scope=\"col\">Action</th></tr></thead>\n\
-             <tbody>\n{rows}</tbody>\n</table>\n{more}"
+             <tbody>\n{rows}</tbody>\n</table>\n{more}",
+            rows = rows_or_none(rows, 4, "No users to show."),
         )
     })
 }

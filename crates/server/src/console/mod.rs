@@ -237,6 +237,15 @@ fn set_cookie(resp: &mut Response, value: Option<HeaderValue>) {
     }
 }
 
+/// A table's body rows, or one row saying there is nothing to show.
+pub(crate) fn rows_or_none(rows: String, columns: usize, none: &str) -> String {
+    if rows.is_empty() {
+        format!("<tr><td colspan=\"{columns}\">{}</td></tr>\n", escape(none))
+    } else {
+        rows
+    }
+}
+
 /// UTC `YYYY-MM-DD HH:MM` of Unix milliseconds, for tables.
 pub(crate) fn when(ms: i64) -> String {
     twofold_core::service::notices::human_utc(ms)

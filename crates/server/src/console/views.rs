@@ -154,6 +154,7 @@ pub(super) async fn audit(State(s): St, admin: Admin, Query(q): Query<AuditQuery
              <tbody>\n{rows}</tbody>\n</table>\n{more}",
             u = escape(user.unwrap_or("")),
             a = escape(action.unwrap_or("")),
+            rows = rows_or_none(rows, 7, "No events match."),
         )
     })
 }
@@ -197,7 +198,11 @@ pub(super) async fn outbox(State(s): St, admin: Admin) -> Response {
              </th><th scope=\"col\">To</th><th scope=\"col\">Status</th><th scope=\"col\">\
              Attempts</th><th scope=\"col\">Last error</th></tr></thead>\n<tbody>\n{rows}\
              </tbody>\n</table>",
-            stats.pending, stats.sending, stats.sent, stats.failed,
+            stats.pending,
+            stats.sending,
+            stats.sent,
+            stats.failed,
+            rows = rows_or_none(rows, 6, "No messages yet."),
         )
     })
 }
@@ -259,7 +264,8 @@ async fn vault_page(
              automation. Secrets are never shown here.</p>\n\
              <table>\n<thead><tr><th scope=\"col\">Entry</th><th scope=\"col\">Issuer</th>\
              <th scope=\"col\">Owner</th><th scope=\"col\">Group</th><th scope=\"col\">Kind\
-             </th><th scope=\"col\">Code</th></tr></thead>\n<tbody>\n{rows}</tbody>\n</table>"
+             </th><th scope=\"col\">Code</th></tr></thead>\n<tbody>\n{rows}</tbody>\n</table>",
+            rows = rows_or_none(rows, 6, "The vault is empty."),
         )
     })
 }

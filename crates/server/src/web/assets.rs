@@ -1,12 +1,13 @@
-//! The pages' static stylesheet, served from the binary at `/assets/twofold.css`.
+//! The pages' static files, served from the binary: the stylesheet at `/assets/twofold.css`,
+//! and for the recovery codes page a print stylesheet and the script of its Print button.
 //!
-//! It is a file rather than an inline `<style>` so the CSP can say `style-src 'self'` and
-//! allow nothing inline. Pages link it as `/assets/twofold.css?v=<hash of its bytes>`: that
-//! URL changes whenever the stylesheet does, so it may be cached for a year (`immutable`); a
-//! request naming another version (an old page in a cache, a guess) gets the current bytes
-//! with `no-cache`, so a stale URL never pins new content for a year.
+//! They are files rather than inline `<style>` or `<script>` so the CSP can say `style-src
+//! 'self'` (and, on the one page with a script, `script-src 'self'`) and allow nothing
+//! inline. Pages link each as `<path>?v=<hash of its bytes>`: that URL changes whenever the
+//! file does, so it may be cached for a year (`immutable`); a request naming another version
+//! (an old page in a cache, a guess) gets the current bytes with `no-cache`, so a stale URL
+//! never pins new content for a year.
 
-use axum::extract::Query;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -18,11 +19,11 @@ pub const STYLESHEET: &str = include_str!("twofold.css");
 /// The path the stylesheet is served at.
 pub const STYLESHEET_PATH: &str = "/assets/twofold.css";
 
-/// How long a versioned stylesheet may be cached: a year, the longest lifetime caches honour.
+/// How long a versioned asset may be cached: a year, the longest lifetime caches honour.
 const ONE_YEAR: &str = "public, max-age=31536000, immutable";
 
-/// FNV-1a over the stylesheet: computed at compile time, identical on every node built from
-/// the same source (a version tag, not a security measure, so a fast non-cryptographic hash).
+/// FNV-1a over a file: computed at compile time, identical on every node built from the same
+/// source (a version tag, not a security measure, so a fast non-cryptographic hash).
 const fn fnv1a(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let mut i = 0;
@@ -34,8 +35,77 @@ const fn fnv1a(bytes: &[u8]) -> u64 {
     hash
 }
 
-static VERSION: LazyLock<String> =
-    LazyLock::new(|| format!("{:016x}", fnv1a(STYLESHEET.as_bytes())));
+/// A file compiled into the binary that pages link under a URL versioned by its bytes.
+pub struct Asset {
+    pub path: &'static str,
+    pub content_type: &'static str,
+    pub bytes: &'static str,
+    hash: u64,
+}
+
+impl Asset {
+    const fn new(path: &'static str, content_type: &'static str, bytes: &'static str) -> Asset {
+        Asset {
+            path,
+            content_type,
+            bytes,
+            hash: fnv1a(bytes.as_bytes()),
+        }
+    }
+
+    /// The hash of the bytes, as 16 hex digits.
+    pub fn version(&self) -> String {
+        format!("{:016x}", self.hash)
+    }
+
+    /// The URL pages link: path plus version, so caches can keep it for a year.
+    pub fn href(&self) -> String {
+        format!("{}?v={}", self.path, self.version())
+    }
+
+    /// `GET <path>`: long-lived under the current version, revalidated otherwise.
+    pub fn serve(&self, q: AssetQuery) -> Response {
+        let cache = if q.v == self.version() {
+            ONE_YEAR
+        } else {
+            "no-cache"
+        };
+        (
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(self.content_type),
+                ),
+                (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
+            ],
+            self.bytes,
+        )
+            .into_response()
+    }
+}
+
+pub static STYLESHEET_ASSET: Asset =
+    Asset::new(STYLESHEET_PATH, "text/css; charset=utf-8", STYLESHEET);
+
+/// Linked with `media="print"`: printing the page prints only its `.printable` part.
+pub static PRINT_STYLESHEET: Asset = Asset::new(
+    "/assets/print.css",
+    "text/css; charset=utf-8",
+    include_str!("print.css"),
+);
+
+/// Shows and wires a page's Print button (`#print`, `hidden` until then): without script the
+/// page works the same, through the browser's own Print command.
+pub static PRINT_SCRIPT: Asset = Asset::new(
+    "/assets/print.js",
+    "text/javascript; charset=utf-8",
+    include_str!("print.js"),
+);
+
+/// Every asset, each served at its path.
+pub static ASSETS: [&Asset; 3] = [&STYLESHEET_ASSET, &PRINT_STYLESHEET, &PRINT_SCRIPT];
+
+static VERSION: LazyLock<String> = LazyLock::new(|| STYLESHEET_ASSET.version());
 
 /// The stylesheet's version: the hash of its bytes, as 16 hex digits.
 pub fn stylesheet_version() -> &'static str {
@@ -44,33 +114,13 @@ pub fn stylesheet_version() -> &'static str {
 
 /// The URL pages link: path plus version, so caches can keep it for a year.
 pub fn stylesheet_href() -> String {
-    format!("{STYLESHEET_PATH}?v={}", stylesheet_version())
+    STYLESHEET_ASSET.href()
 }
 
 #[derive(Deserialize)]
 pub struct AssetQuery {
     #[serde(default)]
     v: String,
-}
-
-/// `GET /assets/twofold.css`: long-lived under the current version, revalidated otherwise.
-pub async fn stylesheet(Query(q): Query<AssetQuery>) -> Response {
-    let cache = if q.v == stylesheet_version() {
-        ONE_YEAR
-    } else {
-        "no-cache"
-    };
-    (
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/css; charset=utf-8"),
-            ),
-            (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
-        ],
-        STYLESHEET,
-    )
-        .into_response()
 }
 
 #[cfg(test)]
@@ -255,6 +305,25 @@ mod tests {
                 .all(|r| !matches!(r.get("outline"), Some("none" | "0"))),
             "no rule may remove the focus outline"
         );
+    }
+
+    #[test]
+    fn every_asset_has_its_own_path_and_the_print_files_do_what_the_page_needs() {
+        let paths: std::collections::HashSet<&str> = ASSETS.iter().map(|a| a.path).collect();
+        assert_eq!(paths.len(), ASSETS.len());
+        assert!(ASSETS.iter().all(|a| a.path.starts_with("/assets/")));
+        assert_eq!(
+            PRINT_SCRIPT.href(),
+            format!("/assets/print.js?v={}", PRINT_SCRIPT.version())
+        );
+        // The script only reveals and wires the button; the stylesheet hides all but the codes.
+        let js = PRINT_SCRIPT.bytes;
+        assert!(js.contains("getElementById('print')") && js.contains("window.print()"));
+        assert!(!js.contains("innerHTML") && !js.contains("eval("));
+        let css = rules(PRINT_STYLESHEET.bytes);
+        assert!(css
+            .iter()
+            .any(|r| r.selector == "main > :not(.printable)" && r.get("display") == Some("none")));
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //!
 //! - CSP (CSP Level 3): nothing runs, nothing loads but our own stylesheet (and `data:`
 //!   images: QR codes, and the empty favicon that keeps browsers from asking for one): no
-//!   `script-src` at all, so `default-src 'none'` forbids every script, inline or not; forms
-//!   post only to us; no `<base>`; no framing (`frame-ancestors 'none'`, plus
-//!   `X-Frame-Options: DENY` for browsers without CSP 2). Chromium applies `form-action` to
-//!   the redirects that follow a POST too: a page whose POST answers with a redirect to
-//!   another site (an OpenID Connect callback) sets [`csp_with_form_action`] itself, and
-//!   the middleware keeps a CSP the handler set.
+//!   `script-src` at all, so `default-src 'none'` forbids every script, inline or not (the
+//!   one page with a script, the recovery codes' Print button, sets [`csp_with_own_scripts`]:
+//!   scripts from this origin, still nothing inline); forms post only to us; no `<base>`;
+//!   no framing (`frame-ancestors 'none'`, plus `X-Frame-Options: DENY` for browsers
+//!   without CSP 2). Chromium applies `form-action` to the redirects that follow a POST
+//!   too: a page whose POST answers with a redirect to another site (an OpenID Connect
+//!   callback) sets [`csp_with_form_action`] itself, and the middleware keeps a CSP the
+//!   handler set.
 //! - `Referrer-Policy: no-referrer`: page URLs hold one-time tokens (the "this wasn't me" link).
 //! - `X-Content-Type-Options: nosniff`, `Cross-Origin-Opener-Policy: same-origin`.
 //! - `Permissions-Policy`: no page needs a sensor, camera, microphone, location or payment.
@@ -73,6 +75,17 @@ pub fn csp_with_form_action(origins: &[&str]) -> Option<HeaderValue> {
     .ok()
 }
 
+/// [`CSP`] that also runs scripts from this origin (`script-src 'self'`, still nothing
+/// inline), for the one page whose Print button is a script ([`super::PRINT_SCRIPT`]).
+pub fn csp_with_own_scripts() -> HeaderValue {
+    let csp = CSP.replacen(
+        "default-src 'none';",
+        "default-src 'none'; script-src 'self';",
+        1,
+    );
+    HeaderValue::from_str(&csp).unwrap_or(HeaderValue::from_static(CSP))
+}
+
 /// Middleware (`axum::middleware::map_response`) for a router of pages: every response gets
 /// the headers, including the ones axum writes itself (a rejected form body, a 405).
 pub async fn harden(mut resp: Response) -> Response {
@@ -107,6 +120,15 @@ mod tests {
         set_security_headers(&mut h);
         assert_eq!(h[header::CACHE_CONTROL], "max-age=1");
         assert_eq!(h["permissions-policy"], PERMISSIONS_POLICY);
+    }
+
+    #[test]
+    fn own_scripts_are_allowed_only_where_asked_and_never_inline() {
+        let csp = csp_with_own_scripts();
+        let csp = csp.to_str().unwrap();
+        assert!(csp.starts_with("default-src 'none'; script-src 'self'; style-src 'self';"));
+        assert!(!csp.contains("unsafe") && csp.contains("frame-ancestors 'none'"));
+        assert!(!CSP.contains("script-src"));
     }
 
     #[test]

@@ -10,21 +10,32 @@ mod assets;
 mod cookies;
 mod headers;
 
-pub use assets::{stylesheet_href, stylesheet_version, STYLESHEET, STYLESHEET_PATH};
+pub use assets::{
+    stylesheet_href, stylesheet_version, PRINT_SCRIPT, PRINT_STYLESHEET, STYLESHEET,
+    STYLESHEET_PATH,
+};
 pub use cookies::{
     read_cookie, CookieFactory, Csrf, SameSite, CSRF_COOKIE, CSRF_FIELD, CSRF_MAX_AGE,
 };
-pub use headers::{csp_with_form_action, set_security_headers, CSP, PERMISSIONS_POLICY};
+pub use headers::{
+    csp_with_form_action, csp_with_own_scripts, set_security_headers, CSP, PERMISSIONS_POLICY,
+};
 
 use crate::state::AppState;
+use axum::extract::Query;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-/// The static assets every page links (the stylesheet).
+/// The static assets pages link (the stylesheet; the print stylesheet and script).
 pub fn routes() -> Router<AppState> {
-    hardened(Router::new().route(STYLESHEET_PATH, get(assets::stylesheet)))
+    let mut router = Router::new();
+    for asset in assets::ASSETS {
+        let serve = move |q: Query<assets::AssetQuery>| async move { asset.serve(q.0) };
+        router = router.route(asset.path, get(serve));
+    }
+    hardened(router)
 }
 
 /// `pages` with the security headers on every response they give, errors included.
@@ -38,13 +49,30 @@ pub use twofold_delivery::templates::escape_html as escape;
 /// A whole page around `body` (already escaped HTML) with the security headers. `title` is
 /// plain text: it is escaped here, and is both the document title and the `<h1>`.
 pub fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    page_with_head(status, title, "", body)
+}
+
+/// The `<head>` lines of a page with printable content and a Print button (see
+/// [`PRINT_STYLESHEET`] and [`PRINT_SCRIPT`]); the page's answer needs
+/// [`csp_with_own_scripts`] for the button to appear.
+pub fn print_support_head() -> String {
+    format!(
+        "<link rel=\"stylesheet\" media=\"print\" href=\"{}\">\n\
+         <script src=\"{}\" defer></script>\n",
+        PRINT_STYLESHEET.href(),
+        PRINT_SCRIPT.href()
+    )
+}
+
+/// [`page`] with more lines in `<head>` (trusted HTML, such as [`print_support_head`]).
+pub fn page_with_head(status: StatusCode, title: &str, head: &str, body: &str) -> Response {
     let html = format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>{title}</title>\n\
          <link rel=\"stylesheet\" href=\"{css}\">\n\
          <link rel=\"icon\" href=\"data:,\">\n\
-         </head>\n<body>\n<main>\n<h1>{title}</h1>\n{body}\n</main>\n</body>\n</html>\n",
+         {head}</head>\n<body>\n<main>\n<h1>{title}</h1>\n{body}\n</main>\n</body>\n</html>\n",
         title = escape(title),
         css = stylesheet_href(),
     );

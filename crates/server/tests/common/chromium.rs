@@ -37,10 +37,31 @@ pub async fn wait_for_url(c: &Client, prefix: &str) -> String {
     }
 }
 
-/// Every page must pass the script-checkable accessibility and layout basics and log no error.
+/// Every page must pass the script-checkable accessibility and layout basics and log no error,
+/// once it has loaded everything it links (a print stylesheet loads last).
 pub async fn assert_page_is_clean(b: &Browser) {
+    wait_until_loaded(b.client()).await;
     assert_eq!(b.page_problems().await, Vec::<String>::new());
     assert_eq!(b.console_errors(), Vec::<String>::new());
+}
+
+/// Waits until the document and everything it loads are in (`readyState` is `complete`).
+pub async fn wait_until_loaded(c: &Client) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let state = c
+            .execute("return document.readyState;", vec![])
+            .await
+            .unwrap();
+        if state == "complete" {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the page is still {state} after {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Clicks the button named `name`.
@@ -48,20 +69,17 @@ pub async fn press_button(c: &Client, name: &str) {
     let xpath = format!("//button[normalize-space()=\"{name}\"]");
     c.find(Locator::XPath(&xpath))
         .await
-        .unwrap()
+        .unwrap_or_else(|e| panic!("no button {name:?}: {e}"))
         .click()
         .await
         .unwrap();
 }
 
-/// Types `text` into the field with id `id`.
+/// Replaces the text of the field with id `id` by `text`.
 pub async fn type_into(c: &Client, id: &str, text: &str) {
-    c.find(Locator::Id(id))
-        .await
-        .unwrap()
-        .send_keys(text)
-        .await
-        .unwrap();
+    let field = c.find(Locator::Id(id)).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
 }
 
 /// On the challenge page: types `code` into the labelled field, optionally ticks "remember

@@ -36,10 +36,16 @@ pub fn oathtool_b32(key: &str, at_secs: u64) -> String {
 
 /// A server whose `public_url` (the issuer) is its own address, so discovery matches.
 pub async fn spawn() -> TestApp {
+    spawn_with(|_| {}).await
+}
+
+/// The same with more settings (an SMS provider, say).
+pub async fn spawn_with(tweak: impl FnOnce(&mut twofold_server::Config)) -> TestApp {
     let port = twofold_testkit::free_port();
     spawn_app_with(|c| {
         c.listen = format!("127.0.0.1:{port}").parse().unwrap();
         c.public_url = Some(format!("http://127.0.0.1:{port}"));
+        tweak(c);
     })
     .await
 }

@@ -1,0 +1,815 @@
+//! The hosted enrolment pages of a sign-in over OpenID Connect: a user who has no second
+//! factor yet sets one up before the login completes (`enroll_required`), or, before the
+//! organisation's deadline or under an optional policy (`enroll_offered`), may put it off.
+//!
+//! ```text
+//!   /oidc/enroll ── offered: countdown, "Set up now" / "Later" ("Not now" when optional)
+//!        │ required (no "Later")       │ set up now            │ later (POST) ──▶ client, 1FA
+//!        ▼                             ▼
+//!   /oidc/enroll/methods: authenticator app first, then SMS, then email (those enabled)
+//!        │ app (POST: a new key)       │ SMS / email: number or address (POST: code sent)
+//!        ▼                             ▼
+//!   QR code and key, first code     the code, "Send a new code" (cooldown shown)
+//!        └──────────── right code ─────┘──▶ recovery codes (download, print) ──▶ client
+//! ```
+//!
+//! Every page offers "Cancel sign-in" (the client hears `access_denied`). What is offered is
+//! the core's answer for this login now (`hosted_enroll_view`), and every POST is judged again
+//! by the core: a "Later" forged after the deadline gets a page saying enrolment is mandatory.
+//! The logic is in `twofold_core::service::oidc`; this module parses and renders, on the
+//! cookies, CSRF check and error pages of [`crate::oidc`].
+
+use crate::extract::Meta;
+use crate::oidc::{
+    allow_redirect_to, cancel, clear, core_error_page, csrf_refused, kind_label, login_token,
+    posted, see_other, signing_in, CsrfOnly, Notice, COOKIE_PATH, LOGIN_COOKIE,
+};
+use crate::state::AppState;
+use crate::web::{
+    csp_with_own_scripts, escape, page, page_with_head, print_support_head, CookieFactory, Csrf,
+};
+use axum::extract::{Form, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+use twofold_core::policy::{Method, Postpone};
+use twofold_core::service::notices::human_utc;
+use twofold_core::service::oidc::{HostedEnrollView, HostedFactor, HostedStep};
+use twofold_core::service::ContactKind;
+use twofold_core::CoreError;
+
+/// The enrolment pages' routes (the caller hardens them with the other hosted pages).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/oidc/enroll", get(enroll_start))
+        .route("/oidc/enroll/methods", get(methods))
+        .route("/oidc/enroll/later", post(later))
+        .route("/oidc/enroll/totp", post(enroll_totp))
+        .route("/oidc/enroll/sms", get(sms_form).post(sms_enroll))
+        .route("/oidc/enroll/email", get(email_form).post(email_enroll))
+        .route("/oidc/enroll/resend", post(resend))
+        .route("/oidc/enroll/confirm", post(enroll_confirm))
+        .route("/oidc/enroll/cancel", post(cancel))
+}
+
+const ENROLL_TITLE: &str = "Set up two-step verification";
+
+/// "Signing in to <app> (<organisation>)." for the enrolment pages.
+fn enroll_intro(view: &HostedEnrollView) -> String {
+    signing_in(&view.client_app, &view.tenant_name)
+}
+
+/// `class="plain"` (a button that reads as a link) for secondary actions.
+fn class(plain: bool) -> &'static str {
+    if plain {
+        " class=\"plain\""
+    } else {
+        ""
+    }
+}
+
+/// The "set up an authenticator app" button (again, after a wrong code: a fresh key).
+fn enroll_button(field: &str, label: &str, plain: bool) -> String {
+    format!(
+        "<form method=\"post\" action=\"/oidc/enroll/totp\">\n{field}\n\
+         <button type=\"submit\"{class}>{label}</button>\n</form>\n",
+        class = class(plain)
+    )
+}
+
+/// The form that confirms the new factor with its first code; `from` says where the code
+/// comes from ("the app", "the text message", "the email").
+fn enroll_code_form(field: &str, factor_id: &str, from: &str) -> String {
+    format!(
+        "<form method=\"post\" action=\"/oidc/enroll/confirm\">\n{field}\n\
+         <input type=\"hidden\" name=\"factor_id\" value=\"{id}\">\n\
+         <label for=\"code\">Code from {from}</label>\n\
+         <input type=\"text\" id=\"code\" name=\"code\" autocomplete=\"one-time-code\" \
+         inputmode=\"numeric\" pattern=\"[0-9]*\" maxlength=\"10\" required autofocus>\n\
+         <button type=\"submit\">Turn on two-step verification</button>\n</form>\n",
+        id = escape(factor_id),
+    )
+}
+
+/// What the user may say instead of setting up now: "Later" before a deadline, "Not now"
+/// when the organisation makes two-step verification optional; nothing once it is mandatory.
+fn later_button(field: &str, view: &HostedEnrollView) -> String {
+    let label = match view.postpone {
+        Postpone::Never => return String::new(),
+        Postpone::Optional => "Not now",
+        Postpone::Until { .. } => "Later",
+    };
+    format!(
+        "<form method=\"post\" action=\"/oidc/enroll/later\">\n{field}\n\
+         <button type=\"submit\" class=\"plain\">{label}</button>\n</form>\n"
+    )
+}
+
+/// The way out of every enrolment page: the login ends and the client hears `access_denied`.
+fn cancel_button(field: &str) -> String {
+    format!(
+        "<form method=\"post\" action=\"/oidc/enroll/cancel\">\n{field}\n\
+         <button type=\"submit\" class=\"plain\">Cancel sign-in</button>\n</form>"
+    )
+}
+
+/// A link back to the method chooser, when there is another method to choose.
+fn other_methods_link(view: &HostedEnrollView) -> &'static str {
+    if view.methods.len() > 1 {
+        "<p><a href=\"/oidc/enroll/methods\">Choose another method</a></p>\n"
+    } else {
+        ""
+    }
+}
+
+/// An enrolment page: CSRF cookie attached, `body(csrf_field)` inside the layout. "Later"
+/// answers its POST with a redirect to the client, so the client's origin is a `form-action`.
+fn enroll_page(
+    s: &AppState,
+    status: StatusCode,
+    view: &HostedEnrollView,
+    body: impl FnOnce(&str) -> String,
+) -> Response {
+    let csrf = Csrf::issue(&CookieFactory::of(s), COOKIE_PATH);
+    let mut resp = page(status, ENROLL_TITLE, &body(&csrf.field()));
+    csrf.attach(&mut resp);
+    allow_redirect_to(&mut resp, &view.redirect_origin);
+    resp
+}
+
+/// "in 3 days", "in 1 day", "today": when two-step verification becomes mandatory.
+fn in_days(days: i64) -> String {
+    match days {
+        0 => "today".into(),
+        1 => "in 1 day".into(),
+        n => format!("in {n} days"),
+    }
+}
+
+/// `GET /oidc/enroll`: before the deadline (or under an optional policy) the countdown with
+/// "Set up now" and "Later"; once enrolment is mandatory, the method chooser itself. Setting
+/// up happens on a button (a POST with its CSRF token), so reloading or prefetching the page
+/// creates nothing.
+async fn enroll_start(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let view = match s.core.hosted_enroll_view(login_token(&headers)).await {
+        Ok(v) => v,
+        Err(e) => return core_error_page(&e),
+    };
+    let why = match view.postpone {
+        Postpone::Never => return methods_page(&s, StatusCode::OK, &view, ""),
+        Postpone::Until { deadline, days } => format!(
+            "<p class=\"note\">Two-step verification becomes mandatory for your organisation \
+             {} (from {}).</p>\n<p>From then on you sign in with your password and a code from \
+             your phone. You can set it up now, or later until that day.</p>\n",
+            in_days(days),
+            human_utc(deadline)
+        ),
+        Postpone::Optional => "<p>Your organisation offers two-step verification: you sign in \
+                               with your password and a code from your phone, so a stolen \
+                               password alone is not enough.</p>\n"
+            .into(),
+    };
+    enroll_page(&s, StatusCode::OK, &view, |field| {
+        format!(
+            "{intro}{why}\
+             <form method=\"get\" action=\"/oidc/enroll/methods\">\n\
+             <button type=\"submit\">Set up now</button>\n</form>\n{later}{cancel}",
+            intro = enroll_intro(&view),
+            later = later_button(field, &view),
+            cancel = cancel_button(field),
+        )
+    })
+}
+
+/// `GET /oidc/enroll/methods`: the method chooser.
+async fn methods(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    match s.core.hosted_enroll_view(login_token(&headers)).await {
+        Ok(view) => methods_page(&s, StatusCode::OK, &view, ""),
+        Err(e) => core_error_page(&e),
+    }
+}
+
+/// The methods the tenant enables, the authenticator app first; the first is the main
+/// button. `alert` (HTML) goes above them.
+fn methods_page(
+    s: &AppState,
+    status: StatusCode,
+    view: &HostedEnrollView,
+    alert: &str,
+) -> Response {
+    enroll_page(s, status, view, |field| {
+        let mut body = format!(
+            "{}{alert}<p>Protect your account with a second step: each time you sign in, you \
+             also enter a code. Choose how you get it.</p>\n",
+            enroll_intro(view)
+        );
+        for (i, method) in view.methods.iter().enumerate() {
+            let plain = i > 0;
+            body.push_str(&match method {
+                Method::Totp => format!(
+                    "{}<p class=\"hint\">Recommended. You need an authenticator app on your \
+                     phone, for example FreeOTP, Aegis, Google Authenticator or Microsoft \
+                     Authenticator.</p>\n",
+                    enroll_button(field, "Set up an authenticator app", plain)
+                ),
+                Method::Sms => format!(
+                    "<form method=\"get\" action=\"/oidc/enroll/sms\">\n<button type=\"submit\"\
+                     {}>Get codes by text message</button>\n</form>\n",
+                    class(plain)
+                ),
+                Method::Email => format!(
+                    "<form method=\"get\" action=\"/oidc/enroll/email\">\n<button \
+                     type=\"submit\"{}>Get codes by email</button>\n</form>\n\
+                     <p class=\"hint\">Email is the least safe choice: anyone who can read \
+                     your mail can sign in with your password.</p>\n",
+                    class(plain)
+                ),
+            });
+        }
+        if view.methods.is_empty() {
+            body.push_str(
+                "<p>Your organisation has not enabled a method yet. Contact your \
+                 administrator.</p>\n",
+            );
+        }
+        body.push_str(&later_button(field, view));
+        body.push_str(&cancel_button(field));
+        body
+    })
+}
+
+/// `POST /oidc/enroll/later`: "Later" / "Not now". The core checks again that the user may
+/// postpone now (INV-10); a refusal (the deadline passed meanwhile, or a forged form) is the
+/// method chooser with a 403 and the reason.
+async fn later(
+    State(s): State<AppState>,
+    Meta(meta): Meta,
+    headers: HeaderMap,
+    Form(form): Form<CsrfOnly>,
+) -> Response {
+    let Some((meta, token)) = posted(&s, meta, &headers, &form.csrf) else {
+        return csrf_refused();
+    };
+    match s.core.hosted_skip(&meta, token).await {
+        Ok(redirect) => {
+            let mut resp = see_other(&redirect);
+            clear(&s, &mut resp, LOGIN_COOKIE);
+            resp
+        }
+        Err(CoreError::Conflict {
+            code: "skip_not_allowed",
+            ..
+        }) => match s.core.hosted_enroll_view(token).await {
+            Ok(view) => methods_page(
+                &s,
+                StatusCode::FORBIDDEN,
+                &view,
+                "<p class=\"error\" role=\"alert\">Two-step verification is mandatory for your \
+                 organisation now: set it up to sign in.</p>\n",
+            ),
+            Err(e) => core_error_page(&e),
+        },
+        Err(e) => core_error_page(&e),
+    }
+}
+
+/// The key in groups of four (`JBSW Y3DP …`), easier to type into an app than one run.
+fn key_groups(secret: &str) -> String {
+    secret
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `POST /oidc/enroll/totp`: a new pending factor; the page shows its QR code and its key
+/// once (the key is sealed in the store and never shown again).
+async fn enroll_totp(
+    State(s): State<AppState>,
+    Meta(meta): Meta,
+    headers: HeaderMap,
+    Form(form): Form<CsrfOnly>,
+) -> Response {
+    use base64::Engine;
+    let Some((meta, token)) = posted(&s, meta, &headers, &form.csrf) else {
+        return csrf_refused();
+    };
+    let view = match s.core.hosted_enroll_view(token).await {
+        Ok(v) => v,
+        Err(e) => return core_error_page(&e),
+    };
+    let enrolment = match s.core.hosted_enroll_totp(&meta, token).await {
+        Ok(e) => e,
+        Err(e) => return core_error_page(&e),
+    };
+    let qr = base64::engine::general_purpose::STANDARD.encode(enrolment.qr_svg.as_bytes());
+    enroll_page(&s, StatusCode::OK, &view, |field| {
+        format!(
+            "{intro}<ol>\n<li>Open your authenticator app and add an account.</li>\n\
+             <li>Scan this QR code:\n<img class=\"qr\" src=\"data:image/svg+xml;base64,{qr}\" \
+             alt=\"QR code of your key (the key is written out below)\" width=\"200\" \
+             height=\"200\"></li>\n\
+             <li>Or, if you cannot scan, type this key:\n<code class=\"key\">{key}</code></li>\n\
+             <li>Enter the 6-digit code the app shows.</li>\n</ol>\n{form}{other}{cancel}",
+            intro = enroll_intro(&view),
+            key = escape(&key_groups(&enrolment.secret)),
+            form = enroll_code_form(field, &enrolment.factor.id, "the app"),
+            other = other_methods_link(&view),
+            cancel = cancel_button(field),
+        )
+    })
+}
+
+// ------------------------------------------------------------ SMS and email
+
+/// How the pages name and ask for a phone number or an email address.
+struct Contact {
+    kind: ContactKind,
+    method: Method,
+    path: &'static str,
+    label: &'static str,
+    hint: &'static str,
+    input: &'static str,
+    /// "the text message" / "the email": where the code comes from.
+    from: &'static str,
+    /// What to say when the core cannot parse what was typed.
+    malformed: &'static str,
+}
+
+const SMS: Contact = Contact {
+    kind: ContactKind::Sms,
+    method: Method::Sms,
+    path: "/oidc/enroll/sms",
+    label: "Mobile phone number",
+    hint: "With + and your country code, for example +44 7700 900123. We send a code by text \
+           message each time you sign in.",
+    input: "type=\"tel\" autocomplete=\"tel\" inputmode=\"tel\"",
+    from: "the text message",
+    malformed: "That is not a phone number we can send to. Enter it with + and the country \
+                code, for example +44 7700 900123.",
+};
+
+const EMAIL: Contact = Contact {
+    kind: ContactKind::Email,
+    method: Method::Email,
+    path: "/oidc/enroll/email",
+    label: "Email address",
+    hint: "We send a code to this address each time you sign in.",
+    input: "type=\"email\" autocomplete=\"email\" autocapitalize=\"none\" spellcheck=\"false\"",
+    from: "the email",
+    malformed: "That is not an email address we can send to. Check it: it looks like \
+                name@example.com.",
+};
+
+/// The number or address form; after a refusal, with what was typed and why (`error`, plain
+/// text, announced and tied to the field).
+fn contact_page(
+    s: &AppState,
+    status: StatusCode,
+    view: &HostedEnrollView,
+    c: &Contact,
+    typed: &str,
+    error: Option<&str>,
+) -> Response {
+    let (alert, invalid, described) = match error {
+        Some(e) => (
+            format!(
+                "<p class=\"error\" role=\"alert\" id=\"destination-error\">{}</p>\n",
+                escape(e)
+            ),
+            " aria-invalid=\"true\"",
+            "destination-hint destination-error",
+        ),
+        None => (String::new(), "", "destination-hint"),
+    };
+    enroll_page(s, status, view, |field| {
+        format!(
+            "{intro}{alert}<form method=\"post\" action=\"{path}\">\n{field}\n\
+             <label for=\"destination\">{label}</label>\n\
+             <p class=\"hint\" id=\"destination-hint\">{hint}</p>\n\
+             <input {input} id=\"destination\" name=\"destination\" value=\"{typed}\" \
+             maxlength=\"254\" aria-describedby=\"{described}\"{invalid} required autofocus>\n\
+             <button type=\"submit\">Send a code</button>\n</form>\n{other}{cancel}",
+            intro = enroll_intro(view),
+            path = c.path,
+            label = c.label,
+            hint = escape(c.hint),
+            input = c.input,
+            typed = escape(typed),
+            other = other_methods_link(view),
+            cancel = cancel_button(field),
+        )
+    })
+}
+
+/// The number or address form, for a method the tenant enables (else back to the chooser).
+async fn contact_form(s: AppState, headers: HeaderMap, c: &Contact) -> Response {
+    match s.core.hosted_enroll_view(login_token(&headers)).await {
+        Ok(view) if view.methods.contains(&c.method) => {
+            contact_page(&s, StatusCode::OK, &view, c, "", None)
+        }
+        Ok(_) => see_other("/oidc/enroll/methods"),
+        Err(e) => core_error_page(&e),
+    }
+}
+
+/// `GET /oidc/enroll/sms`
+async fn sms_form(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    contact_form(s, headers, &SMS).await
+}
+
+/// `GET /oidc/enroll/email`
+async fn email_form(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    contact_form(s, headers, &EMAIL).await
+}
+
+/// The page where the code sent to a phone or address is typed, with "Send a new code".
+fn code_page(
+    s: &AppState,
+    status: StatusCode,
+    view: &HostedEnrollView,
+    factor: &HostedFactor,
+    notice: Notice,
+) -> Response {
+    let from = if factor.kind == "sms" {
+        SMS.from
+    } else {
+        EMAIL.from
+    };
+    let to = factor.destination.as_deref().unwrap_or("you");
+    enroll_page(s, status, view, |field| {
+        format!(
+            "{intro}{notice}<p>Enter the code we sent by {kind} to {to}.</p>\n{form}\
+             <form method=\"post\" action=\"/oidc/enroll/resend\">\n{field}\n\
+             <input type=\"hidden\" name=\"factor_id\" value=\"{id}\">\n\
+             <button type=\"submit\" class=\"plain\">Send a new code</button>\n</form>\n\
+             {other}{cancel}",
+            intro = enroll_intro(view),
+            notice = notice.html(),
+            kind = kind_label(&factor.kind),
+            to = escape(to),
+            form = enroll_code_form(field, &factor.id, from),
+            id = escape(&factor.id),
+            other = other_methods_link(view),
+            cancel = cancel_button(field),
+        )
+    })
+}
+
+/// "40 seconds", "5 minutes": how long to wait, rounded up.
+fn wait_time(ms: i64) -> String {
+    let secs = (ms.max(1000) + 999) / 1000;
+    if secs == 1 {
+        "1 second".into()
+    } else if secs < 120 {
+        format!("{secs} seconds")
+    } else {
+        format!("{} minutes", (secs + 59) / 60)
+    }
+}
+
+/// A number as people type it (`+44 7700 900123`, `+1 (415) 555-0123`) without its
+/// separators, for the core's E.164 parser; the API takes E.164 only, the page takes people.
+fn typed_phone(typed: &str) -> String {
+    typed
+        .chars()
+        .filter(|c| !(c.is_whitespace() || matches!(c, '-' | '.' | '(' | ')' | '/')))
+        .collect()
+}
+
+/// No `Debug`: it holds a phone number or an email address.
+#[derive(Deserialize)]
+struct ContactForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    destination: String,
+}
+
+/// `POST /oidc/enroll/sms` or `…/email`: a pending factor and a code sent to it, then the
+/// code page; a number or address the core refuses, or a sending cap, shows the form again.
+async fn contact_enroll(
+    s: AppState,
+    meta: twofold_core::RequestMeta,
+    headers: HeaderMap,
+    form: ContactForm,
+    c: &Contact,
+) -> Response {
+    let Some((meta, token)) = posted(&s, meta, &headers, &form.csrf) else {
+        return csrf_refused();
+    };
+    let view = match s.core.hosted_enroll_view(token).await {
+        Ok(v) => v,
+        Err(e) => return core_error_page(&e),
+    };
+    let typed = form.destination.trim();
+    let destination = match c.kind {
+        ContactKind::Sms => typed_phone(typed),
+        ContactKind::Email => typed.to_string(),
+    };
+    let refused = |status, why: &str| contact_page(&s, status, &view, c, typed, Some(why));
+    match s
+        .core
+        .hosted_enroll_contact(&meta, token, c.kind, &destination)
+        .await
+    {
+        Ok((factor, receipt)) => {
+            let shown = HostedFactor {
+                id: factor.id,
+                kind: c.kind.as_str().to_string(),
+                destination: Some(receipt.destination.clone()),
+            };
+            let notice = Notice::after_send(&s, Ok(receipt)).unwrap_or(Notice::None);
+            code_page(&s, StatusCode::OK, &view, &shown, notice)
+        }
+        // The parser's own words ("must be …") are for integrators; a person gets an
+        // example. Other refusals (a country the tenant does not send to) say what they say.
+        Err(CoreError::Invalid {
+            field: "phone" | "email",
+            message,
+        }) => {
+            let why = if message.starts_with("must") {
+                c.malformed.to_string()
+            } else {
+                format!("That cannot be used: {}.", message.trim_end_matches('.'))
+            };
+            refused(StatusCode::BAD_REQUEST, &why)
+        }
+        Err(CoreError::TooMany { retry_after_ms, .. }) => refused(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!(
+                "Too many codes were sent. Try again in {}.",
+                wait_time(retry_after_ms)
+            ),
+        ),
+        Err(e) => core_error_page(&e),
+    }
+}
+
+async fn sms_enroll(
+    State(s): State<AppState>,
+    Meta(meta): Meta,
+    headers: HeaderMap,
+    Form(form): Form<ContactForm>,
+) -> Response {
+    contact_enroll(s, meta, headers, form, &SMS).await
+}
+
+async fn email_enroll(
+    State(s): State<AppState>,
+    Meta(meta): Meta,
+    headers: HeaderMap,
+    Form(form): Form<ContactForm>,
+) -> Response {
+    contact_enroll(s, meta, headers, form, &EMAIL).await
+}
+
+#[derive(Deserialize)]
+struct ResendForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    factor_id: String,
+}
+
+/// `POST /oidc/enroll/resend`: the enrolment code again, under the core's cooldown and caps
+/// (the page says how long to wait).
+async fn resend(
+    State(s): State<AppState>,
+    Meta(meta): Meta,
+    headers: HeaderMap,
+    Form(form): Form<ResendForm>,
+) -> Response {
+    let Some((meta, token)) = posted(&s, meta, &headers, &form.csrf) else {
+        return csrf_refused();
+    };
+    let view = match s.core.hosted_enroll_view(token).await {
+        Ok(v) => v,
+        Err(e) => return core_error_page(&e),
+    };
+    let contact = view
+        .pending
+        .iter()
+        .find(|f| f.id == form.factor_id && f.kind != "totp");
+    let Some(factor) = contact else {
+        return core_error_page(&CoreError::NotFound("factor"));
+    };
+    let sent = s
+        .core
+        .hosted_enroll_resend(&meta, token, &form.factor_id)
+        .await;
+    match Notice::after_send(&s, sent) {
+        Ok(notice) => code_page(&s, StatusCode::OK, &view, factor, notice),
+        Err(e) => core_error_page(&e),
+    }
+}
+
+/// No `Debug`: it holds a code.
+#[derive(Deserialize)]
+struct EnrollConfirmForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    factor_id: String,
+    #[serde(default)]
+    code: String,
+}
+
+/// `POST /oidc/enroll/confirm`: the first code turns the factor on and completes the login;
+/// the recovery codes are shown this once, then a link goes back to the client with its
+/// authorization code. A wrong code asks again for the same factor.
+async fn enroll_confirm(
+    State(s): State<AppState>,
+    Meta(meta): Meta,
+    headers: HeaderMap,
+    Form(form): Form<EnrollConfirmForm>,
+) -> Response {
+    let Some((meta, token)) = posted(&s, meta, &headers, &form.csrf) else {
+        return csrf_refused();
+    };
+    let view = match s.core.hosted_enroll_view(token).await {
+        Ok(v) => v,
+        Err(e) => return core_error_page(&e),
+    };
+    let step = s
+        .core
+        .hosted_enroll_confirm(&meta, token, &form.factor_id, form.code.trim())
+        .await;
+    match step {
+        Ok((HostedStep::Done { redirect, .. }, codes)) => {
+            let codes = codes.map(|c| c.codes).unwrap_or_default();
+            let mut resp = recovery_codes_page(&s, &view, &codes, &redirect);
+            clear(&s, &mut resp, LOGIN_COOKIE);
+            resp
+        }
+        Ok((HostedStep::Rejected, _)) => {
+            let contact = view
+                .pending
+                .iter()
+                .find(|f| f.id == form.factor_id && f.kind != "totp");
+            if let Some(factor) = contact {
+                return code_page(&s, StatusCode::UNAUTHORIZED, &view, factor, Notice::Refused);
+            }
+            enroll_page(&s, StatusCode::UNAUTHORIZED, &view, |field| {
+                format!(
+                    "{}<p class=\"error\" role=\"alert\">That code did not work. Check the time \
+                     on your phone and enter the code the app shows now.</p>\n{}\
+                     <p>Lost the key?</p>\n{}{}{}",
+                    enroll_intro(&view),
+                    enroll_code_form(field, &form.factor_id, "the app"),
+                    enroll_button(field, "Start again with a new key", true),
+                    other_methods_link(&view),
+                    cancel_button(field),
+                )
+            })
+        }
+        Err(e) => core_error_page(&e),
+    }
+}
+
+// ------------------------------------------------------------ recovery codes
+
+/// The organisation's name as a file name part: `Acme Inc.` → `acme-inc`.
+fn file_stem(name: &str) -> String {
+    let mut stem = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            stem.push(c.to_ascii_lowercase());
+        } else if !stem.is_empty() && !stem.ends_with('-') {
+            stem.push('-');
+        }
+    }
+    let stem = stem.trim_end_matches('-');
+    if stem.is_empty() {
+        "twofold".into()
+    } else {
+        stem.chars().take(60).collect()
+    }
+}
+
+/// The codes as a text file, for the page's download link (a `data:` URL: the codes never
+/// travel again, and no server route keeps them), and its file name.
+fn codes_file(view: &HostedEnrollView, codes: &[String], now: i64) -> (String, String) {
+    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+    let text = format!(
+        "Recovery codes for two-step verification\r\n\
+         Organisation: {}\r\nCreated: {}\r\n\r\n\
+         If you lose your phone, each code signs you in once. Keep them somewhere safe.\r\n\r\n\
+         {}\r\n",
+        view.tenant_name,
+        human_utc(now),
+        codes.join("\r\n")
+    );
+    (
+        format!(
+            "data:text/plain;charset=utf-8,{}",
+            utf8_percent_encode(&text, NON_ALPHANUMERIC)
+        ),
+        format!("{}-recovery-codes.txt", file_stem(&view.tenant_name)),
+    )
+}
+
+/// Two-step verification is on: the recovery codes, shown this once, with a download link
+/// and print support (a print stylesheet keeps only the codes; a Print button appears where
+/// script runs), then on to the client.
+fn recovery_codes_page(
+    s: &AppState,
+    view: &HostedEnrollView,
+    codes: &[String],
+    redirect: &str,
+) -> Response {
+    let items: Vec<String> = codes
+        .iter()
+        .map(|c| format!("<li><code>{}</code></li>", escape(c)))
+        .collect();
+    let (href, filename) = codes_file(view, codes, s.core.now());
+    let mut resp = page_with_head(
+        StatusCode::OK,
+        "Save your recovery codes",
+        &print_support_head(),
+        &format!(
+            "<p class=\"note\" role=\"status\">Two-step verification is on for your \
+             account.</p>\n\
+             <p>If you lose your phone, each of these codes signs you in once. Download them \
+             or print them and keep them somewhere safe: they are shown only now.</p>\n\
+             <section class=\"printable\" aria-labelledby=\"codes-title\">\n\
+             <h2 id=\"codes-title\">Recovery codes for {org}</h2>\n\
+             <ul class=\"codes\">\n{items}\n</ul>\n</section>\n\
+             <p><a class=\"download\" href=\"{href}\" download=\"{filename}\">Download the \
+             codes (text file)</a></p>\n\
+             <p><button type=\"button\" id=\"print\" class=\"plain\" hidden>Print the \
+             codes</button></p>\n\
+             <p><a class=\"continue\" href=\"{redirect}\">I have saved them: continue to \
+             {app}</a></p>",
+            org = escape(&view.tenant_name),
+            items = items.join("\n"),
+            href = escape(&href),
+            filename = escape(&filename),
+            redirect = escape(redirect),
+            app = escape(&view.client_app)
+        ),
+    );
+    resp.headers_mut()
+        .insert(header::CONTENT_SECURITY_POLICY, csp_with_own_scripts());
+    resp
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_countdown_says_today_1_day_and_n_days() {
+        assert_eq!(in_days(0), "today");
+        assert_eq!(in_days(1), "in 1 day");
+        assert_eq!(in_days(2), "in 2 days");
+        assert_eq!(in_days(14), "in 14 days");
+    }
+
+    #[test]
+    fn waits_are_rounded_up_to_seconds_then_minutes() {
+        assert_eq!(wait_time(0), "1 second");
+        assert_eq!(wait_time(29_001), "30 seconds");
+        assert_eq!(wait_time(119_000), "119 seconds");
+        assert_eq!(wait_time(120_000), "2 minutes");
+        assert_eq!(wait_time(3_500_000), "59 minutes");
+    }
+
+    #[test]
+    fn typed_numbers_lose_their_separators_only() {
+        assert_eq!(typed_phone("+44 7700 900123"), "+447700900123");
+        assert_eq!(typed_phone("+1 (415) 555-0123"), "+14155550123");
+        assert_eq!(typed_phone("+49\u{a0}30.1234/5678"), "+493012345678");
+        // Anything else stays for the core's parser to refuse.
+        assert_eq!(typed_phone("0044 77x"), "004477x");
+    }
+
+    #[test]
+    fn the_download_names_the_organisation_and_holds_every_code() {
+        let view = HostedEnrollView {
+            tenant_name: "Acme Inc. (EU)".into(),
+            client_app: "web".into(),
+            methods: vec![Method::Totp],
+            postpone: Postpone::Never,
+            pending: Vec::new(),
+            redirect_origin: "https://app.example".into(),
+        };
+        let codes = vec!["abcd-efgh".to_string(), "ijkl-mnop".to_string()];
+        let (href, name) = codes_file(&view, &codes, 1_795_651_200_000);
+        assert_eq!(name, "acme-inc-eu-recovery-codes.txt");
+        let body = href.strip_prefix("data:text/plain;charset=utf-8,").unwrap();
+        let text = percent_encoding::percent_decode_str(body)
+            .decode_utf8()
+            .unwrap();
+        assert!(text.contains("Organisation: Acme Inc. (EU)"), "{text}");
+        assert!(text.contains("Created: 2026-11-26 00:00 UTC"), "{text}");
+        assert!(text.ends_with("abcd-efgh\r\nijkl-mnop\r\n"), "{text}");
+        // Nothing in the URL could end the attribute or the URL early.
+        assert!(!body.contains(|c: char| "\"'<> #&".contains(c)), "{body}");
+        assert_eq!(file_stem("***"), "twofold");
+    }
+}
