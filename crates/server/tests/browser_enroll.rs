@@ -11,8 +11,8 @@
 mod common;
 
 use common::chromium::{
-    assert_page_is_clean, press_button, type_into, wait_for_title, wait_for_url,
-    wait_until_loaded, WAIT,
+    assert_page_is_clean, press_button, type_into, wait_for_title, wait_for_url, wait_until_loaded,
+    WAIT,
 };
 use common::logins::{required, set_policy, setup};
 use common::rp::*;

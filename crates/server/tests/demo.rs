@@ -207,7 +207,12 @@ async fn alice_enrols_signs_in_again_is_remembered_and_opens_the_console_and_bob
     b.step("alice-asked-to-enrol", |c| async move {
         sign_in(&c, demo, "alice", "wonderland").await;
         wait_for_title(&c, ENROLL).await;
-        assert!(c.current_url().await.unwrap().as_str().starts_with(&demo.twofold));
+        assert!(c
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .starts_with(&demo.twofold));
         assert_page_is_clean(b).await;
         press_button(&c, "Set up now").await;
         c.wait()
