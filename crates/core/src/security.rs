@@ -40,11 +40,12 @@ pub fn normalize_app_password(typed: &str) -> Option<String> {
     normalize_grouped(typed, APP_PASSWORD_BITS / 5)
 }
 
-/// `bits` (a multiple of 40) of randomness as lower-case base32 in groups of four.
+/// `bits` (a multiple of 5) of randomness as lower-case base32 in groups of four: whole
+/// random bytes, cut to `bits / 5` characters, so every character carries five random bits.
 fn grouped_secret(bits: usize) -> String {
-    let raw =
-        twofold_otp::base32::encode(&twofold_crypto::random_bytes(bits / 8)).to_ascii_lowercase();
-    raw.as_bytes()
+    let raw = twofold_otp::base32::encode(&twofold_crypto::random_bytes(bits.div_ceil(8)))
+        .to_ascii_lowercase();
+    raw.as_bytes()[..bits / 5]
         .chunks(4)
         .map(|c| String::from_utf8_lossy(c).into_owned())
         .collect::<Vec<_>>()
@@ -244,6 +245,21 @@ pub fn from_e4(e4: i32) -> f64 {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+
+    #[test]
+    fn app_passwords_carry_100_random_bits() {
+        let samples: Vec<String> = (0..2000).map(|_| new_app_password()).collect();
+        for p in &samples {
+            assert_eq!(normalize_app_password(p).map(|n| n.len()), Some(20), "{p}");
+        }
+        // The last character is as random as the others (with 96 random bits it could only
+        // be one of two letters).
+        let last: std::collections::HashSet<char> = samples
+            .iter()
+            .map(|p| p.chars().last().unwrap())
+            .collect();
+        assert!(last.len() > 16, "{last:?}");
+    }
     use super::*;
 
     #[test]

@@ -40,7 +40,7 @@ pub use guard::ThrottleConfig;
 pub use jobs::JOB_BATCH;
 pub use login::{
     DeviceView, IssuedToken, LoginConfig, LoginOutcome, LoginRequest, ProposalView, SessionView,
-    StepOutcome,
+    StepOutcome, ADMIN_CONFIRM_FAILURES,
 };
 pub use outbox::{parse_countries, MessageView, RefusalCounts};
 pub use recovery::{Proof, RecoveryCodes, RecoveryStatus};

@@ -4,6 +4,7 @@
 
 pub mod attacks;
 pub mod chromium;
+pub mod console;
 pub mod logins;
 pub mod oidc;
 pub mod process;
