@@ -13,6 +13,7 @@
 //! - [`worker`]: the loop that claims due messages with a lease, delivers them with bounded
 //!   concurrency and records the outcome, retrying transient failures with capped exponential
 //!   backoff;
+//! - [`dev_outbox`]: reading those development files back (the demo's mailbox, tests);
 //! - [`config`]: the `[email]` / `[sms]` / worker settings the server embeds in its TOML file,
 //!   and the constructors that turn them into transports;
 //! - [`metrics`]: counters for the Prometheus endpoint.
@@ -23,6 +24,7 @@
 //! token, webhook `Idempotency-Key`) so receivers can drop the duplicate.
 
 pub mod config;
+pub mod dev_outbox;
 pub mod email;
 pub mod metrics;
 pub mod sms;
@@ -34,6 +36,7 @@ pub use config::{
     ConfigError, EmailConfig, EmailTransportKind, Secret, SmsConfig, SmsProvider, SmtpSecurity,
     TwilioConfig, WebhookConfig, WorkerConfig,
 };
+pub use dev_outbox::{DevChannel, DevMessage};
 pub use email::{DevMailbox, Email, EmailTransport, SmtpMailer};
 pub use metrics::DeliveryMetrics;
 pub use sms::{DevSms, Sms, SmsTransport, TwilioSms, WebhookSms};

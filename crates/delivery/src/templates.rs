@@ -280,6 +280,14 @@ fn render_into(out: &mut String, mut rest: &str, params: &MessageParams, escape:
     out.push_str(rest);
 }
 
+/// HTML-escapes text for element content and double- or single-quoted attribute values (the
+/// templates' `.html` parts, the hosted pages, the demo app's pages).
+pub fn escape_html(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    push_escaped(&mut out, value);
+    out
+}
+
 fn push_escaped(out: &mut String, value: &str) {
     for c in value.chars() {
         match c {

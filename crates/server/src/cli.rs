@@ -2,6 +2,7 @@
 //! `--database-url` as `serve`, so an operator can run them beside a running server, on the
 //! embedded store or on the PostgreSQL database the nodes share.
 
+mod demo;
 mod vault;
 
 use crate::app::{open_core, Application};
@@ -41,6 +42,18 @@ pub enum Command {
         /// Address to listen on [default: 127.0.0.1:8080].
         #[arg(long, value_name = "ADDR")]
         listen: Option<std::net::SocketAddr>,
+    },
+    /// Try Twofold in a browser: a demo organisation with users, and a small demo app that
+    /// signs them in through Twofold's hosted pages. Runs on embedded SQLite in its own data
+    /// directory (default ./twofold-demo), with email and text messages written to files the
+    /// demo app's Mailbox shows; the config file and TWOFOLD_* settings are not used.
+    Demo {
+        /// Address Twofold listens on.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Address the demo app listens on.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
+        app_listen: std::net::SocketAddr,
     },
     /// Create or upgrade the database schema, then exit.
     Migrate,
@@ -361,6 +374,15 @@ pub enum CliError {
 }
 
 pub fn load_config(cli: &Cli) -> Result<(Config, Vec<String>), CliError> {
+    if matches!(cli.command, Command::Demo { .. })
+        && (cli.config.is_some() || cli.database_url.is_some())
+    {
+        return Err(CliError::Usage(
+            "the demo keeps to its own embedded database and settings: drop --config and \
+             --database-url (--data-dir chooses where it lives)"
+                .into(),
+        ));
+    }
     let (mut config, warnings) = Config::load(cli.config.as_deref())?;
     if let Some(dir) = &cli.data_dir {
         config.data_dir = dir.clone();
@@ -373,6 +395,9 @@ pub fn load_config(cli: &Cli) -> Result<(Config, Vec<String>), CliError> {
     } = &cli.command
     {
         config.listen = *listen;
+    }
+    if let Command::Demo { listen, .. } = &cli.command {
+        config = demo::config(&config, cli.data_dir.clone(), *listen);
     }
     Ok((config, warnings))
 }
@@ -406,6 +431,7 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
             app.run_until(shutdown_signal()).await?;
             tracing::info!("twofold stopped");
         }
+        Command::Demo { app_listen, .. } => demo::run(config, app_listen).await?,
         Command::Migrate => {
             core(&config).await?;
             println!("database {} is up to date", database(&config)?.describe());

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::chromium::{assert_page_is_clean, wait_for_title};
+use common::chromium::{assert_page_is_clean, press_button, type_into, wait_for_title};
 use common::process::twofold_with_env;
 use common::rp::oathtool;
 use common::*;
@@ -67,12 +67,6 @@ async fn click(c: &Client, xpath: &str) {
         .unwrap();
 }
 
-async fn type_into(c: &Client, id: &str, text: &str) {
-    let field = c.find(Locator::Id(id)).await.unwrap();
-    field.clear().await.unwrap();
-    field.send_keys(text).await.unwrap();
-}
-
 /// Tenant acme with `users` and the admin boss (an authenticator app confirmed a step ago),
 /// and an operator's one-time console link for boss: `(app, tenant key, boss, link)`.
 async fn boss_with_a_link(sink: &SmtpSink, users: &[&str]) -> (TestApp, String, Enrolled, String) {
@@ -129,7 +123,7 @@ async fn an_admin_makes_2fa_mandatory_in_chromium_confirming_with_the_mailed_cod
         assert!(text.contains("the admin console"), "{text}");
         assert!(!text.contains("Remember this device"), "{text}");
         type_into(&c, "code", &code).await;
-        click(&c, "//button[normalize-space()='Verify']").await;
+        press_button(&c, "Verify").await;
         wait_for_title(&c, "Overview").await;
         assert_page_is_clean(b).await;
     })
@@ -168,7 +162,7 @@ async fn an_admin_makes_2fa_mandatory_in_chromium_confirming_with_the_mailed_cod
     let mailed = mailed_code(&sink, "boss@example.com", notices).await;
     b.step("confirm", |c| async move {
         type_into(&c, "code", &mailed).await;
-        click(&c, "//button[normalize-space()='Apply the change']").await;
+        press_button(&c, "Apply the change").await;
         wait_for_title(&c, "Change applied").await;
         assert_page_is_clean(b).await;
     })
@@ -222,7 +216,7 @@ async fn the_console_fits_a_phone() {
         c.goto(&link).await.unwrap();
         wait_for_title(&c, "Two-step verification").await;
         type_into(&c, "code", &code).await;
-        click(&c, "//button[normalize-space()='Verify']").await;
+        press_button(&c, "Verify").await;
         wait_for_title(&c, "Overview").await;
     })
     .await;
@@ -242,7 +236,7 @@ async fn the_console_fits_a_phone() {
         .await;
     }
     b.step("sign-out", |c| async move {
-        click(&c, "//button[normalize-space()='Sign out']").await;
+        press_button(&c, "Sign out").await;
         wait_for_title(&c, "Signed out").await;
         c.goto(&format!(
             "{}/console",

@@ -11,7 +11,8 @@
 mod common;
 
 use common::chromium::{
-    assert_page_is_clean, wait_for_title, wait_for_url, wait_until_loaded, WAIT,
+    assert_page_is_clean, press_button, type_into, wait_for_title, wait_for_url, wait_until_loaded,
+    WAIT,
 };
 use common::logins::{required, set_policy, setup};
 use common::rp::*;
@@ -72,16 +73,6 @@ impl Integrator {
     }
 }
 
-async fn press_button(c: &Client, name: &str) {
-    let xpath = format!("//button[normalize-space()=\"{name}\"]");
-    c.find(Locator::XPath(&xpath))
-        .await
-        .unwrap_or_else(|e| panic!("no button {name:?}: {e}"))
-        .click()
-        .await
-        .unwrap();
-}
-
 async fn buttons(c: &Client) -> Vec<String> {
     let mut out = Vec::new();
     for b in c.find_all(Locator::Css("button")).await.unwrap() {
@@ -128,15 +119,6 @@ async fn wait_for(c: &Client, css: &str) {
         .for_element(Locator::Css(css))
         .await
         .unwrap_or_else(|e| panic!("no {css}: {e}"));
-}
-
-async fn type_into(c: &Client, id: &str, text: &str) {
-    c.find(Locator::Id(id))
-        .await
-        .unwrap()
-        .send_keys(text)
-        .await
-        .unwrap();
 }
 
 #[tokio::test]

@@ -13,7 +13,10 @@
 
 mod common;
 
-use common::chromium::{assert_page_is_clean, wait_for_title, wait_for_url, WAIT};
+use common::chromium::{
+    assert_page_is_clean, press_button, submit_code, submit_enrol_code, wait_for_title,
+    wait_for_url, WAIT,
+};
 use common::logins::{required, set_policy, setup};
 use common::rp::*;
 use common::{Enrolled, TestApp};
@@ -117,28 +120,6 @@ async fn assert_refused_page_is_clean(b: &Browser) {
         !errors.is_empty() && errors.iter().all(|e| e.contains("401")),
         "{errors:?}"
     );
-}
-
-/// Types `code` into the labelled field, optionally ticks "remember this device", presses
-/// Verify.
-async fn submit_code(c: &Client, code: &str, remember: bool) {
-    c.find(Locator::Id("code"))
-        .await
-        .unwrap()
-        .send_keys(code)
-        .await
-        .unwrap();
-    if remember {
-        let tick = c.find(Locator::Id("remember")).await.unwrap();
-        tick.click().await.unwrap();
-        assert!(tick.is_selected().await.unwrap());
-    }
-    c.find(Locator::XPath("//button[normalize-space()='Verify']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
 }
 
 #[tokio::test]
@@ -275,17 +256,6 @@ async fn the_challenge_page_fits_a_phone_and_passes_the_page_checks() {
     );
 }
 
-/// Clicks the button named `name`.
-async fn press_button(c: &Client, name: &str) {
-    let xpath = format!("//button[normalize-space()=\"{name}\"]");
-    c.find(Locator::XPath(&xpath))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn a_user_without_a_factor_enrols_an_app_at_sign_in_on_a_phone_and_gets_recovery_codes() {
     let i = integrator().await;
@@ -411,15 +381,4 @@ async fn a_user_without_a_factor_enrols_an_app_at_sign_in_on_a_phone_and_gets_re
         .get("/v1/tenants/acme/users/bob/recovery-codes", &i.e.key)
         .await;
     assert_eq!(status["remaining"], codes.len(), "{status}");
-}
-
-/// Types the app's code into the enrolment page and turns two-step verification on.
-async fn submit_enrol_code(c: &Client, code: &str) {
-    c.find(Locator::Id("code"))
-        .await
-        .unwrap()
-        .send_keys(code)
-        .await
-        .unwrap();
-    press_button(c, "Turn on two-step verification").await;
 }

@@ -233,6 +233,8 @@ impl Driver {
 pub enum Viewport {
     /// A 1280×800 desktop window.
     Desktop,
+    /// A 1024×700 laptop window: small enough for screenshots in the documentation.
+    Laptop,
     /// A 360×740 phone (CSS pixels, device pixel ratio 3, touch), through mobile emulation.
     Phone,
 }
@@ -241,16 +243,21 @@ impl Viewport {
     pub fn width(self) -> u32 {
         match self {
             Viewport::Desktop => 1280,
+            Viewport::Laptop => 1024,
             Viewport::Phone => 360,
         }
     }
     pub fn height(self) -> u32 {
         match self {
             Viewport::Desktop => 800,
+            Viewport::Laptop => 700,
             Viewport::Phone => 740,
         }
     }
 }
+
+/// The tallest page [`Browser::save_screenshot`] takes, in pixels.
+pub const SCREENSHOT_MAX_HEIGHT: u64 = 1200;
 
 /// Why a browser step failed, and where its evidence is.
 #[derive(Debug)]
@@ -416,6 +423,37 @@ impl Browser {
                 })
             }
         }
+    }
+
+    /// Saves a PNG of the page from its top, up to [`SCREENSHOT_MAX_HEIGHT`] pixels, to `path`
+    /// (its folder is created), e.g. for the screenshots in the documentation: the window
+    /// grows to the page's height for the picture, then gets its size back.
+    pub async fn save_screenshot(&self, path: &Path) {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        let (width, height) = self.client.get_window_size().await.unwrap();
+        let v = self
+            .client
+            .execute(
+                "window.scrollTo(0, 0);\
+                 return [document.documentElement.scrollHeight, window.innerHeight];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let (page, inner) = (v[0].as_u64().unwrap(), v[1].as_u64().unwrap());
+        let tall = (height - inner.min(height) + page).min(SCREENSHOT_MAX_HEIGHT);
+        self.client
+            .set_window_size(width as u32, tall.max(height) as u32)
+            .await
+            .unwrap();
+        let png = self.client.screenshot().await;
+        self.client
+            .set_window_size(width as u32, height as u32)
+            .await
+            .unwrap();
+        std::fs::write(path, png.unwrap()).unwrap();
     }
 
     /// Writes `target/browser-failures/<test>-<step>.png` and `.html`; returns both paths.

@@ -44,20 +44,7 @@ pub fn hardened(pages: Router<AppState>) -> Router<AppState> {
 }
 
 /// HTML-escapes text for element content and double- or single-quoted attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use twofold_delivery::templates::escape_html as escape;
 
 /// A whole page around `body` (already escaped HTML) with the security headers. `title` is
 /// plain text: it is escaped here, and is both the document title and the `<h1>`.

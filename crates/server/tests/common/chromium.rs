@@ -63,3 +63,39 @@ pub async fn wait_until_loaded(c: &Client) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Clicks the button named `name`.
+pub async fn press_button(c: &Client, name: &str) {
+    let xpath = format!("//button[normalize-space()=\"{name}\"]");
+    c.find(Locator::XPath(&xpath))
+        .await
+        .unwrap_or_else(|e| panic!("no button {name:?}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Replaces the text of the field with id `id` by `text`.
+pub async fn type_into(c: &Client, id: &str, text: &str) {
+    let field = c.find(Locator::Id(id)).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
+}
+
+/// On the challenge page: types `code` into the labelled field, optionally ticks "remember
+/// this device", presses Verify.
+pub async fn submit_code(c: &Client, code: &str, remember: bool) {
+    type_into(c, "code", code).await;
+    if remember {
+        let tick = c.find(Locator::Id("remember")).await.unwrap();
+        tick.click().await.unwrap();
+        assert!(tick.is_selected().await.unwrap());
+    }
+    press_button(c, "Verify").await;
+}
+
+/// On the enrolment page: types the app's code and turns two-step verification on.
+pub async fn submit_enrol_code(c: &Client, code: &str) {
+    type_into(c, "code", code).await;
+    press_button(c, "Turn on two-step verification").await;
+}

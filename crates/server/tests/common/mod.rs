@@ -35,94 +35,9 @@ pub struct TestApp {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-/// A message the server delivered to its development outbox (an `.eml` or SMS `.txt` file).
-#[derive(Debug, Clone)]
-pub struct DevMessage {
-    pub path: std::path::PathBuf,
-    pub to: String,
-    pub from: String,
-    pub message_id: String,
-    pub subject: Option<String>,
-    pub text: String,
-    pub html: Option<String>,
-}
-
-impl DevMessage {
-    /// The one-time code in the message: a run of exactly six digits.
-    pub fn code(&self) -> Option<String> {
-        let b = self.text.as_bytes();
-        (0..b.len().saturating_sub(5)).find_map(|i| {
-            let run = &b[i..i + 6];
-            // Standing alone, not part of a word or a link's token (a security notice's
-            // "this wasn't me" link may hold six digits in a row).
-            let joined = |c: &u8| c.is_ascii_alphanumeric() || b"_-/".contains(c);
-            let before = i.checked_sub(1).is_some_and(|j| joined(&b[j]));
-            let after = b.get(i + 6).is_some_and(joined);
-            (run.iter().all(u8::is_ascii_digit) && !before && !after)
-                .then(|| String::from_utf8_lossy(run).into_owned())
-        })
-    }
-
-    pub fn parse(path: &std::path::Path) -> Option<Self> {
-        let bytes = std::fs::read(path).ok()?;
-        let msg = mail_parser::MessageParser::default().parse(&bytes)?;
-        let addr = |a: Option<&mail_parser::Address>| {
-            a.and_then(|a| a.first())
-                .map(|a| {
-                    let name = a.name().unwrap_or_default();
-                    format!("{name} <{}>", a.address().unwrap_or_default())
-                })
-                .unwrap_or_default()
-        };
-        let header = |name: &str| {
-            msg.header_raw(name)
-                .map(|v| v.trim().to_string())
-                .unwrap_or_default()
-        };
-        let to = match msg.to() {
-            Some(_) if path.extension().is_some_and(|e| e == "eml") => msg
-                .to()
-                .and_then(|a| a.first())
-                .and_then(|a| a.address())
-                .unwrap_or_default()
-                .to_string(),
-            _ => header("To"),
-        };
-        Some(Self {
-            path: path.to_path_buf(),
-            to,
-            from: addr(msg.from()),
-            message_id: msg
-                .message_id()
-                .map(str::to_string)
-                .unwrap_or_else(|| header("Message-ID")),
-            subject: msg.subject().map(str::to_string),
-            text: msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default(),
-            html: msg.body_html(0).map(|t| t.into_owned()),
-        })
-    }
-}
-
-/// Every message file under `dir`, oldest first.
-pub fn dev_messages(dir: &std::path::Path) -> Vec<DevMessage> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "eml" || x == "txt") {
-                files.push(p);
-            }
-        }
-    }
-    files.sort_by_key(|p| p.file_name().map(|n| n.to_os_string()));
-    files.iter().filter_map(|p| DevMessage::parse(p)).collect()
-}
+/// A message the server delivered to its development outbox (an `.eml` or SMS `.txt` file),
+/// and every message under a folder of it, oldest first.
+pub use twofold_delivery::dev_outbox::{read_all as dev_messages, DevMessage};
 
 impl Drop for TestApp {
     fn drop(&mut self) {
