@@ -42,7 +42,7 @@ fn rollout_chart(r: &RolloutReport) -> String {
         })
         .collect();
     format!(
-        "<figure class=\"chart\">\n<svg viewBox=\"0 0 600 32\" width=\"100%\" height=\"32\" \
+        "<figure class=\"chart\">\n<svg viewBox=\"0 0 600 32\" preserveAspectRatio=\"none\" width=\"100%\" height=\"32\" \
          role=\"img\" aria-label=\"{} of {} users enrolled\">{rects}</svg>\n\
          <figcaption><ul class=\"legend\">{legend}</ul></figcaption>\n</figure>",
         r.enrolled, r.total
