@@ -81,4 +81,5 @@ replay_tests! {
     replay_of_a_recovery_code_once_and_in_2_5_50_parallel_requests_gives_one_success_on_logins_recover: LoginRecover,
     replay_of_an_accepted_code_once_and_in_2_5_50_parallel_requests_gives_one_success_on_logins_enroll_confirm: LoginEnrollConfirm,
     replay_of_an_accepted_code_once_and_in_2_5_50_parallel_requests_gives_one_success_on_admin_confirmation: ProposalConfirm,
+    replay_of_an_accepted_code_once_and_in_2_5_50_parallel_requests_gives_one_success_on_vault_export: VaultExport,
 }

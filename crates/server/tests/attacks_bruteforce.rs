@@ -31,7 +31,7 @@ fn wrong_code(right: &str, i: usize) -> String {
 fn limit(which: CodeEndpoint) -> usize {
     match which {
         CodeEndpoint::DisableWithRecoveryCode | CodeEndpoint::LoginRecover => 10,
-        CodeEndpoint::ProposalConfirm => 20,
+        CodeEndpoint::ProposalConfirm | CodeEndpoint::VaultExport => 20,
         _ => 5,
     }
 }
@@ -81,7 +81,10 @@ async fn brute(which: CodeEndpoint, count: usize, parallel: bool) {
     let first = &answers[0];
     for r in &answers {
         assert!(r.status < 500, "{which:?}: {r:?}");
-        if which != CodeEndpoint::ProposalConfirm {
+        if !matches!(
+            which,
+            CodeEndpoint::ProposalConfirm | CodeEndpoint::VaultExport
+        ) {
             assert_eq!(
                 (r.status, &r.body),
                 (first.status, &first.body),
@@ -112,6 +115,7 @@ brute_tests! {
     a_thousand_wrong_email_codes_serially_are_judged_within_the_limit: VerifyEmail, 1000, false,
     a_thousand_wrong_recovery_codes_serially_are_judged_within_the_limit: LoginRecover, 1000, false,
     a_thousand_wrong_admin_confirmation_codes_serially_hit_the_per_admin_limit: ProposalConfirm, 1000, false,
+    a_thousand_wrong_vault_export_codes_serially_hit_the_per_admin_limit: VaultExport, 1000, false,
 }
 
 // Two hundred in parallel on every route that takes a code: no route goes without limits.
@@ -132,6 +136,7 @@ brute_tests! {
     two_hundred_parallel_wrong_recovery_codes_on_logins_recover_stay_within_the_limit: LoginRecover, 200, true,
     two_hundred_parallel_wrong_codes_on_logins_enroll_confirm_stay_within_the_limit: LoginEnrollConfirm, 200, true,
     two_hundred_parallel_wrong_admin_confirmation_codes_stay_within_the_per_admin_limit: ProposalConfirm, 200, true,
+    two_hundred_parallel_wrong_vault_export_codes_stay_within_the_per_admin_limit: VaultExport, 200, true,
 }
 
 /// Waiting out every backoff with the manual clock: a TOTP factor judges exactly 100 wrong

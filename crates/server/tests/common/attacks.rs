@@ -261,6 +261,7 @@ pub enum CodeEndpoint {
     LoginRecover,
     LoginEnrollConfirm,
     ProposalConfirm,
+    VaultExport,
 }
 
 /// Builds attempt `i` with a code: `(path, body)`.
@@ -501,6 +502,23 @@ pub async fn arm(which: CodeEndpoint, n: usize) -> Armed {
                 "confirmed",
                 one(path, "code", json!({})),
                 "proposal.confirm",
+            )
+        }
+        VaultExport => {
+            let entry = json!({"name": "gh", "owner": "boss", "secret": "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"});
+            let (s, b) = app
+                .post("/v1/tenants/acme/vault/entries", &key, entry)
+                .await;
+            assert_eq!(s, StatusCode::CREATED, "{b}");
+            let path = "/v1/tenants/acme/vault/entries/gh/export";
+            let (s, b) = app.post(path, &key, json!({"admin": "boss"})).await;
+            assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+            let code = app.next_code("boss@example.com").await;
+            (
+                code,
+                "exported",
+                one(format!("{path}/confirm"), "code", json!({"admin": "boss"})),
+                "vault.export.confirm",
             )
         }
     };
