@@ -26,9 +26,11 @@
 #   MEASURE_SECONDS=8     length of the closed-loop measurement
 #   MEASURE_CONCURRENCY=64
 #   CONCURRENCY=256       most requests in flight during the soak (open loop)
-#   USERS=                users to provision [default: RATE x 36, one valid code per user per
-#                         30 s step + 20 %]; fewer make the load generator skip requests that
-#                         fall due while every user has been used in the current step
+#   TOTP_PERIOD=30        TOTP period of the provisioned factors (15-300 s); 15 halves the
+#                         users to provision, and so the set-up time, for the same rate
+#   USERS=                users to provision [default: RATE x TOTP_PERIOD x 1.2, one valid
+#                         code per user per step + 20 %]; fewer make the load generator skip
+#                         requests that fall due while every user has been used in the step
 #   WARMUP=               seconds of the soak counted as warm-up [default: DURATION / 5,
 #                         at least 30]
 #   MAX_GROWTH_PCT=10     allowed RSS growth after the warm-up, in percent
@@ -48,7 +50,8 @@ CONCURRENCY="${CONCURRENCY:-256}"
 MAX_GROWTH_PCT="${MAX_GROWTH_PCT:-10}"
 SAMPLE_SECONDS="${SAMPLE_SECONDS:-5}"
 PORT="${PORT:-}"
-for v in DURATION MEASURE_SECONDS MEASURE_CONCURRENCY CONCURRENCY MAX_GROWTH_PCT SAMPLE_SECONDS; do
+TOTP_PERIOD="${TOTP_PERIOD:-30}"
+for v in TOTP_PERIOD DURATION MEASURE_SECONDS MEASURE_CONCURRENCY CONCURRENCY MAX_GROWTH_PCT SAMPLE_SECONDS; do
     if ! [[ "${!v}" =~ ^[0-9]+$ ]] || [ "${!v}" -lt 1 ]; then
         echo "soak.sh: $v must be a positive whole number (got '${!v}')" >&2
         exit 2
@@ -118,8 +121,8 @@ if [ -z "$RATE" ]; then
     RATE="$(python3 -c 'import sys; print(max(1, int(float(sys.argv[1]) * float(sys.argv[2]))))' "$max" "$FRACTION")"
     echo "    maximum ${max} verifications/s; soaking at $RATE/s ($FRACTION of it)"
 fi
-# One success per user per 30 s step, plus 20 %.
-users="${USERS:-$(( RATE * 36 + 100 ))}"
+# One success per user per step, plus 20 %.
+users="${USERS:-$(( RATE * TOTP_PERIOD * 6 / 5 + 100 ))}"
 echo "==> provisioning $users users first (about 500 users/s here: $(( users / 500 ))s)"
 
 start_rss="$(rss_kib "$server_pid")"
@@ -130,7 +133,7 @@ printf 't_s\trss_kib\n' >"$rss_file"
 fifo="$OUT/.loadgen-$stamp.fifo"
 mkfifo "$fifo"
 "$loadgen" --url "$url" --users "$users" --concurrency "$CONCURRENCY" --duration "$DURATION" \
-    --rate "$RATE" --mode valid --cool-down 0 --server-pid "$server_pid" --json "$json" "$@" \
+    --totp-period "$TOTP_PERIOD" --rate "$RATE" --mode valid --cool-down 0 --server-pid "$server_pid" --json "$json" "$@" \
     >"$OUT/soak-$stamp.txt" 2>"$fifo" &
 loadgen_pid=$!
 while IFS= read -r line; do

@@ -243,6 +243,7 @@ async fn provision_one(
     nodes: &[Url],
     slug: &str,
     i: usize,
+    period: u32,
 ) -> Result<BenchUser, ApiFailure> {
     let ext = format!("u{i:07}");
     let users = format!("/v1/tenants/{slug}/users");
@@ -256,7 +257,7 @@ async fn provision_one(
         .post_parse(
             "enrol TOTP",
             &format!("{users}/{ext}/factors/totp"),
-            "{}".into(),
+            serde_json::json!({ "period": period }).to_string(),
         )
         .await?;
     let bad = |detail: String| ApiFailure {
@@ -313,6 +314,7 @@ pub async fn provision(
     slug: &str,
     n: usize,
     workers: usize,
+    period: u32,
 ) -> Result<(Vec<BenchUser>, Duration), String> {
     let next = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
@@ -332,7 +334,7 @@ pub async fn provision(
                 if i >= n {
                     return Ok(mine);
                 }
-                match provision_one(&api, &nodes, &slug, i).await {
+                match provision_one(&api, &nodes, &slug, i, period).await {
                     Ok(u) => {
                         mine.push((i, u));
                         done.fetch_add(1, Ordering::Relaxed);

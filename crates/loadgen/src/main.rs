@@ -98,6 +98,10 @@ struct Args {
     /// Concurrent workers while provisioning users [default: min(concurrency, 32)].
     #[arg(long)]
     provision_concurrency: Option<usize>,
+    /// TOTP period of the provisioned factors, 15-300 s. A valid-code run needs about
+    /// throughput x period users (one use per user per step): a shorter period needs fewer.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(15..=300))]
+    totp_period: u32,
     /// Runtime threads of the load generator [default: number of CPUs].
     #[arg(long)]
     threads: Option<usize>,
@@ -255,7 +259,7 @@ async fn real_main(args: Args, threads: usize, cpus: usize) -> Result<(), String
         "provisioning {} users (create, enrol TOTP, confirm) with {workers} workers...",
         args.users
     );
-    let (users, took) = api::provision(&tenant, &bases, &slug, args.users, workers).await?;
+    let (users, took) = api::provision(&tenant, &bases, &slug, args.users, workers, args.totp_period).await?;
     let provision_s = took.as_secs_f64();
     eprintln!(
         "provisioned {} users in {provision_s:.1}s ({:.0} users/s, {:.0} requests/s)",
