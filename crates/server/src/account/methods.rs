@@ -469,8 +469,9 @@ pub(super) async fn remove(
             }
             resp
         }
-        Ok(_) => remove_page(&s, &acc, &id, Shown::refused(&f)).await,
-        Err(CoreError::Invalid { field: "code", .. }) => {
+        // A code that is not even digits, or a method that is not the user's, proves
+        // nothing either.
+        Ok(_) | Err(CoreError::Invalid { .. }) => {
             remove_page(&s, &acc, &id, Shown::refused(&f)).await
         }
         Err(e) => error_page(&e),
