@@ -696,7 +696,10 @@ async fn enroll_confirm(
                 tenant_name: &view.tenant_name,
                 codes: &codes,
                 done: "Two-step verification is on for your account.",
-                next: (&redirect, &format!("I have saved them: continue to {}", view.client_app)),
+                next: (
+                    &redirect,
+                    &format!("I have saved them: continue to {}", view.client_app),
+                ),
             };
             let mut resp = recovery_codes_page(&s, &shown);
             clear(&s, &mut resp, LOGIN_COOKIE);

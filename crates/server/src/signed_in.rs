@@ -204,7 +204,12 @@ pub(crate) fn see_other(location: &str) -> Response {
     resp
 }
 
-fn cookie<A: Area>(s: &AppState, name: &str, value: &str, max_age_secs: i64) -> Option<HeaderValue> {
+fn cookie<A: Area>(
+    s: &AppState,
+    name: &str,
+    value: &str,
+    max_age_secs: i64,
+) -> Option<HeaderValue> {
     CookieFactory::of(s).build(
         name,
         value,

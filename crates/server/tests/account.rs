@@ -124,9 +124,13 @@ async fn a_user_signs_in_with_a_second_factor_and_sees_their_methods() {
     let b = o.signed_in().await;
     let overview = b.get("/account").await;
     assert_eq!(overview.status, StatusCode::OK, "{}", overview.body);
-    assert!(overview.body.contains("signed in as <strong>alice</strong>"));
+    assert!(overview
+        .body
+        .contains("signed in as <strong>alice</strong>"));
     assert!(
-        overview.body.contains("<td>Authenticator app</td>"),
+        overview
+            .body
+            .contains("<li><strong>Authenticator app</strong>"),
         "{}",
         overview.body
     );
@@ -165,10 +169,15 @@ async fn a_user_signs_in_with_a_second_factor_and_sees_their_methods() {
 async fn adding_an_email_and_removing_a_method_needs_a_fresh_code() {
     let o = org().await;
     let b = o.signed_in().await;
-    let overview = b.get("/account").await;
     let form = b.get("/account/methods/email").await;
     assert_eq!(form.status, StatusCode::OK, "{}", form.body);
-    let bad = submit(&b, &form, "/account/methods/email", &[("destination", "nope")]).await;
+    let bad = submit(
+        &b,
+        &form,
+        "/account/methods/email",
+        &[("destination", "nope")],
+    )
+    .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(bad.body.contains("aria-invalid=\"true\""), "{}", bad.body);
     let sent = submit(
@@ -209,7 +218,13 @@ async fn adding_an_email_and_removing_a_method_needs_a_fresh_code() {
     let none = submit(&b, &page, &remove_at, &[("prover", &totp), ("code", "")]).await;
     assert_eq!(none.status, StatusCode::UNAUTHORIZED, "{}", none.body);
     let code = o.code();
-    let bad = submit(&b, &page, &remove_at, &[("prover", &totp), ("code", wrong(&code))]).await;
+    let bad = submit(
+        &b,
+        &page,
+        &remove_at,
+        &[("prover", &totp), ("code", wrong(&code))],
+    )
+    .await;
     assert_eq!(bad.status, StatusCode::UNAUTHORIZED, "{}", bad.body);
     assert!(bad.body.contains("That code did not work"));
     assert_eq!(o.factors().await.len(), 2);
@@ -343,7 +358,8 @@ async fn new_recovery_codes_replace_the_old_ones() {
     let page = b.get("/account/recovery").await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(
-        page.body.contains(&format!("<strong>{}</strong> unused", old.len())),
+        page.body
+            .contains(&format!("<strong>{}</strong> unused", old.len())),
         "{}",
         page.body
     );
@@ -375,7 +391,13 @@ async fn new_recovery_codes_replace_the_old_ones() {
             let b = Browser::new(&o.app);
             b.get(&o.sso_url("alice")).await;
             let form = b.get("/oidc/challenge/recover").await;
-            submit(&b, &form, "/oidc/challenge/recover", &[("recovery_code", &code)]).await
+            submit(
+                &b,
+                &form,
+                "/oidc/challenge/recover",
+                &[("recovery_code", &code)],
+            )
+            .await
         }
     };
     let with_old = recover(old[0].clone()).await;
@@ -403,12 +425,28 @@ async fn devices_and_sessions_are_listed_and_revoked() {
 
     let devices = b.get("/account/devices").await;
     assert_eq!(devices.status, StatusCode::OK, "{}", devices.body);
-    assert!(devices.body.contains("Alice&#39;s laptop"), "{}", devices.body);
+    assert!(
+        devices.body.contains("Alice&#39;s laptop"),
+        "{}",
+        devices.body
+    );
     let device_id = done["device"]["id"].as_str().unwrap();
-    let forgotten = submit(&b, &devices, &format!("/account/devices/{device_id}/forget"), &[]).await;
+    let forgotten = submit(
+        &b,
+        &devices,
+        &format!("/account/devices/{device_id}/forget"),
+        &[],
+    )
+    .await;
     assert_eq!(forgotten.status, StatusCode::OK, "{}", forgotten.body);
     assert!(!forgotten.body.contains("Alice&#39;s laptop"));
-    let again = submit(&b, &devices, &format!("/account/devices/{device_id}/forget"), &[]).await;
+    let again = submit(
+        &b,
+        &devices,
+        &format!("/account/devices/{device_id}/forget"),
+        &[],
+    )
+    .await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
 
     let sessions = b.get("/account/sessions").await;
@@ -458,7 +496,10 @@ async fn signing_out_everywhere_needs_a_code_and_ends_this_session_too() {
     let after = b.get("/account").await;
     assert_eq!(after.status, StatusCode::UNAUTHORIZED);
     assert!(o.sessions().await.iter().all(|s| s["active"] == false));
-    let rows = o.app.audit(&o.alice, "action=user.sign_out_everywhere").await;
+    let rows = o
+        .app
+        .audit(&o.alice, "action=user.sign_out_everywhere")
+        .await;
     assert_eq!(rows[0]["actor"], "user:alice");
 }
 
@@ -491,7 +532,13 @@ async fn another_users_ids_are_not_found_and_forms_need_their_csrf_token() {
     )
     .await;
     assert_eq!(posted.status, StatusCode::NOT_FOUND, "{}", posted.body);
-    let revoke = submit(&b, &page, &format!("/account/sessions/{bob_session}/revoke"), &[]).await;
+    let revoke = submit(
+        &b,
+        &page,
+        &format!("/account/sessions/{bob_session}/revoke"),
+        &[],
+    )
+    .await;
     assert_eq!(revoke.status, StatusCode::NOT_FOUND);
     let (_, f) = o
         .app
@@ -503,7 +550,11 @@ async fn another_users_ids_are_not_found_and_forms_need_their_csrf_token() {
     let forged = b
         .post(
             "/account/sign-out-everywhere",
-            &[("csrf", "x"), ("prover", &o.alice.factor_id), ("code", &o.code())],
+            &[
+                ("csrf", "x"),
+                ("prover", &o.alice.factor_id),
+                ("code", &o.code()),
+            ],
         )
         .await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);

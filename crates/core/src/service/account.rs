@@ -97,7 +97,10 @@ impl Twofold {
             .session(&self.token_hash(super::hosted_session::SESSION_PREFIX, &renewed.token))
             .await?
             .is_some();
-        Ok((verdict, (verdict.is_accepted() && active).then_some(renewed)))
+        Ok((
+            verdict,
+            (verdict.is_accepted() && active).then_some(renewed),
+        ))
     }
 
     /// The current step's code of a phone change; when it swaps the numbers, the session it

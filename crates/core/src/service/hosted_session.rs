@@ -478,7 +478,10 @@ impl Twofold {
             ip: meta.client_ip.clone(),
             created_at: now,
             last_seen_at: now,
-            expires_at: now + audience.session_ttl_ms().min(self.config.login.session_ttl_ms),
+            expires_at: now
+                + audience
+                    .session_ttl_ms()
+                    .min(self.config.login.session_ttl_ms),
             revoked_at: None,
             revoke_reason: None,
         };

@@ -19,9 +19,9 @@ use zeroize::Zeroizing;
 
 mod account;
 mod app_passwords;
-pub mod hosted_session;
 mod contact;
 mod guard;
+pub mod hosted_session;
 mod jobs;
 pub mod keys;
 mod login;

@@ -12,18 +12,19 @@ use crate::signed_in::{csrf_refused, error_page, session_cookie, when, CsrfOnly}
 use crate::web::{escape, Csrf};
 use axum::extract::{Form, Path};
 use serde::Deserialize;
-use twofold_core::policy::Method;
-use twofold_core::service::{AccountMethod, EnrollOptions, PhoneChangeView, SendReceipt};
 use twofold_core::messaging::PhoneChangeState;
 use twofold_core::model::FactorStatus;
+use twofold_core::policy::Method;
+use twofold_core::service::{AccountMethod, EnrollOptions, PhoneChangeView, SendReceipt};
 use twofold_core::CoreError;
 
-/// The overview's table of methods and what can be done with each.
-fn methods_table(methods: &[AccountMethod]) -> String {
+/// The overview's list of methods and what can be done with each (a list rather than a
+/// table: it reads well on a phone).
+fn methods_list(methods: &[AccountMethod]) -> String {
     if methods.is_empty() {
         return "<p>You have no sign-in method yet.</p>\n".into();
     }
-    let rows: String = methods
+    let items: String = methods
         .iter()
         .map(|m| {
             let f = &m.factor;
@@ -33,29 +34,31 @@ fn methods_table(methods: &[AccountMethod]) -> String {
                 (_, true) => " (locked)",
                 _ => "",
             };
+            let to = f
+                .destination
+                .as_deref()
+                .map(|d| format!(" to {}", escape(d)))
+                .unwrap_or_default();
             let mut actions = format!(
-                "<a href=\"/account/methods/{id}/remove\" aria-label=\"Remove {what}\">Remove</a>"
-            , what = escape(&describe(m)));
+                "<a href=\"/account/methods/{id}/remove\" aria-label=\"Remove {what}\">Remove\
+                 </a>",
+                what = escape(&describe(m))
+            );
             if f.kind == "sms" && f.status == FactorStatus::Active {
                 actions.push_str(&format!(
                     " · <a href=\"/account/methods/{id}/phone\">Change the number</a>"
                 ));
             }
             format!(
-                "<tr><td>{kind}{state}</td><td>{to}</td><td>{added}</td><td>{used}</td>\
-                 <td>{actions}</td></tr>\n",
+                "<li><strong>{kind}</strong>{to}{state}<br>\nAdded {added} · last used \
+                 {used}<br>\n{actions}</li>\n",
                 kind = method_name(&f.kind),
-                to = escape(f.destination.as_deref().unwrap_or("")),
                 added = escape(&when(f.created_at)),
-                used = escape(&m.last_used_at.map(when).unwrap_or_else(|| "—".into())),
+                used = escape(&m.last_used_at.map(when).unwrap_or_else(|| "never".into())),
             )
         })
         .collect();
-    format!(
-        "<table>\n<thead><tr><th scope=\"col\">Method</th><th scope=\"col\">Sends to</th>\
-         <th scope=\"col\">Added (UTC)</th><th scope=\"col\">Last used (UTC)</th>\
-         <th scope=\"col\">Change</th></tr></thead>\n<tbody>\n{rows}</tbody>\n</table>\n"
-    )
+    format!("<ul class=\"items\">\n{items}</ul>\n")
 }
 
 /// The buttons that add a method, for the methods the organisation enables.
@@ -84,7 +87,11 @@ fn add_buttons(field: &str, enabled: &[Method]) -> String {
 }
 
 async fn enabled_methods(s: &AppState, acc: &Account) -> Result<Vec<Method>, CoreError> {
-    Ok(s.core.get_policy(&acc.who.actor, acc.slug()).await?.0.methods)
+    Ok(s.core
+        .get_policy(&acc.who.actor, acc.slug())
+        .await?
+        .0
+        .methods)
 }
 
 /// The overview with `notice` (HTML) on top.
@@ -108,7 +115,7 @@ async fn overview_page(s: &AppState, acc: &Account, status: StatusCode, notice: 
              <li><a href=\"/account/devices\">Trusted devices</a></li>\n\
              <li><a href=\"/account/sessions\">Sessions and signing out everywhere</a></li>\n\
              </ul>",
-            table = methods_table(&methods),
+            table = methods_list(&methods),
             add = add_buttons(field, &enabled),
         )
     })
@@ -132,7 +139,11 @@ pub(super) async fn add_totp(State(s): St, acc: Account, Form(f): Form<CsrfOnly>
     }
     match enabled_methods(&s, &acc).await {
         Ok(m) if m.contains(&Method::Totp) => {}
-        Ok(_) => return error_page(&CoreError::Forbidden("your organisation does not use this method")),
+        Ok(_) => {
+            return error_page(&CoreError::Forbidden(
+                "your organisation does not use this method",
+            ))
+        }
         Err(e) => return error_page(&e),
     }
     let enrolment = match s
@@ -220,7 +231,13 @@ fn code_page(
              <input type=\"hidden\" name=\"factor_id\" value=\"{id}\">\n\
              <button type=\"submit\" class=\"plain\">Send a new code</button>\n</form>\n",
             notice = notice.html(),
-            form = first_code_form(field, "/account/methods/confirm", factor_id, c.from, ADD_BUTTON),
+            form = first_code_form(
+                field,
+                "/account/methods/confirm",
+                factor_id,
+                c.from,
+                ADD_BUTTON
+            ),
             id = escape(factor_id),
         )
     })
@@ -330,7 +347,14 @@ pub(super) async fn resend(State(s): St, acc: Account, Form(f): Form<FactorForm>
         )
         .await;
     match Notice::after_send(&s, sent) {
-        Ok(n) => code_page(&s, &acc, StatusCode::OK, &f.factor_id, &pending.factor.kind, n),
+        Ok(n) => code_page(
+            &s,
+            &acc,
+            StatusCode::OK,
+            &f.factor_id,
+            &pending.factor.kind,
+            n,
+        ),
         Err(e) => error_page(&e),
     }
 }
@@ -367,16 +391,24 @@ pub(super) async fn confirm(State(s): St, acc: Account, Form(f): Form<FactorForm
                         tenant_name: &acc.who.tenant.name,
                         codes: &codes.codes,
                         done: &added,
-                        next: ("/account", "I have saved them: back to your security settings"),
+                        next: (
+                            "/account",
+                            "I have saved them: back to your security settings",
+                        ),
                     },
                 ),
                 None => overview_page(&s, &acc, StatusCode::OK, &super::note(&added)).await,
             }
         }
         // A code that is not even digits is a wrong code too.
-        Ok(_) | Err(CoreError::Invalid { .. }) if kind != "totp" => {
-            code_page(&s, &acc, StatusCode::UNAUTHORIZED, &f.factor_id, kind, Notice::Refused)
-        }
+        Ok(_) | Err(CoreError::Invalid { .. }) if kind != "totp" => code_page(
+            &s,
+            &acc,
+            StatusCode::UNAUTHORIZED,
+            &f.factor_id,
+            kind,
+            Notice::Refused,
+        ),
         Ok(_) | Err(CoreError::Invalid { .. }) => {
             account_page(&s, &acc, StatusCode::UNAUTHORIZED, ADD_TITLE, |field| {
                 format!(
@@ -384,7 +416,13 @@ pub(super) async fn confirm(State(s): St, acc: Account, Form(f): Form<FactorForm
                      action=\"/account/methods/totp\">\n{field}\n<button type=\"submit\" \
                      class=\"plain\">Start again with a new key</button>\n</form>\n",
                     Notice::Refused.html(),
-                    first_code_form(field, "/account/methods/confirm", &f.factor_id, "the app", ADD_BUTTON),
+                    first_code_form(
+                        field,
+                        "/account/methods/confirm",
+                        &f.factor_id,
+                        "the app",
+                        ADD_BUTTON
+                    ),
                 )
             })
         }
@@ -406,7 +444,10 @@ pub(super) async fn remove_page(s: &AppState, acc: &Account, id: &str, shown: Sh
     };
     let action = format!("/account/methods/{id}/remove");
     account_page(s, acc, shown.status, "Remove a sign-in method", |field| {
-        let what = format!("<p>Remove <strong>{}</strong>?</p>\n", escape(&describe(target)));
+        let what = format!(
+            "<p>Remove <strong>{}</strong>?</p>\n",
+            escape(&describe(target))
+        );
         if target.factor.status == FactorStatus::Pending {
             return format!(
                 "{what}<form method=\"post\" action=\"{}\">\n{field}\n\
@@ -445,25 +486,36 @@ pub(super) async fn remove(
     if !f.valid(&acc) {
         return csrf_refused();
     }
-    match s.core.account_remove_method(&acc.who, &acc.meta, &id, f.proof()).await {
+    match s
+        .core
+        .account_remove_method(&acc.who, &acc.meta, &id, f.proof())
+        .await
+    {
         Ok((v, renewed)) if v.is_accepted() => {
             let mut acc = acc;
             let mut cookie = None;
             if let Some(session) = renewed {
                 // The old token died with the removal: this page is drawn for the new one.
-                match s.core.signed_in(AccountArea::AUDIENCE, &session.token).await {
+                match s
+                    .core
+                    .signed_in(AccountArea::AUDIENCE, &session.token)
+                    .await
+                {
                     Ok(Some(who)) => acc.who = who,
                     Ok(None) => {
-                        return crate::signed_in::signed_out_page::<AccountArea>(
-                            &s,
-                            StatusCode::OK,
-                        )
+                        return crate::signed_in::signed_out_page::<AccountArea>(&s, StatusCode::OK)
                     }
                     Err(e) => return error_page(&e),
                 }
                 cookie = Some(session);
             }
-            let mut resp = overview_page(&s, &acc, StatusCode::OK, &super::note("The method was removed.")).await;
+            let mut resp = overview_page(
+                &s,
+                &acc,
+                StatusCode::OK,
+                &super::note("The method was removed."),
+            )
+            .await;
             if let Some(session) = cookie {
                 session_cookie::<AccountArea>(&s, &mut resp, &session);
             }
@@ -511,7 +563,13 @@ async fn phone_number_page(
             "<p>Text-message codes go to {} now. We send a code to that number first, then \
              one to the new number.</p>\n{}",
             escape(target.factor.destination.as_deref().unwrap_or("")),
-            SMS.form(field, &action, typed, error, "Send a code to my current number")
+            SMS.form(
+                field,
+                &action,
+                typed,
+                error,
+                "Send a code to my current number"
+            )
         )
     })
 }
@@ -610,8 +668,15 @@ pub(super) async fn phone_start(
                 "Too many codes were sent. Try again in {}.",
                 wait_time(retry_after_ms)
             );
-            phone_number_page(&s, &acc, &id, StatusCode::TOO_MANY_REQUESTS, typed, Some(&why))
-                .await
+            phone_number_page(
+                &s,
+                &acc,
+                &id,
+                StatusCode::TOO_MANY_REQUESTS,
+                typed,
+                Some(&why),
+            )
+            .await
         }
         Err(e) => error_page(&e),
     }
@@ -644,15 +709,34 @@ pub(super) async fn phone_confirm(
     let step = match step {
         Err(CoreError::Invalid { field: "code", .. }) => s
             .core
-            .phone_change(&acc.who.actor, acc.slug(), &acc.who.user.external_id, &id, &change_id)
+            .phone_change(
+                &acc.who.actor,
+                acc.slug(),
+                &acc.who.user.external_id,
+                &id,
+                &change_id,
+            )
             .await
-            .map(|view| (twofold_core::service::Verdict::Rejected(twofold_core::ports::RejectReason::WrongCode), view, None, None)),
+            .map(|view| {
+                (
+                    twofold_core::service::Verdict::Rejected(
+                        twofold_core::ports::RejectReason::WrongCode,
+                    ),
+                    view,
+                    None,
+                    None,
+                )
+            }),
         other => other,
     };
     match step {
         Ok((_, view, _, Some(session))) => {
             let mut acc = acc;
-            match s.core.signed_in(AccountArea::AUDIENCE, &session.token).await {
+            match s
+                .core
+                .signed_in(AccountArea::AUDIENCE, &session.token)
+                .await
+            {
                 Ok(Some(who)) => acc.who = who,
                 Ok(None) => {
                     return crate::signed_in::signed_out_page::<AccountArea>(&s, StatusCode::OK)

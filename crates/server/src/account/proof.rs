@@ -9,8 +9,8 @@ use crate::signed_in::{csrf_refused, error_page};
 use crate::web::{escape, Csrf};
 use axum::extract::Form;
 use serde::Deserialize;
-use twofold_core::service::{AccountMethod, CodeFor, Proof};
 use twofold_core::model::FactorStatus;
+use twofold_core::service::{AccountMethod, CodeFor, Proof};
 use twofold_core::CoreError;
 
 /// A change that needs a fresh code.

@@ -70,7 +70,10 @@ pub(super) async fn regenerate(State(s): St, acc: Account, Form(f): Form<ProofFo
                 tenant_name: &acc.who.tenant.name,
                 codes: &codes.codes,
                 done: "New recovery codes are ready; the old ones no longer work.",
-                next: ("/account", "I have saved them: back to your security settings"),
+                next: (
+                    "/account",
+                    "I have saved them: back to your security settings",
+                ),
             },
         ),
         Ok((_, None)) | Err(CoreError::Invalid { .. }) => {
@@ -94,10 +97,11 @@ async fn devices_page(s: &AppState, acc: &Account, notice: &str) -> Response {
             .filter(|d| d.active)
             .map(|d| {
                 format!(
-                    "<tr><td>{label}</td><td>{added}</td><td>{used}</td><td>{until}</td><td>\
+                    "<li><strong>{label}</strong><br>\nTrusted since {added} · last used \
+                     {used} · until {until}\n\
                      <form method=\"post\" action=\"/account/devices/{id}/forget\">{field}\
                      <button type=\"submit\" class=\"plain\" aria-label=\"Forget {label}\">\
-                     Forget</button></form></td></tr>\n",
+                     Forget</button></form></li>\n",
                     label = escape(&d.label),
                     added = escape(&when(d.created_at)),
                     used = escape(&d.last_used_at.map(when).unwrap_or_else(|| "—".into())),
@@ -109,11 +113,7 @@ async fn devices_page(s: &AppState, acc: &Account, notice: &str) -> Response {
         let table = if rows.is_empty() {
             "<p>No device is trusted: every sign-in asks for a code.</p>\n".to_string()
         } else {
-            format!(
-                "<table>\n<thead><tr><th scope=\"col\">Device</th><th scope=\"col\">Trusted \
-                 since (UTC)</th><th scope=\"col\">Last used</th><th scope=\"col\">Until</th>\
-                 <th scope=\"col\">Change</th></tr></thead>\n<tbody>\n{rows}</tbody>\n</table>\n"
-            )
+            format!("<ul class=\"items\">\n{rows}</ul>\n")
         };
         format!(
             "{notice}<p>A trusted device signs in without a code until the date shown. Forget \
@@ -178,19 +178,19 @@ async fn sessions_page_with(s: &AppState, acc: &Account, shown: Shown, notice: &
             .map(|v| {
                 let place = session_place(v.client_id.as_deref());
                 let change = if v.id == acc.who.session_id {
-                    "<strong>This session</strong>".to_string()
+                    "<br>\n<strong>This session</strong>".to_string()
                 } else {
                     format!(
-                        "<form method=\"post\" action=\"/account/sessions/{id}/revoke\">{field}\
-                         <button type=\"submit\" class=\"plain\" aria-label=\"Sign out the \
-                         session started {started}\">Sign out</button></form>",
+                        "\n<form method=\"post\" action=\"/account/sessions/{id}/revoke\">\
+                         {field}<button type=\"submit\" class=\"plain\" aria-label=\"Sign out \
+                         the session started {started}\">Sign out</button></form>",
                         id = escape(&v.id),
                         started = escape(&when(v.created_at)),
                     )
                 };
                 format!(
-                    "<tr><td>{place}</td><td>{started}</td><td>{seen}</td><td>{change}</td>\
-                     </tr>\n",
+                    "<li><strong>{place}</strong><br>\nStarted {started} · last active \
+                     {seen}{change}</li>\n",
                     place = escape(&place),
                     started = escape(&when(v.created_at)),
                     seen = escape(&when(v.last_seen_at)),
@@ -198,9 +198,7 @@ async fn sessions_page_with(s: &AppState, acc: &Account, shown: Shown, notice: &
             })
             .collect();
         format!(
-            "{notice}<table>\n<thead><tr><th scope=\"col\">Where</th><th scope=\"col\">Started \
-             (UTC)</th><th scope=\"col\">Last active (UTC)</th><th scope=\"col\">Change</th>\
-             </tr></thead>\n<tbody>\n{rows}</tbody>\n</table>\n\
+            "{notice}<ul class=\"items\">\n{rows}</ul>\n\
              <h2>Sign out everywhere</h2>\n<p>Every session ends, this one too, and every \
              trusted device asks for a code again. Do it if you lost a device or think someone \
              else signed in.</p>\n{}",
@@ -232,7 +230,11 @@ pub(super) async fn revoke(
         return csrf_refused();
     }
     let (actor, slug, ext) = (&acc.who.actor, acc.slug(), &acc.who.user.external_id);
-    match s.core.revoke_session(actor, &acc.meta, slug, ext, &id).await {
+    match s
+        .core
+        .revoke_session(actor, &acc.meta, slug, ext, &id)
+        .await
+    {
         Ok(()) if id == acc.who.session_id => signed_out_page::<AccountArea>(&s, StatusCode::OK),
         Ok(()) => {
             let notice = note("The session was signed out.");
@@ -258,9 +260,7 @@ pub(super) async fn sign_out_everywhere(
         .await
     {
         Ok(v) if v.is_accepted() => signed_out_page::<AccountArea>(&s, StatusCode::OK),
-        Ok(_) | Err(CoreError::Invalid { .. }) => {
-            sessions_page(&s, &acc, Shown::refused(&f)).await
-        }
+        Ok(_) | Err(CoreError::Invalid { .. }) => sessions_page(&s, &acc, Shown::refused(&f)).await,
         Err(e) => error_page(&e),
     }
 }
