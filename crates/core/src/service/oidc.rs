@@ -1036,7 +1036,7 @@ impl Twofold {
     ) -> Result<HostedStep, CoreError> {
         let (tenant, login, user, hosted) = self.hosted_of(token).await?;
         let remember_device =
-            remember_device && !super::hosted_session::Audience::of_login(&hosted).is_some();
+            remember_device && super::hosted_session::Audience::of_login(&hosted).is_none();
         // A code that does not parse is a wrong code, with the same answer (INV-11).
         let Ok(code) = OtpCode::parse(code) else {
             return Ok(HostedStep::Rejected);
