@@ -149,9 +149,10 @@ pub(super) async fn forget(
 
 /// Where a session was opened, in words.
 fn session_place(client_id: Option<&str>) -> String {
+    use twofold_core::service::hosted_session::{ACCOUNT_APP, CONSOLE_APP};
     match client_id {
-        Some("@account") => "These security settings".into(),
-        Some("@console") => "The admin console".into(),
+        Some(ACCOUNT_APP) => "These security settings".into(),
+        Some(CONSOLE_APP) => "The admin console".into(),
         Some(app) => format!("Application {app}"),
         None => "Your organisation's application".into(),
     }
