@@ -259,7 +259,15 @@ async fn real_main(args: Args, threads: usize, cpus: usize) -> Result<(), String
         "provisioning {} users (create, enrol TOTP, confirm) with {workers} workers...",
         args.users
     );
-    let (users, took) = api::provision(&tenant, &bases, &slug, args.users, workers, args.totp_period).await?;
+    let (users, took) = api::provision(
+        &tenant,
+        &bases,
+        &slug,
+        args.users,
+        workers,
+        args.totp_period,
+    )
+    .await?;
     let provision_s = took.as_secs_f64();
     eprintln!(
         "provisioned {} users in {provision_s:.1}s ({:.0} users/s, {:.0} requests/s)",

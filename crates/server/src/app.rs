@@ -304,6 +304,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(crate::pages::routes())
         .merge(crate::oidc::routes())
         .merge(crate::console::routes())
+        .merge(crate::account::routes())
         .merge(crate::web::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -1,6 +1,7 @@
 //! The Twofold server: REST API (axum), OpenAPI document, metrics, health checks, and the
 //! operator CLI behind the `twofold` binary.
 
+pub mod account;
 pub mod api;
 pub mod app;
 pub mod cli;
@@ -17,6 +18,7 @@ pub mod openapi;
 pub mod pages;
 pub mod qrimage;
 pub mod rotation;
+pub(crate) mod signed_in;
 pub mod state;
 pub mod web;
 

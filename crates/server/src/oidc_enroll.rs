@@ -84,13 +84,30 @@ fn enroll_button(field: &str, label: &str, plain: bool) -> String {
 /// The form that confirms the new factor with its first code; `from` says where the code
 /// comes from ("the app", "the text message", "the email").
 fn enroll_code_form(field: &str, factor_id: &str, from: &str) -> String {
+    first_code_form(
+        field,
+        "/oidc/enroll/confirm",
+        factor_id,
+        from,
+        "Turn on two-step verification",
+    )
+}
+
+/// A form that posts a new factor's first code to `action` (also the account pages').
+pub(crate) fn first_code_form(
+    field: &str,
+    action: &str,
+    factor_id: &str,
+    from: &str,
+    button: &str,
+) -> String {
     format!(
-        "<form method=\"post\" action=\"/oidc/enroll/confirm\">\n{field}\n\
+        "<form method=\"post\" action=\"{action}\">\n{field}\n\
          <input type=\"hidden\" name=\"factor_id\" value=\"{id}\">\n\
          <label for=\"code\">Code from {from}</label>\n\
          <input type=\"text\" id=\"code\" name=\"code\" autocomplete=\"one-time-code\" \
          inputmode=\"numeric\" pattern=\"[0-9]*\" maxlength=\"10\" required autofocus>\n\
-         <button type=\"submit\">Turn on two-step verification</button>\n</form>\n",
+         <button type=\"submit\">{button}</button>\n</form>\n",
         id = escape(factor_id),
     )
 }
@@ -278,7 +295,7 @@ async fn later(
 }
 
 /// The key in groups of four (`JBSW Y3DP …`), easier to type into an app than one run.
-fn key_groups(secret: &str) -> String {
+pub(crate) fn key_groups(secret: &str) -> String {
     secret
         .as_bytes()
         .chunks(4)
@@ -295,7 +312,6 @@ async fn enroll_totp(
     headers: HeaderMap,
     Form(form): Form<CsrfOnly>,
 ) -> Response {
-    use base64::Engine;
     let (meta, token, view) = match enrolling(&s, meta, &headers, &form.csrf).await {
         Ok(x) => x,
         Err(page) => return page,
@@ -304,17 +320,11 @@ async fn enroll_totp(
         Ok(e) => e,
         Err(e) => return core_error_page(&e),
     };
-    let qr = base64::engine::general_purpose::STANDARD.encode(enrolment.qr_svg.as_bytes());
     enroll_page(&s, StatusCode::OK, &view, |field| {
         format!(
-            "{intro}<ol>\n<li>Open your authenticator app and add an account.</li>\n\
-             <li>Scan this QR code:\n<img class=\"qr\" src=\"data:image/svg+xml;base64,{qr}\" \
-             alt=\"QR code of your key (the key is written out below)\" width=\"200\" \
-             height=\"200\"></li>\n\
-             <li>Or, if you cannot scan, type this key:\n<code class=\"key\">{key}</code></li>\n\
-             <li>Enter the 6-digit code the app shows.</li>\n</ol>\n{form}{other}{cancel}",
+            "{intro}{steps}{form}{other}{cancel}",
             intro = enroll_intro(&view),
-            key = escape(&key_groups(&enrolment.secret)),
+            steps = totp_steps(&enrolment),
             form = enroll_code_form(field, &enrolment.factor.id, "the app"),
             other = other_methods_link(&view),
             cancel = cancel_button(field),
@@ -322,23 +332,97 @@ async fn enroll_totp(
     })
 }
 
+/// How to add a new authenticator app: its QR code, its key in groups, then the first code
+/// (the form follows). The key is shown this once.
+pub(crate) fn totp_steps(enrolment: &twofold_core::service::Enrollment) -> String {
+    use base64::Engine;
+    let qr = base64::engine::general_purpose::STANDARD.encode(enrolment.qr_svg.as_bytes());
+    format!(
+        "<ol>\n<li>Open your authenticator app and add an account.</li>\n\
+         <li>Scan this QR code:\n<img class=\"qr\" src=\"data:image/svg+xml;base64,{qr}\" \
+         alt=\"QR code of your key (the key is written out below)\" width=\"200\" \
+         height=\"200\"></li>\n\
+         <li>Or, if you cannot scan, type this key:\n<code class=\"key\">{key}</code></li>\n\
+         <li>Enter the 6-digit code the app shows.</li>\n</ol>\n",
+        key = escape(&key_groups(&enrolment.secret)),
+    )
+}
+
 // ------------------------------------------------------------ SMS and email
 
-/// How the pages name and ask for a phone number or an email address.
-struct Contact {
-    kind: ContactKind,
-    method: Method,
+/// How the pages name and ask for a phone number or an email address (the account pages
+/// too).
+pub(crate) struct Contact {
+    pub(crate) kind: ContactKind,
+    pub(crate) method: Method,
     path: &'static str,
     label: &'static str,
     hint: &'static str,
     input: &'static str,
     /// "the text message" / "the email": where the code comes from.
-    from: &'static str,
+    pub(crate) from: &'static str,
     /// What to say when the core cannot parse what was typed.
     malformed: &'static str,
 }
 
-const SMS: Contact = Contact {
+impl Contact {
+    /// The phone number or address as typed, for the core's parser.
+    pub(crate) fn destination(&self, typed: &str) -> String {
+        match self.kind {
+            ContactKind::Sms => typed_phone(typed),
+            ContactKind::Email => typed.to_string(),
+        }
+    }
+
+    /// What to tell a person whose number or address the core refused (`Invalid` on the
+    /// `phone` or `email` field): the parser's own words ("must be …") are for integrators, a
+    /// person gets an example; other refusals (a country the tenant does not send to) say
+    /// what they say.
+    pub(crate) fn refusal(&self, message: &str) -> String {
+        if message.starts_with("must") {
+            self.malformed.to_string()
+        } else {
+            format!("That cannot be used: {}.", message.trim_end_matches('.'))
+        }
+    }
+
+    /// The number or address form posting to `action`; after a refusal, with what was typed
+    /// and why (`error`, plain text, announced and tied to the field).
+    pub(crate) fn form(
+        &self,
+        field: &str,
+        action: &str,
+        typed: &str,
+        error: Option<&str>,
+        button: &str,
+    ) -> String {
+        let (alert, invalid, described) = match error {
+            Some(e) => (
+                format!(
+                    "<p class=\"error\" role=\"alert\" id=\"destination-error\">{}</p>\n",
+                    escape(e)
+                ),
+                " aria-invalid=\"true\"",
+                "destination-hint destination-error",
+            ),
+            None => (String::new(), "", "destination-hint"),
+        };
+        format!(
+            "{alert}<form method=\"post\" action=\"{action}\">\n{field}\n\
+             <label for=\"destination\">{label}</label>\n\
+             <p class=\"hint\" id=\"destination-hint\">{hint}</p>\n\
+             <input {input} id=\"destination\" name=\"destination\" value=\"{typed}\" \
+             maxlength=\"254\" aria-describedby=\"{described}\"{invalid} required autofocus>\n\
+             <button type=\"submit\">{button}</button>\n</form>\n",
+            label = self.label,
+            hint = escape(self.hint),
+            input = self.input,
+            typed = escape(typed),
+        )
+    }
+}
+
+pub(crate) const SMS: Contact = Contact {
     kind: ContactKind::Sms,
     method: Method::Sms,
     path: "/oidc/enroll/sms",
@@ -351,7 +435,7 @@ const SMS: Contact = Contact {
                 code, for example +44 7700 900123.",
 };
 
-const EMAIL: Contact = Contact {
+pub(crate) const EMAIL: Contact = Contact {
     kind: ContactKind::Email,
     method: Method::Email,
     path: "/oidc/enroll/email",
@@ -363,8 +447,7 @@ const EMAIL: Contact = Contact {
                 name@example.com.",
 };
 
-/// The number or address form; after a refusal, with what was typed and why (`error`, plain
-/// text, announced and tied to the field).
+/// The number or address form of the enrolment at sign-in.
 fn contact_page(
     s: &AppState,
     status: StatusCode,
@@ -373,31 +456,11 @@ fn contact_page(
     typed: &str,
     error: Option<&str>,
 ) -> Response {
-    let (alert, invalid, described) = match error {
-        Some(e) => (
-            format!(
-                "<p class=\"error\" role=\"alert\" id=\"destination-error\">{}</p>\n",
-                escape(e)
-            ),
-            " aria-invalid=\"true\"",
-            "destination-hint destination-error",
-        ),
-        None => (String::new(), "", "destination-hint"),
-    };
     enroll_page(s, status, view, |field| {
         format!(
-            "{intro}{alert}<form method=\"post\" action=\"{path}\">\n{field}\n\
-             <label for=\"destination\">{label}</label>\n\
-             <p class=\"hint\" id=\"destination-hint\">{hint}</p>\n\
-             <input {input} id=\"destination\" name=\"destination\" value=\"{typed}\" \
-             maxlength=\"254\" aria-describedby=\"{described}\"{invalid} required autofocus>\n\
-             <button type=\"submit\">Send a code</button>\n</form>\n{other}{cancel}",
+            "{intro}{form}{other}{cancel}",
             intro = enroll_intro(view),
-            path = c.path,
-            label = c.label,
-            hint = escape(c.hint),
-            input = c.input,
-            typed = escape(typed),
+            form = c.form(field, c.path, typed, error, "Send a code"),
             other = other_methods_link(view),
             cancel = cancel_button(field),
         )
@@ -459,7 +522,7 @@ fn code_page(
 }
 
 /// "40 seconds", "5 minutes": how long to wait, rounded up.
-fn wait_time(ms: i64) -> String {
+pub(crate) fn wait_time(ms: i64) -> String {
     let secs = (ms.max(1000) + 999) / 1000;
     if secs == 1 {
         "1 second".into()
@@ -519,10 +582,7 @@ async fn contact_enroll(
         Err(page) => return page,
     };
     let typed = form.destination.trim();
-    let destination = match c.kind {
-        ContactKind::Sms => typed_phone(typed),
-        ContactKind::Email => typed.to_string(),
-    };
+    let destination = c.destination(typed);
     let refused = |status, why: &str| contact_page(&s, status, &view, c, typed, Some(why));
     match s
         .core
@@ -538,19 +598,10 @@ async fn contact_enroll(
             let notice = Notice::after_send(&s, Ok(receipt)).unwrap_or(Notice::None);
             code_page(&s, StatusCode::OK, &view, &shown, notice)
         }
-        // The parser's own words ("must be …") are for integrators; a person gets an
-        // example. Other refusals (a country the tenant does not send to) say what they say.
         Err(CoreError::Invalid {
             field: "phone" | "email",
             message,
-        }) => {
-            let why = if message.starts_with("must") {
-                c.malformed.to_string()
-            } else {
-                format!("That cannot be used: {}.", message.trim_end_matches('.'))
-            };
-            refused(StatusCode::BAD_REQUEST, &why)
-        }
+        }) => refused(StatusCode::BAD_REQUEST, &c.refusal(&message)),
         Err(CoreError::TooMany { retry_after_ms, .. }) => refused(
             StatusCode::TOO_MANY_REQUESTS,
             &format!(
@@ -640,7 +691,16 @@ async fn enroll_confirm(
     match step {
         Ok((HostedStep::Done { redirect, .. }, codes)) => {
             let codes = codes.map(|c| c.codes).unwrap_or_default();
-            let mut resp = recovery_codes_page(&s, &view, &codes, &redirect);
+            let shown = ShownCodes {
+                tenant_name: &view.tenant_name,
+                codes: &codes,
+                done: "Two-step verification is on for your account.",
+                next: (
+                    &redirect,
+                    &format!("I have saved them: continue to {}", view.client_app),
+                ),
+            };
+            let mut resp = recovery_codes_page(&s, &shown);
             clear(&s, &mut resp, LOGIN_COOKIE);
             resp
         }
@@ -691,14 +751,14 @@ fn file_stem(name: &str) -> String {
 
 /// The codes as a text file, for the page's download link (a `data:` URL: the codes never
 /// travel again, and no server route keeps them), and its file name.
-fn codes_file(view: &HostedEnrollView, codes: &[String], now: i64) -> (String, String) {
+fn codes_file(tenant_name: &str, codes: &[String], now: i64) -> (String, String) {
     use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
     let text = format!(
         "Recovery codes for two-step verification\r\n\
          Organisation: {}\r\nCreated: {}\r\n\r\n\
          If you lose your phone, each code signs you in once. Keep them somewhere safe.\r\n\r\n\
          {}\r\n",
-        view.tenant_name,
+        tenant_name,
         human_utc(now),
         codes.join("\r\n")
     );
@@ -707,31 +767,36 @@ fn codes_file(view: &HostedEnrollView, codes: &[String], now: i64) -> (String, S
             "data:text/plain;charset=utf-8,{}",
             utf8_percent_encode(&text, NON_ALPHANUMERIC)
         ),
-        format!("{}-recovery-codes.txt", file_stem(&view.tenant_name)),
+        format!("{}-recovery-codes.txt", file_stem(tenant_name)),
     )
 }
 
-/// Two-step verification is on: the recovery codes, shown this once, with a download link
-/// and print support (a print stylesheet keeps only the codes; a Print button appears where
-/// script runs), then on to the client.
-fn recovery_codes_page(
-    s: &AppState,
-    view: &HostedEnrollView,
-    codes: &[String],
-    redirect: &str,
-) -> Response {
-    let items: Vec<String> = codes
+/// Recovery codes to show this once.
+pub(crate) struct ShownCodes<'a> {
+    pub tenant_name: &'a str,
+    pub codes: &'a [String],
+    /// What just happened, in a sentence ("Two-step verification is on for your account.").
+    pub done: &'a str,
+    /// Where to go on (URL) and the link's words.
+    pub next: (&'a str, &'a str),
+}
+
+/// The recovery codes, shown this once, with a download link and print support (a print
+/// stylesheet keeps only the codes; a Print button appears where script runs), then on: at
+/// the end of an enrolment, or after new codes on the account pages.
+pub(crate) fn recovery_codes_page(s: &AppState, shown: &ShownCodes) -> Response {
+    let items: Vec<String> = shown
+        .codes
         .iter()
         .map(|c| format!("<li><code>{}</code></li>", escape(c)))
         .collect();
-    let (href, filename) = codes_file(view, codes, s.core.now());
+    let (href, filename) = codes_file(shown.tenant_name, shown.codes, s.core.now());
     let mut resp = page_with_head(
         StatusCode::OK,
         "Save your recovery codes",
         &print_support_head(),
         &format!(
-            "<p class=\"note\" role=\"status\">Two-step verification is on for your \
-             account.</p>\n\
+            "<p class=\"note\" role=\"status\">{done}</p>\n\
              <p>If you lose your phone, each of these codes signs you in once. Download them \
              or print them and keep them somewhere safe: they are shown only now.</p>\n\
              <section class=\"printable\" aria-labelledby=\"codes-title\">\n\
@@ -741,14 +806,14 @@ fn recovery_codes_page(
              codes (text file)</a></p>\n\
              <p><button type=\"button\" id=\"print\" class=\"plain\" hidden>Print the \
              codes</button></p>\n\
-             <p><a class=\"continue\" href=\"{redirect}\">I have saved them: continue to \
-             {app}</a></p>",
-            org = escape(&view.tenant_name),
+             <p><a class=\"continue\" href=\"{next}\">{label}</a></p>",
+            done = escape(shown.done),
+            org = escape(shown.tenant_name),
             items = items.join("\n"),
             href = escape(&href),
             filename = escape(&filename),
-            redirect = escape(redirect),
-            app = escape(&view.client_app)
+            next = escape(shown.next.0),
+            label = escape(shown.next.1),
         ),
     );
     resp.headers_mut()
@@ -798,7 +863,7 @@ mod tests {
             redirect_origin: "https://app.example".into(),
         };
         let codes = vec!["abcd-efgh".to_string(), "ijkl-mnop".to_string()];
-        let (href, name) = codes_file(&view, &codes, 1_795_651_200_000);
+        let (href, name) = codes_file(&view.tenant_name, &codes, 1_795_651_200_000);
         assert_eq!(name, "acme-inc-eu-recovery-codes.txt");
         let body = href.strip_prefix("data:text/plain;charset=utf-8,").unwrap();
         let text = percent_encoding::percent_decode_str(body)

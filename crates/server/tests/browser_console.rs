@@ -237,7 +237,7 @@ async fn the_console_fits_a_phone() {
     }
     b.step("sign-out", |c| async move {
         press_button(&c, "Sign out").await;
-        wait_for_title(&c, "Signed out").await;
+        wait_for_title(&c, "You are signed out of the admin console").await;
         c.goto(&format!(
             "{}/console",
             c.current_url()
@@ -248,7 +248,7 @@ async fn the_console_fits_a_phone() {
         ))
         .await
         .unwrap();
-        wait_for_title(&c, "You are signed out of the console").await;
+        wait_for_title(&c, "You are signed out of the admin console").await;
     })
     .await;
 }

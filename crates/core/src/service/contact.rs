@@ -182,6 +182,8 @@ pub enum CodeFor<'a> {
     Disable(&'a str),
     RecoveryCodes,
     AppPassword,
+    /// Ending every session of the user (the account pages).
+    SignOutEverywhere,
 }
 
 impl Twofold {
@@ -551,6 +553,10 @@ impl Twofold {
                 CodePurpose::Sensitive,
                 Some(self.action_hash(&super::recovery::SENSITIVE_APP_PASSWORD)),
             ),
+            (FactorStatus::Active, CodeFor::SignOutEverywhere) => (
+                CodePurpose::Sensitive,
+                Some(self.action_hash(&super::recovery::SENSITIVE_SIGN_OUT)),
+            ),
         };
         let mut audit = self.audit(actor, meta, "code.send", Some(tenant.id));
         audit.user_id = Some(user.id);
@@ -668,6 +674,23 @@ impl Twofold {
         factor_id: &str,
         proof: Option<Proof<'_>>,
     ) -> Result<Verdict, CoreError> {
+        self.disable_factor_and(actor, meta, slug, external_id, factor_id, proof, Vec::new())
+            .await
+    }
+
+    /// [`Self::disable_factor`]; `also` rides along when an active factor is removed (the
+    /// account pages keep the session the removal was made from).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn disable_factor_and(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        external_id: &str,
+        factor_id: &str,
+        proof: Option<Proof<'_>>,
+        also: Vec<Effect>,
+    ) -> Result<Verdict, CoreError> {
         let tenant = self.tenant_for(actor, slug).await?;
         known_shape(external_id)?;
         let (user, factors) = self
@@ -736,6 +759,7 @@ impl Twofold {
             Effect::BumpGeneration { user_id: user.id },
             Effect::Audit(removal),
         ];
+        effects.extend(also);
         let data = serde_json::json!({
             "user": user.external_id, "factor_id": target.id, "kind": target.kind, "by": "user",
         });
@@ -898,6 +922,24 @@ impl Twofold {
         change_id: &str,
         code: &str,
     ) -> Result<(Verdict, PhoneChangeView, Option<SendReceipt>), CoreError> {
+        let ids = (factor_id, change_id);
+        self.confirm_phone_change_and(actor, meta, slug, external_id, ids, code, Vec::new())
+            .await
+    }
+
+    /// [`Self::confirm_phone_change`]; `also` rides along when the numbers are swapped (the
+    /// account pages keep the session the change was made from). `ids`: factor, change.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn confirm_phone_change_and(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        slug: &str,
+        external_id: &str,
+        (factor_id, change_id): (&str, &str),
+        code: &str,
+        also: Vec<Effect>,
+    ) -> Result<(Verdict, PhoneChangeView, Option<SendReceipt>), CoreError> {
         let code = OtpCode::parse(code)?;
         let tenant = self.tenant_for(actor, slug).await?;
         let (user, factor, change) = self
@@ -925,6 +967,7 @@ impl Twofold {
                 destination: change.new_phone.clone(),
             });
             effects.push(Effect::BumpGeneration { user_id: user.id });
+            effects.extend(also);
             let mut done = self.audit(actor, meta, "factor.phone_change", Some(tenant.id));
             done.user_id = Some(user.id);
             done.factor_id = Some(factor.id.clone());

@@ -1801,15 +1801,29 @@ impl Twofold {
     ) -> Result<(), CoreError> {
         let tenant = self.tenant_for(actor, slug).await?;
         let user = self.user_in(&tenant, external_id).await?;
-        let mut audit = self.audit(actor, meta, "user.sign_out_everywhere", Some(tenant.id));
-        audit.user_id = Some(user.id);
-        let data = serde_json::json!({ "user": external_id, "all": true });
-        let mut effects = vec![Effect::BumpGeneration { user_id: user.id }];
-        effects.extend(self.event_effects(&tenant, "session.revoked", data).await?);
+        let (effects, audit) = self
+            .sign_out_everywhere_effects(actor, meta, &tenant, &user)
+            .await?;
         self.store.apply(effects, audit).await?;
         self.queued();
         self.forget_user(tenant.id, external_id);
         Ok(())
+    }
+
+    /// What ending every session and remembered device of `user` takes, and its audit row.
+    pub(super) async fn sign_out_everywhere_effects(
+        &self,
+        actor: &Actor,
+        meta: &RequestMeta,
+        tenant: &Tenant,
+        user: &User,
+    ) -> Result<(Vec<Effect>, AuditRecord), CoreError> {
+        let mut audit = self.audit(actor, meta, "user.sign_out_everywhere", Some(tenant.id));
+        audit.user_id = Some(user.id);
+        let data = serde_json::json!({ "user": user.external_id, "all": true });
+        let mut effects = vec![Effect::BumpGeneration { user_id: user.id }];
+        effects.extend(self.event_effects(tenant, "session.revoked", data).await?);
+        Ok((effects, audit))
     }
 
     pub async fn list_devices(

@@ -17,10 +17,11 @@ use twofold_crypto::{Hasher, SharedKeyring};
 use twofold_otp::{base32, qr, uri::KeyUri, uri::OtpKind, Algorithm, OtpParams};
 use zeroize::Zeroizing;
 
+mod account;
 mod app_passwords;
-pub mod console;
 mod contact;
 mod guard;
+pub mod hosted_session;
 mod jobs;
 pub mod keys;
 mod login;
@@ -34,6 +35,7 @@ mod undo;
 pub mod vault;
 mod webhooks;
 
+pub use account::AccountMethod;
 pub use app_passwords::{AppPasswordView, IssuedAppPassword, MAX_APP_PASSWORDS};
 pub use contact::{CodeFor, ContactKind, MessagingConfig, PhoneChangeView, SendReceipt};
 pub use guard::ThrottleConfig;
@@ -62,6 +64,14 @@ pub enum Actor {
     /// A user's browser on the hosted pages, sent by this OIDC client of the tenant with a
     /// login hint the client signed: it may act only on its own pending login.
     Hosted { tenant_id: i64, client_id: String },
+    /// A user signed in to their own security settings (the account pages, always with a
+    /// second factor): acts only on their own account, with the checks of the user-facing API
+    /// (fresh codes for sensitive changes).
+    User {
+        tenant_id: i64,
+        user_id: i64,
+        external_id: String,
+    },
     /// An org admin signed in to the console (always with a second factor): what a tenant
     /// key may do, and what needs an admin's emailed code is confirmed by this one.
     Admin {
@@ -79,13 +89,14 @@ impl Actor {
             Actor::System => "system".into(),
             Actor::Hosted { client_id, .. } => format!("oidc:{client_id}"),
             Actor::Admin { external_id, .. } => format!("admin:{external_id}"),
+            Actor::User { external_id, .. } => format!("user:{external_id}"),
         }
     }
 
     fn is_operator(&self) -> bool {
         !matches!(
             self,
-            Actor::Tenant { .. } | Actor::Hosted { .. } | Actor::Admin { .. }
+            Actor::Tenant { .. } | Actor::Hosted { .. } | Actor::Admin { .. } | Actor::User { .. }
         )
     }
 
@@ -93,7 +104,8 @@ impl Actor {
         match self {
             Actor::Tenant { tenant_id: t, .. }
             | Actor::Hosted { tenant_id: t, .. }
-            | Actor::Admin { tenant_id: t, .. } => *t == tenant_id,
+            | Actor::Admin { tenant_id: t, .. }
+            | Actor::User { tenant_id: t, .. } => *t == tenant_id,
             _ => true,
         }
     }

@@ -140,6 +140,10 @@ impl Twofold {
                 format!("{external_id}, an administrator of your organisation")
             }
             Actor::System => "Twofold itself".to_string(),
+            Actor::User { .. } => match meta.client_ip.as_deref() {
+                Some(ip) => format!("you, in your security settings, from {ip}"),
+                None => "you, in your security settings".to_string(),
+            },
             Actor::Tenant { .. } | Actor::Hosted { .. } => match meta.ip.as_deref() {
                 Some(ip) => format!("a request from {ip}"),
                 None => "your organisation's application".to_string(),

@@ -335,7 +335,7 @@ impl Twofold {
         let tenant = self.tenant_for(actor, slug).await?;
         let redirect_uris = validate_redirect_uris(redirect_uris)?;
         let (policy, _) = self.policy_of(&tenant).await?;
-        // `@…` names Twofold's own clients (the console).
+        // `@…` names Twofold's own clients (the console, the account pages).
         if app_id.starts_with('@') || policy.client(app_id).is_none() {
             return Err(CoreError::Invalid {
                 field: "client_app",
@@ -981,7 +981,7 @@ impl Twofold {
             })
             .collect();
         factors.sort_by_key(|f| (f.kind != "totp", f.kind != "sms"));
-        let console = super::console::is_console_login(&hosted);
+        let console = super::hosted_session::Audience::of_login(&hosted).is_some();
         Ok(HostedView {
             tenant_name: tenant.name.clone(),
             client_app: app_name(&hosted),
@@ -1035,7 +1035,8 @@ impl Twofold {
         remember_device: bool,
     ) -> Result<HostedStep, CoreError> {
         let (tenant, login, user, hosted) = self.hosted_of(token).await?;
-        let remember_device = remember_device && !super::console::is_console_login(&hosted);
+        let remember_device =
+            remember_device && super::hosted_session::Audience::of_login(&hosted).is_none();
         // A code that does not parse is a wrong code, with the same answer (INV-11).
         let Ok(code) = OtpCode::parse(code) else {
             return Ok(HostedStep::Rejected);
@@ -1569,8 +1570,10 @@ fn origin_of(uri: &str) -> String {
 
 /// The name the hosted pages show for the application being signed in to.
 fn app_name(hosted: &HostedLogin) -> String {
+    if let Some(own) = super::hosted_session::Audience::of_login(hosted) {
+        return own.name().into();
+    }
     match OidcClient::split_id(&hosted.client_id) {
-        Some((_, super::console::CONSOLE_APP)) => "the admin console".into(),
         Some((_, app)) => app.to_string(),
         None => String::new(),
     }

@@ -314,3 +314,5 @@ impl Twofold {
 pub(crate) const SENSITIVE_RECOVERY: [&str; 2] = ["sensitive", "recovery_codes"];
 /// The action a code sent "for an app password" is bound to.
 pub(crate) const SENSITIVE_APP_PASSWORD: [&str; 2] = ["sensitive", "app_password"];
+/// The action a code sent "to sign out everywhere" is bound to.
+pub(crate) const SENSITIVE_SIGN_OUT: [&str; 2] = ["sensitive", "sign_out_everywhere"];

@@ -411,7 +411,7 @@ pub(super) async fn reset(
     State(s): St,
     admin: Admin,
     Path(user): Path<String>,
-    Form(f): Form<super::signin::CsrfOnly>,
+    Form(f): Form<CsrfOnly>,
 ) -> Response {
     if !f.valid(&admin.headers) {
         return csrf_refused();

@@ -275,7 +275,7 @@ pub(super) async fn vault_code(
     State(s): St,
     admin: Admin,
     Path(entry): Path<String>,
-    Form(f): Form<super::signin::CsrfOnly>,
+    Form(f): Form<CsrfOnly>,
 ) -> Response {
     if !f.valid(&admin.headers) {
         return csrf_refused();

@@ -100,7 +100,12 @@ impl Browser {
 
     /// A cookie's value, as the browser would send it to the hosted pages.
     pub fn cookie(&self, name: &str) -> Option<String> {
-        let url = reqwest::Url::parse(&format!("{}/oidc/challenge", self.base)).unwrap();
+        self.cookie_at("/oidc/challenge", name)
+    }
+
+    /// A cookie's value, as the browser would send it to `path`.
+    pub fn cookie_at(&self, path: &str, name: &str) -> Option<String> {
+        let url = reqwest::Url::parse(&format!("{}{path}", self.base)).unwrap();
         let header = self.jar.cookies(&url)?;
         header
             .to_str()

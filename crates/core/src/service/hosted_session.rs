@@ -1,24 +1,26 @@
-//! The admin console's way in (issue #6): an org admin reaches it through the same hosted
-//! second step as any sign-in, and always with a second factor.
+//! Twofold's own signed-in pages: the admin console (an org admin) and the security settings
+//! of the account pages (any user of the tenant), both reached through the same hosted second
+//! step as any sign-in, and always with a second factor. [`Audience`] is what differs.
 //!
 //! ```text
-//!   integrator: /console/sso?client_id&login_hint_token ─┐ (hint checked, jti spent)
-//!   operator:   twofold console link → /console/start?link ─┤ (link checked, jti spent)
-//!                                                          ▼
-//!        admin? ──no──▶ refused        console login: pending login + hosted login row
-//!                                      (client `{slug}.@console`, redirect /console/callback,
-//!                                       PKCE verifier and state in the browser's cookie)
-//!                                                          │
+//!   integrator: /{console,account}/sso?client_id&login_hint_token ─┐ (hint checked, jti spent)
+//!   operator:   twofold console link → /console/start?link ─────────┤ (console only)
+//!                                                                    ▼
+//!   console: admin? ──no──▶ refused   pending login + hosted login row (client
+//!                                     `{slug}.@console|@account`, redirect /…/callback,
+//!                                     PKCE verifier and state in the browser's cookie)
+//!                                                                    │
 //!        factor active ──▶ hosted challenge   none ──▶ hosted enrolment (required)
-//!                                                          │ right code
-//!                                                          ▼
-//!        /console/callback: state, code spent with PKCE ──▶ console session (cookie)
+//!                                                                    │ right code
+//!                                                                    ▼
+//!   /…/callback: state, code spent with PKCE ──▶ session (`client_id` `@console|@account`)
 //! ```
 //!
-//! The console session is an ordinary session row (`client_id` [`CONSOLE_SESSION`]), so it
-//! dies with the admin's credential generation, sign-out everywhere and revocation like any
-//! other; every request also checks the user is still an admin. The policy's "remember this
-//! device" and skip never apply here.
+//! These sessions are ordinary session rows, so they die with the user's credential
+//! generation, sign-out everywhere and revocation like any other; every request checks the
+//! session's audience (a console cookie never opens the account pages, nor the reverse) and,
+//! for the console, that the user is still an admin. The policy's "remember this device" and
+//! skip never apply here.
 
 use super::login::new_id;
 use super::oidc::{HintRefused, TokenError};
@@ -30,33 +32,102 @@ use jsonwebtoken::{Algorithm as JwtAlg, DecodingKey, EncodingKey, Header, Valida
 /// The client app part of a console login's client id (`{slug}.@console`): client app ids
 /// may not start with `@`, so no registered client can be it.
 pub const CONSOLE_APP: &str = "@console";
-/// The `client_id` of console sessions.
-pub const CONSOLE_SESSION: &str = "@console";
+/// The client app part of an account-pages login's client id (`{slug}.@account`).
+pub const ACCOUNT_APP: &str = "@account";
 /// A console link from the CLI is good for this long, once.
 pub const LINK_TTL_MS: i64 = 15 * 60 * 1000;
 /// A console session ends this long after sign-in, whatever the activity (the idle timeout
 /// of sessions applies too).
 pub const CONSOLE_SESSION_TTL_MS: i64 = 8 * 3600 * 1000;
-const SESSION_PREFIX: &str = "tfs";
+/// An account-pages session is shorter: its user came to change a few settings, and each
+/// sensitive one asks for a fresh code anyway.
+pub const ACCOUNT_SESSION_TTL_MS: i64 = 3600 * 1000;
+pub(super) const SESSION_PREFIX: &str = "tfs";
+
+/// Who one of Twofold's own signed-in areas is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// The admin console: org admins only.
+    Console,
+    /// The security settings: any user of the tenant, for their own account.
+    Account,
+}
+
+impl Audience {
+    /// The client app marker of its logins, and the `client_id` of its sessions.
+    pub fn app(self) -> &'static str {
+        match self {
+            Audience::Console => CONSOLE_APP,
+            Audience::Account => ACCOUNT_APP,
+        }
+    }
+
+    /// Where its pages live (the callback is `{path}/callback`).
+    pub fn path(self) -> &'static str {
+        match self {
+            Audience::Console => "/console",
+            Audience::Account => "/account",
+        }
+    }
+
+    /// The prefix of its audit actions (`console.login`, `account.session`, …).
+    fn action(self, what: &str) -> String {
+        format!("{}.{what}", &self.app()[1..])
+    }
+
+    fn admins_only(self) -> bool {
+        self == Audience::Console
+    }
+
+    fn session_ttl_ms(self) -> i64 {
+        match self {
+            Audience::Console => CONSOLE_SESSION_TTL_MS,
+            Audience::Account => ACCOUNT_SESSION_TTL_MS,
+        }
+    }
+
+    /// The audience of a hosted login, if it is one of Twofold's own (no "remember this
+    /// device", no skipping: always a second factor).
+    pub(super) fn of_login(hosted: &HostedLogin) -> Option<Audience> {
+        match OidcClient::split_id(&hosted.client_id)?.1 {
+            CONSOLE_APP => Some(Audience::Console),
+            ACCOUNT_APP => Some(Audience::Account),
+            _ => None,
+        }
+    }
+
+    /// How the hosted pages name it ("Signing in to the admin console").
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Audience::Console => "the admin console",
+            Audience::Account => "your security settings",
+        }
+    }
+}
 
 /// What the browser needs to go on to the hosted second step. No `Debug`: tokens.
-pub struct ConsoleStart {
+pub struct SignInStart {
     /// The pending login (the hosted pages' cookie).
     pub login: IssuedToken,
-    /// True: the admin has no factor yet and enrols first.
+    /// True: the user has no factor yet and enrols first.
     pub enroll: bool,
-    /// The PKCE verifier and state the callback checks (the console's cookie).
+    /// The PKCE verifier and state the callback checks (the area's own cookie).
     pub verifier: String,
     pub state: String,
 }
 
-/// A signed-in admin, as every console request sees them.
+/// A signed-in user of the console or the account pages, as every request there sees them.
 #[derive(Debug, Clone)]
-pub struct ConsoleAdmin {
+pub struct SignedIn {
+    pub audience: Audience,
+    /// `Admin` in the console, `User` on the account pages.
     pub actor: Actor,
     pub tenant: Arc<Tenant>,
     pub user: User,
     pub session_id: String,
+    /// The session's methods and end, carried over when a change of the user's own renews it.
+    amr: String,
+    expires_at: i64,
 }
 
 /// A CLI console link's claims (HS256 under a key derived from the hashing key).
@@ -70,20 +141,15 @@ struct LinkClaims {
     jti: String,
 }
 
-/// The one refusal for a console sign-in that cannot start: nothing about why (the audit row
-/// has it), so the links cannot be used to learn who is an admin.
+/// The one refusal for a sign-in that cannot start: nothing about why (the audit row has
+/// it), so the links cannot be used to learn who is an admin.
 fn cannot_start() -> CoreError {
-    CoreError::Forbidden("this console sign-in is not valid: ask for a new link")
-}
-
-/// Whether a hosted login is a console sign-in (no "remember this device", no skipping).
-pub(super) fn is_console_login(hosted: &HostedLogin) -> bool {
-    OidcClient::split_id(&hosted.client_id).is_some_and(|(_, app)| app == CONSOLE_APP)
+    CoreError::Forbidden("this sign-in is not valid: ask for a new link")
 }
 
 impl Twofold {
-    fn console_redirect_uri(&self) -> String {
-        format!("{}/console/callback", self.oidc_issuer())
+    fn callback_uri(&self, audience: Audience) -> String {
+        format!("{}{}/callback", self.oidc_issuer(), audience.path())
     }
 
     /// The HS256 key of console links: derived from the hashing key, so every node shares it
@@ -145,7 +211,7 @@ impl Twofold {
         meta: &RequestMeta,
         link: &str,
         user_agent: Option<String>,
-    ) -> Result<ConsoleStart, CoreError> {
+    ) -> Result<SignInStart, CoreError> {
         let now = self.now();
         let mut validation = Validation::new(JwtAlg::HS256);
         validation.validate_exp = false;
@@ -200,19 +266,20 @@ impl Twofold {
             }
             Err(e) => return Err(e.into()),
         }
-        self.console_login(&actor, meta, &tenant, user, "link", user_agent)
-            .await
+        let login = (&actor, meta, &tenant, "link", user_agent);
+        self.own_login(Audience::Console, login, user).await
     }
 
-    /// `/console/sso?client_id&login_hint_token`: the integrator sends an admin it has
-    /// signed in, with a login hint like `/oidc/authorize` takes.
-    pub async fn console_from_hint(
+    /// `/{console,account}/sso?client_id&login_hint_token`: the integrator sends a user it
+    /// has signed in, with a login hint like `/oidc/authorize` takes.
+    pub async fn sign_in_from_hint(
         &self,
+        audience: Audience,
         meta: &RequestMeta,
         client_id: &str,
         hint: &str,
         user_agent: Option<String>,
-    ) -> Result<ConsoleStart, CoreError> {
+    ) -> Result<SignInStart, CoreError> {
         if OidcClient::split_id(client_id).is_none() {
             return Err(cannot_start());
         }
@@ -247,25 +314,24 @@ impl Twofold {
         } else {
             "pwd"
         };
-        self.console_login(&actor, meta, &tenant, user, primary, user_agent)
-            .await
+        let login = (&actor, meta, &tenant, primary, user_agent);
+        self.own_login(audience, login, user).await
     }
 
-    /// Starts the admin's second step: the challenge if they have an active factor, the
-    /// enrolment if they have none; never a login without one.
-    async fn console_login(
+    /// Starts the user's second step: the challenge if they have an active factor, the
+    /// enrolment if they have none; never a login without one. `login` is who starts it, the
+    /// request, the tenant, the first step (`pwd`, `sso`, `link`) and the browser.
+    async fn own_login(
         &self,
-        actor: &Actor,
-        meta: &RequestMeta,
-        tenant: &Tenant,
+        audience: Audience,
+        login: (&Actor, &RequestMeta, &Tenant, &str, Option<String>),
         user: User,
-        primary: &str,
-        user_agent: Option<String>,
-    ) -> Result<ConsoleStart, CoreError> {
+    ) -> Result<SignInStart, CoreError> {
+        let (actor, meta, tenant, primary, user_agent) = login;
         let now = self.now();
-        let mut audit = self.audit(actor, meta, "console.login", Some(tenant.id));
+        let mut audit = self.audit(actor, meta, &audience.action("login"), Some(tenant.id));
         audit.user_id = Some(user.id);
-        if !user.is_admin {
+        if audience.admins_only() && !user.is_admin {
             audit.outcome = "denied".into();
             audit.reason = Some("not_admin".into());
             self.store.append_audit(audit).await?;
@@ -286,7 +352,8 @@ impl Twofold {
                 audit.reason = Some("locked".into());
                 self.store.append_audit(audit).await?;
                 return Err(CoreError::Forbidden(
-                    "every sign-in method of this admin is locked: ask an operator to unlock it",
+                    "every sign-in method of this account is locked: ask an administrator to \
+                     unlock it",
                 ));
             }
         };
@@ -314,8 +381,8 @@ impl Twofold {
         let hosted = HostedLogin {
             login_id: login.id.clone(),
             tenant_id: tenant.id,
-            client_id: OidcClient::client_id(&tenant.slug, CONSOLE_APP),
-            redirect_uri: self.console_redirect_uri(),
+            client_id: OidcClient::client_id(&tenant.slug, audience.app()),
+            redirect_uri: self.callback_uri(audience),
             state: Some(state.clone()),
             nonce: None,
             code_challenge: crate::oidc::pkce_challenge(&verifier),
@@ -333,7 +400,7 @@ impl Twofold {
         self.store
             .apply(vec![Effect::InsertHostedLogin(hosted)], row)
             .await?;
-        Ok(ConsoleStart {
+        Ok(SignInStart {
             login: issued,
             enroll: decision == "enroll_required",
             verifier,
@@ -341,23 +408,24 @@ impl Twofold {
         })
     }
 
-    /// `/console/callback`: the code the hosted second step minted, spent with the PKCE
-    /// verifier from the browser's cookie, becomes a console session. The login's own session
-    /// is revoked in the same transaction: the console cookie is the only one left.
-    pub async fn console_exchange(
+    /// `/{console,account}/callback`: the code the hosted second step minted, spent with the
+    /// PKCE verifier from the browser's cookie, becomes the area's session. The login's own
+    /// session is revoked in the same transaction: the area's cookie is the only one left.
+    pub async fn sign_in_exchange(
         &self,
+        audience: Audience,
         meta: &RequestMeta,
         code: &str,
         verifier: &str,
     ) -> Result<IssuedToken, CoreError> {
         let refused = || {
             CoreError::conflict(
-                "invalid_console_code",
-                "this console sign-in is over or expired: sign in again",
+                "invalid_sign_in_code",
+                "this sign-in is over or expired: sign in again",
             )
         };
         let now = self.now();
-        // The tenant comes from the code row; spending checks it belongs to the console.
+        // The tenant comes from the code row; spending checks it belongs to this audience.
         let hash = self.token_hash("tfc", code);
         let probe = match code.starts_with("tfc_") && code.len() <= 100 {
             true => self.store.auth_code(&hash).await?,
@@ -369,7 +437,7 @@ impl Twofold {
             .tenant_by_id(probe.tenant_id)
             .await?
             .ok_or_else(refused)?;
-        let client_id = OidcClient::client_id(&tenant.slug, CONSOLE_APP);
+        let client_id = OidcClient::client_id(&tenant.slug, audience.app());
         let actor = Actor::Hosted {
             tenant_id: tenant.id,
             client_id: client_id.clone(),
@@ -381,7 +449,7 @@ impl Twofold {
                 tenant.id,
                 &client_id,
                 code,
-                &self.console_redirect_uri(),
+                &self.callback_uri(audience),
                 verifier,
                 now,
             )
@@ -395,7 +463,7 @@ impl Twofold {
             .store
             .user_by_id(row.user_id)
             .await?
-            .filter(|u| u.is_admin)
+            .filter(|u| u.is_admin || !audience.admins_only())
             .ok_or_else(refused)?;
         let (token, token_hash) = self.mint_token(SESSION_PREFIX);
         let session = Session {
@@ -406,11 +474,14 @@ impl Twofold {
             generation: user.generation,
             amr: row.amr.clone(),
             second_factor: true,
-            client_id: Some(CONSOLE_SESSION.into()),
+            client_id: Some(audience.app().into()),
             ip: meta.client_ip.clone(),
             created_at: now,
             last_seen_at: now,
-            expires_at: now + CONSOLE_SESSION_TTL_MS.min(self.config.login.session_ttl_ms),
+            expires_at: now
+                + audience
+                    .session_ttl_ms()
+                    .min(self.config.login.session_ttl_ms),
             revoked_at: None,
             revoke_reason: None,
         };
@@ -424,12 +495,12 @@ impl Twofold {
             id: id.clone(),
             user_id: user.id,
             at: now,
-            reason: "console_signed_in".into(),
+            reason: audience.action("signed_in"),
         }));
         let mut audit = self.audit(
-            &Self::admin_actor(&tenant, &user),
+            &Self::actor_of(audience, &tenant, &user),
             meta,
-            "console.session",
+            &audience.action("session"),
             Some(tenant.id),
         );
         audit.user_id = Some(user.id);
@@ -438,17 +509,29 @@ impl Twofold {
         Ok(issued)
     }
 
-    fn admin_actor(tenant: &Tenant, user: &User) -> Actor {
-        Actor::Admin {
-            tenant_id: tenant.id,
-            user_id: user.id,
-            external_id: user.external_id.clone(),
+    fn actor_of(audience: Audience, tenant: &Tenant, user: &User) -> Actor {
+        match audience {
+            Audience::Console => Actor::Admin {
+                tenant_id: tenant.id,
+                user_id: user.id,
+                external_id: user.external_id.clone(),
+            },
+            Audience::Account => Actor::User {
+                tenant_id: tenant.id,
+                user_id: user.id,
+                external_id: user.external_id.clone(),
+            },
         }
     }
 
-    /// The admin behind a console cookie, if the session is live, is a console session with
-    /// a second factor, and its user is still an admin. A live session's idle timer restarts.
-    pub async fn console_admin(&self, token: &str) -> Result<Option<ConsoleAdmin>, CoreError> {
+    /// The user behind an area's cookie, if the session is live, belongs to this audience,
+    /// was opened with a second factor, and (console) its user is still an admin. A live
+    /// session's idle timer restarts.
+    pub async fn signed_in(
+        &self,
+        audience: Audience,
+        token: &str,
+    ) -> Result<Option<SignedIn>, CoreError> {
         if crate::tokens::parse(crate::tokens::TokenKind::Session, token).is_none() {
             return Ok(None);
         }
@@ -456,7 +539,7 @@ impl Twofold {
             .store
             .session(&self.token_hash(SESSION_PREFIX, token))
             .await?
-            .filter(|s| s.client_id.as_deref() == Some(CONSOLE_SESSION) && s.second_factor)
+            .filter(|s| s.client_id.as_deref() == Some(audience.app()) && s.second_factor)
         else {
             return Ok(None);
         };
@@ -464,7 +547,7 @@ impl Twofold {
             .store
             .user_by_id(s.user_id)
             .await?
-            .filter(|u| u.is_admin && u.tenant_id == s.tenant_id)
+            .filter(|u| u.tenant_id == s.tenant_id && (u.is_admin || !audience.admins_only()))
         else {
             return Ok(None);
         };
@@ -476,30 +559,25 @@ impl Twofold {
             return Ok(None);
         };
         self.store.touch_session(&s.id, now).await?;
-        Ok(Some(ConsoleAdmin {
-            actor: Self::admin_actor(&tenant, &user),
+        Ok(Some(SignedIn {
+            audience,
+            actor: Self::actor_of(audience, &tenant, &user),
             tenant: Arc::new(tenant),
             user,
             session_id: s.id,
+            amr: s.amr,
+            expires_at: s.expires_at,
         }))
     }
 
-    /// "Sign out" in the console: its session ends (audited).
-    pub async fn console_sign_out(
-        &self,
-        meta: &RequestMeta,
-        admin: &ConsoleAdmin,
-    ) -> Result<(), CoreError> {
-        let mut audit = self.audit(
-            &admin.actor,
-            meta,
-            "console.sign_out",
-            Some(admin.tenant.id),
-        );
-        audit.user_id = Some(admin.user.id);
+    /// "Sign out" in the console or the account pages: that session ends (audited).
+    pub async fn sign_out_of(&self, meta: &RequestMeta, who: &SignedIn) -> Result<(), CoreError> {
+        let action = who.audience.action("sign_out");
+        let mut audit = self.audit(&who.actor, meta, &action, Some(who.tenant.id));
+        audit.user_id = Some(who.user.id);
         let effects = vec![Effect::RevokeSession {
-            id: admin.session_id.clone(),
-            user_id: admin.user.id,
+            id: who.session_id.clone(),
+            user_id: who.user.id,
             at: self.now(),
             reason: "signed_out".into(),
         }];
@@ -507,5 +585,45 @@ impl Twofold {
             Ok(()) | Err(StoreError::Conflict("state_changed")) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// A change of the user's own that ends all their sessions (a factor removed, the phone
+    /// changed) keeps the one they made it from: these effects, in the change's transaction,
+    /// replace `who`'s session with one of the user's next generation (same methods, same
+    /// end); the old token dies with the rest. The new token is for the browser's cookie.
+    pub(crate) fn carry_session_over(&self, who: &SignedIn) -> (IssuedToken, Vec<Effect>) {
+        let now = self.now();
+        let (token, token_hash) = self.mint_token(SESSION_PREFIX);
+        let session = Session {
+            id: new_id("ses"),
+            token_hash,
+            tenant_id: who.tenant.id,
+            user_id: who.user.id,
+            generation: who.user.generation + 1,
+            amr: who.amr.clone(),
+            second_factor: true,
+            client_id: Some(who.audience.app().into()),
+            ip: None,
+            created_at: now,
+            last_seen_at: now,
+            expires_at: who.expires_at,
+            revoked_at: None,
+            revoke_reason: None,
+        };
+        let issued = IssuedToken {
+            id: session.id.clone(),
+            token,
+            expires_at: session.expires_at,
+        };
+        let effects = vec![
+            Effect::RevokeSession {
+                id: who.session_id.clone(),
+                user_id: who.user.id,
+                at: now,
+                reason: "renewed".into(),
+            },
+            Effect::InsertSession(session),
+        ];
+        (issued, effects)
     }
 }
