@@ -11,8 +11,8 @@
 mod common;
 
 use common::chromium::{
-    assert_page_is_clean, press_button, type_into, wait_for_title, wait_for_url, wait_until_loaded,
-    WAIT,
+    assert_page_is_clean, continue_to, press_button, type_into, wait_for_title, wait_for_url,
+    wait_until_loaded, WAIT,
 };
 use common::logins::{required, set_policy, setup};
 use common::rp::*;
@@ -347,15 +347,10 @@ async fn the_countdown_offers_later_until_the_deadline_then_the_user_enrols_by_e
 
     let redirect = i.redirect.clone();
     let landed = b
-        .step("continue", |c| async move {
-            c.find(Locator::Css("a.continue"))
-                .await
-                .unwrap()
-                .click()
-                .await
-                .unwrap();
-            wait_for_url(&c, &redirect).await
-        })
+        .step(
+            "continue",
+            |c| async move { continue_to(&c, &redirect).await },
+        )
         .await;
     let (amr, acr) = i.exchange("bob", &landed, req).await;
     assert_eq!(

@@ -14,8 +14,8 @@
 mod common;
 
 use common::chromium::{
-    assert_page_is_clean, press_button, submit_code, submit_enrol_code, wait_for_title,
-    wait_for_url, WAIT,
+    assert_page_is_clean, continue_to, press_button, submit_code, submit_enrol_code,
+    wait_for_title, wait_for_url, WAIT,
 };
 use common::logins::{required, set_policy, setup};
 use common::rp::*;
@@ -346,15 +346,10 @@ async fn a_user_without_a_factor_enrols_an_app_at_sign_in_on_a_phone_and_gets_re
     i.app.advance_secs(5 * 60);
     let redirect = i.redirect.clone();
     let landed = b
-        .step("continue", |c| async move {
-            c.find(Locator::Css("a.continue"))
-                .await
-                .unwrap()
-                .click()
-                .await
-                .unwrap();
-            wait_for_url(&c, &redirect).await
-        })
+        .step(
+            "continue",
+            |c| async move { continue_to(&c, &redirect).await },
+        )
         .await;
     let (amr, acr) = i.exchange_for("bob", &landed, req).await;
     assert_eq!(

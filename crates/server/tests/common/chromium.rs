@@ -75,6 +75,18 @@ pub async fn press_button(c: &Client, name: &str) {
         .unwrap();
 }
 
+/// Follows the recovery codes page's "continue" link back to the client at `redirect`;
+/// returns the URL the browser landed on.
+pub async fn continue_to(c: &Client, redirect: &str) -> String {
+    c.find(Locator::Css("a.continue"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_url(c, redirect).await
+}
+
 /// Replaces the text of the field with id `id` by `text`.
 pub async fn type_into(c: &Client, id: &str, text: &str) {
     let field = c.find(Locator::Id(id)).await.unwrap();
