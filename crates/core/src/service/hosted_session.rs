@@ -465,31 +465,18 @@ impl Twofold {
             .await?
             .filter(|u| u.is_admin || !audience.admins_only())
             .ok_or_else(refused)?;
-        let (token, token_hash) = self.mint_token(SESSION_PREFIX);
-        let session = Session {
-            id: new_id("ses"),
-            token_hash,
-            tenant_id: tenant.id,
-            user_id: user.id,
-            generation: user.generation,
-            amr: row.amr.clone(),
-            second_factor: true,
-            client_id: Some(audience.app().into()),
-            ip: meta.client_ip.clone(),
-            created_at: now,
-            last_seen_at: now,
-            expires_at: now
-                + audience
-                    .session_ttl_ms()
-                    .min(self.config.login.session_ttl_ms),
-            revoked_at: None,
-            revoke_reason: None,
-        };
-        let issued = IssuedToken {
-            id: session.id.clone(),
-            token,
-            expires_at: session.expires_at,
-        };
+        let expires_at = now
+            + audience
+                .session_ttl_ms()
+                .min(self.config.login.session_ttl_ms);
+        let (session, issued) = self.area_session(
+            &user,
+            &row.amr,
+            audience,
+            meta.client_ip.clone(),
+            now,
+            expires_at,
+        );
         let mut effects = vec![Effect::InsertSession(session)];
         effects.extend(row.session_id.iter().map(|id| Effect::RevokeSession {
             id: id.clone(),
@@ -587,34 +574,34 @@ impl Twofold {
         }
     }
 
+    /// A second-factor session of `audience` for `user` (its `amr` as stored, e.g.
+    /// `pwd,otp`), ending at `expires_at`.
+    fn area_session(
+        &self,
+        user: &User,
+        amr: &str,
+        audience: Audience,
+        ip: Option<String>,
+        now: i64,
+        expires_at: i64,
+    ) -> (Session, IssuedToken) {
+        let (mut session, mut issued) =
+            self.new_session(user, &[amr], true, Some(audience.app().into()), ip, now);
+        session.expires_at = expires_at;
+        issued.expires_at = expires_at;
+        (session, issued)
+    }
+
     /// A change of the user's own that ends all their sessions (a factor removed, the phone
     /// changed) keeps the one they made it from: these effects, in the change's transaction,
     /// replace `who`'s session with one of the user's next generation (same methods, same
     /// end); the old token dies with the rest. The new token is for the browser's cookie.
     pub(crate) fn carry_session_over(&self, who: &SignedIn) -> (IssuedToken, Vec<Effect>) {
         let now = self.now();
-        let (token, token_hash) = self.mint_token(SESSION_PREFIX);
-        let session = Session {
-            id: new_id("ses"),
-            token_hash,
-            tenant_id: who.tenant.id,
-            user_id: who.user.id,
-            generation: who.user.generation + 1,
-            amr: who.amr.clone(),
-            second_factor: true,
-            client_id: Some(who.audience.app().into()),
-            ip: None,
-            created_at: now,
-            last_seen_at: now,
-            expires_at: who.expires_at,
-            revoked_at: None,
-            revoke_reason: None,
-        };
-        let issued = IssuedToken {
-            id: session.id.clone(),
-            token,
-            expires_at: session.expires_at,
-        };
+        let (mut session, issued) =
+            self.area_session(&who.user, &who.amr, who.audience, None, now, who.expires_at);
+        // The next generation: the change bumps the user's, and this session must outlive it.
+        session.generation = who.user.generation + 1;
         let effects = vec![
             Effect::RevokeSession {
                 id: who.session_id.clone(),

@@ -729,7 +729,7 @@ impl Twofold {
             .map(|d| d.id))
     }
 
-    fn new_session(
+    pub(super) fn new_session(
         &self,
         user: &User,
         amr: &[&str],
