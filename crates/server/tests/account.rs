@@ -626,3 +626,88 @@ async fn console_and_account_cookies_open_only_their_own_pages() {
         .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
 }
+
+/// The attacks of SECURITY.md on the account pages' fresh code: one code posted ten times at
+/// once makes one change, and guessing it meets the factor's backoff, after which even the
+/// right code gets the same refusal until the backoff ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fresh_code_makes_one_change_under_parallel_replays() {
+    let o = org().await;
+    let b = o.signed_in().await;
+    let page = b.get("/account/recovery").await;
+    let code = o.code();
+    let fields = [
+        ("prover", o.alice.factor_id.as_str()),
+        ("code", code.as_str()),
+    ];
+    let answers = futures_util::future::join_all(
+        (0..10).map(|_| submit(&b, &page, "/account/recovery", &fields)),
+    )
+    .await;
+    let made: Vec<&Page> = answers
+        .iter()
+        .filter(|p| p.status == StatusCode::OK)
+        .collect();
+    assert_eq!(
+        made.len(),
+        1,
+        "{:?}",
+        answers.iter().map(|p| p.status).collect::<Vec<_>>()
+    );
+    assert_eq!(codes_on(made[0]).len(), 10);
+    for p in answers.iter().filter(|p| p.status != StatusCode::OK) {
+        assert_eq!(p.status, StatusCode::UNAUTHORIZED, "{}", p.body);
+    }
+}
+
+#[tokio::test]
+async fn guessing_the_fresh_code_meets_the_factors_backoff() {
+    let o = org().await;
+    let b = o.signed_in().await;
+    let page = b.get("/account/recovery").await;
+    let right = o.code();
+    let mut refusals = Vec::new();
+    for i in 0..20 {
+        let guess = format!("{:06}", (i * 7919 + 1) % 1_000_000);
+        if guess == right {
+            continue;
+        }
+        let p = submit(
+            &b,
+            &page,
+            "/account/recovery",
+            &[("prover", &o.alice.factor_id), ("code", &guess)],
+        )
+        .await;
+        refusals.push((p.status, p.body.contains("<li><code>")));
+    }
+    assert!(
+        refusals
+            .iter()
+            .all(|r| *r == (StatusCode::UNAUTHORIZED, false)),
+        "{refusals:?}"
+    );
+    // The backoff is on: the right code gets the very same refusal, and makes nothing.
+    let p = submit(
+        &b,
+        &page,
+        "/account/recovery",
+        &[("prover", &o.alice.factor_id), ("code", &right)],
+    )
+    .await;
+    assert_eq!(p.status, StatusCode::UNAUTHORIZED, "{}", p.body);
+    assert!(codes_on(&p).is_empty());
+    let judged = o.app.audit(&o.alice, "action=recovery.regenerate").await;
+    let wrong = judged
+        .iter()
+        .filter(|e| {
+            e["reason"]
+                .as_str()
+                .is_some_and(|r| r.ends_with("wrong_code"))
+        })
+        .count();
+    assert!(
+        (1..=5).contains(&wrong),
+        "{wrong} wrong codes judged: {judged:?}"
+    );
+}
