@@ -17,6 +17,7 @@
 use crate::extract::Meta;
 use crate::pages::client_meta;
 use crate::state::AppState;
+pub(crate) use crate::web::forms::{CsrfOnly, FactorForm};
 use crate::web::{csp_with_form_action, escape, page, read_cookie, CookieFactory, Csrf, SameSite};
 use axum::extract::{Form, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -561,15 +562,6 @@ async fn refused_page(s: &AppState, token: &str, factor: Option<&str>) -> Respon
     }
 }
 
-/// A form naming one factor of the login (send a code, resend an enrolment code).
-#[derive(Deserialize)]
-pub(crate) struct FactorForm {
-    #[serde(default)]
-    pub(crate) csrf: String,
-    #[serde(default)]
-    pub(crate) factor_id: String,
-}
-
 async fn send_code(
     State(s): State<AppState>,
     Meta(meta): Meta,
@@ -662,13 +654,6 @@ async fn recover(
         Ok(view) => recover_page(&s, &view, true),
         Err(e) => core_error_page(&e),
     }
-}
-
-/// A form whose only field is its CSRF token (cancel, "set up an authenticator app").
-#[derive(Deserialize)]
-pub(crate) struct CsrfOnly {
-    #[serde(default)]
-    pub(crate) csrf: String,
 }
 
 pub(crate) async fn cancel(

@@ -26,6 +26,7 @@ use crate::oidc::{
     posted, see_other, signing_in, CsrfOnly, Notice, COOKIE_PATH, LOGIN_COOKIE,
 };
 use crate::state::AppState;
+use crate::web::forms::{DestinationForm, FactorCodeForm};
 use crate::web::{
     csp_with_own_scripts, escape, page, page_with_head, print_support_head, CookieFactory, Csrf,
 };
@@ -34,7 +35,6 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use serde::Deserialize;
 use twofold_core::policy::{Method, Postpone};
 use twofold_core::service::notices::human_utc;
 use twofold_core::service::oidc::{HostedEnrollView, HostedFactor, HostedStep};
@@ -560,21 +560,13 @@ async fn enrolling<'h>(
     }
 }
 
-#[derive(Deserialize)]
-struct ContactForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    destination: String,
-}
-
 /// `POST /oidc/enroll/sms` or `…/email`: a pending factor and a code sent to it, then the
 /// code page; a number or address the core refuses, or a sending cap, shows the form again.
 async fn contact_enroll(
     s: AppState,
     meta: twofold_core::RequestMeta,
     headers: HeaderMap,
-    form: ContactForm,
+    form: DestinationForm,
     c: &Contact,
 ) -> Response {
     let (meta, token, view) = match enrolling(&s, meta, &headers, &form.csrf).await {
@@ -617,7 +609,7 @@ async fn sms_enroll(
     State(s): State<AppState>,
     Meta(meta): Meta,
     headers: HeaderMap,
-    Form(form): Form<ContactForm>,
+    Form(form): Form<DestinationForm>,
 ) -> Response {
     contact_enroll(s, meta, headers, form, &SMS).await
 }
@@ -626,7 +618,7 @@ async fn email_enroll(
     State(s): State<AppState>,
     Meta(meta): Meta,
     headers: HeaderMap,
-    Form(form): Form<ContactForm>,
+    Form(form): Form<DestinationForm>,
 ) -> Response {
     contact_enroll(s, meta, headers, form, &EMAIL).await
 }
@@ -660,17 +652,6 @@ async fn resend(
     }
 }
 
-/// No `Debug`: it holds a code.
-#[derive(Deserialize)]
-struct EnrollConfirmForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    factor_id: String,
-    #[serde(default)]
-    code: String,
-}
-
 /// `POST /oidc/enroll/confirm`: the first code turns the factor on and completes the login;
 /// the recovery codes are shown this once, then a link goes back to the client with its
 /// authorization code. A wrong code asks again for the same factor.
@@ -678,7 +659,7 @@ async fn enroll_confirm(
     State(s): State<AppState>,
     Meta(meta): Meta,
     headers: HeaderMap,
-    Form(form): Form<EnrollConfirmForm>,
+    Form(form): Form<FactorCodeForm>,
 ) -> Response {
     let (meta, token, view) = match enrolling(&s, meta, &headers, &form.csrf).await {
         Ok(x) => x,

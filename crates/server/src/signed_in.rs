@@ -245,18 +245,7 @@ pub(crate) fn when(ms: i64) -> String {
     twofold_core::service::notices::human_utc(ms)
 }
 
-/// A form whose only field is its CSRF token (sign out, revoke, show a vault code).
-#[derive(Deserialize)]
-pub(crate) struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
-}
-
-impl CsrfOnly {
-    pub(crate) fn valid(&self, headers: &HeaderMap) -> bool {
-        Csrf::verify(headers, &self.csrf)
-    }
-}
+pub(crate) use crate::web::forms::{CsrfForm, CsrfOnly};
 
 // ------------------------------------------------------------ the way in and out
 

@@ -8,10 +8,10 @@ use crate::oidc::Notice;
 use crate::oidc_enroll::{
     first_code_form, recovery_codes_page, totp_steps, wait_time, Contact, ShownCodes, EMAIL, SMS,
 };
-use crate::signed_in::{csrf_refused, error_page, session_cookie, when, CsrfOnly};
+use crate::signed_in::{csrf_refused, error_page, session_cookie, when, CsrfForm, CsrfOnly};
+use crate::web::forms::{CodeForm, DestinationForm, FactorCodeForm};
 use crate::web::{escape, Csrf};
 use axum::extract::{Form, Path};
-use serde::Deserialize;
 use twofold_core::messaging::PhoneChangeState;
 use twofold_core::model::FactorStatus;
 use twofold_core::policy::Method;
@@ -243,16 +243,7 @@ fn code_page(
     })
 }
 
-/// No `Debug`: it holds a phone number or an email address.
-#[derive(Deserialize)]
-pub(super) struct ContactForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    destination: String,
-}
-
-async fn add_contact(s: AppState, acc: Account, f: ContactForm, c: &Contact) -> Response {
+async fn add_contact(s: AppState, acc: Account, f: DestinationForm, c: &Contact) -> Response {
     if !Csrf::verify(&acc.headers, &f.csrf) {
         return csrf_refused();
     }
@@ -295,23 +286,21 @@ async fn add_contact(s: AppState, acc: Account, f: ContactForm, c: &Contact) -> 
 }
 
 /// `POST /account/methods/sms`
-pub(super) async fn add_sms(State(s): St, acc: Account, Form(f): Form<ContactForm>) -> Response {
+pub(super) async fn add_sms(
+    State(s): St,
+    acc: Account,
+    Form(f): Form<DestinationForm>,
+) -> Response {
     add_contact(s, acc, f, &SMS).await
 }
 
 /// `POST /account/methods/email`
-pub(super) async fn add_email(State(s): St, acc: Account, Form(f): Form<ContactForm>) -> Response {
+pub(super) async fn add_email(
+    State(s): St,
+    acc: Account,
+    Form(f): Form<DestinationForm>,
+) -> Response {
     add_contact(s, acc, f, &EMAIL).await
-}
-
-#[derive(Deserialize)]
-pub(super) struct FactorForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    factor_id: String,
-    #[serde(default)]
-    code: String,
 }
 
 /// One of the user's own pending methods (anyone else's, or an active one: not found).
@@ -326,7 +315,7 @@ async fn own_pending(s: &AppState, acc: &Account, id: &str) -> Result<AccountMet
 
 /// `POST /account/methods/resend`: the new phone's or address's code again (cooldown and
 /// caps apply).
-pub(super) async fn resend(State(s): St, acc: Account, Form(f): Form<FactorForm>) -> Response {
+pub(super) async fn resend(State(s): St, acc: Account, Form(f): Form<FactorCodeForm>) -> Response {
     if !Csrf::verify(&acc.headers, &f.csrf) {
         return csrf_refused();
     }
@@ -361,7 +350,7 @@ pub(super) async fn resend(State(s): St, acc: Account, Form(f): Form<FactorForm>
 
 /// `POST /account/methods/confirm`: the new method's first code turns it on (and, if it is
 /// the user's first, shows their recovery codes once).
-pub(super) async fn confirm(State(s): St, acc: Account, Form(f): Form<FactorForm>) -> Response {
+pub(super) async fn confirm(State(s): St, acc: Account, Form(f): Form<FactorCodeForm>) -> Response {
     if !Csrf::verify(&acc.headers, &f.csrf) {
         return csrf_refused();
     }
@@ -617,20 +606,12 @@ fn sent(s: &AppState, receipt: Option<SendReceipt>) -> Notice {
         .unwrap_or(Notice::None)
 }
 
-#[derive(Deserialize)]
-pub(super) struct PhoneForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    destination: String,
-}
-
 /// `POST /account/methods/{factor}/phone`: starts the change; a code goes to the old number.
 pub(super) async fn phone_start(
     State(s): St,
     acc: Account,
     Path(id): Path<String>,
-    Form(f): Form<PhoneForm>,
+    Form(f): Form<DestinationForm>,
 ) -> Response {
     if !Csrf::verify(&acc.headers, &f.csrf) {
         return csrf_refused();
@@ -680,14 +661,6 @@ pub(super) async fn phone_start(
         }
         Err(e) => error_page(&e),
     }
-}
-
-#[derive(Deserialize)]
-pub(super) struct CodeForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    code: String,
 }
 
 /// `POST /account/methods/{factor}/phone/{change}`: the current step's code. The old

@@ -3,7 +3,7 @@
 use super::proof::{proof_form, ProofForm, Sensitive, Shown};
 use super::*;
 use crate::oidc_enroll::{recovery_codes_page, ShownCodes};
-use crate::signed_in::{csrf_refused, error_page, signed_out_page, when, CsrfOnly};
+use crate::signed_in::{csrf_refused, error_page, signed_out_page, when, CsrfForm, CsrfOnly};
 use crate::web::escape;
 use axum::extract::{Form, Path};
 use twofold_core::CoreError;

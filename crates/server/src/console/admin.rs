@@ -3,6 +3,7 @@
 //! proposals as the API's, so the guardrails are the core's).
 
 use super::*;
+use crate::web::forms::CodeForm;
 use axum::extract::{Form, Path, Query};
 use serde::Deserialize;
 use twofold_core::policy::{Enforcement, Method, Policy};
@@ -261,15 +262,6 @@ pub(super) async fn confirm_form(State(s): St, admin: Admin, Path(id): Path<Stri
         }),
         Err(e) => error_page(&e),
     }
-}
-
-/// No `Debug`: it holds a code.
-#[derive(Deserialize)]
-pub(super) struct CodeForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    code: String,
 }
 
 /// `POST /console/confirm/{proposal}`: the emailed code applies the proposal.

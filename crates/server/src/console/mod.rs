@@ -15,7 +15,7 @@ mod signin;
 mod views;
 
 pub(crate) use crate::signed_in::{
-    csrf_refused, error_page, see_other, when, Area, CsrfOnly, Visitor,
+    csrf_refused, error_page, see_other, when, Area, CsrfForm, CsrfOnly, Visitor,
 };
 use crate::state::AppState;
 use crate::web::{escape, Csrf};

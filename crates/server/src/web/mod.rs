@@ -8,6 +8,7 @@
 
 mod assets;
 mod cookies;
+pub mod forms;
 mod headers;
 
 pub use assets::{

@@ -1,0 +1,80 @@
+//! The form bodies the pages post, each defined once: every form carries its CSRF token
+//! (checked with [`CsrfForm::valid`]) and a few named fields. None derives `Debug`: they hold
+//! codes, numbers and addresses.
+
+use super::Csrf;
+use axum::http::HeaderMap;
+use serde::Deserialize;
+
+/// A form whose only field is its CSRF token (cancel, sign out, revoke, show a vault code).
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    pub csrf: String,
+}
+
+/// A code typed into a form (an emailed confirmation, a phone change's step).
+#[derive(Deserialize)]
+pub struct CodeForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub code: String,
+}
+
+/// One of the user's factors named (send a code, resend an enrolment code).
+#[derive(Deserialize)]
+pub struct FactorForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub factor_id: String,
+}
+
+/// A pending factor's first code.
+#[derive(Deserialize)]
+pub struct FactorCodeForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub factor_id: String,
+    #[serde(default)]
+    pub code: String,
+}
+
+/// A phone number or an email address typed into a form.
+#[derive(Deserialize)]
+pub struct DestinationForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub destination: String,
+}
+
+/// The CSRF check every form POST starts with.
+pub trait CsrfForm {
+    fn csrf(&self) -> &str;
+
+    /// The request carries the CSRF cookie and this form echoes it ([`Csrf::verify`]).
+    fn valid(&self, headers: &HeaderMap) -> bool {
+        Csrf::verify(headers, self.csrf())
+    }
+}
+
+macro_rules! forms {
+    ($($t:ty),*) => {$(
+        impl CsrfForm for $t {
+            fn csrf(&self) -> &str {
+                &self.csrf
+            }
+        }
+    )*};
+}
+
+forms!(
+    CsrfOnly,
+    CodeForm,
+    FactorForm,
+    FactorCodeForm,
+    DestinationForm
+);
