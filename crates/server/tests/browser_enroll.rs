@@ -14,64 +14,17 @@ use common::chromium::{
     assert_page_is_clean, continue_to, press_button, type_into, wait_for_title, wait_for_url,
     wait_until_loaded, WAIT,
 };
-use common::logins::{required, set_policy, setup};
+use common::logins::required;
 use common::rp::*;
-use common::{Enrolled, TestApp, START_MS};
-use serde_json::{json, Value};
+use common::START_MS;
+use serde_json::json;
 use twofold_testkit::browser::fantoccini::{Client, Locator};
 use twofold_testkit::browser::Browser;
-use twofold_testkit::MockHttp;
 
 const ENROLL: &str = "Set up two-step verification";
 const ACR_1FA: &str = "urn:twofold:acr:1fa";
 const ACR_2FA: &str = "urn:twofold:acr:2fa";
 const DAY_MS: i64 = 86_400_000;
-
-/// Tenant acme with `policy`, client `acme.web` whose redirect URI is a local server (so the
-/// page the browser lands on loads), and user `user` without a factor.
-struct Integrator {
-    app: TestApp,
-    e: Enrolled,
-    secret: String,
-    rp: Rp,
-    redirect: String,
-    _callback: MockHttp,
-}
-
-async fn integrator(policy: Value, user: &str) -> Integrator {
-    let app = spawn().await;
-    let e = setup(&app).await;
-    set_policy(&app, &e, policy).await;
-    app.user("acme", &e.key, user).await;
-    let callback = MockHttp::start().await;
-    let redirect = format!("{}/callback", callback.base_url);
-    let secret = register_to(&app, "acme", &e.key, "web", &redirect).await;
-    let rp = Rp::discover_to(&app, "acme.web", &secret, &redirect).await;
-    Integrator {
-        app,
-        e,
-        secret,
-        rp,
-        redirect,
-        _callback: callback,
-    }
-}
-
-impl Integrator {
-    fn authorize(&self, user: &str) -> Request {
-        self.rp
-            .authorize(&hint_with(&self.app, &self.secret, json!({ "sub": user })))
-    }
-
-    /// Exchanges the code the browser brought back; `(amr, acr)` of `user`'s ID token.
-    async fn exchange(&self, user: &str, landed: &str, req: Request) -> (Vec<String>, String) {
-        let code = code_in(&self.app, landed, &self.redirect, &req);
-        let tokens = self.rp.exchange(&code, req.verifier).await.unwrap();
-        let claims = self.rp.claims(&self.app, &tokens, &req.nonce);
-        assert_eq!(claims.subject().as_str(), user);
-        (amr(&claims), claims.auth_context_ref().unwrap().to_string())
-    }
-}
 
 async fn buttons(c: &Client) -> Vec<String> {
     let mut out = Vec::new();
@@ -124,11 +77,11 @@ async fn wait_for(c: &Client, css: &str) {
 #[tokio::test]
 async fn the_countdown_offers_later_until_the_deadline_then_the_user_enrols_by_email() {
     let deadline = START_MS + 10 * DAY_MS;
-    let i = integrator(required(json!({"mandatory_from": deadline})), "bob").await;
+    let i = Integrator::start(required(json!({"mandatory_from": deadline})), &["bob"]).await;
     let browser = Browser::start().await;
     let b = &browser;
 
-    let req = i.authorize("bob");
+    let req = i.authorize_for("bob");
     let url = req.url.clone();
     b.step("countdown", |c| async move {
         c.goto(&url).await.unwrap();
@@ -161,14 +114,14 @@ async fn the_countdown_offers_later_until_the_deadline_then_the_user_enrols_by_e
             |c| async move { wait_for_url(&c, &redirect).await },
         )
         .await;
-    let (amr, acr) = i.exchange("bob", &landed, req).await;
+    let (amr, acr) = i.exchange_for("bob", &landed, req).await;
     assert_eq!((amr, acr.as_str()), (vec!["pwd".to_string()], ACR_1FA));
 
     // The deadline passes. The clock is the test's `ManualClock`, given to the server through
     // `Application::build_with_clock`; the `twofold` binary always runs on the system clock,
     // so no production build can move it.
     i.app.clock.set_ms(deadline + 60_000);
-    let req = i.authorize("bob");
+    let req = i.authorize_for("bob");
     let url = req.url.clone();
     b.step("must-enrol", |c| async move {
         c.goto(&url).await.unwrap();
@@ -352,7 +305,7 @@ async fn the_countdown_offers_later_until_the_deadline_then_the_user_enrols_by_e
             |c| async move { continue_to(&c, &redirect).await },
         )
         .await;
-    let (amr, acr) = i.exchange("bob", &landed, req).await;
+    let (amr, acr) = i.exchange_for("bob", &landed, req).await;
     assert_eq!(
         (amr, acr.as_str()),
         (vec!["pwd".to_string(), "email".to_string()], ACR_2FA)
@@ -361,10 +314,10 @@ async fn the_countdown_offers_later_until_the_deadline_then_the_user_enrols_by_e
 
 #[tokio::test]
 async fn cancel_on_an_enrolment_page_sends_access_denied_back_to_the_client_on_a_phone() {
-    let i = integrator(required(json!({})), "carol").await;
+    let i = Integrator::start(required(json!({})), &["carol"]).await;
     let browser = Browser::phone().await;
     let b = &browser;
-    let req = i.authorize("carol");
+    let req = i.authorize_for("carol");
     let url = req.url.clone();
     b.step("email-form", |c| async move {
         c.goto(&url).await.unwrap();

@@ -17,75 +17,15 @@ use common::chromium::{
     assert_page_is_clean, continue_to, press_button, submit_code, submit_enrol_code,
     wait_for_title, wait_for_url, WAIT,
 };
-use common::logins::{required, set_policy, setup};
+use common::logins::required;
 use common::rp::*;
-use common::{Enrolled, TestApp};
 use serde_json::json;
 use twofold_testkit::browser::fantoccini::{Client, Locator};
 use twofold_testkit::browser::Browser;
-use twofold_testkit::MockHttp;
 
 const CHALLENGE: &str = "Two-step verification";
 const ACR_2FA: &str = "urn:twofold:acr:2fa";
 const ENROLL: &str = "Set up two-step verification";
-
-/// The integrator of tenant acme: alice has a TOTP factor enrolled through the API, 2FA is
-/// required with "remember this device" for 30 days, and client `acme.web` is registered with
-/// the redirect URI of `callback`.
-struct Integrator {
-    app: TestApp,
-    e: Enrolled,
-    secret: String,
-    rp: Rp,
-    redirect: String,
-    _callback: MockHttp,
-}
-
-async fn integrator() -> Integrator {
-    let app = spawn().await;
-    let e = setup(&app).await;
-    set_policy(&app, &e, required(json!({}))).await;
-    let callback = MockHttp::start().await;
-    let redirect = format!("{}/callback", callback.base_url);
-    let secret = register_to(&app, "acme", &e.key, "web", &redirect).await;
-    let rp = Rp::discover_to(&app, "acme.web", &secret, &redirect).await;
-    Integrator {
-        app,
-        e,
-        secret,
-        rp,
-        redirect,
-        _callback: callback,
-    }
-}
-
-impl Integrator {
-    /// A fresh authorization request, as the integrator makes after checking the password.
-    fn authorize(&self) -> Request {
-        self.rp.authorize(&hint(&self.app, &self.secret))
-    }
-
-    /// The code alice's authenticator app shows now.
-    fn right_code(&self) -> String {
-        oathtool(&self.e.secret, self.app.now_secs())
-    }
-
-    /// Exchanges the code the browser brought back and verifies alice's ID token; returns
-    /// its `amr` and `acr`.
-    async fn exchange(&self, landed: &str, req: Request) -> (Vec<String>, String) {
-        self.exchange_for("alice", landed, req).await
-    }
-
-    /// The same for `user`'s sign-in.
-    async fn exchange_for(&self, user: &str, landed: &str, req: Request) -> (Vec<String>, String) {
-        let code = code_in(&self.app, landed, &self.redirect, &req);
-        let tokens = self.rp.exchange(&code, req.verifier).await.unwrap();
-        let claims = self.rp.claims(&self.app, &tokens, &req.nonce);
-        assert_eq!(claims.subject().as_str(), user);
-        let acr = claims.auth_context_ref().unwrap().to_string();
-        (amr(&claims), acr)
-    }
-}
 
 /// A code that is not `right` (same length, every digit different).
 fn wrong_code(right: &str) -> String {
@@ -124,11 +64,11 @@ async fn assert_refused_page_is_clean(b: &Browser) {
 
 #[tokio::test]
 async fn a_user_signs_in_with_a_code_in_chromium_and_the_remembered_device_skips_it_next_time() {
-    let i = integrator().await;
+    let i = Integrator::start(required(json!({})), &[]).await;
     let browser = Browser::start().await;
     let b = &browser;
 
-    let req = i.authorize();
+    let req = i.authorize_for("alice");
     let url = req.url.clone();
     b.step("challenge", |c| async move {
         c.goto(&url).await.unwrap();
@@ -197,7 +137,7 @@ async fn a_user_signs_in_with_a_code_in_chromium_and_the_remembered_device_skips
             wait_for_url(&c, &redirect).await
         })
         .await;
-    let (amr, acr) = i.exchange(&landed, req).await;
+    let (amr, acr) = i.exchange_for("alice", &landed, req).await;
     assert_eq!(
         (amr, acr.as_str()),
         (vec!["pwd".into(), "otp".into()], ACR_2FA)
@@ -206,7 +146,7 @@ async fn a_user_signs_in_with_a_code_in_chromium_and_the_remembered_device_skips
     // The next sign-in in the same browser: the remembered device skips the code, the browser
     // goes straight back to the client.
     i.app.advance_secs(60);
-    let req = i.authorize();
+    let req = i.authorize_for("alice");
     let (url, redirect) = (req.url.clone(), i.redirect.clone());
     let landed = b
         .step("remembered", |c| async move {
@@ -214,16 +154,16 @@ async fn a_user_signs_in_with_a_code_in_chromium_and_the_remembered_device_skips
             wait_for_url(&c, &redirect).await
         })
         .await;
-    let (_, acr) = i.exchange(&landed, req).await;
+    let (_, acr) = i.exchange_for("alice", &landed, req).await;
     assert_eq!(acr, "urn:twofold:acr:remembered-device");
 }
 
 #[tokio::test]
 async fn the_challenge_page_fits_a_phone_and_passes_the_page_checks() {
-    let i = integrator().await;
+    let i = Integrator::start(required(json!({})), &[]).await;
     let browser = Browser::phone().await;
     let b = &browser;
-    let req = i.authorize();
+    let req = i.authorize_for("alice");
     let url = req.url.clone();
     b.step("challenge", |c| async move {
         c.goto(&url).await.unwrap();
@@ -249,7 +189,7 @@ async fn the_challenge_page_fits_a_phone_and_passes_the_page_checks() {
             wait_for_url(&c, &redirect).await
         })
         .await;
-    let (amr, acr) = i.exchange(&landed, req).await;
+    let (amr, acr) = i.exchange_for("alice", &landed, req).await;
     assert_eq!(
         (amr, acr.as_str()),
         (vec!["pwd".into(), "otp".into()], ACR_2FA)
@@ -258,7 +198,7 @@ async fn the_challenge_page_fits_a_phone_and_passes_the_page_checks() {
 
 #[tokio::test]
 async fn a_user_without_a_factor_enrols_an_app_at_sign_in_on_a_phone_and_gets_recovery_codes() {
-    let i = integrator().await;
+    let i = Integrator::start(required(json!({})), &[]).await;
     i.app.user("acme", &i.e.key, "bob").await;
     let req =
         i.rp.authorize(&hint_with(&i.app, &i.secret, json!({"sub": "bob"})));

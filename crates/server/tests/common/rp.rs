@@ -291,3 +291,67 @@ pub async fn sessions(app: &TestApp, e: &Enrolled) -> Vec<Value> {
     assert_eq!(s, StatusCode::OK, "{body}");
     body["sessions"].as_array().unwrap().clone()
 }
+
+/// The integrator of tenant acme in the Chromium tests: alice with an authenticator app and
+/// the admin boss (`logins::setup`), `policy` confirmed, `users` created without a factor, and
+/// client `acme.web` whose redirect URI is a local server's `/callback` (so the page the
+/// browser lands on loads).
+pub struct Integrator {
+    pub app: TestApp,
+    pub e: Enrolled,
+    pub secret: String,
+    pub rp: Rp,
+    pub redirect: String,
+    _callback: twofold_testkit::MockHttp,
+}
+
+impl Integrator {
+    pub async fn start(policy: Value, users: &[&str]) -> Integrator {
+        let app = spawn().await;
+        let e = setup(&app).await;
+        set_policy(&app, &e, policy).await;
+        for user in users {
+            app.user("acme", &e.key, user).await;
+        }
+        let callback = twofold_testkit::MockHttp::start().await;
+        let redirect = format!("{}/callback", callback.base_url);
+        let secret = register_to(&app, "acme", &e.key, "web", &redirect).await;
+        let rp = Rp::discover_to(&app, "acme.web", &secret, &redirect).await;
+        Integrator {
+            app,
+            e,
+            secret,
+            rp,
+            redirect,
+            _callback: callback,
+        }
+    }
+
+    /// A fresh authorization request for `user`, as the integrator makes after checking the
+    /// password.
+    pub fn authorize_for(&self, user: &str) -> Request {
+        self.rp
+            .authorize(&hint_with(&self.app, &self.secret, json!({ "sub": user })))
+    }
+
+    /// The code alice's authenticator app shows now.
+    pub fn right_code(&self) -> String {
+        oathtool(&self.e.secret, self.app.now_secs())
+    }
+
+    /// Exchanges the code the browser brought back and verifies `user`'s ID token; returns
+    /// its `amr` and `acr`.
+    pub async fn exchange_for(
+        &self,
+        user: &str,
+        landed: &str,
+        req: Request,
+    ) -> (Vec<String>, String) {
+        let code = code_in(&self.app, landed, &self.redirect, &req);
+        let tokens = self.rp.exchange(&code, req.verifier).await.unwrap();
+        let claims = self.rp.claims(&self.app, &tokens, &req.nonce);
+        assert_eq!(claims.subject().as_str(), user);
+        let acr = claims.auth_context_ref().unwrap().to_string();
+        (amr(&claims), acr)
+    }
+}
