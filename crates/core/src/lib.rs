@@ -23,6 +23,7 @@ pub mod tokens;
 pub mod totp;
 pub mod types;
 pub mod vault;
+pub mod webauthn;
 
 pub use error::CoreError;
 pub use service::{Actor, RequestMeta, Twofold, TwofoldConfig, Verdict};

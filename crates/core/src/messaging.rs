@@ -612,6 +612,28 @@ pub enum Effect {
         at: i64,
     },
     InsertHostedLogin(crate::oidc::HostedLogin),
+    /// Stores a WebAuthn ceremony's server-side state until the browser answers.
+    InsertWebauthnChallenge(crate::webauthn::WebauthnChallenge),
+    /// Spends a ceremony by one conditional update: only if it is the user's, unused and not
+    /// expired at `at`; otherwise `state_changed`. A challenge answers exactly once.
+    UseWebauthnChallenge {
+        id: String,
+        user_id: i64,
+        at: i64,
+    },
+    /// Replaces a factor's sealed secret, bumping its version (a security key's credential
+    /// after its signature counter moved). A missing factor is `state_changed`.
+    SetFactorSecret {
+        factor_id: String,
+        sealed_secret: Vec<u8>,
+    },
+    /// Locks a factor at `at` (if not locked yet), bumping its version: a security key whose
+    /// signature counter went backwards may have been cloned. A missing factor is
+    /// `state_changed`.
+    LockFactor {
+        factor_id: String,
+        at: i64,
+    },
 }
 
 /// Issue a one-time code: refuse if the newest code for the same (user, factor, purpose) was

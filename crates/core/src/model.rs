@@ -91,18 +91,26 @@ impl FactorStatus {
     }
 }
 
-/// A TOTP factor row. The seed is only ever held sealed here.
+/// A factor row: an authenticator app (TOTP), a phone (SMS), an email address or a security
+/// key (WebAuthn). Secrets are only ever held sealed here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Factor {
     pub id: String,
     pub tenant_id: i64,
     pub user_id: i64,
-    /// `totp`, `sms` or `email`.
+    /// `totp`, `sms`, `email` or `webauthn`.
     pub kind: String,
     pub status: FactorStatus,
     /// The phone number (E.164) or email address of an SMS or email factor.
     pub destination: Option<String>,
-    /// Empty for SMS and email factors, which have no seed.
+    /// The name the user gave a security key ("Blue YubiKey"), so several can be told apart.
+    pub label: Option<String>,
+    /// A security key's WebAuthn credential id. Unique across the server: the same credential
+    /// can never be registered to a second user (webauthn-rs requires the check).
+    pub credential_id: Option<Vec<u8>>,
+    /// TOTP: the sealed seed. WebAuthn: the sealed credential (public key, signature counter),
+    /// sealed although public so that a row copied to another user fails to open. Empty for
+    /// SMS and email factors, which have no secret.
     pub sealed_secret: Vec<u8>,
     pub algorithm: String,
     pub digits: u8,
@@ -134,6 +142,8 @@ impl Factor {
             kind: kind.to_string(),
             status: FactorStatus::Pending,
             destination: None,
+            label: None,
+            credential_id: None,
             sealed_secret: Vec::new(),
             algorithm: "SHA1".into(),
             digits: 6,

@@ -38,17 +38,27 @@ pub enum Method {
     Totp,
     Sms,
     Email,
+    /// A security key or passkey (WebAuthn): the one phishing-resistant method, since the
+    /// browser binds its answer to the origin it is shown on.
+    Webauthn,
 }
 
 impl Method {
-    pub const ALL: [Method; 3] = [Method::Totp, Method::Sms, Method::Email];
+    pub const ALL: [Method; 4] = [Method::Totp, Method::Sms, Method::Email, Method::Webauthn];
 
     pub fn as_str(&self) -> &'static str {
         match self {
             Method::Totp => "totp",
             Method::Sms => "sms",
             Method::Email => "email",
+            Method::Webauthn => "webauthn",
         }
+    }
+
+    /// Resistant to phishing (NIST SP 800-63B 3.2.5): a code can be typed into a look-alike
+    /// page and relayed; a WebAuthn answer is signed over the page's origin.
+    pub fn phishing_resistant(&self) -> bool {
+        matches!(self, Method::Webauthn)
     }
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|m| m.as_str() == s)

@@ -9,6 +9,7 @@ use crate::oidc::*;
 use crate::rollout::{MethodGroup, MethodSet};
 use crate::security::*;
 use crate::vault::*;
+use crate::webauthn::WebauthnChallenge;
 use async_trait::async_trait;
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -396,6 +397,9 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes hint `jti`s, authorization codes and hosted logins that expired before
     /// `before`; returns how many rows went.
     async fn prune_oidc(&self, before: i64) -> StoreResult<u64>;
+    async fn webauthn_challenge(&self, id: &str) -> StoreResult<Option<WebauthnChallenge>>;
+    /// Deletes WebAuthn ceremonies that expired before `before`; returns how many went.
+    async fn prune_webauthn_challenges(&self, before: i64) -> StoreResult<u64>;
 
     async fn append_audit(&self, audit: AuditRecord) -> StoreResult<()>;
     async fn list_audit(&self, query: AuditQuery) -> StoreResult<Vec<AuditEvent>>;

@@ -29,15 +29,16 @@ impl MethodSet {
             Method::Totp => 1,
             Method::Sms => 2,
             Method::Email => 4,
+            Method::Webauthn => 8,
         }
     }
 
     /// From the bits a store computed; bits of no known method are dropped.
     pub fn from_bits(bits: i64) -> Self {
-        Self((bits & 7) as u8)
+        Self((bits & 15) as u8)
     }
 
-    /// From factor kinds (`totp`, `sms`, `email`); other kinds are not 2FA methods.
+    /// From factor kinds (`totp`, `sms`, `email`, `webauthn`); other kinds are not 2FA methods.
     pub fn from_kinds<'a>(kinds: impl IntoIterator<Item = &'a str>) -> Self {
         kinds
             .into_iter()
@@ -161,6 +162,7 @@ pub struct MethodCounts {
     pub totp: u64,
     pub sms: u64,
     pub email: u64,
+    pub webauthn: u64,
 }
 
 /// Sums the groups a store counted into the report.
@@ -181,6 +183,7 @@ pub fn summarize(policy: &Policy, groups: &[MethodGroup], now: i64) -> RolloutRe
                 Method::Totp => r.by_method.totp += g.users,
                 Method::Sms => r.by_method.sms += g.users,
                 Method::Email => r.by_method.email += g.users,
+                Method::Webauthn => r.by_method.webauthn += g.users,
             }
         }
     }

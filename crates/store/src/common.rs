@@ -549,7 +549,8 @@ pub(crate) fn uris_from_json(json: &str) -> Result<Vec<String>, String> {
 /// SQL that both backends accept (no `bit_or` in SQLite).
 const METHOD_BITS: &str = "CAST(MAX(CASE WHEN kind = 'totp' THEN 1 ELSE 0 END)
      + MAX(CASE WHEN kind = 'sms' THEN 2 ELSE 0 END)
-     + MAX(CASE WHEN kind = 'email' THEN 4 ELSE 0 END) AS BIGINT)";
+     + MAX(CASE WHEN kind = 'email' THEN 4 ELSE 0 END)
+     + MAX(CASE WHEN kind = 'webauthn' THEN 8 ELSE 0 END) AS BIGINT)";
 
 /// Users counted by profile and method bits; `p` is the tenant id's placeholder (`?1`, `$1`).
 pub(crate) fn rollout_groups_sql(p: &str) -> String {
