@@ -59,6 +59,10 @@ impl From<StoreError> for CoreError {
                     crate::service::MAX_FACTORS_PER_USER
                 ),
             ),
+            StoreError::Conflict("credential_registered") => CoreError::conflict(
+                "credential_registered",
+                "this security key is already registered; use it to sign in, or pick another",
+            ),
             StoreError::Conflict(what) => CoreError::conflict(
                 what,
                 format!("{} already exists", what.trim_end_matches("_exists")),

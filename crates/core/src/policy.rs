@@ -111,6 +111,12 @@ pub struct Policy {
     /// Risk-based prompting (off unless the tenant turns it on).
     #[serde(default)]
     pub risk: crate::risk::RiskSettings,
+    /// Profiles (e.g. `admin`) for whom only a phishing-resistant method counts once 2FA is
+    /// mandatory: 2FA is required for them whatever the enforcement mode (unless off), and
+    /// from `mandatory_from` on their codes no longer sign them in, only a security key does.
+    /// Until then a code still does, so nobody drops to password-only while switching.
+    #[serde(default)]
+    pub phishing_resistant_profiles: Vec<String>,
 }
 
 impl Default for Policy {
@@ -126,6 +132,7 @@ impl Default for Policy {
             skip_hours: 24,
             clients: Vec::new(),
             risk: crate::risk::RiskSettings::default(),
+            phishing_resistant_profiles: Vec::new(),
         }
     }
 }
@@ -251,6 +258,21 @@ impl Policy {
             }
         }
         self.risk.validate()?;
+        let pr = &mut self.phishing_resistant_profiles;
+        for p in pr.iter() {
+            crate::types::Profile::parse(p)?;
+        }
+        pr.sort();
+        pr.dedup();
+        if pr.len() > 100 {
+            return Err(invalid("phishing_resistant_profiles", "name at most 100 profiles"));
+        }
+        if !pr.is_empty() && !self.methods.iter().any(Method::phishing_resistant) {
+            return Err(invalid(
+                "phishing_resistant_profiles",
+                "enable security keys (webauthn) to require a phishing-resistant method",
+            ));
+        }
         let mut warnings = Vec::new();
         if self.enforcement != Enforcement::Off && !self.methods.contains(&Method::Totp) {
             warnings.push(
@@ -264,13 +286,34 @@ impl Policy {
 
     /// Whether 2FA is mandatory for a user with this profile (at some date).
     pub fn required_for(&self, profile: Option<&str>) -> bool {
+        let listed = |profiles: &[String]| profile.is_some_and(|p| profiles.iter().any(|q| q == p));
         match &self.enforcement {
+            Enforcement::Off => false,
             Enforcement::RequiredForAll => true,
             Enforcement::RequiredForProfiles { profiles } => {
-                profile.is_some_and(|p| profiles.iter().any(|q| q == p))
+                listed(profiles) || listed(&self.phishing_resistant_profiles)
             }
-            _ => false,
+            Enforcement::Optional => listed(&self.phishing_resistant_profiles),
         }
+    }
+
+    /// Whether only a phishing-resistant method counts for this profile.
+    pub fn phishing_resistant_for(&self, profile: Option<&str>) -> bool {
+        self.enforcement != Enforcement::Off
+            && profile.is_some_and(|p| self.phishing_resistant_profiles.iter().any(|q| q == p))
+    }
+
+    /// The methods that sign this user in (and that they may enrol) at `now`: the enabled
+    /// ones, narrowed to the phishing-resistant ones once 2FA is mandatory for a profile that
+    /// needs them.
+    pub fn allowed_methods(&self, profile: Option<&str>, now: i64) -> Vec<Method> {
+        let strict = self.phishing_resistant_for(profile)
+            && phase(self, profile, now) == Phase::Required;
+        self.methods
+            .iter()
+            .copied()
+            .filter(|m| !strict || m.phishing_resistant())
+            .collect()
     }
 
     pub fn client(&self, id: &str) -> Option<&ClientApp> {
@@ -445,11 +488,12 @@ pub fn decide(policy: &Policy, facts: &LoginFacts<'_>) -> Decision {
             reason: AllowReason::SsoExempt,
         };
     }
+    let allowed = policy.allowed_methods(facts.profile, facts.now);
     let usable: Vec<(Method, bool)> = facts
         .factors
         .iter()
         .copied()
-        .filter(|(m, _)| policy.methods.contains(m))
+        .filter(|(m, _)| allowed.contains(m))
         .collect();
     let phase = phase(policy, facts.profile, facts.now);
     let optional = policy.enforcement == Enforcement::Optional;
@@ -490,9 +534,7 @@ pub fn decide(policy: &Policy, facts: &LoginFacts<'_>) -> Decision {
         Phase::Required if !client_ok => Deny {
             reason: DenyReason::ClientUnsupported,
         },
-        Phase::Required => EnrollRequired {
-            methods: policy.methods.clone(),
-        },
+        Phase::Required => EnrollRequired { methods: allowed },
         Phase::Reminder { .. } | Phase::NotRequired if skipped => Allow {
             reason: AllowReason::Skipped,
         },
@@ -505,12 +547,12 @@ pub fn decide(policy: &Policy, facts: &LoginFacts<'_>) -> Decision {
             },
         },
         Phase::Reminder { deadline } => EnrollOffered {
-            methods: policy.methods.clone(),
+            methods: allowed,
             deadline: Some(deadline),
             days_left: Some((deadline - facts.now + DAY_MS - 1) / DAY_MS),
         },
         Phase::NotRequired if optional => EnrollOffered {
-            methods: policy.methods.clone(),
+            methods: allowed,
             deadline: None,
             days_left: None,
         },

@@ -58,10 +58,11 @@ impl MethodSet {
         Method::ALL.into_iter().filter(move |m| self.contains(*m))
     }
 
-    /// Only the methods the policy enables: the factors a login can use.
-    pub fn usable(self, policy: &Policy) -> Self {
+    /// Only the methods that sign this profile in at `now` ([`Policy::allowed_methods`]).
+    pub fn usable(self, policy: &Policy, profile: Option<&str>, now: i64) -> Self {
+        let allowed = policy.allowed_methods(profile, now);
         self.iter()
-            .filter(|m| policy.methods.contains(m))
+            .filter(|m| allowed.contains(m))
             .fold(Self::default(), |s, m| s.with(m))
     }
 
@@ -115,7 +116,7 @@ pub fn status(
     if policy.enforcement == Enforcement::Off {
         return RolloutStatus::NotRequired;
     }
-    if !methods.usable(policy).is_empty() {
+    if !methods.usable(policy, profile, now).is_empty() {
         return RolloutStatus::Enrolled;
     }
     match phase(policy, profile, now) {

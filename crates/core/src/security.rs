@@ -119,7 +119,12 @@ pub struct StoredFactor {
     pub id: String,
     pub kind: String,
     pub destination: Option<String>,
-    /// Base64 of the sealed seed (empty for SMS and email factors).
+    /// A security key's name and credential id (base64), so a restored key is the same key.
+    #[serde(default)]
+    pub label: Option<String>,
+    #[serde(default)]
+    pub credential_id: Option<String>,
+    /// Base64 of the sealed seed or credential (empty for SMS and email factors).
     pub sealed_secret: String,
     pub algorithm: String,
     pub digits: u8,
@@ -137,6 +142,11 @@ impl StoredFactor {
             id: f.id.clone(),
             kind: f.kind.clone(),
             destination: f.destination.clone(),
+            label: f.label.clone(),
+            credential_id: f
+                .credential_id
+                .as_ref()
+                .map(|c| base64::engine::general_purpose::STANDARD.encode(c)),
             sealed_secret: base64::engine::general_purpose::STANDARD.encode(&f.sealed_secret),
             algorithm: f.algorithm.clone(),
             digits: f.digits,
@@ -164,6 +174,11 @@ impl StoredFactor {
         );
         f.status = crate::model::FactorStatus::Active;
         f.destination = self.destination.clone();
+        f.label = self.label.clone();
+        f.credential_id = match &self.credential_id {
+            Some(c) => Some(base64::engine::general_purpose::STANDARD.decode(c).ok()?),
+            None => None,
+        };
         f.sealed_secret = sealed;
         f.algorithm = self.algorithm.clone();
         f.digits = self.digits;

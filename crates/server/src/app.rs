@@ -86,6 +86,18 @@ async fn open_parts(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Twofol
     let store = open_store(config).await?;
     let active = store.key_state().await?.active;
     let keyring = master.keyring(active.as_deref(), &crate::keys::keys_dir(config))?;
+    let public_url = config.public_url().map_err(StartupError::Config)?;
+    let webauthn = match config.webauthn.to_core(&public_url) {
+        Ok(Ok(rp)) => {
+            tracing::info!(rp_id = %rp.config().rp_id, origins = ?rp.config().origins, "security keys (WebAuthn) on");
+            Some(Arc::new(rp))
+        }
+        Ok(Err(why)) => {
+            tracing::warn!("security keys (WebAuthn) are off: {why}");
+            None
+        }
+        Err(e) => return Err(StartupError::Config(e)),
+    };
     let core = Twofold::new(
         store,
         clock,
@@ -96,7 +108,8 @@ async fn open_parts(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Twofol
             cache_ttl_ms: config.cache_ttl_ms,
             messaging: config.codes.to_core().map_err(StartupError::Config)?,
             login: config.sessions.to_core().map_err(StartupError::Config)?,
-            public_url: config.public_url().map_err(StartupError::Config)?,
+            public_url,
+            webauthn,
             throttle: config.throttle.to_core().map_err(StartupError::Config)?,
             vault: config.vault.to_core().map_err(StartupError::Config)?,
             ..TwofoldConfig::default()

@@ -91,6 +91,97 @@ pub struct Config {
     pub network: NetworkSection,
     /// `[vault]`: how many authenticator-vault codes are handed out per minute.
     pub vault: VaultSection,
+    /// `[webauthn]`: the relying party security keys are scoped to.
+    pub webauthn: WebauthnSection,
+}
+
+/// Who this server is to security keys. Unset, both come from `public_url`: its host is the
+/// RP id and its origin the one origin (a loopback address becomes `localhost`, the one
+/// host name browsers allow WebAuthn on without TLS).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct WebauthnSection {
+    /// The registrable domain keys are scoped to (`example.com` lets `2fa.example.com` and
+    /// `login.example.com` share keys). Changing it later strands every registered key.
+    pub rp_id: Option<String>,
+    /// The origins (`https://2fa.example.com`) whose pages run the ceremonies.
+    pub origins: Vec<String>,
+    /// The name authenticators show while registering; default "Twofold".
+    pub rp_name: Option<String>,
+}
+
+impl WebauthnSection {
+    /// The relying party, or `None` (with why) when `public_url` cannot scope keys and
+    /// nothing is configured: security keys are then not offered.
+    pub fn to_core(
+        &self,
+        public_url: &str,
+    ) -> Result<Result<twofold_webauthn::RelyingParty, String>, String> {
+        let configured = self.rp_id.is_some() || !self.origins.is_empty();
+        let (rp_id, origins) = if configured {
+            let derived = derive_rp(public_url);
+            let rp_id = match (&self.rp_id, &derived) {
+                (Some(id), _) => id.clone(),
+                (None, Ok((id, _))) => id.clone(),
+                (None, Err(why)) => return Err(format!("[webauthn] rp_id is needed: {why}")),
+            };
+            let origins = if self.origins.is_empty() {
+                match derived {
+                    Ok((_, o)) => vec![o],
+                    Err(why) => return Err(format!("[webauthn] origins are needed: {why}")),
+                }
+            } else {
+                self.origins.clone()
+            };
+            (rp_id, origins)
+        } else {
+            match derive_rp(public_url) {
+                Ok((id, o)) => (id, vec![o]),
+                Err(why) => return Ok(Err(why)),
+            }
+        };
+        twofold_webauthn::RelyingParty::new(twofold_webauthn::RelyingPartyConfig {
+            rp_id,
+            origins,
+            name: self.rp_name.clone().unwrap_or_else(|| "Twofold".into()),
+        })
+        .map(Ok)
+        .map_err(|e| format!("[webauthn] {e}"))
+    }
+}
+
+/// The RP id and origin a public URL implies, or why it implies none.
+fn derive_rp(public_url: &str) -> Result<(String, String), String> {
+    let rest = public_url
+        .strip_prefix("https://")
+        .map(|r| ("https", r))
+        .or_else(|| public_url.strip_prefix("http://").map(|r| ("http", r)));
+    let Some((scheme, rest)) = rest else {
+        return Err(format!("public_url {public_url} is not an http(s) URL"));
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (h, Some(p)),
+        _ => (authority, None),
+    };
+    let loopback = matches!(host, "127.0.0.1" | "[::1]" | "localhost");
+    let host = if loopback { "localhost" } else { host };
+    if host.parse::<std::net::IpAddr>().is_ok() || host.starts_with('[') {
+        return Err(format!(
+            "public_url {public_url} is an IP address; security keys need a domain name \
+             (set public_url, or [webauthn] rp_id and origins)"
+        ));
+    }
+    if scheme == "http" && !loopback {
+        return Err(format!(
+            "public_url {public_url} is not https; browsers use security keys only over https"
+        ));
+    }
+    let origin = match port {
+        Some(p) => format!("{scheme}://{host}:{p}"),
+        None => format!("{scheme}://{host}"),
+    };
+    Ok((host.to_string(), origin))
 }
 
 /// Caps on vault codes, counted in the store so they hold across nodes. A robot that signs in
@@ -310,6 +401,7 @@ impl std::fmt::Debug for Config {
             .field("public_url", &self.public_url)
             .field("throttle", &self.throttle)
             .field("vault", &self.vault)
+            .field("webauthn", &self.webauthn)
             .field("network", &self.network)
             .finish()
     }
@@ -341,6 +433,7 @@ impl Default for Config {
             throttle: ThrottleSection::default(),
             vault: VaultSection::default(),
             network: NetworkSection::default(),
+            webauthn: WebauthnSection::default(),
         }
     }
 }
@@ -458,6 +551,8 @@ impl Config {
             "LOG_LEVEL" => self.log_level = value.to_string(),
             "TEMPLATES_DIR" => self.templates_dir = Some(PathBuf::from(value)),
             "PUBLIC_URL" => self.public_url = Some(value.to_string()),
+            "WEBAUTHN_RP_ID" => self.webauthn.rp_id = Some(value.to_string()),
+            "WEBAUTHN_ORIGINS" => self.webauthn.origins = comma_list(value),
             "GEOIP_DB" => self.network.geoip_db = Some(PathBuf::from(value)),
             "TRUSTED_PROXIES" => self.network.trusted_proxies = comma_list(value),
             _ => {

@@ -17,7 +17,8 @@
 use crate::extract::Meta;
 use crate::pages::client_meta;
 use crate::state::AppState;
-pub(crate) use crate::web::forms::{CsrfOnly, FactorForm};
+pub(crate) use crate::web::forms::{CsrfOnly, FactorForm, KeyForm};
+use crate::web::keys::{allow_own_scripts, key_form, KeyMode};
 use crate::web::{csp_with_form_action, escape, page, read_cookie, CookieFactory, Csrf, SameSite};
 use axum::extract::{Form, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -29,6 +30,7 @@ use twofold_core::oidc::{ACR_1FA, ACR_2FA, ACR_REMEMBERED};
 use twofold_core::service::oidc::{
     AuthorizeError, AuthorizeRequest, Authorized, HostedStep, HostedView, TokenError, TokenRequest,
 };
+use twofold_core::service::KeyCeremony;
 use twofold_core::{CoreError, RequestMeta};
 
 pub(crate) const LOGIN_COOKIE: &str = "tf_login";
@@ -40,6 +42,7 @@ pub fn routes() -> Router<AppState> {
         .route("/oidc/authorize", get(authorize))
         .route("/oidc/challenge", get(challenge))
         .route("/oidc/challenge/verify", post(verify))
+        .route("/oidc/challenge/key", post(key_verify))
         .route("/oidc/challenge/send", post(send_code))
         .route("/oidc/challenge/recover", get(recover_form).post(recover))
         .route("/oidc/challenge/cancel", post(cancel))
@@ -72,9 +75,18 @@ fn cookie(s: &AppState, name: &str, value: &str, max_age_secs: i64) -> Option<He
 /// client: Chromium checks `form-action` on that redirect, so the client's origin is allowed
 /// too (CSP Level 3).
 pub(crate) fn allow_redirect_to(resp: &mut Response, origin: &str) {
+    let scripts = resp
+        .headers()
+        .get(header::CONTENT_SECURITY_POLICY)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("script-src"));
     if let Some(csp) = csp_with_form_action(&[origin]) {
         resp.headers_mut()
             .insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    // A page that runs the key script keeps running it.
+    if scripts {
+        allow_own_scripts(resp);
     }
 }
 
@@ -285,6 +297,8 @@ pub(crate) enum Notice {
     None,
     /// Wrong, replayed, throttled or locked: one message (INV-11).
     Refused,
+    /// A security key's answer was not accepted: one message, whatever the reason.
+    KeyRefused,
     Sent {
         destination: String,
         wait_secs: i64,
@@ -301,6 +315,10 @@ impl Notice {
             Notice::None => String::new(),
             Notice::Refused => "<p class=\"error\" role=\"alert\">That code did not work. \
                                 Check it and try again, or ask for a new one.</p>\n"
+                .into(),
+            Notice::KeyRefused => "<p class=\"error\" role=\"alert\">That security key was \
+                                   not accepted. Try again, use another key, or choose another \
+                                   way.</p>\n"
                 .into(),
             Notice::Sent {
                 destination,
@@ -367,20 +385,49 @@ pub(crate) fn kind_label(kind: &str) -> &'static str {
     }
 }
 
+/// The value of `?method=` that chooses the security key.
+const KEY_METHOD: &str = "key";
+
+/// The challenge page: the security key first when the user has one (it resists phishing),
+/// else the chosen (or first) factor that takes a code; the other ways as links. `key` is
+/// the ceremony for the key form, when that is what the page shows.
 fn challenge_page(
     s: &AppState,
     view: &HostedView,
     chosen: Option<&str>,
     notice: Notice,
+    key: Option<&KeyCeremony>,
 ) -> Response {
     let csrf = Csrf::issue(&CookieFactory::of(s), COOKIE_PATH);
     let field = csrf.field();
+    let key = key.filter(|_| shows_key(view, chosen));
     let factor = chosen
         .and_then(|id| view.factors.iter().find(|f| f.id == id))
-        .or(view.factors.first());
+        .or(view.factors.first())
+        .filter(|_| key.is_none());
     let mut body = signing_in(&view.client_app, &view.tenant_name);
     body.push_str(&notice.html());
-    if let Some(f) = factor {
+    let remember = view
+        .remember_days
+        .map(|d| {
+            format!(
+                "<label class=\"check\" for=\"remember\"><input type=\"checkbox\" \
+                 id=\"remember\" name=\"remember\" value=\"1\"> Remember this device for \
+                 {d} days</label>\n"
+            )
+        })
+        .unwrap_or_default();
+    if let Some(k) = key {
+        body.push_str("<p>Use your security key (or passkey) to confirm it is you.</p>\n");
+        body.push_str(&key_form(
+            "/oidc/challenge/key",
+            KeyMode::SignIn,
+            k,
+            &field,
+            &remember,
+            "Use security key",
+        ));
+    } else if let Some(f) = factor {
         let hint = match f.kind.as_str() {
             "totp" => "Enter the 6-digit code from your authenticator app.".to_string(),
             _ => format!(
@@ -404,16 +451,6 @@ fn challenge_page(
                 id = escape(&f.id),
             ));
         }
-        let remember = view
-            .remember_days
-            .map(|d| {
-                format!(
-                    "<label class=\"check\" for=\"remember\"><input type=\"checkbox\" \
-                     id=\"remember\" name=\"remember\" value=\"1\"> Remember this device for \
-                     {d} days</label>\n"
-                )
-            })
-            .unwrap_or_default();
         body.push_str(&format!(
             "<form method=\"post\" action=\"/oidc/challenge/verify\">\n\
              {field}\n\
@@ -427,23 +464,28 @@ fn challenge_page(
     } else {
         body.push_str("<p>You have no method to receive a code here.</p>\n");
     }
-    let others: Vec<String> = view
-        .factors
-        .iter()
-        .filter(|o| Some(o.id.as_str()) != factor.map(|f| f.id.as_str()))
-        .map(|o| {
-            let what = match &o.destination {
-                Some(d) => format!("Use {} ({})", d, kind_label(&o.kind)),
-                None => format!("Use your {}", kind_label(&o.kind)),
-            };
-            format!(
-                "<li><a href=\"/oidc/challenge?method={}\">{}</a></li>",
-                escape(&o.id),
-                escape(&what)
-            )
-        })
-        .collect();
-    let mut links = others;
+    let mut links: Vec<String> = Vec::new();
+    if view.keys && key.is_none() {
+        links.push(format!(
+            "<li><a href=\"/oidc/challenge?method={KEY_METHOD}\">Use your security key</a></li>"
+        ));
+    }
+    links.extend(
+        view.factors
+            .iter()
+            .filter(|o| Some(o.id.as_str()) != factor.map(|f| f.id.as_str()))
+            .map(|o| {
+                let what = match &o.destination {
+                    Some(d) => format!("Use {} ({})", d, kind_label(&o.kind)),
+                    None => format!("Use your {}", kind_label(&o.kind)),
+                };
+                format!(
+                    "<li><a href=\"/oidc/challenge?method={}\">{}</a></li>",
+                    escape(&o.id),
+                    escape(&what)
+                )
+            }),
+    );
     if view.recovery_codes_left {
         links.push("<li><a href=\"/oidc/challenge/recover\">Use a recovery code</a></li>".into());
     }
@@ -460,13 +502,42 @@ fn challenge_page(
          <button type=\"submit\" class=\"plain\">Cancel sign-in</button>\n</form>"
     ));
     let status = match notice {
-        Notice::Refused => StatusCode::UNAUTHORIZED,
+        Notice::Refused | Notice::KeyRefused => StatusCode::UNAUTHORIZED,
         _ => StatusCode::OK,
     };
     let mut resp = page(status, "Two-step verification", &body);
     csrf.attach(&mut resp);
     allow_redirect_to(&mut resp, &view.redirect_origin);
     resp
+}
+
+/// The page shows the key form: the user has a key, and chose it or chose nothing else.
+fn shows_key(view: &HostedView, chosen: Option<&str>) -> bool {
+    view.keys
+        && (chosen.is_none_or(|c| c == KEY_METHOD || !view.factors.iter().any(|f| f.id == c)))
+}
+
+/// The challenge page for the login behind `token`, with a fresh key ceremony when the page
+/// shows the key form.
+async fn challenge_response(
+    s: &AppState,
+    token: &str,
+    chosen: Option<&str>,
+    notice: Notice,
+) -> Response {
+    let view = match s.core.hosted_view(token).await {
+        Ok(v) => v,
+        Err(e) => return core_error_page(&e),
+    };
+    let key = if shows_key(&view, chosen) {
+        match s.core.hosted_key_ceremony(token).await {
+            Ok(k) => k,
+            Err(e) => return core_error_page(&e),
+        }
+    } else {
+        None
+    };
+    challenge_page(s, &view, chosen, notice, key.as_ref())
 }
 
 #[derive(Deserialize)]
@@ -479,10 +550,7 @@ async fn challenge(
     headers: HeaderMap,
     Query(q): Query<ChallengeQuery>,
 ) -> Response {
-    match s.core.hosted_view(login_token(&headers)).await {
-        Ok(view) => challenge_page(&s, &view, q.method.as_deref(), Notice::None),
-        Err(e) => core_error_page(&e),
-    }
+    challenge_response(&s, login_token(&headers), q.method.as_deref(), Notice::None).await
 }
 
 /// What every form POST of a hosted login starts with: its CSRF pair checked (`None`: answer
@@ -556,8 +624,30 @@ async fn verify(
 }
 
 async fn refused_page(s: &AppState, token: &str, factor: Option<&str>) -> Response {
-    match s.core.hosted_view(token).await {
-        Ok(view) => challenge_page(s, &view, factor, Notice::Refused),
+    challenge_response(s, token, factor, Notice::Refused).await
+}
+
+/// `POST /oidc/challenge/key`: a security key's answer. Accepted: back to the client, as
+/// after a code. Anything else: the key form again with the one refusal notice.
+async fn key_verify(
+    State(s): State<AppState>,
+    Meta(meta): Meta,
+    headers: HeaderMap,
+    Form(form): Form<KeyForm>,
+) -> Response {
+    let Some((meta, token)) = posted(&s, meta, &headers, &form.csrf) else {
+        return csrf_refused();
+    };
+    let remember = form.remember.as_deref() == Some("1");
+    match s
+        .core
+        .hosted_key_verify(&meta, token, &form.ceremony, &form.response, remember)
+        .await
+    {
+        Ok(step) => match done(&s, step) {
+            Some(resp) => resp,
+            None => challenge_response(&s, token, Some(KEY_METHOD), Notice::KeyRefused).await,
+        },
         Err(e) => core_error_page(&e),
     }
 }
@@ -580,7 +670,7 @@ async fn send_code(
         Ok(n) => n,
         Err(e) => return core_error_page(&e),
     };
-    challenge_page(&s, &view, Some(&form.factor_id), notice)
+    challenge_page(&s, &view, Some(&form.factor_id), notice, None)
 }
 
 fn recover_page(s: &AppState, view: &HostedView, refused: bool) -> Response {

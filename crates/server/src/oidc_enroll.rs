@@ -26,7 +26,8 @@ use crate::oidc::{
     posted, see_other, signing_in, CsrfOnly, Notice, COOKIE_PATH, LOGIN_COOKIE,
 };
 use crate::state::AppState;
-use crate::web::forms::{DestinationForm, FactorCodeForm};
+use crate::web::forms::{DestinationForm, FactorCodeForm, KeyForm};
+use crate::web::keys::{key_form, key_name_field, refusal_text, KeyMode};
 use crate::web::{
     csp_with_own_scripts, escape, page, page_with_head, print_support_head, CookieFactory, Csrf,
 };
@@ -53,6 +54,7 @@ pub fn routes() -> Router<AppState> {
         .route("/oidc/enroll/email", get(email_form).post(email_enroll))
         .route("/oidc/enroll/resend", post(resend))
         .route("/oidc/enroll/confirm", post(enroll_confirm))
+        .route("/oidc/enroll/key", get(key_form_page).post(key_enroll))
         .route("/oidc/enroll/cancel", post(cancel))
 }
 
@@ -243,6 +245,14 @@ fn methods_page(
                      type=\"submit\"{}>Get codes by email</button>\n</form>\n\
                      <p class=\"hint\">Email is the least safe choice: anyone who can read \
                      your mail can sign in with your password.</p>\n",
+                    class(plain)
+                ),
+                Method::Webauthn => format!(
+                    "<form method=\"get\" action=\"/oidc/enroll/key\">\n<button \
+                     type=\"submit\"{}>Use a security key or passkey</button>\n</form>\n\
+                     <p class=\"hint\">The safest choice: a key cannot be tricked into \
+                     signing in on a fake site. You need a USB or NFC security key, or a \
+                     passkey on your phone or computer.</p>\n",
                     class(plain)
                 ),
             });
@@ -708,6 +718,122 @@ async fn enroll_confirm(
         }
         Err(e) => core_error_page(&e),
     }
+}
+
+// ------------------------------------------------------------ security keys
+
+/// The page that registers a security key: a name, then the browser's prompt. `alert` (HTML)
+/// goes above the form.
+async fn key_page(
+    s: &AppState,
+    status: StatusCode,
+    token: &str,
+    view: &HostedEnrollView,
+    alert: &str,
+) -> Response {
+    let ceremony = match s.core.hosted_enroll_key_ceremony(token).await {
+        Ok(c) => c,
+        Err(e) => return core_error_page(&e),
+    };
+    let csrf = Csrf::issue(&CookieFactory::of(s), COOKIE_PATH);
+    let field = csrf.field();
+    let body = format!(
+        "{intro}{alert}<p>Insert or hold your security key near the device, or use a passkey \
+         on your phone or computer, when your browser asks.</p>\n{form}{other}{cancel}",
+        intro = enroll_intro(view),
+        form = key_form(
+            "/oidc/enroll/key",
+            KeyMode::Register,
+            &ceremony,
+            &field,
+            &key_name_field(),
+            "Register security key",
+        ),
+        other = other_methods_link(view),
+        cancel = cancel_button(&field),
+    );
+    let mut resp = page(status, ENROLL_TITLE, &body);
+    csrf.attach(&mut resp);
+    allow_redirect_to(&mut resp, &view.redirect_origin);
+    resp
+}
+
+/// `GET /oidc/enroll/key`: the key registration page.
+async fn key_form_page(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let token = login_token(&headers);
+    match s.core.hosted_enroll_view(token).await {
+        Ok(view) => key_page(&s, StatusCode::OK, token, &view, "").await,
+        Err(e) => core_error_page(&e),
+    }
+}
+
+/// `POST /oidc/enroll/key`: the new key's answer registers it and completes the login; the
+/// recovery codes are shown this once when it is the user's first method. A refused answer
+/// shows the page again with what to try.
+async fn key_enroll(
+    State(s): State<AppState>,
+    Meta(meta): Meta,
+    headers: HeaderMap,
+    Form(form): Form<KeyForm>,
+) -> Response {
+    let (meta, token, view) = match enrolling(&s, meta, &headers, &form.csrf).await {
+        Ok(x) => x,
+        Err(page) => return page,
+    };
+    let step = s
+        .core
+        .hosted_enroll_key(&meta, token, &form.ceremony, &form.response, &form.name)
+        .await;
+    match step {
+        Ok((Ok(HostedStep::Done { redirect, .. }), codes)) => {
+            let Some(codes) = codes else {
+                let mut resp = see_other(&redirect);
+                clear(&s, &mut resp, LOGIN_COOKIE);
+                return resp;
+            };
+            let shown = ShownCodes {
+                tenant_name: &view.tenant_name,
+                codes: &codes.codes,
+                done: "Your security key is registered: two-step verification is on.",
+                next: (
+                    &redirect,
+                    &format!("I have saved them: continue to {}", view.client_app),
+                ),
+            };
+            let mut resp = recovery_codes_page(&s, &shown);
+            clear(&s, &mut resp, LOGIN_COOKIE);
+            resp
+        }
+        Ok((Ok(HostedStep::Rejected), _)) => {
+            key_page(&s, StatusCode::UNAUTHORIZED, token, &view, &key_alert(refusal_text(
+                twofold_webauthn::Refusal::Invalid,
+            )))
+            .await
+        }
+        Ok((Err(refusal), _)) => {
+            let alert = key_alert(refusal_text(refusal));
+            key_page(&s, StatusCode::UNAUTHORIZED, token, &view, &alert).await
+        }
+        Err(CoreError::Invalid { message, .. }) => {
+            let alert = key_alert(&format!("The name {message}."));
+            key_page(&s, StatusCode::UNPROCESSABLE_ENTITY, token, &view, &alert).await
+        }
+        Err(
+            e @ CoreError::Conflict {
+                code: "credential_registered",
+                ..
+            },
+        ) => {
+            let alert = key_alert(&e.to_string());
+            key_page(&s, StatusCode::CONFLICT, token, &view, &alert).await
+        }
+        Err(e) => core_error_page(&e),
+    }
+}
+
+/// An alert paragraph above a key form.
+pub(crate) fn key_alert(text: &str) -> String {
+    format!("<p class=\"error\" role=\"alert\">{}</p>\n", escape(text))
 }
 
 // ------------------------------------------------------------ recovery codes

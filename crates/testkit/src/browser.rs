@@ -575,6 +575,81 @@ impl Browser {
             .unwrap_or_else(|e| panic!("emulating {media:?} media failed: {e}"));
     }
 
+    /// A WebDriver request of this browser's session (`path` after `/session/{id}`), for the
+    /// commands fantoccini has no method for; panics with chromedriver's message on an error.
+    fn session_request(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        let full = format!("/session/{}{path}", self.session);
+        let v = self
+            .driver
+            .request(method, &full, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        if let Some(error) = v.get("error") {
+            panic!("{method} {path}: {error}: {}", v["message"]);
+        }
+        v
+    }
+
+    /// Adds a virtual authenticator (W3C WebAuthn §11.3) that answers every ceremony of this
+    /// browser at once, as a security key that was touched (CTAP2 over USB, resident keys and
+    /// user verification). `options` adds to or overrides those defaults (say
+    /// `{"defaultBackupEligibility": true}` for a synced passkey). Returns its id.
+    pub fn add_virtual_authenticator(&self, options: Value) -> String {
+        let mut body = json!({
+            "protocol": "ctap2",
+            "transport": "usb",
+            "hasResidentKey": true,
+            "hasUserVerification": true,
+            "isUserConsenting": true,
+            "isUserVerified": true,
+        });
+        if let (Some(b), Some(o)) = (body.as_object_mut(), options.as_object()) {
+            b.extend(o.clone());
+        }
+        let v = self.session_request("POST", "/webauthn/authenticator", Some(&body));
+        v.as_str()
+            .unwrap_or_else(|| panic!("no authenticator id in {v}"))
+            .to_string()
+    }
+
+    /// Removes a virtual authenticator with its credentials.
+    pub fn remove_virtual_authenticator(&self, authenticator: &str) {
+        self.session_request(
+            "DELETE",
+            &format!("/webauthn/authenticator/{authenticator}"),
+            None,
+        );
+    }
+
+    /// The credentials a virtual authenticator holds: `credentialId` (base64url), `rpId`,
+    /// `privateKey` (base64url PKCS#8), `userHandle`, `signCount`, `isResidentCredential`.
+    pub fn authenticator_credentials(&self, authenticator: &str) -> Vec<Value> {
+        let v = self.session_request(
+            "GET",
+            &format!("/webauthn/authenticator/{authenticator}/credentials"),
+            None,
+        );
+        v.as_array().cloned().unwrap_or_default()
+    }
+
+    /// Puts a credential (as [`Self::authenticator_credentials`] lists them) into a virtual
+    /// authenticator: a key copied from elsewhere.
+    pub fn add_authenticator_credential(&self, authenticator: &str, credential: &Value) {
+        self.session_request(
+            "POST",
+            &format!("/webauthn/authenticator/{authenticator}/credential"),
+            Some(credential),
+        );
+    }
+
+    /// Removes one credential (by its base64url id) from a virtual authenticator.
+    pub fn remove_authenticator_credential(&self, authenticator: &str, credential_id: &str) {
+        self.session_request(
+            "DELETE",
+            &format!("/webauthn/authenticator/{authenticator}/credentials/{credential_id}"),
+            None,
+        );
+    }
+
     /// What a script can check of WCAG 2.2 A/AA and layout on the current page; empty when
     /// all is well: `lang`, a title, one `<h1>` inside a `<main>`, a viewport meta with
     /// `width=device-width`, every visible form control labelled, every button and link

@@ -8,7 +8,9 @@
 use super::hosted_session::{Audience, SignedIn};
 use super::recovery::{Proof, SENSITIVE_SIGN_OUT};
 use super::*;
+use super::security_keys::Binding;
 use crate::messaging::{CodePurpose, PhoneChangeState};
+use crate::webauthn::CeremonyPurpose;
 
 /// How many of the user's newest audit rows are searched for a method's last use.
 const LAST_USE_SCAN: u32 = 200;
@@ -67,6 +69,60 @@ impl Twofold {
                 }
             })
             .collect())
+    }
+
+    /// The ceremony that registers a new security key from the account pages.
+    pub async fn account_key_ceremony(&self, who: &SignedIn) -> Result<KeyCeremony, CoreError> {
+        not_account(who)?;
+        let binding = Binding {
+            purpose: CeremonyPurpose::Register,
+            to: &who.session_id,
+        };
+        self.key_registration_ceremony(&who.tenant, &who.user, binding)
+            .await
+    }
+
+    /// Adds the key a browser registered from the account pages, named `name`. Registering
+    /// needs no fresh code: the session itself took a second factor, and every addition is
+    /// told to the user with a link that removes it ("this wasn't me").
+    pub async fn account_add_key(
+        &self,
+        who: &SignedIn,
+        meta: &RequestMeta,
+        ceremony_id: &str,
+        response: &str,
+        name: &str,
+    ) -> Result<Result<String, twofold_webauthn::Refusal>, CoreError> {
+        not_account(who)?;
+        let on = On {
+            actor: &who.actor,
+            meta,
+            tenant: &who.tenant,
+            user: &who.user,
+        };
+        let binding = Binding {
+            purpose: CeremonyPurpose::Register,
+            to: &who.session_id,
+        };
+        let added = self
+            .register_key(&on, binding, ceremony_id, response, name, |_| Vec::new())
+            .await?;
+        Ok(added.map(|(id, _)| id))
+    }
+
+    /// The ceremony that lets a security key prove a sensitive change on the account pages;
+    /// `None` when the user has no usable key.
+    pub async fn account_proof_ceremony(
+        &self,
+        who: &SignedIn,
+    ) -> Result<Option<KeyCeremony>, CoreError> {
+        not_account(who)?;
+        let binding = Binding {
+            purpose: CeremonyPurpose::Proof,
+            to: &who.session_id,
+        };
+        self.key_assertion_ceremony(&who.tenant, &who.user, binding)
+            .await
     }
 
     /// Removes one of the user's methods with a fresh proof; the session it was done from

@@ -733,12 +733,11 @@ impl Twofold {
         })?;
         // While 2FA is required for the user, their last usable factor stays.
         let (policy, _) = self.policy_of(&tenant).await?;
+        let allowed = policy.allowed_methods(user.profile.as_deref(), self.now());
         let usable_left = factors
             .iter()
             .filter(|f| f.id != target.id && f.status == FactorStatus::Active)
-            .filter(|f| {
-                crate::policy::Method::parse(&f.kind).is_some_and(|m| policy.methods.contains(&m))
-            })
+            .filter(|f| crate::policy::Method::parse(&f.kind).is_some_and(|m| allowed.contains(&m)))
             .count();
         if usable_left == 0
             && policy.enforcement != crate::policy::Enforcement::Off

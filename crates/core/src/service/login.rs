@@ -385,6 +385,14 @@ impl Twofold {
     ) -> Result<(ProposalView, SendReceipt), CoreError> {
         let tenant = self.tenant_for(actor, slug).await?;
         let (proposed, warnings) = proposed.validate()?;
+        if proposed.methods.contains(&Method::Webauthn) && !self.security_keys_available() {
+            return Err(CoreError::Invalid {
+                field: "methods",
+                message: "security keys are not set up on this server: give it a public_url \
+                          on a domain name (or [webauthn] rp_id and origins) first"
+                    .into(),
+            });
+        }
         let (_, base_version) = self.policy_of(&tenant).await?;
         let (p, receipt) = self
             .propose(
@@ -1024,11 +1032,54 @@ impl Twofold {
         Ok(outcome)
     }
 
+    /// A remembered device for a second step that asked for one, when the tenant offers it
+    /// and the user's settings are not frozen: its token (handed out only if the step
+    /// commits) and the effect that stores it.
+    pub(super) fn remembered_device(
+        &self,
+        policy: &Policy,
+        step: SecondStep<'_>,
+        asked: bool,
+        device_label: Option<&str>,
+        now: i64,
+    ) -> Option<(IssuedToken, Effect)> {
+        let SecondStep {
+            tenant,
+            login,
+            user,
+        } = step;
+        let days = policy.remember_device_days.filter(|_| asked && user.frozen_at.is_none())?;
+        let (token, token_hash) = self.mint_token(DEVICE_PREFIX);
+        let d = TrustedDevice {
+            id: new_id("dev"),
+            token_hash,
+            tenant_id: tenant.id,
+            user_id: user.id,
+            generation: user.generation,
+            label: device_label
+                .or(login.user_agent.as_deref())
+                .unwrap_or("device")
+                .chars()
+                .take(64)
+                .collect(),
+            created_at: now,
+            expires_at: now + i64::from(days) * policy::DAY_MS,
+            last_used_at: None,
+            revoked_at: None,
+        };
+        let issued = IssuedToken {
+            id: d.id.clone(),
+            token,
+            expires_at: d.expires_at,
+        };
+        Some((issued, Effect::InsertDevice(d)))
+    }
+
     /// What completing a pending login with a second factor writes, to ride in the
     /// transaction that consumes the proof: the login marked done, a fresh session (amr: the
     /// first factor, then `method`), and the login's history row (risk rules on only). Returns
     /// the effects and the session's token, handed out only if that transaction commits.
-    fn second_step_effects(
+    pub(super) fn second_step_effects(
         &self,
         policy: &Policy,
         user: &User,
@@ -1153,7 +1204,10 @@ impl Twofold {
         let (policy, _) = self.policy_of(tenant).await?;
         Some(self.factor_of(user, factor_id).await?)
             .filter(|f| f.status == FactorStatus::Active)
-            .filter(|f| method_of(&f.kind).is_some_and(|m| policy.methods.contains(&m)))
+            .filter(|f| {
+                let allowed = policy.allowed_methods(user.profile.as_deref(), self.now());
+                method_of(&f.kind).is_some_and(|m| allowed.contains(&m))
+            })
             .ok_or(CoreError::NotFound("factor"))
     }
 
@@ -1239,35 +1293,11 @@ impl Twofold {
             &issued.id,
             &format!("{},{amr_method}", login.primary),
         ));
-        let mut device = None;
-        // A frozen user's settings stay as they are: no new remembered device either.
-        let remember_device = remember_device && user.frozen_at.is_none();
-        if let (true, Some(days)) = (remember_device, policy.remember_device_days) {
-            let (token, token_hash) = self.mint_token(DEVICE_PREFIX);
-            let d = TrustedDevice {
-                id: new_id("dev"),
-                token_hash,
-                tenant_id: tenant.id,
-                user_id: user.id,
-                generation: user.generation,
-                label: device_label
-                    .or(login.user_agent.as_deref())
-                    .unwrap_or("device")
-                    .chars()
-                    .take(64)
-                    .collect(),
-                created_at: now,
-                expires_at: now + i64::from(days) * policy::DAY_MS,
-                last_used_at: None,
-                revoked_at: None,
-            };
-            device = Some(IssuedToken {
-                id: d.id.clone(),
-                token,
-                expires_at: d.expires_at,
-            });
-            effects.push(Effect::InsertDevice(d));
-        }
+        let device = self.remembered_device(&policy, step, remember_device, device_label, now);
+        let device = device.map(|(issued, effect)| {
+            effects.push(effect);
+            issued
+        });
         let mut audit = self.audit(actor, meta, "login.verify", Some(tenant.id));
         audit.at = now;
         audit.ip = login.ip.clone().or(audit.ip);
@@ -1290,7 +1320,10 @@ impl Twofold {
                 )
                 .await?
             }
-            _ if !policy.methods.contains(&Method::Totp) => {
+            _ if !policy
+                .allowed_methods(user.profile.as_deref(), now)
+                .contains(&Method::Totp) =>
+            {
                 return Err(CoreError::conflict(
                     "method_disabled",
                     "authenticator apps are not enabled for this organisation",
@@ -1393,7 +1426,7 @@ impl Twofold {
     /// The pending login of an enrolment at login, for a user who has no active factor yet
     /// (only then may a factor be added from a pending login: a stolen password must not be
     /// able to add a second factor next to the user's own).
-    async fn enrolling_login(
+    pub(super) async fn enrolling_login(
         &self,
         tenant: &Tenant,
         pending_token: &str,
@@ -1401,7 +1434,8 @@ impl Twofold {
     ) -> Result<(PendingLogin, User), CoreError> {
         let (login, user) = self.pending_login_for(tenant, pending_token).await?;
         let (policy, _) = self.policy_of(tenant).await?;
-        if !policy.methods.contains(&method) {
+        let allowed = policy.allowed_methods(user.profile.as_deref(), self.now());
+        if !allowed.contains(&method) {
             return Err(CoreError::conflict(
                 "method_disabled",
                 "this method is not enabled for this organisation",
@@ -1421,6 +1455,7 @@ impl Twofold {
             .factors_of(user.id)
             .await?
             .iter()
+            .filter(|f| method_of(&f.kind).is_some_and(|m| allowed.contains(&m)))
             .any(|f| f.status == FactorStatus::Active);
         if has_active {
             return Err(CoreError::conflict(

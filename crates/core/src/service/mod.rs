@@ -21,6 +21,7 @@ mod account;
 mod app_passwords;
 mod contact;
 mod guard;
+mod hosted_keys;
 pub mod hosted_session;
 mod jobs;
 pub mod keys;
@@ -31,6 +32,7 @@ mod operator;
 mod outbox;
 mod recovery;
 mod risk;
+mod security_keys;
 mod undo;
 pub mod vault;
 mod webhooks;
@@ -47,6 +49,7 @@ pub use login::{
 pub use outbox::{parse_countries, MessageView, RefusalCounts};
 pub use recovery::{Proof, RecoveryCodes, RecoveryStatus};
 pub use risk::RiskView;
+pub use security_keys::{key_name, KeyCeremony, MAX_KEY_NAME_CHARS};
 pub use undo::{RevertState, RevertView};
 pub use webhooks::{WebhookView, EVENTS};
 
@@ -145,6 +148,9 @@ pub struct TwofoldConfig {
     pub public_url: String,
     pub throttle: ThrottleConfig,
     pub vault: vault::VaultConfig,
+    /// The WebAuthn relying party; `None` when the server cannot offer security keys (no
+    /// domain name to scope them to).
+    pub webauthn: Option<Arc<twofold_webauthn::RelyingParty>>,
 }
 
 impl Default for TwofoldConfig {
@@ -158,6 +164,7 @@ impl Default for TwofoldConfig {
             public_url: "http://localhost:8080".into(),
             throttle: ThrottleConfig::default(),
             vault: vault::VaultConfig::default(),
+            webauthn: None,
         }
     }
 }
@@ -216,6 +223,9 @@ pub struct FactorView {
     pub drift_steps: i32,
     /// The masked number or address of an SMS or email factor.
     pub destination: Option<String>,
+    /// A security key's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
     pub locked: bool,
     pub created_at: i64,
     pub confirmed_at: Option<i64>,
@@ -235,6 +245,7 @@ impl From<&Factor> for FactorView {
                 .destination
                 .as_deref()
                 .map(|d| notices::mask_destination(&f.kind, d)),
+            label: f.label.clone(),
             locked: f.locked_at.is_some(),
             created_at: f.created_at,
             confirmed_at: f.confirmed_at,

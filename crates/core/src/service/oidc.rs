@@ -152,8 +152,11 @@ pub struct HostedFactor {
 pub struct HostedView {
     pub tenant_name: String,
     pub client_app: String,
-    /// Authenticator apps first (SECURITY.md: SMS is restricted).
+    /// The factors that take a code, authenticator apps first (SECURITY.md: SMS is
+    /// restricted).
     pub factors: Vec<HostedFactor>,
+    /// The user has a usable security key: the page offers it first (it resists phishing).
+    pub keys: bool,
     /// "Remember this device" lifetime, when the tenant offers it.
     pub remember_days: Option<u32>,
     pub recovery_codes_left: bool,
@@ -851,7 +854,7 @@ impl Twofold {
     /// A fresh authorization code bound to the hosted request and the login's user, valid for
     /// `ttl_ms`, and the effect that stores its hash.
     #[allow(clippy::too_many_arguments)]
-    fn auth_code_effect(
+    pub(super) fn auth_code_effect(
         &self,
         hosted: &HostedLogin,
         user: &User,
@@ -884,7 +887,7 @@ impl Twofold {
 
     /// The `extra` of a second step on the hosted pages: the authorization code, minted in
     /// the transaction that completes the login (amr from the step), written to `out`.
-    fn code_minter<'a>(
+    pub(super) fn code_minter<'a>(
         &'a self,
         hosted: &'a HostedLogin,
         user: &'a User,
@@ -915,7 +918,7 @@ impl Twofold {
     /// The hosted login behind a browser's cookie: its tenant, the challenged pending login,
     /// its user and the authorization request. Anything else (unknown, completed, expired, a
     /// login the integrator started over the API) is the one generic refusal.
-    async fn hosted_of(
+    pub(super) async fn hosted_of(
         &self,
         token: &str,
     ) -> Result<(Tenant, PendingLogin, User, HostedLogin), CoreError> {
@@ -928,7 +931,7 @@ impl Twofold {
     }
 
     /// The tenant and hosted login behind a browser's cookie, whatever the login waits for.
-    async fn hosted_login_of(&self, token: &str) -> Result<(Tenant, HostedLogin), CoreError> {
+    pub(super) async fn hosted_login_of(&self, token: &str) -> Result<(Tenant, HostedLogin), CoreError> {
         let invalid = invalid_login;
         if !token.starts_with("tfl_") || token.len() > 100 {
             return Err(invalid());
@@ -952,7 +955,7 @@ impl Twofold {
         Ok((tenant, hosted))
     }
 
-    fn hosted_actor(hosted: &HostedLogin) -> Actor {
+    pub(super) fn hosted_actor(hosted: &HostedLogin) -> Actor {
         Actor::Hosted {
             tenant_id: hosted.tenant_id,
             client_id: hosted.client_id.clone(),
@@ -964,13 +967,22 @@ impl Twofold {
     pub async fn hosted_view(&self, token: &str) -> Result<HostedView, CoreError> {
         let (tenant, _, user, hosted) = self.hosted_of(token).await?;
         let (policy, _) = self.policy_of(&tenant).await?;
-        let mut factors: Vec<HostedFactor> = self
-            .store
-            .factors_of(user.id)
-            .await?
+        let all = self.store.factors_of(user.id).await?;
+        let keys = self.security_keys_available()
+            && all.iter().any(|f| {
+                f.kind == Method::Webauthn.as_str()
+                    && f.status == FactorStatus::Active
+                    && policy
+                        .allowed_methods(user.profile.as_deref(), self.now())
+                        .contains(&Method::Webauthn)
+            });
+        let mut factors: Vec<HostedFactor> = all
             .iter()
-            .filter(|f| f.status == FactorStatus::Active)
-            .filter(|f| Method::parse(&f.kind).is_some_and(|m| policy.methods.contains(&m)))
+            .filter(|f| f.status == FactorStatus::Active && f.kind != Method::Webauthn.as_str())
+            .filter(|f| {
+                let allowed = policy.allowed_methods(user.profile.as_deref(), self.now());
+                Method::parse(&f.kind).is_some_and(|m| allowed.contains(&m))
+            })
             .map(|f| HostedFactor {
                 id: f.id.clone(),
                 kind: f.kind.clone(),
@@ -986,6 +998,7 @@ impl Twofold {
             tenant_name: tenant.name.clone(),
             client_app: app_name(&hosted),
             factors,
+            keys,
             // The console always asks for a second factor.
             remember_days: policy
                 .remember_device_days
@@ -1013,7 +1026,7 @@ impl Twofold {
         .await
     }
 
-    fn hosted_done(&self, hosted: &HostedLogin, code: &str, outcome: StepOutcome) -> HostedStep {
+    pub(super) fn hosted_done(&self, hosted: &HostedLogin, code: &str, outcome: StepOutcome) -> HostedStep {
         if outcome.verdict.is_accepted() {
             HostedStep::Done {
                 redirect: self.code_redirect(hosted, code),
@@ -1164,7 +1177,8 @@ impl Twofold {
             ));
         }
         let (policy, _) = self.policy_of(&tenant).await?;
-        let mut methods = policy.methods.clone();
+        let mut methods = policy.allowed_methods(user.profile.as_deref(), self.now());
+        methods.retain(|m| *m != Method::Webauthn || self.security_keys_available());
         methods.sort();
         methods.dedup();
         let postpone = if login.decision == "enroll_offered" {

@@ -30,6 +30,13 @@ pub enum Proof<'a> {
         factor_id: Option<&'a str>,
     },
     Recovery(&'a str),
+    /// A security key's answer to the ceremony `ceremony` that the page asking for the proof
+    /// started, bound to the account session `session_id`.
+    Key {
+        ceremony: &'a str,
+        response: &'a str,
+        session_id: &'a str,
+    },
 }
 
 /// New recovery codes as shown to the user, once. No `Debug`: it holds the codes.
@@ -197,6 +204,18 @@ impl Twofold {
                     .await
             }
             Proof::Code { code, factor_id } => (OtpCode::parse(code)?, factor_id.or(own)),
+            Proof::Key {
+                ceremony,
+                response,
+                session_id,
+            } => {
+                let binding = super::security_keys::Binding {
+                    purpose: crate::webauthn::CeremonyPurpose::Proof,
+                    to: session_id,
+                };
+                let checked = self.check_key(on, binding, ceremony, response, audit, |_| effects);
+                return Ok(checked.await?.0);
+            }
         };
         let bad_prover = || CoreError::Invalid {
             field: "code_factor_id",

@@ -2,14 +2,16 @@
 //! [`crate::oidc_enroll`]), removing one with a fresh code, and changing the phone number of
 //! a text-message method.
 
-use super::proof::{describe, proof_form, ProofForm, Sensitive, Shown};
+use super::proof::{describe, proof_form, provers_of, ProofForm, Sensitive, Shown};
 use super::*;
 use crate::oidc::Notice;
 use crate::oidc_enroll::{
     first_code_form, recovery_codes_page, totp_steps, wait_time, Contact, ShownCodes, EMAIL, SMS,
 };
 use crate::signed_in::{csrf_refused, error_page, session_cookie, when, CsrfForm, CsrfOnly};
-use crate::web::forms::{CodeForm, DestinationForm, FactorCodeForm};
+use crate::oidc_enroll::key_alert;
+use crate::web::forms::{CodeForm, DestinationForm, FactorCodeForm, KeyForm};
+use crate::web::keys::{key_form, key_name_field, refusal_text, KeyMode};
 use crate::web::{escape, Csrf};
 use axum::extract::{Form, Path};
 use twofold_core::messaging::PhoneChangeState;
@@ -34,11 +36,11 @@ fn methods_list(methods: &[AccountMethod]) -> String {
                 (_, true) => " (locked)",
                 _ => "",
             };
-            let to = f
-                .destination
-                .as_deref()
-                .map(|d| format!(" to {}", escape(d)))
-                .unwrap_or_default();
+            let to = match (f.destination.as_deref(), f.label.as_deref()) {
+                (Some(d), _) => format!(" to {}", escape(d)),
+                (None, Some(name)) => format!(" “{}”", escape(name)),
+                (None, None) => String::new(),
+            };
             let mut actions = format!(
                 "<a href=\"/account/methods/{id}/remove\" aria-label=\"Remove {what}\">Remove\
                  </a>",
@@ -78,6 +80,10 @@ fn add_buttons(field: &str, enabled: &[Method]) -> String {
                               <button type=\"submit\" class=\"plain\">Add an email \
                               address</button>\n</form>\n"
                 .into(),
+            Method::Webauthn => "<form method=\"get\" action=\"/account/methods/key\">\n\
+                                 <button type=\"submit\" class=\"plain\">Add a security key \
+                                 or passkey</button>\n</form>\n"
+                .into(),
         });
     }
     if out.is_empty() {
@@ -86,12 +92,12 @@ fn add_buttons(field: &str, enabled: &[Method]) -> String {
     out
 }
 
+/// The methods the organisation enables that this server can offer (security keys need a
+/// relying party).
 async fn enabled_methods(s: &AppState, acc: &Account) -> Result<Vec<Method>, CoreError> {
-    Ok(s.core
-        .get_policy(&acc.who.actor, acc.slug())
-        .await?
-        .0
-        .methods)
+    let mut methods = s.core.get_policy(&acc.who.actor, acc.slug()).await?.0.methods;
+    methods.retain(|m| *m != Method::Webauthn || s.core.security_keys_available());
+    Ok(methods)
 }
 
 /// The overview with `notice` (HTML) on top.
@@ -173,6 +179,65 @@ pub(super) async fn add_totp(State(s): St, acc: Account, Form(f): Form<CsrfOnly>
             ),
         )
     })
+}
+
+/// The page that registers a security key: a name, then the browser's prompt. `alert` (HTML)
+/// goes above the form.
+async fn key_page(s: &AppState, acc: &Account, status: StatusCode, alert: &str) -> Response {
+    let ceremony = match s.core.account_key_ceremony(&acc.who).await {
+        Ok(c) => c,
+        Err(e) => return error_page(&e),
+    };
+    account_page(s, acc, status, ADD_TITLE, |field| {
+        format!(
+            "{alert}<p>Insert or hold your security key near the device, or use a passkey on \
+             your phone or computer, when your browser asks.</p>\n{}",
+            key_form(
+                "/account/methods/key",
+                KeyMode::Register,
+                &ceremony,
+                field,
+                &key_name_field(),
+                "Register security key",
+            )
+        )
+    })
+}
+
+/// `GET /account/methods/key`
+pub(super) async fn key_form_page(State(s): St, acc: Account) -> Response {
+    key_page(&s, &acc, StatusCode::OK, "").await
+}
+
+/// `POST /account/methods/key`: the new key's answer registers it (active at once: the answer
+/// proves the key is here); the user is told by email, with a link that removes it.
+pub(super) async fn add_key(State(s): St, acc: Account, Form(f): Form<KeyForm>) -> Response {
+    if !f.valid(&acc.headers) {
+        return csrf_refused();
+    }
+    match s
+        .core
+        .account_add_key(&acc.who, &acc.meta, &f.ceremony, &f.response, &f.name)
+        .await
+    {
+        Ok(Ok(_)) => {
+            let note = super::note("The security key was added.");
+            overview_page(&s, &acc, StatusCode::OK, &note).await
+        }
+        Ok(Err(refusal)) => {
+            let alert = key_alert(refusal_text(refusal));
+            key_page(&s, &acc, StatusCode::UNAUTHORIZED, &alert).await
+        }
+        Err(CoreError::Invalid { message, .. }) => {
+            let alert = key_alert(&format!("The name {message}."));
+            key_page(&s, &acc, StatusCode::UNPROCESSABLE_ENTITY, &alert).await
+        }
+        Err(e @ CoreError::Conflict { .. }) => {
+            let alert = key_alert(&e.to_string());
+            key_page(&s, &acc, StatusCode::CONFLICT, &alert).await
+        }
+        Err(e) => error_page(&e),
+    }
 }
 
 /// The number or address form (after a refusal: what was typed, and why).
@@ -424,11 +489,11 @@ pub(super) async fn confirm(State(s): St, acc: Account, Form(f): Form<FactorCode
 /// The page that removes one of the user's methods: a fresh code for an active one, just a
 /// button for one not confirmed yet.
 pub(super) async fn remove_page(s: &AppState, acc: &Account, id: &str, shown: Shown) -> Response {
-    let methods = match s.core.account_methods(&acc.who).await {
-        Ok(m) => m,
+    let provers = match provers_of(s, acc).await {
+        Ok(p) => p,
         Err(e) => return error_page(&e),
     };
-    let Some(target) = methods.iter().find(|m| m.factor.id == id) else {
+    let Some(target) = provers.methods.iter().find(|m| m.factor.id == id) else {
         return error_page(&CoreError::NotFound("method"));
     };
     let action = format!("/account/methods/{id}/remove");
@@ -451,7 +516,7 @@ pub(super) async fn remove_page(s: &AppState, acc: &Account, id: &str, shown: Sh
                 field,
                 &action,
                 &Sensitive::Remove(id.to_string()),
-                &methods,
+                &provers,
                 &shown,
                 "Remove it"
             )
@@ -477,7 +542,7 @@ pub(super) async fn remove(
     }
     match s
         .core
-        .account_remove_method(&acc.who, &acc.meta, &id, f.proof())
+        .account_remove_method(&acc.who, &acc.meta, &id, f.proof(&acc))
         .await
     {
         Ok((v, renewed)) if v.is_accepted() => {

@@ -69,6 +69,10 @@ pub fn routes() -> Router<AppState> {
                 "/account/methods/email",
                 get(methods::email_form).post(methods::add_email),
             )
+            .route(
+                "/account/methods/key",
+                get(methods::key_form_page).post(methods::add_key),
+            )
             .route("/account/methods/resend", post(methods::resend))
             .route("/account/methods/confirm", post(methods::confirm))
             .route(
@@ -114,11 +118,15 @@ fn account_page(
     area_page(s, acc, status, title, body)
 }
 
-/// "Authenticator app", "Text message", "Email".
+/// The factor kind of a security key.
+const KEY_KIND: &str = "webauthn";
+
+/// "Authenticator app", "Text message", "Email", "Security key".
 fn method_name(kind: &str) -> &'static str {
     match kind {
         "totp" => "Authenticator app",
         "sms" => "Text message",
+        KEY_KIND => "Security key",
         _ => "Email",
     }
 }

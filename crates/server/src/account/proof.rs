@@ -10,7 +10,8 @@ use crate::web::{escape, Csrf};
 use axum::extract::Form;
 use serde::Deserialize;
 use twofold_core::model::FactorStatus;
-use twofold_core::service::{AccountMethod, CodeFor, Proof};
+use crate::web::keys::{key_form, KeyMode};
+use twofold_core::service::{AccountMethod, CodeFor, KeyCeremony, Proof};
 use twofold_core::CoreError;
 
 /// A change that needs a fresh code.
@@ -70,25 +71,51 @@ impl Shown {
     pub fn refused(form: &ProofForm) -> Self {
         Self {
             status: StatusCode::UNAUTHORIZED,
-            notice: Notice::Refused,
+            notice: if form.prover == "key" {
+                Notice::KeyRefused
+            } else {
+                Notice::Refused
+            },
             chosen: Some(form.prover.clone()),
         }
     }
 }
 
-/// The user's active methods: what can prove a change.
-pub(super) fn provers(methods: &[AccountMethod]) -> Vec<&AccountMethod> {
+/// What can prove a change: the user's methods, and a ceremony for their security keys when
+/// they have one.
+pub(super) struct Provers {
+    pub methods: Vec<AccountMethod>,
+    pub key: Option<KeyCeremony>,
+}
+
+/// The user's methods and, if one of them is an active security key, a fresh ceremony for it.
+pub(super) async fn provers_of(s: &AppState, acc: &Account) -> Result<Provers, CoreError> {
+    let methods = s.core.account_methods(&acc.who).await?;
+    let has_key = methods
+        .iter()
+        .any(|m| m.factor.kind == KEY_KIND && m.factor.status == FactorStatus::Active);
+    let key = if has_key {
+        s.core.account_proof_ceremony(&acc.who).await?
+    } else {
+        None
+    };
+    Ok(Provers { methods, key })
+}
+
+/// The user's active methods that take a code: what the code field can be proved with.
+fn code_provers(methods: &[AccountMethod]) -> Vec<&AccountMethod> {
     methods
         .iter()
-        .filter(|m| m.factor.status == FactorStatus::Active)
+        .filter(|m| m.factor.status == FactorStatus::Active && m.factor.kind != KEY_KIND)
         .collect()
 }
 
-/// "Text message to •••23", "Authenticator app".
+/// "Text message to •••23", "Authenticator app", "Security key “Blue YubiKey”".
 pub(super) fn describe(m: &AccountMethod) -> String {
-    match &m.factor.destination {
-        Some(to) => format!("{} to {to}", method_name(&m.factor.kind)),
-        None => method_name(&m.factor.kind).to_string(),
+    match (&m.factor.destination, &m.factor.label) {
+        (Some(to), _) => format!("{} to {to}", method_name(&m.factor.kind)),
+        (None, Some(name)) => format!("{} “{name}”", method_name(&m.factor.kind)),
+        (None, None) => method_name(&m.factor.kind).to_string(),
     }
 }
 
@@ -99,11 +126,28 @@ pub(super) fn proof_form(
     field: &str,
     action: &str,
     what: &Sensitive,
-    methods: &[AccountMethod],
+    provers: &Provers,
     shown: &Shown,
     button: &str,
 ) -> String {
-    let provers = provers(methods);
+    let key = provers
+        .key
+        .as_ref()
+        .map(|k| {
+            format!(
+                "<h3>With your security key</h3>\n{}<h3>Or with a code</h3>\n",
+                key_form(
+                    action,
+                    KeyMode::SignIn,
+                    k,
+                    field,
+                    "<input type=\"hidden\" name=\"prover\" value=\"key\">\n",
+                    button,
+                )
+            )
+        })
+        .unwrap_or_default();
+    let provers = code_provers(&provers.methods);
     let options: String = provers
         .iter()
         .map(|m| {
@@ -141,7 +185,7 @@ pub(super) fn proof_form(
         })
         .collect();
     format!(
-        "{notice}<form method=\"post\" action=\"{action}\">\n{field}\n<fieldset>\n\
+        "{notice}{key}<form method=\"post\" action=\"{action}\">\n{field}\n<fieldset>\n\
          <legend>Confirm it is you</legend>\n\
          <label for=\"prover\">Where your code comes from</label>\n\
          <select id=\"prover\" name=\"prover\">{options}<option value=\"recovery\"\
@@ -168,6 +212,11 @@ pub(super) struct ProofForm {
     prover: String,
     #[serde(default)]
     code: String,
+    /// A security key's ceremony and answer, when `prover` is `key`.
+    #[serde(default)]
+    ceremony: String,
+    #[serde(default)]
+    response: String,
 }
 
 impl ProofForm {
@@ -175,11 +224,17 @@ impl ProofForm {
         Csrf::verify(&acc.headers, &self.csrf)
     }
 
-    /// The proof as the core takes it: a recovery code, or a code of the chosen method.
-    pub fn proof(&self) -> Proof<'_> {
+    /// The proof as the core takes it: a recovery code, a security key's answer (to a
+    /// ceremony of this session), or a code of the chosen method.
+    pub fn proof<'a>(&'a self, acc: &'a Account) -> Proof<'a> {
         let code = self.code.trim();
         match self.prover.as_str() {
             "recovery" => Proof::Recovery(code),
+            "key" => Proof::Key {
+                ceremony: &self.ceremony,
+                response: &self.response,
+                session_id: &acc.who.session_id,
+            },
             id => Proof::Code {
                 code,
                 factor_id: Some(id),

@@ -13,9 +13,9 @@ use twofold_core::CoreError;
 /// The recovery codes page: how many are left, and new ones for a fresh code.
 pub(super) async fn recovery_page(s: &AppState, acc: &Account, shown: Shown) -> Response {
     let (actor, slug, ext) = (&acc.who.actor, acc.slug(), &acc.who.user.external_id);
-    let (status, methods) = match tokio::try_join!(
+    let (status, provers) = match tokio::try_join!(
         s.core.recovery_status(actor, slug, ext),
-        s.core.account_methods(&acc.who)
+        super::proof::provers_of(s, acc)
     ) {
         Ok(r) => r,
         Err(e) => return error_page(&e),
@@ -35,7 +35,7 @@ pub(super) async fn recovery_page(s: &AppState, acc: &Account, shown: Shown) -> 
                 field,
                 "/account/recovery",
                 &Sensitive::RecoveryCodes,
-                &methods,
+                &provers,
                 &shown,
                 "Make new recovery codes"
             )
@@ -60,7 +60,7 @@ pub(super) async fn regenerate(State(s): St, acc: Account, Form(f): Form<ProofFo
             &acc.meta,
             acc.slug(),
             &acc.who.user.external_id,
-            f.proof(),
+            f.proof(&acc),
         )
         .await;
     match made {
@@ -165,9 +165,9 @@ pub(super) async fn sessions_page(s: &AppState, acc: &Account, shown: Shown) -> 
 
 async fn sessions_page_with(s: &AppState, acc: &Account, shown: Shown, notice: &str) -> Response {
     let (actor, slug, ext) = (&acc.who.actor, acc.slug(), &acc.who.user.external_id);
-    let (sessions, methods) = match tokio::try_join!(
+    let (sessions, provers) = match tokio::try_join!(
         s.core.list_sessions(actor, slug, ext),
-        s.core.account_methods(&acc.who)
+        super::proof::provers_of(s, acc)
     ) {
         Ok(r) => r,
         Err(e) => return error_page(&e),
@@ -207,7 +207,7 @@ async fn sessions_page_with(s: &AppState, acc: &Account, shown: Shown, notice: &
                 field,
                 "/account/sign-out-everywhere",
                 &Sensitive::SignOutEverywhere,
-                &methods,
+                &provers,
                 &shown,
                 "Sign out everywhere"
             )
@@ -257,7 +257,7 @@ pub(super) async fn sign_out_everywhere(
     }
     match s
         .core
-        .account_sign_out_everywhere(&acc.who, &acc.meta, f.proof())
+        .account_sign_out_everywhere(&acc.who, &acc.meta, f.proof(&acc))
         .await
     {
         Ok(v) if v.is_accepted() => signed_out_page::<AccountArea>(&s, StatusCode::OK),

@@ -25,6 +25,11 @@ pub(super) struct SettingsForm {
     sms: Option<String>,
     #[serde(default)]
     email: Option<String>,
+    #[serde(default)]
+    webauthn: Option<String>,
+    /// Profiles that must use a security key (comma-separated).
+    #[serde(default)]
+    phishing_resistant_profiles: String,
     /// `YYYY-MM-DD` (UTC midnight), empty: from the next sign-in.
     #[serde(default)]
     mandatory_from: String,
@@ -46,25 +51,28 @@ fn invalid(field: &'static str, message: &str) -> CoreError {
 /// are kept as they are: the console edits what the issue's admins need).
 fn policy_of_form(current: &Policy, f: &SettingsForm) -> Result<Policy, CoreError> {
     let mut p = current.clone();
+    let profiles = |list: &str| -> Vec<String> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(String::from)
+            .collect()
+    };
     p.enforcement = match f.mode.as_str() {
         "off" => Enforcement::Off,
         "optional" => Enforcement::Optional,
         "required_for_all" => Enforcement::RequiredForAll,
         "required_for_profiles" => Enforcement::RequiredForProfiles {
-            profiles: f
-                .profiles
-                .split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .map(String::from)
-                .collect(),
+            profiles: profiles(&f.profiles),
         },
         _ => return Err(invalid("mode", "must be one of the choices offered")),
     };
+    p.phishing_resistant_profiles = profiles(&f.phishing_resistant_profiles);
     p.methods = [
         (Method::Totp, &f.totp),
         (Method::Sms, &f.sms),
         (Method::Email, &f.email),
+        (Method::Webauthn, &f.webauthn),
     ]
     .into_iter()
     .filter(|(_, on)| on.is_some())
@@ -131,6 +139,7 @@ fn settings_body(p: &Policy, field: &str, error: Option<&str>) -> String {
         (Method::Totp, "Authenticator app"),
         (Method::Sms, "Text message (SMS)"),
         (Method::Email, "Email"),
+        (Method::Webauthn, "Security key or passkey (resists phishing)"),
     ]
     .iter()
     .map(|(m, label)| {
@@ -157,6 +166,10 @@ fn settings_body(p: &Policy, field: &str, error: Option<&str>) -> String {
          <label for=\"profiles\">Profiles that must use it (comma-separated)</label>\n\
          <input type=\"text\" id=\"profiles\" name=\"profiles\" value=\"{profiles}\">\n\
          <fieldset><legend>Methods users may choose</legend>\n{methods}\n</fieldset>\n\
+         <label for=\"phishing_resistant_profiles\">Profiles that must use a security key \
+         once it is mandatory (comma-separated, e.g. admin)</label>\n\
+         <input type=\"text\" id=\"phishing_resistant_profiles\" \
+         name=\"phishing_resistant_profiles\" value=\"{pr_profiles}\">\n\
          <label for=\"mandatory_from\">Mandatory from (date, UTC; empty: from the next \
          sign-in)</label>\n\
          <input type=\"date\" id=\"mandatory_from\" name=\"mandatory_from\" value=\"{from}\">\n\
@@ -169,6 +182,7 @@ fn settings_body(p: &Policy, field: &str, error: Option<&str>) -> String {
          min=\"1\" max=\"365\" value=\"{remember}\">\n\
          <button type=\"submit\">Review and confirm by email</button>\n</form>",
         profiles = escape(&profiles),
+        pr_profiles = escape(&p.phishing_resistant_profiles.join(", ")),
         reminder = p.reminder_days,
         remember = p
             .remember_device_days

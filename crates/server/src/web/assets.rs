@@ -102,8 +102,20 @@ pub static PRINT_SCRIPT: Asset = Asset::new(
     include_str!("print.js"),
 );
 
+/// Runs the security-key ceremony of a page's key form (see `web::keys`).
+pub static WEBAUTHN_SCRIPT: Asset = Asset::new(
+    "/assets/webauthn.js",
+    "text/javascript; charset=utf-8",
+    include_str!("webauthn.js"),
+);
+
 /// Every asset, each served at its path.
-pub static ASSETS: [&Asset; 3] = [&STYLESHEET_ASSET, &PRINT_STYLESHEET, &PRINT_SCRIPT];
+pub static ASSETS: [&Asset; 4] = [
+    &STYLESHEET_ASSET,
+    &PRINT_STYLESHEET,
+    &PRINT_SCRIPT,
+    &WEBAUTHN_SCRIPT,
+];
 
 static VERSION: LazyLock<String> = LazyLock::new(|| STYLESHEET_ASSET.version());
 

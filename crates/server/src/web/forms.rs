@@ -51,6 +51,21 @@ pub struct DestinationForm {
     pub destination: String,
 }
 
+/// A security key's answer (`response`, WebAuthn JSON) to the ceremony `ceremony`, with the
+/// name of a new key or the "remember this device" box of a sign-in.
+#[derive(Deserialize)]
+pub struct KeyForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub ceremony: String,
+    #[serde(default)]
+    pub response: String,
+    #[serde(default)]
+    pub name: String,
+    pub remember: Option<String>,
+}
+
 /// The CSRF check every form POST starts with.
 pub trait CsrfForm {
     fn csrf(&self) -> &str;
@@ -76,5 +91,6 @@ forms!(
     CodeForm,
     FactorForm,
     FactorCodeForm,
-    DestinationForm
+    DestinationForm,
+    KeyForm
 );

@@ -10,10 +10,11 @@ mod assets;
 mod cookies;
 pub mod forms;
 mod headers;
+pub mod keys;
 
 pub use assets::{
     stylesheet_href, stylesheet_version, PRINT_SCRIPT, PRINT_STYLESHEET, STYLESHEET,
-    STYLESHEET_PATH,
+    STYLESHEET_PATH, WEBAUTHN_SCRIPT,
 };
 pub use cookies::{
     read_cookie, CookieFactory, Csrf, SameSite, CSRF_COOKIE, CSRF_FIELD, CSRF_MAX_AGE,
@@ -65,8 +66,16 @@ pub fn print_support_head() -> String {
     )
 }
 
-/// [`page`] with more lines in `<head>` (trusted HTML, such as [`print_support_head`]).
+/// [`page`] with more lines in `<head>` (trusted HTML, such as [`print_support_head`]). A
+/// body with a security-key form ([`keys::key_form`]) gets the key script and a CSP that runs
+/// it.
 pub fn page_with_head(status: StatusCode, title: &str, head: &str, body: &str) -> Response {
+    let keys = body.contains(keys::KEY_FORM_MARK);
+    let head = if keys {
+        format!("{head}{}", keys::key_script_head())
+    } else {
+        head.to_string()
+    };
     let html = format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
@@ -84,6 +93,9 @@ pub fn page_with_head(status: StatusCode, title: &str, head: &str, body: &str) -
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     set_security_headers(h);
+    if keys {
+        keys::allow_own_scripts(&mut resp);
+    }
     resp
 }
 

@@ -50,6 +50,20 @@ pub async fn spawn_with(tweak: impl FnOnce(&mut twofold_server::Config)) -> Test
     .await
 }
 
+/// A server the browser reaches as `http://localhost:<port>` (issuer and pages): security
+/// keys need a host name for their RP id, and browsers allow WebAuthn without TLS only on
+/// `localhost`. `tweak` may set more (a `[webauthn]` section, say).
+#[allow(dead_code)]
+pub async fn spawn_on_localhost(tweak: impl FnOnce(&mut twofold_server::Config)) -> TestApp {
+    let mut app = spawn_with(|c| {
+        c.public_url = Some(format!("http://localhost:{}", c.listen.port()));
+        tweak(c);
+    })
+    .await;
+    app.base = app.base.replace("127.0.0.1", "localhost");
+    app
+}
+
 /// Tenant acme (user alice with TOTP, admin boss), 2FA required, remember-device 30 days,
 /// client app `web` registered for OIDC; returns the enrolment and the client secret.
 pub async fn acme(app: &TestApp) -> (Enrolled, String) {
@@ -307,7 +321,11 @@ pub struct Integrator {
 
 impl Integrator {
     pub async fn start(policy: Value, users: &[&str]) -> Integrator {
-        let app = spawn().await;
+        Self::start_on(spawn().await, policy, users).await
+    }
+
+    /// [`Self::start`] on a server of the caller's (e.g. [`spawn_on_localhost`]).
+    pub async fn start_on(app: TestApp, policy: Value, users: &[&str]) -> Integrator {
         let e = setup(&app).await;
         set_policy(&app, &e, policy).await;
         for user in users {

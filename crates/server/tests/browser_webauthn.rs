@@ -1,0 +1,370 @@
+//! Security keys and passkeys (WebAuthn) in headless Chromium, with the WebDriver virtual
+//! authenticator standing in for the key (W3C WebAuthn §11; chromedriver implements it). The
+//! browser really runs `navigator.credentials`, the authenticator really signs, and the server
+//! really verifies (webauthn-rs); nothing is mocked between them.
+//!
+//! - A user registers a key at sign-in (enrolment required), names it, keeps the recovery
+//!   codes, and signs in with it at the next challenge: the ID token says `hwk`.
+//! - Another user's credential, presented by a browser that rewrote the page's options, is
+//!   refused.
+//! - A look-alike origin in front of the same data (the phishing case) gets answers the
+//!   server refuses, at registration and at sign-in.
+//! - In the security settings a user adds a second key and removes the first, proving the
+//!   removal with a key; the removed credential is refused from then on.
+//!
+//! The server runs on `localhost` (`rp::spawn_on_localhost`): the RP id must be a host name,
+//! and browsers allow WebAuthn without TLS only there.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::chromium::{
+    assert_page_is_clean, continue_to, press_button, type_into, wait_for_title, wait_for_url,
+    WAIT,
+};
+use common::logins::required;
+use common::rp::*;
+use serde_json::{json, Value};
+use twofold_testkit::browser::fantoccini::{Client, Locator};
+use twofold_testkit::browser::Browser;
+
+const ENROLL: &str = "Set up two-step verification";
+const CHALLENGE: &str = "Two-step verification";
+const CODES: &str = "Save your recovery codes";
+const SETTINGS: &str = "Security settings";
+
+/// 2FA required for everyone, with authenticator apps and security keys.
+fn keys_policy() -> Value {
+    required(json!({"methods": ["totp", "webauthn"]}))
+}
+
+async fn integrator(users: &[&str]) -> Integrator {
+    Integrator::start_on(spawn_on_localhost(|_| {}).await, keys_policy(), users).await
+}
+
+/// Waits for the page's key form (`create` or `get`).
+async fn wait_for_key_form(c: &Client, mode: &str) {
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(&format!("form[data-webauthn={mode}]")))
+        .await
+        .unwrap_or_else(|e| panic!("no key form ({mode}): {e}"));
+}
+
+/// The text of the page's alert, waiting for it.
+async fn alert(c: &Client) -> String {
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("p[role=alert]"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Signs `user` in with no factor yet and registers a key named `name` at the enrolment step;
+/// returns the ID token's `amr`.
+async fn register_at_sign_in(b: &Browser, i: &Integrator, user: &str, name: &str) -> Vec<String> {
+    let req = i.authorize_for(user);
+    let url = req.url.clone();
+    let name = name.to_string();
+    b.step(&format!("register-{user}"), |c| async move {
+        c.goto(&url).await.unwrap();
+        wait_for_title(&c, ENROLL).await;
+        press_button(&c, "Use a security key or passkey").await;
+        wait_for_key_form(&c, "create").await;
+        assert_page_is_clean(b).await;
+        type_into(&c, "key-name", &name).await;
+        press_button(&c, "Register security key").await;
+        wait_for_title(&c, CODES).await;
+    })
+    .await;
+    let redirect = i.redirect.clone();
+    let landed = b
+        .step(&format!("codes-{user}"), |c| async move {
+            continue_to(&c, &redirect).await
+        })
+        .await;
+    let (amr, acr) = i.exchange_for(user, &landed, req).await;
+    assert_eq!(acr, "urn:twofold:acr:2fa");
+    amr
+}
+
+/// Starts `user`'s sign-in and waits for the challenge's key form. With `forge`, the browser
+/// rewrites the page's options to ask for that credential (base64url id) instead, as a
+/// tampered browser would; then it presses the button.
+async fn answer_challenge(b: &Browser, i: &Integrator, user: &str, forge: Option<&str>) -> Request {
+    let req = i.authorize_for(user);
+    let url = req.url.clone();
+    let forge = forge.map(String::from);
+    b.step(&format!("challenge-{user}"), |c| async move {
+        c.goto(&url).await.unwrap();
+        wait_for_title(&c, CHALLENGE).await;
+        wait_for_key_form(&c, "get").await;
+        assert_page_is_clean(b).await;
+        if let Some(id) = forge {
+            c.execute(
+                "const f = document.querySelector('form[data-webauthn]');\
+                 const o = JSON.parse(f.dataset.options);\
+                 o.publicKey.allowCredentials = [{type: 'public-key', id: arguments[0]}];\
+                 f.dataset.options = JSON.stringify(o);",
+                vec![json!(id)],
+            )
+            .await
+            .unwrap();
+        }
+        press_button(&c, "Use security key").await;
+    })
+    .await;
+    req
+}
+
+/// Signs `user` in with their key; returns the ID token's `amr`.
+async fn sign_in_with_key(b: &Browser, i: &Integrator, user: &str) -> Vec<String> {
+    let req = answer_challenge(b, i, user, None).await;
+    let redirect = i.redirect.clone();
+    let landed = b
+        .step(&format!("landed-{user}"), |c| async move {
+            wait_for_url(&c, &redirect).await
+        })
+        .await;
+    i.exchange_for(user, &landed, req).await.0
+}
+
+/// The refusal page after a key's answer: the key form again, with the one notice.
+async fn assert_key_refused(b: &Browser, step: &str) {
+    b.step(step, |c| async move {
+        let text = alert(&c).await;
+        assert!(text.starts_with("That security key was not accepted"), "{text}");
+        wait_for_key_form(&c, "get").await;
+    })
+    .await;
+}
+
+/// The denied audit rows of `action` for `user`, with their reasons.
+async fn denied(i: &Integrator, action: &str) -> Vec<(String, String)> {
+    i.app
+        .audit_of("acme", &i.e.key, &format!("action={action}&limit=50"))
+        .await
+        .iter()
+        .filter(|e| e["outcome"] == "denied")
+        .map(|e| {
+            (
+                e["user"].as_str().unwrap_or_default().to_string(),
+                e["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_key_registered_at_sign_in_signs_the_user_in_and_its_counter_moves() {
+    let i = integrator(&["bob"]).await;
+    let browser = Browser::start().await;
+    let b = &browser;
+    let key = b.add_virtual_authenticator(json!({}));
+
+    let amr = register_at_sign_in(b, &i, "bob", "Blue key").await;
+    assert_eq!(amr, ["pwd", "hwk"]);
+    let creds = b.authenticator_credentials(&key);
+    assert_eq!(creds.len(), 1, "{creds:?}");
+    assert_eq!(creds[0]["rpId"], "localhost");
+
+    // The factor lists as a named security key; the credential itself never leaves.
+    let (_, factors) = i
+        .app
+        .get("/v1/tenants/acme/users/bob/factors", &i.e.key)
+        .await;
+    let f = &factors["factors"][0];
+    assert_eq!((&f["kind"], &f["label"], &f["status"]), (&json!("webauthn"), &json!("Blue key"), &json!("active")));
+    assert!(!factors.to_string().contains("public"), "{factors}");
+
+    let before = creds[0]["signCount"].as_u64().unwrap();
+    assert_eq!(sign_in_with_key(b, &i, "bob").await, ["pwd", "hwk"]);
+    let after = b.authenticator_credentials(&key)[0]["signCount"].as_u64().unwrap();
+    assert!(after > before, "{before} -> {after}");
+    // A second sign-in works with the stored counter moved on (an unmoved one would be a
+    // clone and lock the key).
+    assert_eq!(sign_in_with_key(b, &i, "bob").await, ["pwd", "hwk"]);
+}
+
+#[tokio::test]
+async fn a_cloned_key_whose_counter_goes_back_is_locked() {
+    let i = integrator(&["bob"]).await;
+    let browser = Browser::start().await;
+    let b = &browser;
+    let key = b.add_virtual_authenticator(json!({}));
+    register_at_sign_in(b, &i, "bob", "").await;
+    let snapshot = b.authenticator_credentials(&key).remove(0);
+    sign_in_with_key(b, &i, "bob").await;
+    sign_in_with_key(b, &i, "bob").await;
+
+    // The copy taken two sign-ins ago answers with an older counter.
+    b.remove_virtual_authenticator(&key);
+    let clone = b.add_virtual_authenticator(json!({}));
+    b.add_authenticator_credential(&clone, &snapshot);
+    answer_challenge(b, &i, "bob", None).await;
+    b.step("clone-refused", |c| async move {
+        let text = alert(&c).await;
+        assert!(text.starts_with("That security key was not accepted"), "{text}");
+    })
+    .await;
+    let reasons = denied(&i, "login.verify").await;
+    assert!(reasons.contains(&("bob".into(), "possible_clone".into())), "{reasons:?}");
+    let (_, factors) = i.app.get("/v1/tenants/acme/users/bob/factors", &i.e.key).await;
+    assert_eq!(factors["factors"][0]["locked"], true, "{factors}");
+}
+
+#[tokio::test]
+async fn another_users_credential_is_refused() {
+    let i = integrator(&["bob", "carol"]).await;
+    let browser = Browser::start().await;
+    let b = &browser;
+    let key = b.add_virtual_authenticator(json!({}));
+    register_at_sign_in(b, &i, "bob", "Bob's key").await;
+    let bobs = b.authenticator_credentials(&key)[0]["credentialId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    register_at_sign_in(b, &i, "carol", "Carol's key").await;
+
+    // Carol's challenge, answered with Bob's credential (the same authenticator holds both,
+    // and the tampered page asks for Bob's): signed, but not carol's, so refused.
+    answer_challenge(b, &i, "carol", Some(&bobs)).await;
+    assert_key_refused(b, "other-user").await;
+    let reasons = denied(&i, "webauthn.refused").await;
+    assert!(reasons.contains(&("carol".into(), "unknown_credential".into())), "{reasons:?}");
+    // Carol's own key still works.
+    assert_eq!(sign_in_with_key(b, &i, "carol").await, ["pwd", "hwk"]);
+
+}
+
+#[tokio::test]
+async fn answers_made_on_another_origin_are_refused() {
+    // The real server, where bob registers his key.
+    let i = integrator(&["bob", "dave"]).await;
+    let browser = Browser::start().await;
+    let b = &browser;
+    b.add_virtual_authenticator(json!({}));
+    register_at_sign_in(b, &i, "bob", "").await;
+
+    // A look-alike: the same data and issuer, served on another port (another origin), while
+    // only the real origin is configured. The browser signs for the page it is on.
+    let real = i.app.base.clone();
+    let phish = common::spawn_app_at_with(i.app.data_path.clone(), |c| {
+        c.public_url = Some(real.clone());
+        c.webauthn.origins = vec![real.clone()];
+    })
+    .await;
+    let phish_base = phish.base.replace("127.0.0.1", "localhost");
+    let moved = |req: &Request| req.url.replacen(&real, &phish_base, 1);
+
+    let req = i.authorize_for("bob");
+    let url = moved(&req);
+    b.step("phished-challenge", |c| async move {
+        c.goto(&url).await.unwrap();
+        wait_for_title(&c, CHALLENGE).await;
+        wait_for_key_form(&c, "get").await;
+        press_button(&c, "Use security key").await;
+    })
+    .await;
+    assert_key_refused(b, "phished-refused").await;
+    let reasons = denied(&i, "webauthn.refused").await;
+    assert!(reasons.contains(&("bob".into(), "origin_mismatch".into())), "{reasons:?}");
+
+    // Registering there fails the same way: the key would be scoped to the wrong page.
+    let req = i.authorize_for("dave");
+    let url = moved(&req);
+    b.step("phished-registration", |c| async move {
+        c.goto(&url).await.unwrap();
+        wait_for_title(&c, ENROLL).await;
+        press_button(&c, "Use a security key or passkey").await;
+        wait_for_key_form(&c, "create").await;
+        press_button(&c, "Register security key").await;
+        let text = alert(&c).await;
+        assert!(text.starts_with("Your browser answered for another website"), "{text}");
+    })
+    .await;
+    let reasons = denied(&i, "factor.enrol").await;
+    assert!(reasons.contains(&("dave".into(), "origin_mismatch".into())), "{reasons:?}");
+    let (_, factors) = i.app.get("/v1/tenants/acme/users/dave/factors", &i.e.key).await;
+    assert_eq!(factors["factors"], json!([]));
+}
+
+#[tokio::test]
+async fn a_second_key_is_added_in_the_settings_and_the_removed_first_one_is_refused() {
+    let i = integrator(&["carol"]).await;
+    let browser = Browser::phone().await;
+    let b = &browser;
+    let key = b.add_virtual_authenticator(json!({}));
+    register_at_sign_in(b, &i, "carol", "Carol's key").await;
+    let first = b.authenticator_credentials(&key)[0]["credentialId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The security settings, entered through the hosted second step with the key.
+    let hint = hint_with(&i.app, &i.secret, json!({ "sub": "carol" }));
+    let url = format!(
+        "{}/account/sso?client_id=acme.web&login_hint_token={hint}",
+        i.app.base
+    );
+    b.step("settings", |c| async move {
+        c.goto(&url).await.unwrap();
+        wait_for_title(&c, CHALLENGE).await;
+        wait_for_key_form(&c, "get").await;
+        press_button(&c, "Use security key").await;
+        wait_for_title(&c, SETTINGS).await;
+        assert_page_is_clean(b).await;
+        press_button(&c, "Add a security key or passkey").await;
+        wait_for_key_form(&c, "create").await;
+        assert_page_is_clean(b).await;
+        type_into(&c, "key-name", "Spare key").await;
+        press_button(&c, "Register security key").await;
+        wait_for_title(&c, SETTINGS).await;
+        let note = c.find(Locator::Css("p.note[role=status]")).await.unwrap();
+        assert_eq!(note.text().await.unwrap(), "The security key was added.");
+        let body = c.find(Locator::Css("main")).await.unwrap().text().await.unwrap();
+        assert!(body.contains("Security key “Carol's key”"), "{body}");
+        assert!(body.contains("Security key “Spare key”"), "{body}");
+    })
+    .await;
+    assert_eq!(b.authenticator_credentials(&key).len(), 2);
+
+    // The first key goes, proven by a key (the page's key form comes first).
+    let (_, factors) = i.app.get("/v1/tenants/acme/users/carol/factors", &i.e.key).await;
+    let old = factors["factors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["label"] == "Carol's key")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    b.step("remove-first", |c| async move {
+        c.goto(&format!("{}/account/methods/{old}/remove", i.app.base))
+            .await
+            .unwrap();
+        wait_for_title(&c, "Remove a sign-in method").await;
+        wait_for_key_form(&c, "get").await;
+        assert_page_is_clean(b).await;
+        press_button(&c, "Remove it").await;
+        wait_for_title(&c, SETTINGS).await;
+        let note = c.find(Locator::Css("p.note[role=status]")).await.unwrap();
+        assert_eq!(note.text().await.unwrap(), "The method was removed.");
+    })
+    .await;
+    let (_, factors) = i.app.get("/v1/tenants/acme/users/carol/factors", &i.e.key).await;
+    let labels: Vec<&Value> = factors["factors"].as_array().unwrap().iter().map(|f| &f["label"]).collect();
+    assert_eq!(labels, [&json!("Spare key")]);
+
+    // The removed credential is still in the authenticator; asked for by a tampered page, it
+    // signs, and the server refuses it. The spare key signs in.
+    answer_challenge(b, &i, "carol", Some(&first)).await;
+    assert_key_refused(b, "removed-refused").await;
+    let reasons = denied(&i, "webauthn.refused").await;
+    assert!(reasons.contains(&("carol".into(), "unknown_credential".into())), "{reasons:?}");
+    assert_eq!(sign_in_with_key(b, &i, "carol").await, ["pwd", "hwk"]);
+}
