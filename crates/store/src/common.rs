@@ -21,7 +21,15 @@ pub(crate) const KEY_COLS: &str = "key_id, tenant_id, label, secret_hash, create
 pub(crate) const FACTOR_COLS: &str =
     "id, tenant_id, user_id, kind, status, sealed_secret, algorithm, digits,
      period, last_step, drift, version, failures, blocked_until, locked_at, created_at,
-     confirmed_at, drift_hint_step, drift_hint_dir, destination";
+     confirmed_at, drift_hint_step, drift_hint_dir, destination, label, credential_id";
+
+/// The unique index on `factors.credential_id` (migration 0010): a WebAuthn credential is
+/// registered to one factor of one user across the whole server. PostgreSQL names it in a
+/// violation; SQLite names the column instead ([`CREDENTIAL_COLUMN`]).
+pub(crate) const CREDENTIAL_INDEX: &str = "factors_by_credential";
+pub(crate) const CREDENTIAL_COLUMN: &str = "factors.credential_id";
+/// The conflict of a factor insert whose credential id is taken, whichever tenant holds it.
+pub(crate) const CREDENTIAL_REGISTERED: StoreError = StoreError::Conflict("credential_registered");
 
 pub(crate) const MESSAGE_COLS: &str =
     "id, message_id, tenant_id, user_id, channel, destination, template,
@@ -533,6 +541,8 @@ pub(crate) const SIGNING_KEY_COLS: &str = "kid, sealed_key, created_at";
 pub(crate) const AUTH_CODE_COLS: &str = "code_hash, tenant_id, client_id, redirect_uri, \
      code_challenge, nonce, user_id, subject, amr, acr, auth_time, session_id, created_at, \
      expires_at, used_at";
+pub(crate) const WEBAUTHN_CHALLENGE_COLS: &str =
+    "id, tenant_id, user_id, purpose, binding, state, created_at, expires_at, used_at";
 pub(crate) const HOSTED_LOGIN_COLS: &str = "login_id, tenant_id, client_id, redirect_uri, state, \
      nonce, code_challenge, created_at, expires_at";
 

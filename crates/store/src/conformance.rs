@@ -79,6 +79,8 @@ fn factor(t: &Tenant, u: &User, id: &str, status: FactorStatus) -> Factor {
         kind: "totp".into(),
         status,
         destination: None,
+        label: None,
+        credential_id: None,
         sealed_secret: vec![1, 2, 3],
         algorithm: "SHA1".into(),
         digits: 6,

@@ -60,6 +60,10 @@ pub const SQLITE: &[(&str, &str)] = &[
         "0009_oidc",
         include_str!("../migrations/sqlite/0009_oidc.sql"),
     ),
+    (
+        "0010_webauthn",
+        include_str!("../migrations/sqlite/0010_webauthn.sql"),
+    ),
 ];
 
 /// The same versions as [`SQLITE`], in PostgreSQL's dialect.
@@ -99,6 +103,10 @@ pub const POSTGRES: &[(&str, &str)] = &[
     (
         "0009_oidc",
         include_str!("../migrations/postgres/0009_oidc.sql"),
+    ),
+    (
+        "0010_webauthn",
+        include_str!("../migrations/postgres/0010_webauthn.sql"),
     ),
 ];
 
@@ -280,7 +288,8 @@ mod tests {
                 "0006_security",
                 "0007_keys",
                 "0008_vault",
-                "0009_oidc"
+                "0009_oidc",
+                "0010_webauthn"
             ]
         );
     }

@@ -23,8 +23,8 @@
 //! its certificate; `verify-full` with `sslrootcert` authenticates the server.
 //!
 //! The SQL lives beside this file by concern, mirroring the SQLite store: `rows`, `factors`,
-//! `codes`, `effects`, `logins`, `jobs`, `webhooks`, `security`, `keys`, `vault` and `outbox`; the rules both
-//! stores share are in `crate::common`.
+//! `codes`, `effects`, `logins`, `jobs`, `webhooks`, `security`, `keys`, `vault`, `oidc`,
+//! `webauthn` and `outbox`; the rules both stores share are in `crate::common`.
 
 mod codes;
 mod effects;
@@ -38,6 +38,7 @@ mod rows;
 mod security;
 pub mod tls;
 mod vault;
+mod webauthn;
 mod webhooks;
 
 use crate::migrations;
@@ -55,6 +56,7 @@ use twofold_core::oidc::*;
 use twofold_core::ports::*;
 use twofold_core::security::*;
 use twofold_core::vault::*;
+use twofold_core::webauthn::WebauthnChallenge;
 
 /// Connections per node. PostgreSQL's default `max_connections` is 100: several nodes fit.
 pub const POOL_SIZE: usize = 16;
@@ -876,6 +878,14 @@ impl Store for PgStore {
 
     async fn prune_oidc(&self, before: i64) -> StoreResult<u64> {
         oidc::prune(&self.client().await?, before).await
+    }
+
+    async fn webauthn_challenge(&self, id: &str) -> StoreResult<Option<WebauthnChallenge>> {
+        webauthn::challenge(&self.client().await?, id).await
+    }
+
+    async fn prune_webauthn_challenges(&self, before: i64) -> StoreResult<u64> {
+        self.prune_in_chunks(webauthn::PRUNE, before).await
     }
 
     async fn append_audit(&self, audit: AuditRecord) -> StoreResult<()> {

@@ -10,7 +10,8 @@
 //! This file holds the writer, the connections and the [`Store`] impl, which only routes each
 //! call to the right connection; the SQL lives beside it by concern: `rows` (column lists, row
 //! mappers, shared inserts), `factors` (enrolment, TOTP attempts, failure charging), `codes`
-//! (one-time codes), `vault` (the authenticator vault), `effects` (changes riding on a code or attempt, or applied alone),
+//! (one-time codes), `vault` (the authenticator vault), `webauthn` (security keys' ceremonies),
+//! `effects` (changes riding on a code or attempt, or applied alone),
 //! `logins` (policies, proposals, pending logins, sessions, remembered devices), `jobs`
 //! (background jobs over a tenant's users), `security` (recovery codes, "this wasn't me"
 //! links, app passwords, the login history), `keys` (master key rotation) and `outbox`.
@@ -27,6 +28,7 @@ mod outbox;
 mod rows;
 mod security;
 mod vault;
+mod webauthn;
 mod webhooks;
 
 use crate::migrations::{self, Backend};
@@ -45,6 +47,7 @@ use twofold_core::oidc::*;
 use twofold_core::ports::*;
 use twofold_core::security::*;
 use twofold_core::vault::*;
+use twofold_core::webauthn::WebauthnChallenge;
 
 /// Most jobs committed together; bounds how long one batch holds the write lock.
 pub const MAX_BATCH: usize = 512;
@@ -999,6 +1002,15 @@ impl Store for SqliteStore {
 
     async fn prune_oidc(&self, before: i64) -> StoreResult<u64> {
         self.write(move |c| oidc::prune(c, before)).await
+    }
+
+    async fn webauthn_challenge(&self, id: &str) -> StoreResult<Option<WebauthnChallenge>> {
+        let id = id.to_string();
+        self.point_read(move |c| webauthn::challenge(c, &id)).await
+    }
+
+    async fn prune_webauthn_challenges(&self, before: i64) -> StoreResult<u64> {
+        self.prune_in_chunks(webauthn::PRUNE, before).await
     }
 
     async fn append_audit(&self, audit: AuditRecord) -> StoreResult<()> {

@@ -429,6 +429,10 @@ async fn apply(tx: &Tx<'_>, effect: Effect) -> Result<(), StoreError> {
         | Effect::InsertAuthCode(_)
         | Effect::UseAuthCode { .. }
         | Effect::InsertHostedLogin(_)) => super::oidc::apply(tx, e).await,
+        e @ (Effect::InsertWebauthnChallenge(_)
+        | Effect::UseWebauthnChallenge { .. }
+        | Effect::SetFactorSecret { .. }
+        | Effect::LockFactor { .. }) => super::webauthn::apply(tx, e).await,
         Effect::ChargeBudgets { limits, at } => {
             match count_sends_checked(tx, &limits, at, true).await? {
                 None => Ok(()),

@@ -44,14 +44,15 @@ pub(super) async fn write_factor_row(tx: &Tx<'_>, f: &Factor) -> Result<(), Stor
     insert_row(tx, f).await
 }
 
-/// The factor's insert; the caller holds its user's row lock.
+/// The factor's insert; the caller holds its user's row lock. A credential id that any factor
+/// holds is `credential_registered` (the unique index decides, even between nodes).
 async fn insert_row(tx: &Tx<'_>, f: &Factor) -> Result<(), StoreError> {
-    insert(
+    insert_mapped(
         tx,
         &format!(
             "INSERT INTO factors ({FACTOR_COLS})
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                     $17, $18, $19, $20)"
+                     $17, $18, $19, $20, $21, $22)"
         ),
         &[
             &f.id,
@@ -74,8 +75,10 @@ async fn insert_row(tx: &Tx<'_>, f: &Factor) -> Result<(), StoreError> {
             &f.drift_hint.map(|h| h.0),
             &f.drift_hint.map(|h| h.1),
             &f.destination,
+            &f.label,
+            &f.credential_id,
         ],
-        "factor_exists",
+        factor_conflict("factor_exists"),
     )
     .await
     .map(|_| ())

@@ -103,6 +103,19 @@ fn conflict_on_duplicate(what: &'static str) -> impl Fn(tokio_postgres::Error) -
     }
 }
 
+/// Maps a failed factor insert: a credential id registered already (to anyone) is
+/// `credential_registered`; another duplicate key is the conflict `what`.
+pub(super) fn factor_conflict(what: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
+    move |e| {
+        let index = e.as_db_error().and_then(|d| d.constraint());
+        if e.code() == Some(&SqlState::UNIQUE_VIOLATION) && index == Some(CREDENTIAL_INDEX) {
+            CREDENTIAL_REGISTERED
+        } else {
+            conflict_on_duplicate(what)(e)
+        }
+    }
+}
+
 /// Runs an insert; a duplicate key is the conflict `what`.
 pub(super) async fn insert(
     c: &impl GenericClient,
@@ -110,9 +123,17 @@ pub(super) async fn insert(
     params: Params<'_>,
     what: &'static str,
 ) -> Result<u64, StoreError> {
-    exec_raw(c, sql, params)
-        .await
-        .map_err(conflict_on_duplicate(what))
+    insert_mapped(c, sql, params, conflict_on_duplicate(what)).await
+}
+
+/// Runs an insert whose failures `map` turns into store errors (which key was duplicated).
+pub(super) async fn insert_mapped(
+    c: &impl GenericClient,
+    sql: &str,
+    params: Params<'_>,
+    map: impl Fn(tokio_postgres::Error) -> StoreError,
+) -> Result<u64, StoreError> {
+    exec_raw(c, sql, params).await.map_err(map)
 }
 
 /// Runs an `INSERT … RETURNING id`; a duplicate key is the conflict `what`.
@@ -337,6 +358,8 @@ pub(super) fn factor_row_at(r: &Row, at: usize) -> Result<Factor, StoreError> {
         kind: get(r, at + 3)?,
         status: FactorStatus::parse(&status).unwrap_or(FactorStatus::Pending),
         destination: get(r, at + 19)?,
+        label: get(r, at + 20)?,
+        credential_id: get(r, at + 21)?,
         sealed_secret: get(r, at + 5)?,
         algorithm: get(r, at + 6)?,
         digits: u8::try_from(digits).map_err(|_| damaged("digits", digits))?,

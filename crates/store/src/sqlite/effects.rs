@@ -314,6 +314,10 @@ fn apply(c: &Connection, effect: Effect) -> Result<(), StoreError> {
         | Effect::InsertAuthCode(_)
         | Effect::UseAuthCode { .. }
         | Effect::InsertHostedLogin(_)) => super::oidc::apply(c, e),
+        e @ (Effect::InsertWebauthnChallenge(_)
+        | Effect::UseWebauthnChallenge { .. }
+        | Effect::SetFactorSecret { .. }
+        | Effect::LockFactor { .. }) => super::webauthn::apply(c, e),
         Effect::UnlockUserFactors { user_id } => c
             .prepare_cached(
                 "UPDATE factors SET failures = 0, blocked_until = NULL, locked_at = NULL

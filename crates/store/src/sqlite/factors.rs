@@ -29,12 +29,13 @@ pub(super) fn insert_factor_row(
 }
 
 /// Inserts the factor row exactly as given, without the per-user cap (putting back a factor
-/// that was removed); a factor with its id is the conflict `factor_exists`.
+/// that was removed); a factor with its id is the conflict `factor_exists`, one with a
+/// credential id that any factor holds is `credential_registered`.
 pub(super) fn write_factor_row(c: &Connection, f: &Factor) -> Result<(), StoreError> {
     c.prepare_cached(&format!(
         "INSERT INTO factors ({FACTOR_COLS})
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                 ?18, ?19, ?20)"
+                 ?18, ?19, ?20, ?21, ?22)"
     ))
     .and_then(|mut s| {
         s.execute(params![
@@ -57,11 +58,13 @@ pub(super) fn write_factor_row(c: &Connection, f: &Factor) -> Result<(), StoreEr
             f.confirmed_at,
             f.drift_hint.map(|h| h.0),
             f.drift_hint.map(|h| h.1),
-            f.destination
+            f.destination,
+            f.label,
+            f.credential_id
         ])
     })
     .map(|_| ())
-    .map_err(conflict_on_duplicate("factor_exists"))
+    .map_err(factor_conflict("factor_exists"))
 }
 
 /// Removes a factor with its one-time codes and phone changes (they have no foreign key to

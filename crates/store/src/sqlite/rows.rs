@@ -36,6 +36,19 @@ pub(super) fn conflict_on_duplicate(what: &'static str) -> impl Fn(rusqlite::Err
     }
 }
 
+/// Maps a failed factor insert: a credential id registered already (to anyone) is
+/// `credential_registered`; another duplicate key is the conflict `what`.
+pub(super) fn factor_conflict(what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+    move |e| match &e {
+        rusqlite::Error::SqliteFailure(_, Some(m))
+            if is_unique_violation(&e) && m.contains(CREDENTIAL_COLUMN) =>
+        {
+            CREDENTIAL_REGISTERED
+        }
+        _ => conflict_on_duplicate(what)(e),
+    }
+}
+
 /// One row by a unique key, or none.
 pub(super) fn one<T, P: rusqlite::Params>(
     c: &Connection,
@@ -163,6 +176,8 @@ pub(super) fn factor_row(r: &Row) -> rusqlite::Result<Factor> {
         kind: r.get(3)?,
         status: FactorStatus::parse(&status).unwrap_or(FactorStatus::Pending),
         destination: r.get(19)?,
+        label: r.get(20)?,
+        credential_id: r.get(21)?,
         sealed_secret: r.get(5)?,
         algorithm: r.get(6)?,
         digits: r.get(7)?,
