@@ -14,6 +14,7 @@ mod messaging;
 mod oidc;
 mod security;
 mod vault;
+mod webauthn;
 pub use jobs::*;
 pub use keys::*;
 pub use logins::*;
@@ -21,6 +22,7 @@ pub use messaging::*;
 pub use oidc::*;
 pub use security::*;
 pub use vault::*;
+pub use webauthn::*;
 
 pub type DynStore = Arc<dyn Store>;
 
@@ -801,7 +803,14 @@ macro_rules! conformance_tests {
             parallel_uses_of_one_hint_jti_succeed_once,
             parallel_exchanges_of_one_code_succeed_once,
             hosted_logins_round_trip_and_spent_state_is_pruned,
-            a_rotation_sweep_reseals_oidc_secrets_and_signing_keys
+            a_rotation_sweep_reseals_oidc_secrets_and_signing_keys,
+            a_security_key_round_trips_and_its_credential_is_registered_once,
+            a_ceremony_is_spent_once_by_its_user_before_it_expires,
+            a_key_gets_a_new_secret_and_a_lock_with_a_version_bump,
+            webauthn_effects_ride_on_the_accepted_step,
+            expired_ceremonies_are_pruned_and_live_ones_kept,
+            a_security_key_counts_as_the_webauthn_method_in_rollouts,
+            a_rotation_sweep_reseals_security_keys
         );
     };
     (@each $make:expr; $($name:ident),*) => {

@@ -169,3 +169,96 @@ fn a_redacted_url_never_shows_the_password() {
         "<invalid PostgreSQL URL>"
     );
 }
+
+/// `migrate-store` carries security keys: a factor's label and credential id and the ceremony
+/// table arrive as they were, checksums matching, and the PostgreSQL store reads them back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_from_sqlite_carries_security_keys_and_their_ceremonies() {
+    use twofold_core::model::*;
+    use twofold_core::ports::Store;
+    use twofold_core::webauthn::WebauthnChallenge;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("twofold.db");
+    let sqlite = twofold_store::SqliteStore::open(&path).unwrap();
+    let t = conformance::acme_tenant(&sqlite, 1).await;
+    let audit = |action: &str| AuditRecord {
+        tenant_id: Some(t.id),
+        at: 2,
+        actor: "test".into(),
+        action: action.into(),
+        user_id: None,
+        factor_id: None,
+        outcome: "ok".into(),
+        reason: None,
+        ip: None,
+        request_id: None,
+    };
+    let new_user = NewUser {
+        tenant_id: t.id,
+        external_id: "alice".into(),
+        email: None,
+        phone: None,
+        profile: None,
+        is_admin: false,
+        created_at: 2,
+    };
+    let u = sqlite
+        .create_user(new_user, audit("user.create"))
+        .await
+        .unwrap();
+    let mut key = Factor::pending("fac_key".into(), t.id, u.id, "webauthn", 3);
+    key.label = Some("Blue YubiKey".into());
+    key.credential_id = Some(vec![0, 1, 2, 0xff]);
+    key.sealed_secret = vec![9; 64];
+    sqlite
+        .insert_factor(key.clone(), 10, audit("factor.enrol"))
+        .await
+        .unwrap();
+    let ceremony = WebauthnChallenge {
+        id: "wac_1".into(),
+        tenant_id: t.id,
+        user_id: u.id,
+        purpose: "register".into(),
+        binding: "ses_1".into(),
+        state: r#"{"rs":{}}"#.into(),
+        created_at: 4,
+        expires_at: 300_004,
+        used_at: Some(5),
+    };
+    let insert = twofold_core::messaging::Effect::InsertWebauthnChallenge(ceremony.clone());
+    sqlite
+        .apply(vec![insert], audit("webauthn.test"))
+        .await
+        .unwrap();
+    drop(sqlite);
+
+    let db = PgDatabase::fresh().await;
+    let mut copied = twofold_store::transfer::sqlite_to_postgres(&path, &db.url, &mut |_| {}).await;
+    for _ in 0..50 {
+        // The dropped store lets go of its connections in a moment.
+        if !matches!(
+            copied,
+            Err(twofold_store::transfer::TransferError::SourceInUse(_))
+        ) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        copied = twofold_store::transfer::sqlite_to_postgres(&path, &db.url, &mut |_| {}).await;
+    }
+    let rows = |table: &str| {
+        copied
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|r| r.table == table)
+            .map(|r| r.rows)
+    };
+    assert_eq!(rows("factors"), Some(1));
+    assert_eq!(rows("webauthn_challenges"), Some(1));
+    let pg = store(&db).await;
+    assert_eq!(pg.factors_of(u.id).await.unwrap(), vec![key]);
+    assert_eq!(
+        pg.webauthn_challenge("wac_1").await.unwrap(),
+        Some(ceremony)
+    );
+}
