@@ -265,7 +265,10 @@ impl Policy {
         pr.sort();
         pr.dedup();
         if pr.len() > 100 {
-            return Err(invalid("phishing_resistant_profiles", "name at most 100 profiles"));
+            return Err(invalid(
+                "phishing_resistant_profiles",
+                "name at most 100 profiles",
+            ));
         }
         if !pr.is_empty() && !self.methods.iter().any(Method::phishing_resistant) {
             return Err(invalid(
@@ -307,8 +310,8 @@ impl Policy {
     /// ones, narrowed to the phishing-resistant ones once 2FA is mandatory for a profile that
     /// needs them.
     pub fn allowed_methods(&self, profile: Option<&str>, now: i64) -> Vec<Method> {
-        let strict = self.phishing_resistant_for(profile)
-            && phase(self, profile, now) == Phase::Required;
+        let strict =
+            self.phishing_resistant_for(profile) && phase(self, profile, now) == Phase::Required;
         self.methods
             .iter()
             .copied()

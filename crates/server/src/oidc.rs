@@ -513,8 +513,7 @@ fn challenge_page(
 
 /// The page shows the key form: the user has a key, and chose it or chose nothing else.
 fn shows_key(view: &HostedView, chosen: Option<&str>) -> bool {
-    view.keys
-        && (chosen.is_none_or(|c| c == KEY_METHOD || !view.factors.iter().any(|f| f.id == c)))
+    view.keys && (chosen.is_none_or(|c| c == KEY_METHOD || !view.factors.iter().any(|f| f.id == c)))
 }
 
 /// The challenge page for the login behind `token`, with a fresh key ceremony when the page

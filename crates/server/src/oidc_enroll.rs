@@ -805,9 +805,13 @@ async fn key_enroll(
             resp
         }
         Ok((Ok(HostedStep::Rejected), _)) => {
-            key_page(&s, StatusCode::UNAUTHORIZED, token, &view, &key_alert(refusal_text(
-                twofold_webauthn::Refusal::Invalid,
-            )))
+            key_page(
+                &s,
+                StatusCode::UNAUTHORIZED,
+                token,
+                &view,
+                &key_alert(refusal_text(twofold_webauthn::Refusal::Invalid)),
+            )
             .await
         }
         Ok((Err(refusal), _)) => {

@@ -198,9 +198,9 @@ impl RelyingParty {
             ))
         })?;
         for o in &rest {
-            let on_rp = o.domain().is_some_and(|d| {
-                d == config.rp_id || d.ends_with(&format!(".{}", config.rp_id))
-            });
+            let on_rp = o
+                .domain()
+                .is_some_and(|d| d == config.rp_id || d.ends_with(&format!(".{}", config.rp_id)));
             if !on_rp {
                 return Err(bad(format!(
                     "origin {o} is not on rp_id {:?}: keys could not be used there",
@@ -243,6 +243,15 @@ impl RelyingParty {
                 None,
             )
             .map_err(Refusal::of)?;
+        let mut options = serde_json::to_value(&options).map_err(|_| Refusal::Invalid)?;
+        // Chromium refuses credProtect "userVerificationRequired" on a credential that is not
+        // discoverable ("Requested protection policy is inconsistent ... with other requested
+        // parameters", NotSupportedError), and webauthn-rs asks for it here without enforcing
+        // it; left out, nothing is lost (it protects only discoverable credentials).
+        if let Some(ext) = options["publicKey"]["extensions"].as_object_mut() {
+            ext.remove("credentialProtectionPolicy");
+            ext.remove("enforceCredentialProtectionPolicy");
+        }
         ceremony(&options, &state)
     }
 
@@ -310,7 +319,10 @@ pub fn claimed_credential_id(response: &str) -> Option<Vec<u8>> {
     Some(response.raw_id.to_vec())
 }
 
-fn ceremony(options: &impl serde::Serialize, state: &impl serde::Serialize) -> Result<Ceremony, Refusal> {
+fn ceremony(
+    options: &impl serde::Serialize,
+    state: &impl serde::Serialize,
+) -> Result<Ceremony, Refusal> {
     Ok(Ceremony {
         options: serde_json::to_string(options).map_err(|_| Refusal::Invalid)?,
         state: serde_json::to_string(state).map_err(|_| Refusal::Invalid)?,
@@ -334,10 +346,26 @@ mod tests {
         assert!(rp("example.com", &["https://2fa.example.com"]).is_ok());
         assert!(rp("localhost", &["http://localhost:8080"]).is_ok());
         let cases = [
-            ("example.com", vec!["https://2fa.example.org"], "parent domain"),
-            ("example.com", vec!["https://2fa.example.com", "https://evil.org"], "not on rp_id"),
-            ("example.com", vec!["http://2fa.example.com"], "only on https"),
-            ("example.com", vec!["https://2fa.example.com/login"], "scheme://host"),
+            (
+                "example.com",
+                vec!["https://2fa.example.org"],
+                "parent domain",
+            ),
+            (
+                "example.com",
+                vec!["https://2fa.example.com", "https://evil.org"],
+                "not on rp_id",
+            ),
+            (
+                "example.com",
+                vec!["http://2fa.example.com"],
+                "only on https",
+            ),
+            (
+                "example.com",
+                vec!["https://2fa.example.com/login"],
+                "scheme://host",
+            ),
             ("example.com", vec!["not a url"], "not a URL"),
             ("example.com", vec![], "no origin"),
         ];
@@ -359,17 +387,30 @@ mod tests {
         assert_eq!(pk["user"]["name"], "alice");
         assert!(pk["challenge"].as_str().unwrap().len() >= 43, "{pk}");
         assert_eq!(pk["excludeCredentials"][0]["id"], "AQID");
+        // What Chromium refuses for a credential that is not discoverable is not asked for.
+        assert!(
+            pk["extensions"].get("credentialProtectionPolicy").is_none(),
+            "{pk}"
+        );
+        assert_eq!(pk["authenticatorSelection"]["residentKey"], "discouraged");
         // Two ceremonies never share a challenge.
-        let d = rp.start_registration([7; 16], "alice", "Alice", vec![]).unwrap();
+        let d = rp
+            .start_registration([7; 16], "alice", "Alice", vec![])
+            .unwrap();
         assert_ne!(c.state, d.state);
     }
 
     #[test]
     fn answers_that_are_not_webauthn_are_malformed() {
         let rp = rp("example.com", &["https://2fa.example.com"]).unwrap();
-        let c = rp.start_registration([7; 16], "alice", "Alice", vec![]).unwrap();
+        let c = rp
+            .start_registration([7; 16], "alice", "Alice", vec![])
+            .unwrap();
         for bad in ["", "{}", "[]", r#"{"id":1}"#, "null"] {
-            assert_eq!(rp.finish_registration(bad, &c.state), Err(Refusal::Malformed));
+            assert_eq!(
+                rp.finish_registration(bad, &c.state),
+                Err(Refusal::Malformed)
+            );
             assert!(matches!(
                 rp.finish_authentication(bad, &c.state),
                 Err(Refusal::Malformed)

@@ -7,8 +7,8 @@
 
 use super::hosted_session::{Audience, SignedIn};
 use super::recovery::{Proof, SENSITIVE_SIGN_OUT};
-use super::*;
 use super::security_keys::Binding;
+use super::*;
 use crate::messaging::{CodePurpose, PhoneChangeState};
 use crate::webauthn::CeremonyPurpose;
 

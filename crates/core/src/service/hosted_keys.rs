@@ -5,9 +5,9 @@
 
 use super::login::SecondStep;
 use super::oidc::HostedStep;
-use crate::oidc::ENROLL_CODE_TTL_MS;
 use super::security_keys::Binding;
 use super::*;
+use crate::oidc::ENROLL_CODE_TTL_MS;
 use crate::policy::Method;
 use crate::webauthn::CeremonyPurpose;
 use twofold_webauthn::Refusal;
@@ -68,7 +68,9 @@ impl Twofold {
             .check_key(&on, binding, ceremony_id, response, audit, |amr| {
                 let (mut effects, issued) =
                     self.second_step_effects(&policy, &user, &login, amr, now);
-                let minted = minter.take().map(|m| m(&issued.id, &format!("{},{amr}", login.primary)));
+                let minted = minter
+                    .take()
+                    .map(|m| m(&issued.id, &format!("{},{amr}", login.primary)));
                 effects.extend(minted.unwrap_or_default());
                 effects.extend(device.as_ref().map(|(_, e)| e.clone()));
                 effects
@@ -86,7 +88,9 @@ impl Twofold {
                     recovery_codes: None,
                 },
             )),
-            Err(CoreError::NotFound(_)) | Err(CoreError::Invalid { .. }) => Ok(HostedStep::Rejected),
+            Err(CoreError::NotFound(_)) | Err(CoreError::Invalid { .. }) => {
+                Ok(HostedStep::Rejected)
+            }
             Err(e) => Err(e),
         }
     }
@@ -102,7 +106,8 @@ impl Twofold {
             purpose: CeremonyPurpose::Register,
             to: &login.id,
         };
-        self.key_registration_ceremony(&tenant, &user, binding).await
+        self.key_registration_ceremony(&tenant, &user, binding)
+            .await
     }
 
     /// The new key's answer on the hosted enrolment page: one transaction registers it,

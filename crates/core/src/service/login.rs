@@ -1048,7 +1048,9 @@ impl Twofold {
             login,
             user,
         } = step;
-        let days = policy.remember_device_days.filter(|_| asked && user.frozen_at.is_none())?;
+        let days = policy
+            .remember_device_days
+            .filter(|_| asked && user.frozen_at.is_none())?;
         let (token, token_hash) = self.mint_token(DEVICE_PREFIX);
         let d = TrustedDevice {
             id: new_id("dev"),

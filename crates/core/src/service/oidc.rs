@@ -931,7 +931,10 @@ impl Twofold {
     }
 
     /// The tenant and hosted login behind a browser's cookie, whatever the login waits for.
-    pub(super) async fn hosted_login_of(&self, token: &str) -> Result<(Tenant, HostedLogin), CoreError> {
+    pub(super) async fn hosted_login_of(
+        &self,
+        token: &str,
+    ) -> Result<(Tenant, HostedLogin), CoreError> {
         let invalid = invalid_login;
         if !token.starts_with("tfl_") || token.len() > 100 {
             return Err(invalid());
@@ -1026,7 +1029,12 @@ impl Twofold {
         .await
     }
 
-    pub(super) fn hosted_done(&self, hosted: &HostedLogin, code: &str, outcome: StepOutcome) -> HostedStep {
+    pub(super) fn hosted_done(
+        &self,
+        hosted: &HostedLogin,
+        code: &str,
+        outcome: StepOutcome,
+    ) -> HostedStep {
         if outcome.verdict.is_accepted() {
             HostedStep::Done {
                 redirect: self.code_redirect(hosted, code),

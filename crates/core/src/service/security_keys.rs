@@ -96,7 +96,9 @@ impl Twofold {
 
     fn credential_of(&self, f: &Factor) -> Result<Zeroizing<Vec<u8>>, CoreError> {
         let owner = Factor::seal_owner(f.tenant_id, f.user_id, &f.id);
-        Ok(Zeroizing::new(self.keyring.unseal(&f.sealed_secret, &owner)?))
+        Ok(Zeroizing::new(
+            self.keyring.unseal(&f.sealed_secret, &owner)?,
+        ))
     }
 
     async fn store_ceremony(
@@ -179,7 +181,11 @@ impl Twofold {
             .into_iter()
             .filter_map(|f| f.credential_id)
             .collect();
-        let handle = self.action_hash(&["webauthn-user", &user.tenant_id.to_string(), &user.id.to_string()]);
+        let handle = self.action_hash(&[
+            "webauthn-user",
+            &user.tenant_id.to_string(),
+            &user.id.to_string(),
+        ]);
         let mut user_handle = [0u8; 16];
         user_handle.copy_from_slice(&handle[..16]);
         let display = user.email.as_deref().unwrap_or(&user.external_id);
@@ -407,7 +413,13 @@ impl Twofold {
             credential_id: Some(key.credential_id.clone()),
             sealed_secret: self.keyring.seal(key.credential.as_bytes(), &owner)?,
             confirmed_at: Some(now),
-            ..Factor::pending(id.clone(), tenant.id, user.id, Method::Webauthn.as_str(), now)
+            ..Factor::pending(
+                id.clone(),
+                tenant.id,
+                user.id,
+                Method::Webauthn.as_str(),
+                now,
+            )
         };
         audit.factor_id = Some(id.clone());
         let mut effects = vec![

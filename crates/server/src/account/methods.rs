@@ -5,11 +5,11 @@
 use super::proof::{describe, proof_form, provers_of, ProofForm, Sensitive, Shown};
 use super::*;
 use crate::oidc::Notice;
+use crate::oidc_enroll::key_alert;
 use crate::oidc_enroll::{
     first_code_form, recovery_codes_page, totp_steps, wait_time, Contact, ShownCodes, EMAIL, SMS,
 };
 use crate::signed_in::{csrf_refused, error_page, session_cookie, when, CsrfForm, CsrfOnly};
-use crate::oidc_enroll::key_alert;
 use crate::web::forms::{CodeForm, DestinationForm, FactorCodeForm, KeyForm};
 use crate::web::keys::{key_form, key_name_field, refusal_text, KeyMode};
 use crate::web::{escape, Csrf};
@@ -95,7 +95,12 @@ fn add_buttons(field: &str, enabled: &[Method]) -> String {
 /// The methods the organisation enables that this server can offer (security keys need a
 /// relying party).
 async fn enabled_methods(s: &AppState, acc: &Account) -> Result<Vec<Method>, CoreError> {
-    let mut methods = s.core.get_policy(&acc.who.actor, acc.slug()).await?.0.methods;
+    let mut methods = s
+        .core
+        .get_policy(&acc.who.actor, acc.slug())
+        .await?
+        .0
+        .methods;
     methods.retain(|m| *m != Method::Webauthn || s.core.security_keys_available());
     Ok(methods)
 }

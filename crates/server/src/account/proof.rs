@@ -6,11 +6,11 @@
 use super::*;
 use crate::oidc::Notice;
 use crate::signed_in::{csrf_refused, error_page};
+use crate::web::keys::{key_form, KeyMode};
 use crate::web::{escape, Csrf};
 use axum::extract::Form;
 use serde::Deserialize;
 use twofold_core::model::FactorStatus;
-use crate::web::keys::{key_form, KeyMode};
 use twofold_core::service::{AccountMethod, CodeFor, KeyCeremony, Proof};
 use twofold_core::CoreError;
 

@@ -268,7 +268,11 @@ pub struct FactorDto {
     /// The masked phone number or email address of an SMS or email factor.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub destination: Option<String>,
-    /// Locked after too many consecutive failures until an operator unlocks it.
+    /// The name the user gave a security key (`webauthn`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Locked after too many consecutive failures (or a security key that may have been
+    /// cloned) until an operator unlocks it.
     pub locked: bool,
     pub created_at: i64,
     pub confirmed_at: Option<i64>,
@@ -285,6 +289,7 @@ impl From<FactorView> for FactorDto {
             period: f.period,
             drift_steps: f.drift_steps,
             destination: f.destination,
+            label: f.label,
             locked: f.locked,
             created_at: f.created_at,
             confirmed_at: f.confirmed_at,

@@ -139,7 +139,10 @@ fn settings_body(p: &Policy, field: &str, error: Option<&str>) -> String {
         (Method::Totp, "Authenticator app"),
         (Method::Sms, "Text message (SMS)"),
         (Method::Email, "Email"),
-        (Method::Webauthn, "Security key or passkey (resists phishing)"),
+        (
+            Method::Webauthn,
+            "Security key or passkey (resists phishing)",
+        ),
     ]
     .iter()
     .map(|(m, label)| {
