@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a used one:
-#   1. installs what the tests need and nobody here wrote: oathtool, zbarimg (zbar-tools),
+#   1. installs what the tests need and nobody here wrote: OpenSSL's headers (libssl-dev, for
+#      webauthn-rs), oathtool, zbarimg (zbar-tools),
 #      qrencode (makes the QR images the vault imports), chromium and chromium-driver (the
 #      hosted pages' tests drive headless Chromium over WebDriver),
 #      Python's pyotp, openapi-spec-validator, aiosmtpd (the SMTP server the delivery tests
@@ -42,6 +43,9 @@ pg_initdb() {
     fi
 }
 [ -x "$(pg_initdb)" ] || need_apt+=(postgresql)
+# OpenSSL's headers for webauthn-rs (crates/webauthn), found through pkg-config.
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+pkg-config --exists openssl 2>/dev/null || need_apt+=(libssl-dev)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     step "installing ${need_apt[*]} (apt-get)"
     if [ "$(id -u)" -ne 0 ]; then

@@ -764,6 +764,100 @@ mod tests {
         }
     }
 
+    /// Profiles that need a phishing-resistant method: required for them in every mode but
+    /// off; until the deadline their codes still sign them in (nobody drops to password-only
+    /// while switching); from then only a security key does, and enrolment offers only keys.
+    #[test]
+    fn phishing_resistant_profiles_count_only_keys_once_mandatory() {
+        let deadline = NOW + 5 * DAY_MS;
+        let p = |enforcement, from| Policy {
+            methods: vec![Method::Totp, Method::Webauthn],
+            phishing_resistant_profiles: vec!["admin".into()],
+            ..policy(enforcement, from)
+        };
+        let facts = |profile, factors: Vec<(Method, bool)>, now| LoginFacts {
+            profile,
+            factors,
+            primary: PrimaryMethod::Password,
+            client_supports_2fa: None,
+            trusted_device: false,
+            familiar: false,
+            skipped_until: None,
+            now,
+        };
+        let totp = || vec![(Method::Totp, false)];
+        let both = || vec![(Method::Totp, false), (Method::Webauthn, false)];
+        let keys_only = EnrollRequired {
+            methods: vec![Method::Webauthn],
+        };
+        let optional = p(Enforcement::Optional, Some(deadline));
+        // Before the deadline an admin's app still works; after it, it no longer counts.
+        let before = facts(Some("admin"), totp(), NOW);
+        assert_eq!(
+            decide(&optional, &before),
+            Challenge {
+                methods: vec![Method::Totp]
+            }
+        );
+        let after = facts(Some("admin"), totp(), deadline);
+        assert_eq!(decide(&optional, &after), keys_only);
+        // With a key too, only the key is asked for.
+        let with_key = facts(Some("admin"), both(), deadline);
+        assert_eq!(
+            decide(&optional, &with_key),
+            Challenge {
+                methods: vec![Method::Webauthn]
+            }
+        );
+        // Someone else keeps every method, and stays optional.
+        let staff = facts(Some("staff"), totp(), deadline);
+        assert_eq!(
+            decide(&optional, &staff),
+            Challenge {
+                methods: vec![Method::Totp]
+            }
+        );
+        assert!(optional.required_for(Some("admin")) && !optional.required_for(Some("staff")));
+        assert_eq!(
+            optional.allowed_methods(Some("admin"), deadline),
+            [Method::Webauthn]
+        );
+        assert_eq!(
+            optional.allowed_methods(None, deadline),
+            [Method::Totp, Method::Webauthn]
+        );
+        // Off is off for everyone.
+        let off = p(Enforcement::Off, None);
+        assert!(!off.required_for(Some("admin")) && !off.phishing_resistant_for(Some("admin")));
+        assert_eq!(
+            decide(&off, &facts(Some("admin"), totp(), NOW)),
+            Allow {
+                reason: AllowReason::NotRequired
+            }
+        );
+        // Without a date it holds from the next login.
+        let now = p(Enforcement::RequiredForAll, None);
+        assert_eq!(decide(&now, &facts(Some("admin"), totp(), NOW)), keys_only);
+        // The setting needs keys enabled, and names valid profiles.
+        let no_keys = Policy {
+            methods: vec![Method::Totp],
+            ..p(Enforcement::Optional, None)
+        };
+        assert!(no_keys.validate().is_err());
+        let bad = Policy {
+            phishing_resistant_profiles: vec!["a b".into()],
+            ..p(Enforcement::Optional, None)
+        };
+        assert!(bad.validate().is_err());
+        let (ok, _) = Policy {
+            phishing_resistant_profiles: vec!["admin".into(), "admin".into()],
+            ..p(Enforcement::Optional, None)
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(ok.phishing_resistant_profiles, ["admin"]);
+    }
+
     #[test]
     fn phases_turn_at_the_exact_millisecond() {
         let deadline = NOW + 14 * DAY_MS;

@@ -222,12 +222,54 @@ mod tests {
 
     #[test]
     fn method_sets_keep_known_methods_only() {
-        let s = set(&["totp", "email", "webauthn", "totp"]);
+        let s = set(&["totp", "email", "u2f", "totp"]);
         assert!(s.contains(Method::Totp) && s.contains(Method::Email));
-        assert!(!s.contains(Method::Sms));
+        assert!(!s.contains(Method::Sms) && !s.contains(Method::Webauthn));
         assert_eq!(s, MethodSet::from_bits(1 | 4 | 64));
         assert_eq!(s.iter().collect::<Vec<_>>(), [Method::Totp, Method::Email]);
+        let keys = set(&["webauthn"]);
+        assert_eq!(keys, MethodSet::from_bits(8));
+        assert_eq!(keys.iter().collect::<Vec<_>>(), [Method::Webauthn]);
         assert!(MethodSet::default().is_empty());
+    }
+
+    /// A profile that needs keys is enrolled with an app only until the date; after it, it is
+    /// overdue until it has a key, like the login decision says.
+    #[test]
+    fn keys_only_profiles_are_overdue_with_an_app_after_the_date() {
+        let now = 1_800_000_000_000;
+        let p = |from| Policy {
+            methods: vec![Method::Totp, Method::Webauthn],
+            phishing_resistant_profiles: vec!["admin".into()],
+            mandatory_from: from,
+            ..Policy::default()
+        };
+        let optional = Policy {
+            enforcement: Enforcement::Optional,
+            ..p(Some(now + DAY_MS))
+        };
+        let app = set(&["totp"]);
+        assert_eq!(
+            status(&optional, Some("admin"), app, now),
+            RolloutStatus::Enrolled
+        );
+        assert_eq!(
+            status(&optional, Some("admin"), app, now + DAY_MS),
+            RolloutStatus::Overdue
+        );
+        let key = set(&["webauthn"]);
+        assert_eq!(
+            status(&optional, Some("admin"), key, now + DAY_MS),
+            RolloutStatus::Enrolled
+        );
+        assert_eq!(
+            status(&optional, Some("staff"), app, now + DAY_MS),
+            RolloutStatus::Enrolled
+        );
+        assert_eq!(
+            status(&optional, Some("staff"), MethodSet::default(), now),
+            RolloutStatus::Optional
+        );
     }
 
     /// Enforcement, deadline, profile, factor kinds, expected status.

@@ -96,8 +96,8 @@ pub struct Config {
 }
 
 /// Who this server is to security keys. Unset, both come from `public_url`: its host is the
-/// RP id and its origin the one origin (a loopback address becomes `localhost`, the one
-/// host name browsers allow WebAuthn on without TLS).
+/// RP id and its origin the one origin. An IP address cannot be an RP id, and browsers run
+/// WebAuthn without TLS only on `localhost`: for anything else keys are off until configured.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct WebauthnSection {
@@ -164,8 +164,7 @@ fn derive_rp(public_url: &str) -> Result<(String, String), String> {
         Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (h, Some(p)),
         _ => (authority, None),
     };
-    let loopback = matches!(host, "127.0.0.1" | "[::1]" | "localhost");
-    let host = if loopback { "localhost" } else { host };
+    let loopback = host == "localhost";
     if host.parse::<std::net::IpAddr>().is_ok() || host.starts_with('[') {
         return Err(format!(
             "public_url {public_url} is an IP address; security keys need a domain name \
@@ -635,6 +634,61 @@ fn comma_list(value: &str) -> Vec<String> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+
+    /// The relying party follows `public_url` unless configured; where no RP id can come of
+    /// it, keys are off with the reason, and a configuration that cannot work stops the start.
+    #[test]
+    fn the_webauthn_relying_party_comes_from_public_url_or_its_section() {
+        let off = WebauthnSection::default();
+        let rp = |w: &WebauthnSection, url: &str| {
+            w.to_core(url).map(|r| r.map(|rp| rp.config().clone()))
+        };
+        let on = rp(&off, "https://2fa.example.com").unwrap().unwrap();
+        assert_eq!(
+            (on.rp_id.as_str(), on.origins.clone()),
+            (
+                "2fa.example.com",
+                vec!["https://2fa.example.com".to_string()]
+            )
+        );
+        let local = rp(&off, "http://localhost:8080").unwrap().unwrap();
+        assert_eq!(local.origins, ["http://localhost:8080"]);
+        for (url, why) in [
+            ("http://127.0.0.1:8080", "IP address"),
+            ("https://[::1]:8443", "IP address"),
+            ("http://2fa.example.com", "not https"),
+        ] {
+            let reason = rp(&off, url).unwrap().unwrap_err();
+            assert!(reason.contains(why), "{url}: {reason}");
+        }
+        let shared = WebauthnSection {
+            rp_id: Some("example.com".into()),
+            origins: vec![
+                "https://2fa.example.com".into(),
+                "https://login.example.com".into(),
+            ],
+            rp_name: Some("Acme".into()),
+        };
+        let cfg = rp(&shared, "http://127.0.0.1:8080").unwrap().unwrap();
+        assert_eq!(
+            (cfg.rp_id.as_str(), cfg.origins.len(), cfg.name.as_str()),
+            ("example.com", 2, "Acme")
+        );
+        let wrong = WebauthnSection {
+            rp_id: Some("example.org".into()),
+            ..shared.clone()
+        };
+        assert!(rp(&wrong, "https://2fa.example.com")
+            .unwrap_err()
+            .contains("[webauthn]"));
+        let no_origin = WebauthnSection {
+            rp_id: Some("example.com".into()),
+            ..WebauthnSection::default()
+        };
+        assert!(rp(&no_origin, "http://127.0.0.1:8080")
+            .unwrap_err()
+            .contains("origins are needed"));
+    }
 
     #[test]
     fn public_url_proxies_and_geoip_come_from_the_environment() {

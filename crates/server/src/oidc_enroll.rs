@@ -682,18 +682,13 @@ async fn enroll_confirm(
     match step {
         Ok((HostedStep::Done { redirect, .. }, codes)) => {
             let codes = codes.map(|c| c.codes).unwrap_or_default();
-            let shown = ShownCodes {
-                tenant_name: &view.tenant_name,
-                codes: &codes,
-                done: "Two-step verification is on for your account.",
-                next: (
-                    &redirect,
-                    &format!("I have saved them: continue to {}", view.client_app),
-                ),
-            };
-            let mut resp = recovery_codes_page(&s, &shown);
-            clear(&s, &mut resp, LOGIN_COOKIE);
-            resp
+            enrolled(
+                &s,
+                &view,
+                &redirect,
+                Some(&codes),
+                "Two-step verification is on for your account.",
+            )
         }
         Ok((HostedStep::Rejected, _)) => {
             let contact = view
@@ -786,23 +781,9 @@ async fn key_enroll(
         .await;
     match step {
         Ok((Ok(HostedStep::Done { redirect, .. }), codes)) => {
-            let Some(codes) = codes else {
-                let mut resp = see_other(&redirect);
-                clear(&s, &mut resp, LOGIN_COOKIE);
-                return resp;
-            };
-            let shown = ShownCodes {
-                tenant_name: &view.tenant_name,
-                codes: &codes.codes,
-                done: "Your security key is registered: two-step verification is on.",
-                next: (
-                    &redirect,
-                    &format!("I have saved them: continue to {}", view.client_app),
-                ),
-            };
-            let mut resp = recovery_codes_page(&s, &shown);
-            clear(&s, &mut resp, LOGIN_COOKIE);
-            resp
+            let codes = codes.map(|c| c.codes);
+            let done = "Your security key is registered: two-step verification is on.";
+            enrolled(&s, &view, &redirect, codes.as_deref(), done)
         }
         Ok((Ok(HostedStep::Rejected), _)) => {
             key_page(
@@ -833,6 +814,35 @@ async fn key_enroll(
         }
         Err(e) => core_error_page(&e),
     }
+}
+
+/// The end of an enrolment at sign-in: the recovery codes this once (`done` says what
+/// happened), then a link back to the client at `redirect`; straight back when the user had
+/// their codes already (a key added to a profile that needs one). The login cookie goes.
+fn enrolled(
+    s: &AppState,
+    view: &HostedEnrollView,
+    redirect: &str,
+    codes: Option<&[String]>,
+    done: &str,
+) -> Response {
+    let mut resp = match codes {
+        None => see_other(redirect),
+        Some(codes) => recovery_codes_page(
+            s,
+            &ShownCodes {
+                tenant_name: &view.tenant_name,
+                codes,
+                done,
+                next: (
+                    redirect,
+                    &format!("I have saved them: continue to {}", view.client_app),
+                ),
+            },
+        ),
+    };
+    clear(s, &mut resp, LOGIN_COOKIE);
+    resp
 }
 
 /// An alert paragraph above a key form.

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::chromium::{assert_page_is_clean, wait_for_title};
+use common::chromium::{assert_page_is_clean, main_text, wait_for_title};
 use common::logins::*;
 use common::*;
 use reqwest::StatusCode;
@@ -132,13 +132,7 @@ async fn the_wasnt_me_page_secures_the_account_from_the_keyboard_in_chromium() {
     .await;
     b.step("secured", |c| async move {
         wait_for_title(&c, "Your account is secured").await;
-        let text = c
-            .find(Locator::Css("main"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = main_text(&c).await;
         assert!(text.contains("You were signed out everywhere."), "{text}");
         assert_page_is_clean(b).await;
     })

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::chromium::{assert_page_is_clean, press_button, type_into, wait_for_title};
+use common::chromium::{assert_page_is_clean, main_text, press_button, type_into, wait_for_title};
 use common::process::twofold_with_env;
 use common::rp::oathtool;
 use common::*;
@@ -113,13 +113,7 @@ async fn an_admin_makes_2fa_mandatory_in_chromium_confirming_with_the_mailed_cod
         c.goto(&link).await.unwrap();
         wait_for_title(&c, "Two-step verification").await;
         assert_page_is_clean(b).await;
-        let text = c
-            .find(Locator::Css("main"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = main_text(&c).await;
         assert!(text.contains("the admin console"), "{text}");
         assert!(!text.contains("Remember this device"), "{text}");
         type_into(&c, "code", &code).await;
@@ -146,13 +140,7 @@ async fn an_admin_makes_2fa_mandatory_in_chromium_confirming_with_the_mailed_cod
         .await;
         wait_for_title(&c, "Confirm the change").await;
         assert_page_is_clean(b).await;
-        let text = c
-            .find(Locator::Css("main"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = main_text(&c).await;
         assert!(text.contains("required for everyone"), "{text}");
     })
     .await;

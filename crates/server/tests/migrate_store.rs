@@ -118,6 +118,7 @@ async fn fill(app: &TestApp) -> (Enrolled, serde_json::Value, String) {
         app,
         &e,
         required(json!({
+            "methods": ["totp", "sms", "email", "webauthn"],
             "risk": {"mode": "adaptive"},
             "clients": [
                 {"id": "imap", "supports_2fa": false, "app_passwords": true},
@@ -191,6 +192,27 @@ async fn fill(app: &TestApp) -> (Enrolled, serde_json::Value, String) {
     let code = app.code_at_offset(&e.secret, &e.params, 0);
     let back = b.verify(&page, &code, false).await;
     assert!(back.param("code").is_some(), "{:?}", back.location);
+    // A security-key ceremony: bob, who has no factor, opens the key page of the hosted
+    // enrolment.
+    app.user("acme", &e.key, "bob").await;
+    let (_, doc) = app.get("/.well-known/openid-configuration", &e.key).await;
+    let issuer = doc["issuer"].as_str().unwrap();
+    let bob = oidc::signed_hint(issuer, "acme.web", secret, "bob", app.now_secs() + 60);
+    let url = format!(
+        "{}/oidc/authorize?response_type=code&scope=openid&client_id=acme.web&\
+         redirect_uri=http%3A%2F%2Flocalhost%3A3000%2Fcb&state=st&nonce=nn&\
+         code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256&\
+         login_hint_token={bob}",
+        app.base
+    );
+    let b = oidc::Browser::new(app);
+    assert_eq!(b.get(&url).await.location.as_deref(), Some("/oidc/enroll"));
+    let keys = b.get("/oidc/enroll/key").await;
+    assert!(
+        keys.body.contains("data-webauthn=\"create\""),
+        "{}",
+        keys.body
+    );
     app.advance_secs(30);
     let pending = login(app, &e, "alice", json!({})).await;
     assert_eq!(pending["decision"], "challenge", "{pending}");
@@ -230,7 +252,13 @@ async fn an_embedded_install_moves_to_postgres_with_nothing_lost() {
     let dir = tempfile::tempdir().unwrap();
     let data: PathBuf = dir.path().join("data");
     let db = data.join("twofold.db");
-    let app = spawn_app_at_with(data.clone(), |c| c.key_heartbeat_ms = 200).await;
+    let app = spawn_app_at_with(data.clone(), |c| {
+        c.key_heartbeat_ms = 200;
+        // Security keys need an RP id: the page of a key ceremony is part of `fill`.
+        c.webauthn.rp_id = Some("localhost".into());
+        c.webauthn.origins = vec!["http://localhost:3000".into()];
+    })
+    .await;
     let (e, session, device) = fill(&app).await;
 
     // While a server has the database open, nothing is copied (it would go on writing).
@@ -250,7 +278,7 @@ async fn an_embedded_install_moves_to_postgres_with_nothing_lost() {
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(
-        stderr.contains("users: 2/2 rows"),
+        stderr.contains("users: 3/3 rows"),
         "progress per table: {stderr}"
     );
 

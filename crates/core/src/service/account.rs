@@ -74,10 +74,7 @@ impl Twofold {
     /// The ceremony that registers a new security key from the account pages.
     pub async fn account_key_ceremony(&self, who: &SignedIn) -> Result<KeyCeremony, CoreError> {
         not_account(who)?;
-        let binding = Binding {
-            purpose: CeremonyPurpose::Register,
-            to: &who.session_id,
-        };
+        let binding = Binding::new(CeremonyPurpose::Register, &who.session_id);
         self.key_registration_ceremony(&who.tenant, &who.user, binding)
             .await
     }
@@ -100,10 +97,7 @@ impl Twofold {
             tenant: &who.tenant,
             user: &who.user,
         };
-        let binding = Binding {
-            purpose: CeremonyPurpose::Register,
-            to: &who.session_id,
-        };
+        let binding = Binding::new(CeremonyPurpose::Register, &who.session_id);
         let added = self
             .register_key(&on, binding, ceremony_id, response, name, |_| Vec::new())
             .await?;
@@ -117,10 +111,7 @@ impl Twofold {
         who: &SignedIn,
     ) -> Result<Option<KeyCeremony>, CoreError> {
         not_account(who)?;
-        let binding = Binding {
-            purpose: CeremonyPurpose::Proof,
-            to: &who.session_id,
-        };
+        let binding = Binding::new(CeremonyPurpose::Proof, &who.session_id);
         self.key_assertion_ceremony(&who.tenant, &who.user, binding)
             .await
     }

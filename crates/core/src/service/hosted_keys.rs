@@ -16,10 +16,7 @@ impl Twofold {
     /// The ceremony the challenge page runs when the user has a usable security key.
     pub async fn hosted_key_ceremony(&self, token: &str) -> Result<Option<KeyCeremony>, CoreError> {
         let (tenant, login, user, _) = self.hosted_of(token).await?;
-        let binding = Binding {
-            purpose: CeremonyPurpose::SignIn,
-            to: &login.id,
-        };
+        let binding = Binding::new(CeremonyPurpose::SignIn, &login.id);
         self.key_assertion_ceremony(&tenant, &user, binding).await
     }
 
@@ -59,10 +56,7 @@ impl Twofold {
             tenant: &tenant,
             user: &user,
         };
-        let binding = Binding {
-            purpose: CeremonyPurpose::SignIn,
-            to: &login.id,
-        };
+        let binding = Binding::new(CeremonyPurpose::SignIn, &login.id);
         let audit = self.audit(&actor, meta, "login.verify", Some(tenant.id));
         let judged = self
             .check_key(&on, binding, ceremony_id, response, audit, |amr| {
@@ -102,10 +96,7 @@ impl Twofold {
         let (login, user) = self
             .enrolling_login(&tenant, token, Method::Webauthn)
             .await?;
-        let binding = Binding {
-            purpose: CeremonyPurpose::Register,
-            to: &login.id,
-        };
+        let binding = Binding::new(CeremonyPurpose::Register, &login.id);
         self.key_registration_ceremony(&tenant, &user, binding)
             .await
     }
@@ -135,10 +126,7 @@ impl Twofold {
             tenant: &tenant,
             user: &user,
         };
-        let binding = Binding {
-            purpose: CeremonyPurpose::Register,
-            to: &login.id,
-        };
+        let binding = Binding::new(CeremonyPurpose::Register, &login.id);
         let mut auth_code = String::new();
         let registered = self
             .register_key(&on, binding, ceremony_id, response, name, |amr| {

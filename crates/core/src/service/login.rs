@@ -184,7 +184,15 @@ impl ProposalAction {
                     .mandatory_from
                     .map(|t| format!(" from {}", notices::human_utc(t)))
                     .unwrap_or_default();
-                format!("{mode}{from}, methods: {}", methods.join(", "))
+                let keys_only = if policy.phishing_resistant_profiles.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; only security keys for {}",
+                        policy.phishing_resistant_profiles.join(", ")
+                    )
+                };
+                format!("{mode}{from}, methods: {}{keys_only}", methods.join(", "))
             }
             ProposalAction::MakeAdmin { external_id, .. } => {
                 format!("make {external_id} an administrator")

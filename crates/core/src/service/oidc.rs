@@ -1571,11 +1571,12 @@ impl Twofold {
     }
 
     /// Deletes spent hint `jti`s, codes and hosted logins that expired a day ago or more.
+    /// Deletes what the hosted pages leave behind once it is a day past its expiry: hint
+    /// `jti`s, authorization codes, hosted logins and security-key ceremonies.
     pub async fn prune_oidc(&self) -> Result<u64, CoreError> {
-        Ok(self
-            .store
-            .prune_oidc(self.now() - crate::policy::DAY_MS)
-            .await?)
+        let before = self.now() - crate::policy::DAY_MS;
+        let hosted = self.store.prune_oidc(before).await?;
+        Ok(hosted + self.store.prune_webauthn_challenges(before).await?)
     }
 }
 

@@ -209,10 +209,10 @@ impl Twofold {
                 response,
                 session_id,
             } => {
-                let binding = super::security_keys::Binding {
-                    purpose: crate::webauthn::CeremonyPurpose::Proof,
-                    to: session_id,
-                };
+                let binding = super::security_keys::Binding::new(
+                    crate::webauthn::CeremonyPurpose::Proof,
+                    session_id,
+                );
                 let checked = self.check_key(on, binding, ceremony, response, audit, |_| effects);
                 return Ok(checked.await?.0);
             }

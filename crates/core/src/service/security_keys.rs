@@ -43,6 +43,12 @@ pub(crate) struct Binding<'a> {
     pub to: &'a str,
 }
 
+impl<'a> Binding<'a> {
+    pub fn new(purpose: CeremonyPurpose, to: &'a str) -> Self {
+        Self { purpose, to }
+    }
+}
+
 /// The name a user typed for a key; empty names the key after its kind.
 pub fn key_name(typed: &str) -> Result<String, CoreError> {
     if typed.trim().is_empty() {

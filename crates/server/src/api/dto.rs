@@ -138,7 +138,7 @@ pub struct TwoFactorDto {
     /// `optional` or `not_required`.
     #[schema(example = "pending")]
     pub status: String,
-    /// Methods of the user's active factors (`totp`, `sms`, `email`).
+    /// Methods of the user's active factors (`totp`, `sms`, `email`, `webauthn`).
     pub methods: Vec<String>,
 }
 
@@ -206,6 +206,8 @@ pub struct MethodCountsDto {
     pub totp: u64,
     pub sms: u64,
     pub email: u64,
+    /// Security keys and passkeys.
+    pub webauthn: u64,
 }
 
 impl From<RolloutReport> for RolloutDto {
@@ -221,6 +223,7 @@ impl From<RolloutReport> for RolloutDto {
                 totp: r.by_method.totp,
                 sms: r.by_method.sms,
                 email: r.by_method.email,
+                webauthn: r.by_method.webauthn,
             },
             deadline: r.deadline,
             days_left: r.days_left,

@@ -111,3 +111,14 @@ pub async fn submit_enrol_code(c: &Client, code: &str) {
     type_into(c, "code", code).await;
     press_button(c, "Turn on two-step verification").await;
 }
+
+/// The text of the page's `<main>`.
+#[allow(dead_code)]
+pub async fn main_text(c: &Client) -> String {
+    c.find(Locator::Css("main"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}

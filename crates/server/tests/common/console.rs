@@ -17,7 +17,11 @@ pub struct Org {
 }
 
 pub async fn org() -> Org {
-    let app = spawn().await;
+    org_on(spawn().await).await
+}
+
+/// [`org`] on a server of the caller's (e.g. `rp::spawn_on_localhost`).
+pub async fn org_on(app: TestApp) -> Org {
     let (alice, secret) = acme(&app).await;
     let mut boss = app.pending("acme", &alice.key, "boss").await;
     let code = app.code_at_offset(&boss.secret, &boss.params, 0);
