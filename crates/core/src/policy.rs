@@ -306,12 +306,17 @@ impl Policy {
             && profile.is_some_and(|p| self.phishing_resistant_profiles.iter().any(|q| q == p))
     }
 
+    /// Only a phishing-resistant method signs this profile in now: what a code earned before
+    /// (a remembered device, a familiar network, an app password) no longer stands in for it.
+    pub fn keys_only(&self, profile: Option<&str>, now: i64) -> bool {
+        self.phishing_resistant_for(profile) && phase(self, profile, now) == Phase::Required
+    }
+
     /// The methods that sign this user in (and that they may enrol) at `now`: the enabled
     /// ones, narrowed to the phishing-resistant ones once 2FA is mandatory for a profile that
     /// needs them.
     pub fn allowed_methods(&self, profile: Option<&str>, now: i64) -> Vec<Method> {
-        let strict =
-            self.phishing_resistant_for(profile) && phase(self, profile, now) == Phase::Required;
+        let strict = self.keys_only(profile, now);
         self.methods
             .iter()
             .copied()
@@ -513,12 +518,13 @@ pub fn decide(policy: &Policy, facts: &LoginFacts<'_>) -> Decision {
                 reason: DenyReason::ClientUnsupported,
             };
         }
-        if facts.trusted_device && policy.remember_device_days.is_some() {
+        let keys_only = policy.keys_only(facts.profile, facts.now);
+        if facts.trusted_device && policy.remember_device_days.is_some() && !keys_only {
             return Allow {
                 reason: AllowReason::TrustedDevice,
             };
         }
-        if facts.familiar && policy.risk.mode == crate::risk::RiskMode::Adaptive {
+        if facts.familiar && policy.risk.mode == crate::risk::RiskMode::Adaptive && !keys_only {
             return Allow {
                 reason: AllowReason::Familiar,
             };
@@ -808,6 +814,21 @@ mod tests {
             Challenge {
                 methods: vec![Method::Webauthn]
             }
+        );
+        // A device remembered after a code does not stand in for the key.
+        let remembered = LoginFacts {
+            trusted_device: true,
+            familiar: true,
+            ..facts(Some("admin"), both(), deadline)
+        };
+        assert_eq!(
+            decide(&optional, &remembered),
+            Challenge {
+                methods: vec![Method::Webauthn]
+            }
+        );
+        assert!(
+            optional.keys_only(Some("admin"), deadline) && !optional.keys_only(Some("admin"), NOW)
         );
         // Someone else keeps every method, and stays optional.
         let staff = facts(Some("staff"), totp(), deadline);

@@ -39,9 +39,10 @@ use axum::Router;
 use twofold_core::policy::{Method, Postpone};
 use twofold_core::service::notices::human_utc;
 use twofold_core::service::oidc::{HostedEnrollView, HostedFactor, HostedStep};
-use twofold_core::service::ContactKind;
+use twofold_core::service::{ContactKind, KeyRefused, Proof};
 use twofold_core::CoreError;
 use twofold_core::RequestMeta;
+use twofold_webauthn::Refusal;
 
 /// The enrolment pages' routes (the caller hardens them with the other hosted pages).
 pub fn routes() -> Router<AppState> {
@@ -55,6 +56,7 @@ pub fn routes() -> Router<AppState> {
         .route("/oidc/enroll/resend", post(resend))
         .route("/oidc/enroll/confirm", post(enroll_confirm))
         .route("/oidc/enroll/key", get(key_form_page).post(key_enroll))
+        .route("/oidc/enroll/key/send", post(key_step_up_send))
         .route("/oidc/enroll/cancel", post(cancel))
 }
 
@@ -734,16 +736,17 @@ async fn key_page(
     let field = csrf.field();
     let body = format!(
         "{intro}{alert}<p>Insert or hold your security key near the device, or use a passkey \
-         on your phone or computer, when your browser asks.</p>\n{form}{other}{cancel}",
+         on your phone or computer, when your browser asks.</p>\n{form}{sends}{other}{cancel}",
         intro = enroll_intro(view),
         form = key_form(
             "/oidc/enroll/key",
             KeyMode::Register,
             &ceremony,
             &field,
-            &key_name_field(),
+            &format!("{}{}", step_up_fields(view), key_name_field()),
             "Register security key",
         ),
+        sends = step_up_sends(&field, view),
         other = other_methods_link(view),
         cancel = cancel_button(&field),
     );
@@ -751,6 +754,78 @@ async fn key_page(
     csrf.attach(&mut resp);
     allow_redirect_to(&mut resp, &view.redirect_origin);
     resp
+}
+
+/// For a user whose methods no longer count: which of them (or a recovery code) proves it is
+/// them, and its code, inside the key form.
+fn step_up_fields(view: &HostedEnrollView) -> String {
+    if view.step_up.is_empty() {
+        return String::new();
+    }
+    let options: String = view
+        .step_up
+        .iter()
+        .map(|f| {
+            let what = match &f.destination {
+                Some(d) => format!("Code by {} to {d}", kind_label(&f.kind)),
+                None => format!("Code from your {}", kind_label(&f.kind)),
+            };
+            format!(
+                "<option value=\"{}\">{}</option>",
+                escape(&f.id),
+                escape(&what)
+            )
+        })
+        .collect();
+    format!(
+        "<fieldset>\n<legend>First confirm it is you</legend>\n\
+         <p class=\"hint\">Your organisation now asks for a security key; your current method \
+         proves it is you while you add one.</p>\n\
+         <label for=\"prover\">With</label>\n<select id=\"prover\" name=\"prover\">{options}\
+         <option value=\"recovery\">One of my recovery codes</option></select>\n\
+         <label for=\"code\">Code</label>\n\
+         <input type=\"text\" id=\"code\" name=\"code\" autocomplete=\"one-time-code\" \
+         autocapitalize=\"none\" spellcheck=\"false\" maxlength=\"40\" required>\n</fieldset>\n"
+    )
+}
+
+/// "Send me a code" for the step-up methods that receive codes (forms of their own).
+fn step_up_sends(field: &str, view: &HostedEnrollView) -> String {
+    view.step_up
+        .iter()
+        .filter(|f| f.kind != "totp")
+        .map(|f| {
+            format!(
+                "<form method=\"post\" action=\"/oidc/enroll/key/send\">\n{field}\n\
+                 <input type=\"hidden\" name=\"factor_id\" value=\"{id}\">\n\
+                 <button type=\"submit\" class=\"plain\">Send a code by {how}</button>\n</form>\n",
+                id = escape(&f.id),
+                how = kind_label(&f.kind),
+            )
+        })
+        .collect()
+}
+
+/// `POST /oidc/enroll/key/send`: a step-up code to one of the user's methods, then the key
+/// page again with what happened.
+async fn key_step_up_send(
+    State(s): State<AppState>,
+    Meta(meta): Meta,
+    headers: HeaderMap,
+    Form(form): Form<FactorForm>,
+) -> Response {
+    let (meta, token, view) = match enrolling(&s, meta, &headers, &form.csrf).await {
+        Ok(x) => x,
+        Err(page) => return page,
+    };
+    let sent = s
+        .core
+        .hosted_enroll_step_up_send(&meta, token, &form.factor_id)
+        .await;
+    match Notice::after_send(&s, sent) {
+        Ok(notice) => key_page(&s, StatusCode::OK, token, &view, &notice.html()).await,
+        Err(e) => core_error_page(&e),
+    }
 }
 
 /// `GET /oidc/enroll/key`: the key registration page.
@@ -775,9 +850,23 @@ async fn key_enroll(
         Ok(x) => x,
         Err(page) => return page,
     };
+    let code = form.code.trim();
+    let step_up = match form.prover.as_str() {
+        "" => None,
+        "recovery" => Some(Proof::Recovery(code)),
+        id => Some(Proof::Code {
+            code,
+            factor_id: Some(id),
+        }),
+    };
+    let answer = (
+        form.ceremony.as_str(),
+        form.response.as_str(),
+        form.name.as_str(),
+    );
     let step = s
         .core
-        .hosted_enroll_key(&meta, token, &form.ceremony, &form.response, &form.name)
+        .hosted_enroll_key(&meta, token, answer, step_up)
         .await;
     match step {
         Ok((Ok(HostedStep::Done { redirect, .. }), codes)) => {
@@ -791,7 +880,7 @@ async fn key_enroll(
                 StatusCode::UNAUTHORIZED,
                 token,
                 &view,
-                &key_alert(refusal_text(twofold_webauthn::Refusal::Invalid)),
+                &key_alert(refusal_text(KeyRefused::Answer(Refusal::Invalid))),
             )
             .await
         }
@@ -799,8 +888,9 @@ async fn key_enroll(
             let alert = key_alert(refusal_text(refusal));
             key_page(&s, StatusCode::UNAUTHORIZED, token, &view, &alert).await
         }
-        Err(CoreError::Invalid { message, .. }) => {
-            let alert = key_alert(&format!("The name {message}."));
+        Err(CoreError::Invalid { field, message }) => {
+            let what = if field == "name" { "The name " } else { "" };
+            let alert = key_alert(&format!("{what}{message}."));
             key_page(&s, StatusCode::UNPROCESSABLE_ENTITY, token, &view, &alert).await
         }
         Err(
@@ -981,6 +1071,7 @@ mod tests {
             methods: vec![Method::Totp],
             postpone: Postpone::Never,
             pending: Vec::new(),
+            step_up: Vec::new(),
             redirect_origin: "https://app.example".into(),
         };
         let codes = vec!["abcd-efgh".to_string(), "ijkl-mnop".to_string()];

@@ -435,12 +435,31 @@ async fn a_second_key_is_added_in_the_settings_and_the_removed_first_one_is_refu
         .as_str()
         .unwrap()
         .to_string();
+    // A key's answer made for another change (new recovery codes) does not remove a key:
+    // the page's form is pointed at the removal, and the removal is refused.
+    let recovery = format!("{}/account/recovery", i.app.base);
+    let elsewhere = format!("/account/methods/{old}/remove");
+    b.step("proof-for-another-change", |c| async move {
+        c.goto(&recovery).await.unwrap();
+        wait_for_key_form(&c, "get").await;
+        c.execute(
+            "document.querySelector('form[data-webauthn]').action = arguments[0];",
+            vec![json!(elsewhere)],
+        )
+        .await
+        .unwrap();
+        press_button(&c, "Make new recovery codes").await;
+        wait_for_title(&c, "Remove a sign-in method").await;
+        assert_alert(&c, "That security key was not accepted").await;
+    })
+    .await;
+    assert_eq!(factors_of(&i, "carol").await.as_array().unwrap().len(), 2);
     let remove = format!("{}/account/methods/{old}/remove", i.app.base);
     b.step("remove-first", |c| async move {
         c.goto(&remove).await.unwrap();
         wait_for_title(&c, "Remove a sign-in method").await;
         wait_for_key_form(&c, "get").await;
-        assert_page_is_clean(b).await;
+        assert_clean_after_refusals(b).await;
         press_button(&c, "Remove it").await;
         wait_for_title(&c, SETTINGS).await;
         let note = c.find(Locator::Css("p.note[role=status]")).await.unwrap();
@@ -481,4 +500,68 @@ async fn a_synced_passkey_is_a_software_key_in_the_id_token() {
         ["pwd", "swk"]
     );
     assert_eq!(sign_in_with_key(b, &i, "erin").await, ["pwd", "swk"]);
+}
+
+#[tokio::test]
+async fn an_admin_whose_app_no_longer_counts_adds_a_key_proven_by_the_app() {
+    // From today only keys sign admins in; carl (profile admin) has an authenticator app.
+    let app = spawn_on_localhost(|_| {}).await;
+    let policy = required(json!({
+        "methods": ["totp", "webauthn"],
+        "phishing_resistant_profiles": ["admin"],
+    }));
+    let i = Integrator::start_on(app, policy, &[]).await;
+    let (s, body) = i
+        .app
+        .post(
+            "/v1/tenants/acme/users",
+            &i.e.key,
+            json!({"external_id": "carl", "profile": "admin", "email": "carl@example.com"}),
+        )
+        .await;
+    assert!(s.is_success(), "{body}");
+    let mut carl = i.app.pending("acme", &i.e.key, "carl").await;
+    let code = i.app.code_at_offset(&carl.secret, &carl.params, 0);
+    let (s, body) = i.app.confirm(&carl, &code).await;
+    assert!(s.is_success(), "{body}");
+    carl.recovery_codes.clear();
+    i.app.advance_secs(30);
+    let browser = Browser::start().await;
+    let b = &browser;
+    b.add_virtual_authenticator(json!({}));
+
+    // His sign-in asks for a key, and adding one needs his app's code first: a wrong code
+    // (with a real key's answer) adds nothing.
+    let req = i.authorize_for("carl");
+    let url = req.url.clone();
+    b.step("wrong-step-up", |c| async move {
+        c.goto(&url).await.unwrap();
+        wait_for_title(&c, ENROLL).await;
+        press_button(&c, "Use a security key or passkey").await;
+        wait_for_key_form(&c, "create").await;
+        assert_page_is_clean(b).await;
+        type_into(&c, "code", "000000").await;
+        press_button(&c, "Register security key").await;
+        assert_alert(&c, "That code did not work").await;
+    })
+    .await;
+    assert_eq!(factors_of(&i, "carl").await.as_array().unwrap().len(), 1);
+
+    let right = i.app.code_at_offset(&carl.secret, &carl.params, 0);
+    let redirect = i.redirect.clone();
+    let landed = b
+        .step("step-up", |c| async move {
+            wait_for_key_form(&c, "create").await;
+            type_into(&c, "code", &right).await;
+            type_into(&c, "key-name", "Admin key").await;
+            press_button(&c, "Register security key").await;
+            // He has his recovery codes already: straight back to the application.
+            wait_for_url(&c, &redirect).await
+        })
+        .await;
+    let (amr, _) = i.exchange_for("carl", &landed, req).await;
+    assert_eq!(amr, ["pwd", "hwk"]);
+    assert_eq!(factors_of(&i, "carl").await.as_array().unwrap().len(), 2);
+    // From now on the key is what signs him in.
+    assert_eq!(sign_in_with_key(b, &i, "carl").await, ["pwd", "hwk"]);
 }

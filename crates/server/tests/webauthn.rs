@@ -238,6 +238,38 @@ async fn a_profile_that_needs_keys_enrols_only_a_key_after_the_deadline() {
     assert!(p.body.contains("This sign-in cannot go on"), "{}", p.body);
     let (_, factors) = app.get("/v1/tenants/acme/users/carl/factors", &e.key).await;
     assert_eq!(factors["factors"], json!([]));
+
+    // A key page for someone who has an app that no longer counts asks for its code first:
+    // a password alone adds no key beside it.
+    let mut app_of_carl = app.pending("acme", &e.key, "carl").await;
+    let code = app.code_at_offset(&app_of_carl.secret, &app_of_carl.params, 0);
+    let (s, body) = app.confirm(&app_of_carl, &code).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    app_of_carl.recovery_codes.clear();
+    let carl = Browser::new(&app);
+    let req = rp.authorize(&hint_with(&app, &secret, json!({"sub": "carl"})));
+    assert_eq!(
+        carl.get(&req.url).await.location.as_deref(),
+        Some("/oidc/enroll")
+    );
+    let page = carl.get("/oidc/enroll/key").await;
+    assert!(
+        page.body.contains("First confirm it is you"),
+        "{}",
+        page.body
+    );
+    let ceremony = ceremony_of(&page.body);
+    let csrf = page.csrf();
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("ceremony", ceremony.as_str()),
+        ("response", "{}"),
+    ];
+    let p = carl.post("/oidc/enroll/key", &form).await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", p.body);
+    assert!(p.body.contains("first confirm it is you"), "{}", p.body);
+    let (_, factors) = app.get("/v1/tenants/acme/users/carl/factors", &e.key).await;
+    assert_eq!(factors["factors"].as_array().unwrap().len(), 1, "{factors}");
 }
 
 #[tokio::test]
@@ -290,4 +322,94 @@ async fn the_console_switches_keys_on_and_requires_them_for_admins() {
         "{}",
         form.body
     );
+}
+
+/// Once a profile signs in with keys only, what a code earned no longer stands in for a key:
+/// codes prove no sensitive change, app passwords are neither made nor accepted, and a device
+/// remembered after a code is not trusted.
+#[tokio::test]
+async fn keys_only_profiles_cannot_get_around_the_key_with_codes() {
+    let (app, e, _) = keys_app().await;
+    let (s, body) = app
+        .post(
+            "/v1/tenants/acme/users",
+            &e.key,
+            json!({"external_id": "carl", "profile": "admin", "email": "carl@example.com"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let carl = app.pending("acme", &e.key, "carl").await;
+    let code = app.code_at_offset(&carl.secret, &carl.params, 0);
+    assert_eq!(app.confirm(&carl, &code).await.0, StatusCode::OK);
+    // Before the rule: an app code remembers a device and makes an app password.
+    common::logins::set_policy(
+        &app,
+        &e,
+        required(json!({
+            "methods": ["totp", "webauthn"],
+            "clients": [{"id": "web", "supports_2fa": true},
+                        {"id": "imap", "supports_2fa": false, "app_passwords": true}],
+        })),
+    )
+    .await;
+    app.advance_secs(30);
+    let code = app.code_at_offset(&carl.secret, &carl.params, 0);
+    let (s, apw) = app
+        .post(
+            "/v1/tenants/acme/users/carl/app-passwords",
+            &e.key,
+            json!({"client_id": "imap", "code": code, "code_factor_id": carl.factor_id}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{apw}");
+    let password = apw["password"].as_str().unwrap().to_string();
+    app.advance_secs(30);
+    let pending = common::logins::login(&app, &e, "carl", json!({})).await;
+    let code = app.code_at_offset(&carl.secret, &carl.params, 0);
+    let done =
+        common::logins::step(&app, &e, &pending, &code, json!({"remember_device": true})).await;
+    let device = done["device"]["token"].as_str().unwrap().to_string();
+
+    // The rule: admins sign in with keys only, from now on.
+    common::logins::set_policy(
+        &app,
+        &e,
+        required(json!({
+            "methods": ["totp", "webauthn"],
+            "phishing_resistant_profiles": ["admin"],
+            "clients": [{"id": "web", "supports_2fa": true},
+                        {"id": "imap", "supports_2fa": false, "app_passwords": true}],
+        })),
+    )
+    .await;
+    app.advance_secs(30);
+    let trusted = common::logins::login(&app, &e, "carl", json!({"device_token": device})).await;
+    assert_eq!(trusted["decision"], "enroll_required", "{trusted}");
+    assert_eq!(trusted["methods"], json!(["webauthn"]), "{trusted}");
+    let imap = common::logins::login(
+        &app,
+        &e,
+        "carl",
+        json!({"client_id": "imap", "app_password": password}),
+    )
+    .await;
+    assert_eq!(imap["decision"], "deny", "{imap}");
+    let code = app.code_at_offset(&carl.secret, &carl.params, 0);
+    let (s, body) = app
+        .post(
+            "/v1/tenants/acme/users/carl/app-passwords",
+            &e.key,
+            json!({"client_id": "imap", "code": code, "code_factor_id": carl.factor_id}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    let (s, body) = app
+        .post(
+            "/v1/tenants/acme/users/carl/recovery-codes",
+            &e.key,
+            json!({"code": code, "code_factor_id": carl.factor_id}),
+        )
+        .await;
+    assert!(s.is_client_error(), "{s} {body}");
+    assert_ne!(body["verified"], true, "{body}");
 }

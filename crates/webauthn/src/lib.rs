@@ -158,6 +158,19 @@ impl Assertion {
         }
     }
 
+    /// The answer's signature counter did not move past the one `credential` (as stored now)
+    /// holds: the library compares with the counter its ceremony state was made from, which
+    /// an older ceremony answered later would let through. Counters that stay 0 (many
+    /// passkeys keep none) are not a sign of anything.
+    pub fn counter_regressed(&self, credential: &str) -> bool {
+        let stored = serde_json::from_str::<serde_json::Value>(credential)
+            .ok()
+            .and_then(|v| v["cred"]["counter"].as_u64())
+            .unwrap_or(0);
+        let now = u64::from(self.result.counter());
+        (now > 0 || stored > 0) && now <= stored
+    }
+
     /// The stored credential with this answer's signature counter and backup state, or
     /// `None` when nothing changed (or the credential is not the one that answered).
     pub fn updated(&self, credential: &str) -> Option<String> {

@@ -81,7 +81,8 @@ impl Twofold {
 
     /// Adds the key a browser registered from the account pages, named `name`. Registering
     /// needs no fresh code: the session itself took a second factor, and every addition is
-    /// told to the user with a link that removes it ("this wasn't me").
+    /// told to the user with a link that removes it ("this wasn't me"). Recovery codes come
+    /// back when it is the user's only method (they had removed every other).
     pub async fn account_add_key(
         &self,
         who: &SignedIn,
@@ -89,7 +90,7 @@ impl Twofold {
         ceremony_id: &str,
         response: &str,
         name: &str,
-    ) -> Result<Result<String, twofold_webauthn::Refusal>, CoreError> {
+    ) -> Result<Result<(String, Option<RecoveryCodes>), KeyRefused>, CoreError> {
         not_account(who)?;
         let on = On {
             actor: &who.actor,
@@ -98,10 +99,10 @@ impl Twofold {
             user: &who.user,
         };
         let binding = Binding::new(CeremonyPurpose::Register, &who.session_id);
-        let added = self
-            .register_key(&on, binding, ceremony_id, response, name, |_| Vec::new())
-            .await?;
-        Ok(added.map(|(id, _)| id))
+        self.register_key(&on, binding, ceremony_id, response, name, None, |_| {
+            Vec::new()
+        })
+        .await
     }
 
     /// The ceremony that lets a security key prove a sensitive change on the account pages;
@@ -109,9 +110,11 @@ impl Twofold {
     pub async fn account_proof_ceremony(
         &self,
         who: &SignedIn,
+        change: &str,
     ) -> Result<Option<KeyCeremony>, CoreError> {
         not_account(who)?;
-        let binding = Binding::new(CeremonyPurpose::Proof, &who.session_id);
+        let bound = who.proof_binding(change);
+        let binding = Binding::new(CeremonyPurpose::Proof, &bound);
         self.key_assertion_ceremony(&who.tenant, &who.user, binding)
             .await
     }
@@ -211,7 +214,7 @@ impl Twofold {
         let verdict = self
             .with_proof(
                 &on,
-                &factors,
+                &self.provers(&on, &factors).await?,
                 proof,
                 None,
                 (CodePurpose::Sensitive, &SENSITIVE_SIGN_OUT),

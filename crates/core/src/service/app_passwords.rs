@@ -93,6 +93,13 @@ impl Twofold {
                 "an app password stands in for two-step verification: enrol a method first",
             ));
         }
+        if policy.keys_only(user.profile.as_deref(), self.now()) {
+            return Err(CoreError::conflict(
+                "keys_only",
+                "this user signs in with a security key only; an app password cannot stand in \
+                 for it",
+            ));
+        }
         let live = self
             .store
             .app_passwords_of(user.id)
@@ -152,7 +159,7 @@ impl Twofold {
         let verdict = self
             .with_proof(
                 &on,
-                &factors,
+                &self.provers(&on, &factors).await?,
                 proof,
                 None,
                 (CodePurpose::Sensitive, &SENSITIVE_APP_PASSWORD),

@@ -775,7 +775,7 @@ impl Twofold {
         let verdict = self
             .with_proof(
                 &on,
-                &factors,
+                &self.provers(&on, &factors).await?,
                 proof,
                 Some(target.id.as_str()),
                 (CodePurpose::Disable, &["disable", target.id.as_str()]),

@@ -10,7 +10,6 @@ use super::*;
 use crate::oidc::ENROLL_CODE_TTL_MS;
 use crate::policy::Method;
 use crate::webauthn::CeremonyPurpose;
-use twofold_webauthn::Refusal;
 
 impl Twofold {
     /// The ceremony the challenge page runs when the user has a usable security key.
@@ -93,7 +92,7 @@ impl Twofold {
     /// enrolment and may enrol a security key.
     pub async fn hosted_enroll_key_ceremony(&self, token: &str) -> Result<KeyCeremony, CoreError> {
         let (tenant, _) = self.hosted_login_of(token).await?;
-        let (login, user) = self
+        let (login, user, _) = self
             .enrolling_login(&tenant, token, Method::Webauthn)
             .await?;
         let binding = Binding::new(CeremonyPurpose::Register, &login.id);
@@ -103,20 +102,33 @@ impl Twofold {
 
     /// The new key's answer on the hosted enrolment page: one transaction registers it,
     /// completes the login, mints the session, the recovery codes and the authorization code.
-    /// A refused answer is [`HostedStep::Rejected`] with the reason (the page says what to
-    /// try).
+    /// A user who has methods that no longer count (a profile that now needs a key) proves
+    /// it is them with one of those, or a recovery code (`step_up`), in that transaction too:
+    /// a password alone never adds a factor beside another. A refusal comes back with why
+    /// (the page says what to try).
     pub async fn hosted_enroll_key(
         &self,
         meta: &RequestMeta,
         token: &str,
-        ceremony_id: &str,
-        response: &str,
-        name: &str,
-    ) -> Result<(Result<HostedStep, Refusal>, Option<RecoveryCodes>), CoreError> {
+        (ceremony_id, response, name): (&str, &str, &str),
+        step_up: Option<Proof<'_>>,
+    ) -> Result<(Result<HostedStep, KeyRefused>, Option<RecoveryCodes>), CoreError> {
         let (tenant, hosted) = self.hosted_login_of(token).await?;
-        let (login, user) = self
+        let (login, user, others) = self
             .enrolling_login(&tenant, token, Method::Webauthn)
             .await?;
+        let step_up = match (others.is_empty(), step_up) {
+            (true, _) => None,
+            (false, Some(proof)) => Some((others.as_slice(), proof)),
+            (false, None) => {
+                return Err(CoreError::Invalid {
+                    field: "code",
+                    message: "first confirm it is you with a code from your current method, \
+                              or a recovery code"
+                        .into(),
+                })
+            }
+        };
         let (policy, _) = self.policy_of(&tenant).await?;
         let now = self.now();
         let actor = Self::hosted_actor(&hosted);
@@ -129,7 +141,7 @@ impl Twofold {
         let binding = Binding::new(CeremonyPurpose::Register, &login.id);
         let mut auth_code = String::new();
         let registered = self
-            .register_key(&on, binding, ceremony_id, response, name, |amr| {
+            .register_key(&on, binding, ceremony_id, response, name, step_up, |amr| {
                 let (mut effects, session) =
                     self.second_step_effects(&policy, &user, &login, amr, now);
                 let (code, effect) = self.auth_code_effect(
@@ -158,5 +170,46 @@ impl Twofold {
             }
             Err(r) => (Err(r), None),
         })
+    }
+
+    /// "Send me a code" for the step-up of a key registration: a code to one of the user's
+    /// text-message or email methods, bound to this login's key registration (INV-05).
+    pub async fn hosted_enroll_step_up_send(
+        &self,
+        meta: &RequestMeta,
+        token: &str,
+        factor_id: &str,
+    ) -> Result<SendReceipt, CoreError> {
+        let (tenant, hosted) = self.hosted_login_of(token).await?;
+        let (login, user, others) = self
+            .enrolling_login(&tenant, token, Method::Webauthn)
+            .await?;
+        let factor = others
+            .iter()
+            .find(|f| f.id == factor_id)
+            .ok_or(CoreError::NotFound("factor"))?;
+        let kind = super::ContactKind::of(factor).ok_or(CoreError::NotFound("factor"))?;
+        let mut audit = self.audit(
+            &Self::hosted_actor(&hosted),
+            meta,
+            "code.send",
+            Some(tenant.id),
+        );
+        audit.user_id = Some(user.id);
+        audit.factor_id = Some(factor.id.clone());
+        audit.reason = Some("enrol-key".into());
+        self.send_code_to(
+            &tenant,
+            &user,
+            &factor.id,
+            kind.channel(),
+            factor.destination.as_deref().unwrap_or_default(),
+            crate::messaging::CodePurpose::Verify,
+            Some(self.action_hash(&["enrol-key", &login.id])),
+            Vec::new(),
+            audit,
+            None,
+        )
+        .await
     }
 }

@@ -130,6 +130,15 @@ pub struct SignedIn {
     expires_at: i64,
 }
 
+impl SignedIn {
+    /// What a security key's fresh proof on the account pages is bound to: this session and
+    /// the one change (`remove:<factor>`, `recovery_codes`, ...), so an answer made for one
+    /// change proves no other.
+    pub fn proof_binding(&self, change: &str) -> String {
+        format!("{}|{change}", self.session_id)
+    }
+}
+
 /// A CLI console link's claims (HS256 under a key derived from the hashing key).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct LinkClaims {

@@ -910,14 +910,15 @@ impl Twofold {
         // An app password stands in for the second step of its own client only.
         let mut used_app_password = None;
         if let Some((client_id, typed)) = app_password {
+            let keys_only = policy.keys_only(user.profile.as_deref(), now);
             decision = match self.app_password_of(&user, &client_id, typed).await? {
-                Some(p) => {
+                Some(p) if !keys_only => {
                     used_app_password = Some(p.id);
                     Decision::Allow {
                         reason: policy::AllowReason::AppPassword,
                     }
                 }
-                None => Decision::Deny {
+                _ => Decision::Deny {
                     reason: policy::DenyReason::AppPasswordInvalid,
                 },
             };
@@ -1441,7 +1442,7 @@ impl Twofold {
         tenant: &Tenant,
         pending_token: &str,
         method: Method,
-    ) -> Result<(PendingLogin, User), CoreError> {
+    ) -> Result<(PendingLogin, User, Vec<Factor>), CoreError> {
         let (login, user) = self.pending_login_for(tenant, pending_token).await?;
         let (policy, _) = self.policy_of(tenant).await?;
         let allowed = policy.allowed_methods(user.profile.as_deref(), self.now());
@@ -1460,20 +1461,34 @@ impl Twofold {
                 "this login is not waiting for an enrolment",
             ));
         }
-        let has_active = self
+        let active: Vec<Factor> = self
             .store
             .factors_of(user.id)
             .await?
-            .iter()
-            .filter(|f| method_of(&f.kind).is_some_and(|m| allowed.contains(&m)))
-            .any(|f| f.status == FactorStatus::Active);
-        if has_active {
-            return Err(CoreError::conflict(
+            .into_iter()
+            .filter(|f| f.status == FactorStatus::Active)
+            .collect();
+        let already = || {
+            CoreError::conflict(
                 "already_enrolled",
                 "the user has an active factor: sign in with it instead",
-            ));
+            )
+        };
+        if active
+            .iter()
+            .any(|f| method_of(&f.kind).is_some_and(|m| allowed.contains(&m)))
+        {
+            return Err(already());
         }
-        Ok((login, user))
+        // A password alone must never add a factor beside one the user has. The one way on
+        // for a user whose methods no longer count (a profile that now needs a security key)
+        // is to register the key proven by one of those methods: the step-up factors.
+        let step_up =
+            policy.phishing_resistant_for(user.profile.as_deref()) && method.phishing_resistant();
+        if !active.is_empty() && !step_up {
+            return Err(already());
+        }
+        Ok((login, user, active))
     }
 
     /// Enrols an authenticator app from a pending login (enrol-at-login).
@@ -1486,7 +1501,7 @@ impl Twofold {
         opts: EnrollOptions,
     ) -> Result<Enrollment, CoreError> {
         let tenant = self.tenant_for(actor, slug).await?;
-        let (_, user) = self
+        let (_, user, _) = self
             .enrolling_login(&tenant, pending_token, Method::Totp)
             .await?;
         self.enroll_totp(actor, meta, slug, &user.external_id, opts)
@@ -1508,7 +1523,7 @@ impl Twofold {
             ContactKind::Sms => Method::Sms,
             ContactKind::Email => Method::Email,
         };
-        let (_, user) = self.enrolling_login(&tenant, pending_token, method).await?;
+        let (_, user, _) = self.enrolling_login(&tenant, pending_token, method).await?;
         self.enroll_contact(actor, meta, slug, &user.external_id, kind, destination)
             .await
     }
@@ -1531,7 +1546,7 @@ impl Twofold {
             .find(|f| f.id == id.as_str() && f.status == FactorStatus::Pending)
             .ok_or(CoreError::NotFound("factor"))?;
         let method = method_of(&factor.kind).ok_or(CoreError::NotFound("factor"))?;
-        let (login, user) = self.enrolling_login(tenant, pending_token, method).await?;
+        let (login, user, _) = self.enrolling_login(tenant, pending_token, method).await?;
         Ok((login, user, factor))
     }
 

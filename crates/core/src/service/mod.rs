@@ -49,7 +49,7 @@ pub use login::{
 pub use outbox::{parse_countries, MessageView, RefusalCounts};
 pub use recovery::{Proof, RecoveryCodes, RecoveryStatus};
 pub use risk::RiskView;
-pub use security_keys::{key_name, KeyCeremony, MAX_KEY_NAME_CHARS};
+pub use security_keys::{key_name, KeyCeremony, KeyRefused, MAX_KEY_NAME_CHARS};
 pub use undo::{RevertState, RevertView};
 pub use webhooks::{WebhookView, EVENTS};
 

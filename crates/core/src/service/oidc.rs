@@ -177,6 +177,9 @@ pub struct HostedEnrollView {
     pub postpone: Postpone,
     /// The factors this user is setting up (pending), to ask for the right code again.
     pub pending: Vec<HostedFactor>,
+    /// The user's active methods that no longer count (a profile that now needs a security
+    /// key): registering the key needs a code from one of them (or a recovery code) first.
+    pub step_up: Vec<HostedFactor>,
     /// `scheme://host[:port]` of the redirect URI ("later" redirects there after a POST).
     pub redirect_origin: String,
 }
@@ -1194,27 +1197,31 @@ impl Twofold {
         } else {
             Postpone::Never
         };
-        let pending = self
-            .store
-            .factors_of(user.id)
-            .await?
-            .iter()
-            .filter(|f| f.status == FactorStatus::Pending)
-            .map(|f| HostedFactor {
-                id: f.id.clone(),
-                kind: f.kind.clone(),
-                destination: f
-                    .destination
-                    .as_deref()
-                    .map(|d| notices::mask_destination(&f.kind, d)),
-            })
-            .collect();
+        let factors = self.store.factors_of(user.id).await?;
+        let shown = |status: FactorStatus| -> Vec<HostedFactor> {
+            factors
+                .iter()
+                .filter(|f| f.status == status)
+                .map(|f| HostedFactor {
+                    id: f.id.clone(),
+                    kind: f.kind.clone(),
+                    destination: f
+                        .destination
+                        .as_deref()
+                        .map(|d| notices::mask_destination(&f.kind, d)),
+                })
+                .collect()
+        };
+        let pending = shown(FactorStatus::Pending);
+        // At an enrolment, active factors are only ever ones that no longer count.
+        let step_up = shown(FactorStatus::Active);
         Ok(HostedEnrollView {
             tenant_name: tenant.name.clone(),
             client_app: app_name(&hosted),
             methods,
             postpone,
             pending,
+            step_up,
             redirect_origin: origin_of(&hosted.redirect_uri),
         })
     }

@@ -31,11 +31,12 @@ pub enum Proof<'a> {
     },
     Recovery(&'a str),
     /// A security key's answer to the ceremony `ceremony` that the page asking for the proof
-    /// started, bound to the account session `session_id`.
+    /// started, bound to one change in one account session
+    /// ([`super::hosted_session::SignedIn::proof_binding`]).
     Key {
         ceremony: &'a str,
         response: &'a str,
-        session_id: &'a str,
+        binding: &'a str,
     },
 }
 
@@ -182,6 +183,23 @@ impl Twofold {
         }
     }
 
+    /// The user's factors that may prove a sensitive change: all of them, except for a
+    /// profile that signs in with a security key only, whose codes no longer prove anything
+    /// (a phished code must not remove the key or mint recovery codes).
+    pub(crate) async fn provers(
+        &self,
+        on: &On<'_>,
+        factors: &[Factor],
+    ) -> Result<Vec<Factor>, CoreError> {
+        let (policy, _) = self.policy_of(on.tenant).await?;
+        let keys_only = policy.keys_only(on.user.profile.as_deref(), self.now());
+        Ok(factors
+            .iter()
+            .filter(|f| !keys_only || f.kind == crate::policy::Method::Webauthn.as_str())
+            .cloned()
+            .collect())
+    }
+
     /// Runs `effects` only with a valid `proof`, in the same transaction. `own` is the
     /// factor the change is about, the default prover for [`Proof::Code`]; `action` names the
     /// change, and a code sent for it is bound to it (INV-05).
@@ -207,11 +225,11 @@ impl Twofold {
             Proof::Key {
                 ceremony,
                 response,
-                session_id,
+                binding,
             } => {
                 let binding = super::security_keys::Binding::new(
                     crate::webauthn::CeremonyPurpose::Proof,
-                    session_id,
+                    binding,
                 );
                 let checked = self.check_key(on, binding, ceremony, response, audit, |_| effects);
                 return Ok(checked.await?.0);
@@ -315,7 +333,7 @@ impl Twofold {
         let verdict = self
             .with_proof(
                 &on,
-                &factors,
+                &self.provers(&on, &factors).await?,
                 proof,
                 None,
                 (CodePurpose::Sensitive, &SENSITIVE_RECOVERY),

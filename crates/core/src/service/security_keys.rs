@@ -32,6 +32,15 @@ pub struct KeyCeremony {
     pub options: String,
 }
 
+/// Why a key was not registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRefused {
+    /// The browser's answer did not verify.
+    Answer(Refusal),
+    /// The step-up proof (a code of the user's other method) did not hold.
+    Proof,
+}
+
 /// Longest name a user may give a key.
 pub const MAX_KEY_NAME_CHARS: usize = 64;
 
@@ -295,6 +304,9 @@ impl Twofold {
         };
         let amr = assertion.amr();
         let stored = self.credential_of(key)?;
+        if assertion.counter_regressed(&String::from_utf8_lossy(&stored)) {
+            return self.lock_cloned_key(on, key, spend, audit).await;
+        }
         let mut effects = vec![spend];
         if let Some(updated) = assertion.updated(&String::from_utf8_lossy(&stored)) {
             let owner = Factor::seal_owner(key.tenant_id, key.user_id, &key.id);
@@ -372,8 +384,11 @@ impl Twofold {
     /// Registers the key a browser answered a registration ceremony with: active at once (the
     /// answer is the proof of possession), named `name`. With it, in one transaction: the
     /// ceremony spent, the "method added" notice and event, recovery codes if this is the
-    /// user's first factor, and `extra(amr)` (completing a login). Returns the new factor's
-    /// id and the recovery codes, or the refusal (audited).
+    /// user's first factor, and `extra(amr)` (completing a login). With `step_up`, all of it
+    /// happens only with that proof from one of the given factors, in the same transaction
+    /// (a user whose methods no longer count adds the key that does). Returns the new
+    /// factor's id and the recovery codes, or the refusal (audited).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn register_key(
         &self,
         on: &On<'_>,
@@ -381,8 +396,9 @@ impl Twofold {
         ceremony_id: &str,
         response: &str,
         name: &str,
+        step_up: Option<(&[Factor], super::Proof<'_>)>,
         extra: impl FnOnce(&str) -> Vec<Effect>,
-    ) -> Result<Result<(String, Option<super::RecoveryCodes>), Refusal>, CoreError> {
+    ) -> Result<Result<(String, Option<super::RecoveryCodes>), KeyRefused>, CoreError> {
         let rp = self.relying_party()?;
         let (tenant, user) = (on.tenant, on.user);
         super::undo::ensure_not_frozen(user)?;
@@ -401,13 +417,13 @@ impl Twofold {
         let Some(ceremony) = self.live_ceremony(user, binding, ceremony_id).await? else {
             let audit = refuse(audit, Refusal::ChallengeMismatch);
             self.store.append_audit(audit).await?;
-            return Ok(Err(Refusal::ChallengeMismatch));
+            return Ok(Err(KeyRefused::Answer(Refusal::ChallengeMismatch)));
         };
         let key = match rp.finish_registration(response, &ceremony.state) {
             Ok(k) => k,
             Err(r) => {
                 self.store.append_audit(refuse(audit, r)).await?;
-                return Ok(Err(r));
+                return Ok(Err(KeyRefused::Answer(r)));
             }
         };
         let now = self.now();
@@ -466,13 +482,43 @@ impl Twofold {
         }
         let amr = if key.backup_eligible { "swk" } else { "hwk" };
         effects.extend(extra(amr));
+        if let Some((factors, proof)) = step_up {
+            let action = ["enrol-key", binding.to];
+            let verdict = self
+                .with_proof(
+                    on,
+                    factors,
+                    proof,
+                    None,
+                    (crate::messaging::CodePurpose::Verify, &action),
+                    "register a security key",
+                    effects,
+                    audit,
+                )
+                .await?;
+            self.forget_user(tenant.id, &user.external_id);
+            return Ok(match verdict.is_accepted() {
+                true => Ok((id, codes)),
+                false => Err(KeyRefused::Proof),
+            });
+        }
         match self.store.apply(effects, audit.clone()).await {
             Ok(()) => {}
+            Err(StoreError::Conflict("credential_registered")) => {
+                let audit = refuse(audit, Refusal::Invalid);
+                self.store
+                    .append_audit(crate::model::AuditRecord {
+                        reason: Some("credential_registered".into()),
+                        ..audit
+                    })
+                    .await?;
+                return Err(StoreError::Conflict("credential_registered").into());
+            }
             Err(StoreError::Conflict("state_changed")) => {
                 self.store
                     .append_audit(refuse(audit, Refusal::ChallengeMismatch))
                     .await?;
-                return Ok(Err(Refusal::ChallengeMismatch));
+                return Ok(Err(KeyRefused::Answer(Refusal::ChallengeMismatch)));
             }
             Err(e) => return Err(e.into()),
         }

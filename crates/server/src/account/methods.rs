@@ -225,10 +225,23 @@ pub(super) async fn add_key(State(s): St, acc: Account, Form(f): Form<KeyForm>) 
         .account_add_key(&acc.who, &acc.meta, &f.ceremony, &f.response, &f.name)
         .await
     {
-        Ok(Ok(_)) => {
+        Ok(Ok((_, None))) => {
             let note = super::note("The security key was added.");
             overview_page(&s, &acc, StatusCode::OK, &note).await
         }
+        // The key is the user's only method: its recovery codes, this once.
+        Ok(Ok((_, Some(codes)))) => recovery_codes_page(
+            &s,
+            &ShownCodes {
+                tenant_name: &acc.who.tenant.name,
+                codes: &codes.codes,
+                done: "The security key was added.",
+                next: (
+                    "/account",
+                    "I have saved them: back to your security settings",
+                ),
+            },
+        ),
         Ok(Err(refusal)) => {
             let alert = key_alert(refusal_text(refusal));
             key_page(&s, &acc, StatusCode::UNAUTHORIZED, &alert).await
@@ -494,7 +507,7 @@ pub(super) async fn confirm(State(s): St, acc: Account, Form(f): Form<FactorCode
 /// The page that removes one of the user's methods: a fresh code for an active one, just a
 /// button for one not confirmed yet.
 pub(super) async fn remove_page(s: &AppState, acc: &Account, id: &str, shown: Shown) -> Response {
-    let provers = match provers_of(s, acc).await {
+    let provers = match provers_of(s, acc, &Sensitive::Remove(id.to_string())).await {
         Ok(p) => p,
         Err(e) => return error_page(&e),
     };
@@ -545,9 +558,10 @@ pub(super) async fn remove(
     if !f.valid(&acc) {
         return csrf_refused();
     }
+    let binding = Sensitive::Remove(id.clone()).binding(&acc);
     match s
         .core
-        .account_remove_method(&acc.who, &acc.meta, &id, f.proof(&acc))
+        .account_remove_method(&acc.who, &acc.meta, &id, f.proof(&binding))
         .await
     {
         Ok((v, renewed)) if v.is_accepted() => {

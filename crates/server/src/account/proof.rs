@@ -33,6 +33,11 @@ impl Sensitive {
         }
     }
 
+    /// What a key's proof of this change is bound to in `acc`'s session.
+    pub fn binding(&self, acc: &Account) -> String {
+        acc.who.proof_binding(&self.value())
+    }
+
     fn value(&self) -> String {
         match self {
             Self::Remove(id) => format!("remove:{id}"),
@@ -88,14 +93,21 @@ pub(super) struct Provers {
     pub key: Option<KeyCeremony>,
 }
 
-/// The user's methods and, if one of them is an active security key, a fresh ceremony for it.
-pub(super) async fn provers_of(s: &AppState, acc: &Account) -> Result<Provers, CoreError> {
+/// The user's methods and, if one of them is an active security key, a fresh ceremony for it
+/// bound to `what`.
+pub(super) async fn provers_of(
+    s: &AppState,
+    acc: &Account,
+    what: &Sensitive,
+) -> Result<Provers, CoreError> {
     let methods = s.core.account_methods(&acc.who).await?;
     let has_key = methods
         .iter()
         .any(|m| m.factor.kind == KEY_KIND && m.factor.status == FactorStatus::Active);
     let key = if has_key {
-        s.core.account_proof_ceremony(&acc.who).await?
+        s.core
+            .account_proof_ceremony(&acc.who, &what.value())
+            .await?
     } else {
         None
     };
@@ -225,15 +237,16 @@ impl ProofForm {
     }
 
     /// The proof as the core takes it: a recovery code, a security key's answer (to a
-    /// ceremony of this session), or a code of the chosen method.
-    pub fn proof<'a>(&'a self, acc: &'a Account) -> Proof<'a> {
+    /// ceremony made for `binding`, see [`Sensitive::binding`]), or a code of the chosen
+    /// method.
+    pub fn proof<'a>(&'a self, binding: &'a str) -> Proof<'a> {
         let code = self.code.trim();
         match self.prover.as_str() {
             "recovery" => Proof::Recovery(code),
             "key" => Proof::Key {
                 ceremony: &self.ceremony,
                 response: &self.response,
-                session_id: &acc.who.session_id,
+                binding,
             },
             id => Proof::Code {
                 code,

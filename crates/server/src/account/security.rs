@@ -15,7 +15,7 @@ pub(super) async fn recovery_page(s: &AppState, acc: &Account, shown: Shown) -> 
     let (actor, slug, ext) = (&acc.who.actor, acc.slug(), &acc.who.user.external_id);
     let (status, provers) = match tokio::try_join!(
         s.core.recovery_status(actor, slug, ext),
-        super::proof::provers_of(s, acc)
+        super::proof::provers_of(s, acc, &Sensitive::RecoveryCodes)
     ) {
         Ok(r) => r,
         Err(e) => return error_page(&e),
@@ -60,7 +60,7 @@ pub(super) async fn regenerate(State(s): St, acc: Account, Form(f): Form<ProofFo
             &acc.meta,
             acc.slug(),
             &acc.who.user.external_id,
-            f.proof(&acc),
+            f.proof(&Sensitive::RecoveryCodes.binding(&acc)),
         )
         .await;
     match made {
@@ -167,7 +167,7 @@ async fn sessions_page_with(s: &AppState, acc: &Account, shown: Shown, notice: &
     let (actor, slug, ext) = (&acc.who.actor, acc.slug(), &acc.who.user.external_id);
     let (sessions, provers) = match tokio::try_join!(
         s.core.list_sessions(actor, slug, ext),
-        super::proof::provers_of(s, acc)
+        super::proof::provers_of(s, acc, &Sensitive::SignOutEverywhere)
     ) {
         Ok(r) => r,
         Err(e) => return error_page(&e),
@@ -257,7 +257,11 @@ pub(super) async fn sign_out_everywhere(
     }
     match s
         .core
-        .account_sign_out_everywhere(&acc.who, &acc.meta, f.proof(&acc))
+        .account_sign_out_everywhere(
+            &acc.who,
+            &acc.meta,
+            f.proof(&Sensitive::SignOutEverywhere.binding(&acc)),
+        )
         .await
     {
         Ok(v) if v.is_accepted() => signed_out_page::<AccountArea>(&s, StatusCode::OK),

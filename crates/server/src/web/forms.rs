@@ -64,6 +64,12 @@ pub struct KeyForm {
     #[serde(default)]
     pub name: String,
     pub remember: Option<String>,
+    /// The step-up before a key is added beside methods that no longer count: which of them
+    /// (a factor id, or `recovery`) and its code.
+    #[serde(default)]
+    pub prover: String,
+    #[serde(default)]
+    pub code: String,
 }
 
 /// The CSRF check every form POST starts with.

@@ -8,11 +8,13 @@
 use super::{escape, WEBAUTHN_SCRIPT};
 use axum::http::{header, HeaderValue};
 use axum::response::Response;
-use twofold_core::service::{KeyCeremony, MAX_KEY_NAME_CHARS};
+use twofold_core::service::{KeyCeremony, KeyRefused, MAX_KEY_NAME_CHARS};
 use twofold_webauthn::Refusal;
 
-/// What marks a body as holding a key form (see [`super::page_with_head`]).
-pub const KEY_FORM_MARK: &str = "data-webauthn=";
+/// What marks a body as holding a key form (see [`super::page_with_head`]). The quote
+/// matters: escaped text (a key's name, an organisation's) never holds a bare `"`, so no
+/// user-chosen text can switch the page's scripts on.
+pub const KEY_FORM_MARK: &str = " data-webauthn=\"";
 
 /// What the ceremony does in the browser.
 #[derive(Debug, Clone, Copy)]
@@ -68,7 +70,7 @@ pub fn key_form(
         KeyMode::SignIn => "get",
     };
     format!(
-        "<form method=\"post\" action=\"{action}\" {KEY_FORM_MARK}\"{mode}\" \
+        "<form method=\"post\" action=\"{action}\"{KEY_FORM_MARK}{mode}\" \
          data-options=\"{options}\">\n{csrf_field}\n\
          <input type=\"hidden\" name=\"ceremony\" value=\"{id}\">\n\
          <input type=\"hidden\" name=\"response\" value=\"\">\n\
@@ -76,6 +78,7 @@ pub fn key_form(
          <p class=\"hint key-status\" role=\"status\" aria-live=\"polite\"></p>\n\
          <noscript><p class=\"hint\">Security keys need JavaScript in this browser.</p>\
          </noscript>\n</form>\n",
+        action = escape(action),
         options = escape(&ceremony.options),
         id = escape(&ceremony.id),
         button = escape(button),
@@ -92,8 +95,14 @@ pub fn key_name_field() -> String {
     )
 }
 
-/// What a user is told when a key's answer was refused: what to try, not the internals.
-pub fn refusal_text(r: Refusal) -> &'static str {
+/// What a user is told when a key was not registered: what to try, not the internals.
+pub fn refusal_text(r: KeyRefused) -> &'static str {
+    let r = match r {
+        KeyRefused::Answer(r) => r,
+        KeyRefused::Proof => {
+            return "That code did not work. Check it and try again, or use a recovery code."
+        }
+    };
     match r {
         Refusal::Malformed | Refusal::UserNotPresent => {
             "Your security key did not answer. Try again, and touch the key when it blinks."

@@ -104,6 +104,37 @@ pub fn page_with_head(status: StatusCode, title: &str, head: &str, body: &str) -
 mod tests {
     use super::*;
 
+    /// A page with a key form runs the key script (and only scripts from here); text that
+    /// merely looks like one, escaped, switches nothing on.
+    #[test]
+    fn only_a_real_key_form_turns_the_key_script_on() {
+        let csp = |r: &Response| {
+            r.headers()[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap()
+                .to_string()
+        };
+        let lookalike = escape("<form data-webauthn=\"get\">");
+        let plain = page(StatusCode::OK, "t", &format!("<p>{lookalike}</p>"));
+        assert_eq!(csp(&plain), CSP);
+        let ceremony = twofold_core::service::KeyCeremony {
+            id: "wac_x".into(),
+            options: "{\"publicKey\":{}}".into(),
+        };
+        let form = keys::key_form("/a\"b", keys::KeyMode::SignIn, &ceremony, "", "", "Go");
+        assert!(form.contains("action=\"/a&quot;b\""), "{form}");
+        assert!(
+            form.contains("data-options=\"{&quot;publicKey&quot;:{}}\""),
+            "{form}"
+        );
+        let with_key = page(StatusCode::OK, "t", &form);
+        let c = csp(&with_key);
+        assert!(
+            c.contains("script-src 'self'") && !c.contains("unsafe"),
+            "{c}"
+        );
+    }
+
     #[test]
     fn escape_covers_element_and_attribute_contexts() {
         assert_eq!(
