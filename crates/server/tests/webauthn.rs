@@ -23,6 +23,32 @@ async fn keys_app() -> (common::TestApp, common::Enrolled, String) {
     (app, e, secret)
 }
 
+/// A browser at the hosted enrolment of `user`'s sign-in.
+async fn at_enrolment(app: &common::TestApp, rp: &Rp, secret: &str, user: &str) -> Browser {
+    let b = Browser::new(app);
+    let req = rp.authorize(&hint_with(app, secret, json!({ "sub": user })));
+    let first = b.get(&req.url).await;
+    assert_eq!(
+        first.location.as_deref(),
+        Some("/oidc/enroll"),
+        "{}",
+        first.body
+    );
+    b
+}
+
+/// A user `name` of profile `admin`.
+async fn admin(app: &common::TestApp, e: &common::Enrolled, name: &str) {
+    let (s, body) = app
+        .post(
+            "/v1/tenants/acme/users",
+            &e.key,
+            json!({"external_id": name, "profile": "admin", "email": format!("{name}@example.com")}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+}
+
 /// The `wac_…` id of the page's key form.
 fn ceremony_of(body: &str) -> String {
     let field = "name=\"ceremony\" value=\"";
@@ -36,12 +62,7 @@ async fn forged_and_misplaced_key_answers_get_a_refusal_page_and_change_nothing(
     let rp = Rp::discover(&app, "acme.web", &secret).await;
 
     // Bob's enrolment: the key page holds a registration ceremony.
-    let bob = Browser::new(&app);
-    let req = rp.authorize(&hint_with(&app, &secret, json!({"sub": "bob"})));
-    assert_eq!(
-        bob.get(&req.url).await.location.as_deref(),
-        Some("/oidc/enroll")
-    );
+    let bob = at_enrolment(&app, &rp, &secret, "bob").await;
     let page = bob.get("/oidc/enroll/key").await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     let csp = page.headers["content-security-policy"]
@@ -204,21 +225,9 @@ async fn a_profile_that_needs_keys_enrols_only_a_key_after_the_deadline() {
         })),
     )
     .await;
-    let (s, body) = app
-        .post(
-            "/v1/tenants/acme/users",
-            &e.key,
-            json!({"external_id": "carl", "profile": "admin", "email": "carl@example.com"}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{body}");
+    admin(&app, &e, "carl").await;
     let rp = Rp::discover(&app, "acme.web", &secret).await;
-    let carl = Browser::new(&app);
-    let req = rp.authorize(&hint_with(&app, &secret, json!({"sub": "carl"})));
-    assert_eq!(
-        carl.get(&req.url).await.location.as_deref(),
-        Some("/oidc/enroll")
-    );
+    let carl = at_enrolment(&app, &rp, &secret, "carl").await;
     let methods = carl.get("/oidc/enroll/methods").await;
     assert!(
         methods.body.contains("Use a security key or passkey"),
@@ -246,12 +255,7 @@ async fn a_profile_that_needs_keys_enrols_only_a_key_after_the_deadline() {
     let (s, body) = app.confirm(&app_of_carl, &code).await;
     assert_eq!(s, StatusCode::OK, "{body}");
     app_of_carl.recovery_codes.clear();
-    let carl = Browser::new(&app);
-    let req = rp.authorize(&hint_with(&app, &secret, json!({"sub": "carl"})));
-    assert_eq!(
-        carl.get(&req.url).await.location.as_deref(),
-        Some("/oidc/enroll")
-    );
+    let carl = at_enrolment(&app, &rp, &secret, "carl").await;
     let page = carl.get("/oidc/enroll/key").await;
     assert!(
         page.body.contains("First confirm it is you"),
@@ -330,14 +334,7 @@ async fn the_console_switches_keys_on_and_requires_them_for_admins() {
 #[tokio::test]
 async fn keys_only_profiles_cannot_get_around_the_key_with_codes() {
     let (app, e, _) = keys_app().await;
-    let (s, body) = app
-        .post(
-            "/v1/tenants/acme/users",
-            &e.key,
-            json!({"external_id": "carl", "profile": "admin", "email": "carl@example.com"}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{body}");
+    admin(&app, &e, "carl").await;
     let carl = app.pending("acme", &e.key, "carl").await;
     let code = app.code_at_offset(&carl.secret, &carl.params, 0);
     assert_eq!(app.confirm(&carl, &code).await.0, StatusCode::OK);
