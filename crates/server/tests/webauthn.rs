@@ -328,6 +328,18 @@ async fn the_console_switches_keys_on_and_requires_them_for_admins() {
     );
 }
 
+/// An app password for `user`'s client `imap`, proven by their app's current code.
+async fn app_password(
+    app: &common::TestApp,
+    e: &common::Enrolled,
+    user: &common::Enrolled,
+) -> (StatusCode, serde_json::Value) {
+    let code = app.code_at_offset(&user.secret, &user.params, 0);
+    let path = format!("/v1/tenants/acme/users/{}/app-passwords", user.user);
+    let body = json!({"client_id": "imap", "code": code, "code_factor_id": user.factor_id});
+    app.post(&path, &e.key, body).await
+}
+
 /// Once a profile signs in with keys only, what a code earned no longer stands in for a key:
 /// codes prove no sensitive change, app passwords are neither made nor accepted, and a device
 /// remembered after a code is not trusted.
@@ -350,14 +362,7 @@ async fn keys_only_profiles_cannot_get_around_the_key_with_codes() {
     )
     .await;
     app.advance_secs(30);
-    let code = app.code_at_offset(&carl.secret, &carl.params, 0);
-    let (s, apw) = app
-        .post(
-            "/v1/tenants/acme/users/carl/app-passwords",
-            &e.key,
-            json!({"client_id": "imap", "code": code, "code_factor_id": carl.factor_id}),
-        )
-        .await;
+    let (s, apw) = app_password(&app, &e, &carl).await;
     assert_eq!(s, StatusCode::OK, "{apw}");
     let password = apw["password"].as_str().unwrap().to_string();
     app.advance_secs(30);
@@ -392,13 +397,7 @@ async fn keys_only_profiles_cannot_get_around_the_key_with_codes() {
     .await;
     assert_eq!(imap["decision"], "deny", "{imap}");
     let code = app.code_at_offset(&carl.secret, &carl.params, 0);
-    let (s, body) = app
-        .post(
-            "/v1/tenants/acme/users/carl/app-passwords",
-            &e.key,
-            json!({"client_id": "imap", "code": code, "code_factor_id": carl.factor_id}),
-        )
-        .await;
+    let (s, body) = app_password(&app, &e, &carl).await;
     assert_eq!(s, StatusCode::CONFLICT, "{body}");
     let (s, body) = app
         .post(

@@ -165,6 +165,20 @@ pub struct HostedView {
     pub redirect_origin: String,
 }
 
+impl From<&Factor> for HostedFactor {
+    /// A factor as a page may show it: its number or address masked.
+    fn from(f: &Factor) -> Self {
+        Self {
+            id: f.id.clone(),
+            kind: f.kind.clone(),
+            destination: f
+                .destination
+                .as_deref()
+                .map(|d| notices::mask_destination(&f.kind, d)),
+        }
+    }
+}
+
 /// What the hosted enrolment pages show.
 #[derive(Debug, Clone)]
 pub struct HostedEnrollView {
@@ -989,14 +1003,7 @@ impl Twofold {
                 let allowed = policy.allowed_methods(user.profile.as_deref(), self.now());
                 Method::parse(&f.kind).is_some_and(|m| allowed.contains(&m))
             })
-            .map(|f| HostedFactor {
-                id: f.id.clone(),
-                kind: f.kind.clone(),
-                destination: f
-                    .destination
-                    .as_deref()
-                    .map(|d| notices::mask_destination(&f.kind, d)),
-            })
+            .map(HostedFactor::from)
             .collect();
         factors.sort_by_key(|f| (f.kind != "totp", f.kind != "sms"));
         let console = super::hosted_session::Audience::of_login(&hosted).is_some();
@@ -1202,14 +1209,7 @@ impl Twofold {
             factors
                 .iter()
                 .filter(|f| f.status == status)
-                .map(|f| HostedFactor {
-                    id: f.id.clone(),
-                    kind: f.kind.clone(),
-                    destination: f
-                        .destination
-                        .as_deref()
-                        .map(|d| notices::mask_destination(&f.kind, d)),
-                })
+                .map(HostedFactor::from)
                 .collect()
         };
         let pending = shown(FactorStatus::Pending);
